@@ -1,0 +1,33 @@
+"""One error type per layer; the CLI turns any of them into one line on stderr."""
+
+
+class LampwatchError(Exception):
+    """Base of every error lampwatch reports to a user as a single line."""
+
+
+class ProtocolError(LampwatchError):
+    """A frame that must not be applied (truncated, bad COBS, bad tag, ...).
+
+    `reason` is a short machine-readable word (see lampwatch.protocol.REASONS) under which
+    the collector counts rejections.
+    """
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+class OEEInputError(LampwatchError, ValueError):
+    """Impossible input to the OEE engine (overlapping intervals, good > total, ...)."""
+
+
+class ConfigError(LampwatchError):
+    """A configuration file is missing, unreadable or invalid."""
+
+
+class InputFileError(LampwatchError):
+    """A user-supplied data file (CSV logbook, ...) is malformed."""
+
+
+class SinkError(LampwatchError):
+    """A sink (journal, InfluxDB) could not store data."""

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Install lampwatch into ./.venv (idempotent). `--test` also installs what the test suite needs:
+# Python test tools, the MicroPython VM (npm) and the real servers the tests start on loopback.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+want_test=0
+[ "${1:-}" = "--test" ] && want_test=1
+
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+
+apt_install() {
+    # Install Debian packages only when one is missing, so a second run touches nothing.
+    local missing=()
+    for pkg in "$@"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" \
+            || missing+=("$pkg")
+    done
+    if [ "${#missing[@]}" -gt 0 ]; then
+        echo "install.sh: apt-get install ${missing[*]}" >&2
+        $SUDO apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+    fi
+}
+
+if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
+    apt_install python3-venv python3-pip
+fi
+
+pip_install() {
+    # Quiet on success, the whole log on failure.
+    local log
+    log=$(mktemp)
+    if ! .venv/bin/python -m pip install -q --disable-pip-version-check "$@" >"$log" 2>&1; then
+        cat "$log" >&2
+        rm -f "$log"
+        exit 1
+    fi
+    rm -f "$log"
+}
+
+[ -x .venv/bin/python ] || python3 -m venv .venv
+if [ "$want_test" -eq 1 ]; then
+    pip_install -e '.[test]'
+    if [ -f tests/mpvm/package.json ]; then
+        (cd tests/mpvm && { [ -d node_modules ] && npm ls --silent >/dev/null 2>&1 \
+            || npm ci --silent --no-audit --no-fund; })
+    fi
+else
+    pip_install -e .
+fi
+.venv/bin/lampwatch --version >/dev/null
