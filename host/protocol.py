@@ -1,0 +1,317 @@
+"""The host side of the lampwatch wire protocol (docs/protocol.md): decode, verify, ACK.
+
+Every malformed input raises ProtocolError (with a machine-readable `reason`) and nothing
+else, so a listener can count rejections by reason and carry on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import struct
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from .errors import ProtocolError
+
+VERSION = 1
+T_HELLO, T_LAMP, T_HEARTBEAT, T_HEALTH, T_ACK = 1, 2, 3, 4, 5
+TYPE_NAMES = {T_HELLO: "HELLO", T_LAMP: "LAMP", T_HEARTBEAT: "HEARTBEAT",
+              T_HEALTH: "HEALTH", T_ACK: "ACK"}
+TAG_LEN = 8
+HEADER_LEN = 15
+ACK_LEN = 22
+MAX_FRAME = 200
+MAX_LAMP_EVENTS = 24
+SEQ_LIMIT = 1 << 24
+COUNT_MOD = 1 << 32
+
+LAMP_NAMES = ("green", "yellow", "red", "blue", "white")
+LAMP_STATES = ("OFF", "ON", "BLINK")
+RESET_CAUSES = ("unknown", "power_on", "hard", "watchdog", "deepsleep", "soft")
+
+_HEADER = struct.Struct(">BHIBHBI")
+_HELLO = struct.Struct(">BBBB4sBBH")
+_HEARTBEAT = struct.Struct(">IIB")
+_HEALTH = struct.Struct(">bIHHHHB")
+_ACK = struct.Struct(">BHIBHI")
+
+# Reasons a frame is rejected: the collector counts rejections under these names.
+REASONS = ("truncated", "oversized", "bad_cobs", "bad_version", "bad_type", "bad_body",
+           "unknown_node", "bad_tag", "replay")
+
+
+@dataclass(frozen=True)
+class Header:
+    type: int
+    node_id: int
+    boot_id: int
+    seq: int
+    uptime_ms: int
+
+    @property
+    def type_name(self) -> str:
+        return TYPE_NAMES[self.type]
+
+
+@dataclass(frozen=True)
+class Hello:
+    fw_version: tuple[int, int, int]
+    reset_cause: str
+    config_hash: bytes
+    has_hw_counter: bool
+    transport_serial: bool
+    lamp_mask: int
+    heartbeat_ms: int
+
+
+@dataclass(frozen=True)
+class LampEvent:
+    channel: int
+    state: int
+    uptime_ms: int
+
+    @property
+    def lamp(self) -> str:
+        return LAMP_NAMES[self.channel]
+
+    @property
+    def state_name(self) -> str:
+        return LAMP_STATES[self.state]
+
+
+@dataclass(frozen=True)
+class Lamp:
+    events: tuple[LampEvent, ...]
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    good: int
+    ng: int
+    lamps: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Health:
+    rssi: int
+    free_heap: int
+    reconnects: int
+    frames_dropped: int
+    irq_resyncs: int
+    events_dropped: int
+    unacked: int
+
+
+@dataclass(frozen=True)
+class Frame:
+    header: Header
+    body: Hello | Lamp | Heartbeat | Health
+    raw: bytes
+
+
+def hmac_tag(key: bytes, msg: bytes) -> bytes:
+    return hmac.new(key, msg, hashlib.sha256).digest()[:TAG_LEN]
+
+
+def unpack_lamps(v: int) -> tuple[int, ...]:
+    out = []
+    for _ in range(5):
+        out.append(v % 3)
+        v //= 3
+    return tuple(out)
+
+
+def peek_node_id(data: bytes) -> int:
+    """The node id of a frame, to look up its key before verifying it."""
+    if len(data) < HEADER_LEN + TAG_LEN:
+        raise ProtocolError("truncated", f"frame of {len(data)} bytes is shorter than a header")
+    return struct.unpack_from(">H", data, 1)[0]
+
+
+def decode(data: bytes, keys: Mapping[int, bytes] | Callable[[int], bytes | None]) -> Frame:
+    """Decode and authenticate one node -> host frame.
+
+    Args:
+        data: the frame bytes (one UDP datagram, or one COBS-decoded serial frame).
+        keys: node id -> key, as a mapping or a lookup function returning None if unknown.
+    Raises:
+        ProtocolError: on any malformed, unauthenticated or unknown-node frame.
+    """
+    data = bytes(data)
+    n = len(data)
+    if n > MAX_FRAME:
+        raise ProtocolError("oversized", f"frame of {n} bytes exceeds {MAX_FRAME}")
+    node_id = peek_node_id(data)
+    vt = data[0]
+    if vt >> 4 != VERSION:
+        raise ProtocolError("bad_version", f"unsupported protocol version {vt >> 4}")
+    ftype = vt & 0x0F
+    if ftype not in (T_HELLO, T_LAMP, T_HEARTBEAT, T_HEALTH):
+        raise ProtocolError("bad_type", f"unknown frame type {ftype}")
+    key = keys.get(node_id) if isinstance(keys, Mapping) else keys(node_id)
+    if key is None:
+        raise ProtocolError("unknown_node", f"frame from unknown node {node_id}")
+    msg, tag = data[:-TAG_LEN], data[-TAG_LEN:]
+    if not hmac.compare_digest(hmac_tag(key, msg), tag):
+        raise ProtocolError("bad_tag", f"bad authentication tag on a frame from node {node_id}")
+    _, _, boot_id, seq_hi, seq_lo, up_hi, up_lo = _HEADER.unpack_from(msg, 0)
+    header = Header(ftype, node_id, boot_id, (seq_hi << 16) | seq_lo, (up_hi << 32) | up_lo)
+    body = _BODY_DECODERS[ftype](msg[HEADER_LEN:])
+    return Frame(header, body, data)
+
+
+def _need(body: bytes, size: int, what: str) -> None:
+    if len(body) != size:
+        raise ProtocolError("bad_body", f"{what} body is {len(body)} bytes, expected {size}")
+
+
+def _hello(body: bytes) -> Hello:
+    _need(body, _HELLO.size, "HELLO")
+    major, minor, patch, cause, chash, flags, mask, hb = _HELLO.unpack(body)
+    if cause >= len(RESET_CAUSES) or flags & ~0x03 or mask & ~0x1F or hb == 0:
+        raise ProtocolError("bad_body", "HELLO has an invalid field")
+    return Hello((major, minor, patch), RESET_CAUSES[cause], chash, bool(flags & 1),
+                 bool(flags & 2), mask, hb * 100)
+
+
+def _lamp(body: bytes) -> Lamp:
+    if not body or not 0 < body[0] <= MAX_LAMP_EVENTS:
+        raise ProtocolError("bad_body", "LAMP frame must carry 1..24 events")
+    n = body[0]
+    _need(body, 1 + 6 * n, "LAMP")
+    events = []
+    for i in range(n):
+        cs, hi, lo = struct.unpack_from(">BBI", body, 1 + 6 * i)
+        ch, st = cs >> 2, cs & 0x03
+        if ch >= 5 or st > 2:
+            raise ProtocolError("bad_body", f"LAMP event {i} has channel {ch} state {st}")
+        events.append(LampEvent(ch, st, (hi << 32) | lo))
+    return Lamp(tuple(events))
+
+
+def _heartbeat(body: bytes) -> Heartbeat:
+    _need(body, _HEARTBEAT.size, "HEARTBEAT")
+    good, ng, lamps = _HEARTBEAT.unpack(body)
+    if lamps >= 3 ** 5:
+        raise ProtocolError("bad_body", f"HEARTBEAT lamp byte {lamps} is out of range")
+    return Heartbeat(good, ng, unpack_lamps(lamps))
+
+
+def _health(body: bytes) -> Health:
+    _need(body, _HEALTH.size, "HEALTH")
+    return Health(*_HEALTH.unpack(body))
+
+
+_BODY_DECODERS = {T_HELLO: _hello, T_LAMP: _lamp, T_HEARTBEAT: _heartbeat, T_HEALTH: _health}
+
+
+def encode_ack(node_id: int, boot_id: int, seqs, key: bytes) -> list[bytes]:
+    """ACK frames acknowledging `seqs` of one node's boot, as few frames as possible.
+
+    Each ACK names a base sequence and a 32-bit map of the 32 sequences after it.
+    """
+    out = []
+    pending = sorted(set(seqs))
+    while pending:
+        base = pending[0]
+        bitmap = 0
+        rest = []
+        for s in pending[1:]:
+            d = s - base - 1
+            if d < 32:
+                bitmap |= 1 << d
+            else:
+                rest.append(s)
+        msg = _ACK.pack((VERSION << 4) | T_ACK, node_id, boot_id, base >> 16, base & 0xFFFF,
+                        bitmap)
+        out.append(msg + hmac_tag(key, msg))
+        pending = rest
+    return out
+
+
+def count_delta(previous: int, current: int) -> int:
+    """Increase of a per-boot cumulative counter that travels modulo 2**32."""
+    return (current - previous) % COUNT_MOD
+
+
+# --- COBS framing for serial links -------------------------------------------------------
+
+def cobs_encode(data: bytes) -> bytes:
+    out = bytearray([0])
+    code_at, code = 0, 1
+    for b in data:
+        if b == 0:
+            out[code_at] = code
+            code_at, code = len(out), 1
+            out.append(0)
+        else:
+            out.append(b)
+            code += 1
+            if code == 0xFF:
+                out[code_at] = code
+                code_at, code = len(out), 1
+                out.append(0)
+    out[code_at] = code
+    return bytes(out)
+
+
+def cobs_decode(data: bytes) -> bytes:
+    """Inverse of cobs_encode. Raises ProtocolError('bad_cobs') on invalid input."""
+    out = bytearray()
+    i, n = 0, len(data)
+    if n == 0:
+        raise ProtocolError("bad_cobs", "empty COBS frame")
+    while i < n:
+        code = data[i]
+        if code == 0:
+            raise ProtocolError("bad_cobs", "zero byte inside a COBS frame")
+        end = i + code
+        if end > n:
+            raise ProtocolError("bad_cobs", "COBS block runs past the end of the frame")
+        chunk = data[i + 1:end]
+        if 0 in chunk:
+            raise ProtocolError("bad_cobs", "zero byte inside a COBS frame")
+        out += chunk
+        i = end
+        if code < 0xFF and i < n:
+            out.append(0)
+    return bytes(out)
+
+
+def serial_frame(data: bytes) -> bytes:
+    """A frame as sent on a serial line: 0x00, COBS(frame), 0x00."""
+    return b"\x00" + cobs_encode(data) + b"\x00"
+
+
+class SerialDeframer:
+    """Splits a serial byte stream into frames at 0x00 delimiters.
+
+    Noise between frames (a boot banner, a REPL line) makes one bad chunk, which `feed`
+    reports as a ProtocolError in its output instead of raising, so the stream goes on.
+    """
+
+    def __init__(self, max_chunk: int = 2 * MAX_FRAME):
+        self._buf = bytearray()
+        self._max = max_chunk
+        self._overflowed = False
+
+    def feed(self, data: bytes) -> list[bytes | ProtocolError]:
+        out: list[bytes | ProtocolError] = []
+        for b in data:
+            if b != 0:
+                if len(self._buf) < self._max:
+                    self._buf.append(b)
+                else:
+                    self._overflowed = True
+                continue
+            if self._overflowed:
+                out.append(ProtocolError("oversized", "serial chunk longer than any frame"))
+            elif self._buf:
+                try:
+                    out.append(cobs_decode(bytes(self._buf)))
+                except ProtocolError as exc:
+                    out.append(exc)
+            self._buf.clear()
+            self._overflowed = False
+        return out

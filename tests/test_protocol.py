@@ -1,0 +1,265 @@
+"""Wire protocol: golden vectors on both sides, rejection rules, and fuzzing of the decoder."""
+
+import hashlib
+import hmac
+import json
+import struct
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from lampwatch import protocol as P
+from lampwatch.errors import ProtocolError
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "firmware"))
+sys.path.insert(0, str(ROOT / "tests" / "vectors"))
+
+import lwproto
+import make_vectors
+
+VECTORS = json.loads((ROOT / "tests" / "vectors" / "frames.json").read_text())
+NODE_FRAMES = VECTORS["node_frames"]
+ACKS = VECTORS["acks"]
+KEY = bytes(range(16))
+
+
+def _keys(v):
+    return {v["node_id"]: bytes.fromhex(v["key"])}
+
+
+@pytest.mark.parametrize("v", NODE_FRAMES, ids=lambda v: v["name"])
+def test_firmware_encoder_produces_golden_bytes(v):
+    codec = lwproto.Codec(v["node_id"], bytes.fromhex(v["key"]))
+    assert make_vectors.encode(codec, v).hex() == v["frame"]
+
+
+@pytest.mark.parametrize("v", NODE_FRAMES, ids=lambda v: v["name"])
+def test_host_decodes_golden_frame(v):
+    frame = P.decode(bytes.fromhex(v["frame"]), _keys(v))
+    h = frame.header
+    assert (P.TYPE_NAMES[h.type], h.node_id, h.boot_id, h.seq, h.uptime_ms) == (
+        v["type"], v["node_id"], v["boot_id"], v["seq"], v["uptime_ms"])
+    want = dict(v["fields"], **v.get("decoded", {}))
+    b = frame.body
+    if v["type"] == "HEARTBEAT":
+        assert (b.good, b.ng, list(b.lamps)) == (want["good"], want["ng"], want["lamps"])
+    elif v["type"] == "HELLO":
+        assert list(b.fw_version) == want["fw"]
+        assert b.reset_cause == P.RESET_CAUSES[want["reset_cause"]]
+        assert b.config_hash.hex() == want["config_hash"]
+        assert (b.has_hw_counter, b.transport_serial) == (
+            bool(want["flags"] & 1), bool(want["flags"] & 2))
+        assert (b.lamp_mask, b.heartbeat_ms) == (want["lamp_mask"], want["hb_period_ms"])
+    elif v["type"] == "LAMP":
+        assert [[e.channel, e.state, e.uptime_ms] for e in b.events] == want["events"]
+    elif v["type"] == "HEALTH":
+        for name in ("rssi", "free_heap", "reconnects", "frames_dropped", "irq_resyncs",
+                     "events_dropped", "unacked"):
+            assert getattr(b, name) == want[name], name
+
+
+@pytest.mark.parametrize("v", NODE_FRAMES, ids=lambda v: v["name"])
+def test_serial_framing_matches_golden_bytes(v):
+    frame = bytes.fromhex(v["frame"])
+    assert P.serial_frame(frame).hex() == v["serial"]
+    assert (b"\x00" + lwproto.cobs_encode(frame) + b"\x00").hex() == v["serial"]
+    assert P.SerialDeframer().feed(bytes.fromhex(v["serial"])) == [frame]
+
+
+@pytest.mark.parametrize("v", ACKS, ids=lambda v: v["name"])
+def test_ack_golden_vectors_both_sides(v):
+    key = bytes.fromhex(v["key"])
+    frames = P.encode_ack(v["node_id"], v["boot_id"], v["seqs"], key)
+    assert [f.hex() for f in frames] == v["frames"]
+    codec = lwproto.Codec(v["node_id"], key)
+    acked = []
+    for f in v["frames"]:
+        acked += codec.parse_ack(bytes.fromhex(f), v["boot_id"])
+    assert sorted(acked) == sorted(v["seqs"])
+
+
+def test_heartbeat_matches_an_independent_encoding_of_the_spec_table():
+    # Built from docs/protocol.md's tables with CPython's struct and hmac, not lwproto.
+    msg = (bytes([0x13]) + struct.pack(">H", 7) + struct.pack(">I", 0xDEADBEEF)
+           + (5).to_bytes(3, "big") + (123456789).to_bytes(5, "big")
+           + struct.pack(">II", 10000, 300) + bytes([1 + 27 * 2]))
+    tag = hmac.new(KEY, msg, hashlib.sha256).digest()[:8]
+    assert (msg + tag).hex() == NODE_FRAMES[0]["frame"]
+
+
+def test_every_heartbeat_is_at_most_32_bytes():
+    beats = [v for v in NODE_FRAMES if v["type"] == "HEARTBEAT"]
+    assert beats and all(len(bytes.fromhex(v["frame"])) <= 32 for v in beats)
+
+
+def test_protocol_doc_shows_the_golden_heartbeat_bytes():
+    doc = (ROOT / "docs" / "protocol.md").read_text()
+    serial = bytes.fromhex(NODE_FRAMES[0]["serial"])
+    assert " ".join(f"{b:02x}" for b in serial) in doc
+
+
+# --- rejections ---------------------------------------------------------------------------
+
+HB = bytes.fromhex(NODE_FRAMES[0]["frame"])
+
+
+def _resign(msg, key=KEY):
+    return msg + hmac.new(key, msg, hashlib.sha256).digest()[:8]
+
+
+@pytest.mark.parametrize("data, keys, reason", [
+    (HB, {7: bytes(16)}, "bad_tag"),
+    (HB[:-1] + bytes([HB[-1] ^ 1]), {7: KEY}, "bad_tag"),
+    (HB, {8: KEY}, "unknown_node"),
+    (HB[:22], {7: KEY}, "truncated"),
+    (b"", {7: KEY}, "truncated"),
+    (HB + bytes(200), {7: KEY}, "oversized"),
+    (_resign(bytes([0x23]) + HB[1:-8]), {7: KEY}, "bad_version"),
+    (_resign(bytes([0x19]) + HB[1:-8]), {7: KEY}, "bad_type"),
+    (_resign(bytes([0x15]) + HB[1:-8]), {7: KEY}, "bad_type"),  # an ACK is not for the host
+    (_resign(HB[:-8] + b"\x00"), {7: KEY}, "bad_body"),
+    (_resign(HB[:-9] + bytes([243])), {7: KEY}, "bad_body"),
+    (_resign(bytes([0x12]) + HB[1:15] + bytes([1, 5 << 2, 0, 0, 0, 0, 0])), {7: KEY}, "bad_body"),
+    (_resign(bytes([0x12]) + HB[1:15] + bytes([0])), {7: KEY}, "bad_body"),
+])
+def test_malformed_frames_are_rejected_with_their_reason(data, keys, reason):
+    with pytest.raises(ProtocolError) as err:
+        P.decode(data, keys)
+    assert err.value.reason == reason
+    assert reason in P.REASONS
+    assert "\n" not in str(err.value)
+
+
+def test_key_lookup_function_is_accepted():
+    assert P.decode(HB, lambda node: KEY if node == 7 else None).header.seq == 5
+    with pytest.raises(ProtocolError, match="unknown node 7"):
+        P.decode(HB, lambda node: None)
+
+
+def test_firmware_rejects_acks_for_another_boot_node_or_key():
+    codec = lwproto.Codec(7, KEY)
+    ack = P.encode_ack(7, 0xDEADBEEF, [5], KEY)[0]
+    assert codec.parse_ack(ack, 0xDEADBEEF) == [5]
+    assert codec.parse_ack(ack, 0xDEADBEEE) is None
+    assert lwproto.Codec(8, KEY).parse_ack(ack, 0xDEADBEEF) is None
+    assert lwproto.Codec(7, bytes(16)).parse_ack(ack, 0xDEADBEEF) is None
+    assert codec.parse_ack(ack[:-1], 0xDEADBEEF) is None
+    assert codec.parse_ack(HB[:22], 0xDEADBEEF) is None  # a node frame is not an ACK
+
+
+def test_count_delta_is_modulo_2_32():
+    assert P.count_delta(10, 25) == 15
+    assert P.count_delta(2**32 - 3, 4) == 7
+
+
+def test_encoder_refuses_values_the_wire_cannot_carry():
+    codec = lwproto.Codec(7, KEY)
+    with pytest.raises(ValueError):
+        codec.heartbeat(1, P.SEQ_LIMIT, 0, 0, 0, [0] * 5)
+    with pytest.raises(ValueError):
+        codec.lamp(1, 0, 0, [])
+    with pytest.raises(ValueError):
+        codec.lamp(1, 0, 0, [(5, 0, 0)])
+    with pytest.raises(ValueError):
+        lwproto.Codec(0, KEY)
+    with pytest.raises(ValueError):
+        lwproto.Codec(7, b"short")
+
+
+# --- property-based -----------------------------------------------------------------------
+
+ANY_KEYS = {v["node_id"]: bytes.fromhex(v["key"]) for v in NODE_FRAMES}
+VALID = [bytes.fromhex(v["frame"]) for v in NODE_FRAMES]
+FUZZ = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@FUZZ
+@given(st.binary(max_size=260))
+def test_random_bytes_only_ever_raise_protocol_error(data):
+    with pytest.raises(ProtocolError):
+        P.decode(data, ANY_KEYS)
+
+
+@st.composite
+def mutated(draw):
+    frame = bytearray(draw(st.sampled_from(VALID)))
+    for _ in range(draw(st.integers(1, 4))):
+        op = draw(st.sampled_from(["flip", "cut", "extend", "insert", "delete"]))
+        if op == "flip" and frame:
+            i = draw(st.integers(0, len(frame) - 1))
+            frame[i] ^= draw(st.integers(1, 255))
+        elif op == "cut":
+            del frame[draw(st.integers(0, len(frame))):]
+        elif op == "extend":
+            frame += draw(st.binary(min_size=1, max_size=40))
+        elif op == "insert":
+            frame.insert(draw(st.integers(0, len(frame))), draw(st.integers(0, 255)))
+        elif op == "delete" and frame:
+            del frame[draw(st.integers(0, len(frame) - 1))]
+    return bytes(frame)
+
+
+@FUZZ
+@given(mutated())
+def test_mutated_frames_are_rejected_never_misread(data):
+    if data in VALID:
+        return  # the mutations cancelled out: a valid frame must decode, checked elsewhere
+    with pytest.raises(ProtocolError):
+        P.decode(data, ANY_KEYS)
+
+
+@FUZZ
+@given(st.binary(max_size=600))
+def test_cobs_round_trips_and_never_emits_zero(data):
+    enc = P.cobs_encode(data)
+    assert 0 not in enc
+    assert lwproto.cobs_encode(data) == enc
+    assert P.cobs_decode(enc) == data
+
+
+@FUZZ
+@given(st.binary(min_size=1, max_size=300))
+def test_cobs_decode_of_garbage_only_raises_protocol_error(data):
+    try:
+        P.cobs_decode(data)
+    except ProtocolError as exc:
+        assert exc.reason == "bad_cobs"
+
+
+@FUZZ
+@given(st.lists(st.sampled_from(VALID), min_size=1, max_size=6),
+       st.lists(st.binary(max_size=30), min_size=7, max_size=7),
+       st.lists(st.integers(1, 64), min_size=1, max_size=20))
+def test_serial_stream_with_noise_and_any_chunking_yields_every_frame(frames, noise, cuts):
+    stream = bytearray()
+    for i, f in enumerate(frames):
+        stream += noise[i] + P.serial_frame(f)
+    stream += noise[-1]
+    deframer = P.SerialDeframer()
+    out = []
+    pos = 0
+    for c in cuts * (len(stream) // max(1, sum(cuts)) + 1):
+        out += deframer.feed(bytes(stream[pos:pos + c]))
+        pos += c
+        if pos >= len(stream):
+            break
+    good = [x for x in out if isinstance(x, bytes)]
+    decoded = []
+    for g in good:
+        try:
+            decoded.append(P.decode(g, ANY_KEYS).raw)
+        except ProtocolError:
+            pass
+    assert decoded == frames
+    assert all(isinstance(x, (bytes, ProtocolError)) for x in out)
+
+
+def test_serial_deframer_survives_an_endless_line_without_zero():
+    d = P.SerialDeframer()
+    assert d.feed(b"x" * 5000) == []
+    out = d.feed(b"\x00" + P.serial_frame(HB)[1:])
+    assert isinstance(out[0], ProtocolError) and out[0].reason == "oversized"
+    assert out[1:] == [HB]
