@@ -1,0 +1,21 @@
+"""Shared test setup: tests/ on sys.path for its helper modules, and the MicroPython VM fixture."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+# tests/ is not a package; its helpers (mpvm_runner, ...) are imported by top-level name.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import mpvm_runner
+
+
+@pytest.fixture
+def micropython_vm():
+    """run_micropython, after checking the VM is installed: a missing VM FAILS the test, with
+    the command that installs it; it never skips."""
+    reason = mpvm_runner.vm_missing_reason()
+    if reason is not None:
+        pytest.fail(reason, pytrace=False)
+    return mpvm_runner.run_micropython

@@ -1,0 +1,145 @@
+"""mpvm_runner: run code in the real MicroPython VM (WebAssembly port under Node) from tests.
+
+Each call starts a fresh VM in its own Node process (tests/mpvm/run.mjs), so runs never share
+state and a runaway program is killed without taking the test session with it.
+
+The VM is the official MicroPython 1.27 WebAssembly port, not an ESP32: it has no `machine`,
+`network` or `socket`, and it has frozen modules the ESP32 lacks (`hmac`, `logging`, ...). Its
+GC heap grows on demand and collects only between runs, so a run never raises MemoryError on its
+own; within a run `gc.mem_alloc()` only grows, which makes it a counter of bytes allocated.
+`micropython.heap_lock()` works and makes any allocation raise MemoryError.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+FIRMWARE_DIR = ROOT / "firmware"
+MPVM_DIR = ROOT / "tests" / "mpvm"
+RUNNER = MPVM_DIR / "run.mjs"
+VM_PACKAGE = MPVM_DIR / "node_modules" / "@micropython" / "micropython-webassembly-pyscript"
+VM_MODULE = VM_PACKAGE / "micropython.mjs"
+INSTALL_HINT = "run `bash scripts/install.sh --test` to install it (CI always does)"
+
+_EXIT_PYTHON_ERROR = 1  # run.mjs: a Python exception or SystemExit; 2: the harness itself failed
+_EXIT_HARNESS_ERROR = 2
+
+
+class MicroPythonVMMissing(RuntimeError):
+    """The VM (Node.js or the npm package) is not installed; tests must fail, never skip."""
+
+
+class MicroPythonError(Exception):
+    """The program raised an exception (or exited non-zero) inside the VM.
+
+    Attributes:
+        traceback: MicroPython's traceback text (or the SystemExit message).
+        stdout: what the program printed before it failed.
+        returncode: the runner's exit status.
+    """
+
+    def __init__(self, traceback: str, stdout: str = "", returncode: int = _EXIT_PYTHON_ERROR):
+        super().__init__(traceback.rstrip("\n"))
+        self.traceback = traceback
+        self.stdout = stdout
+        self.returncode = returncode
+
+
+class MicroPythonTimeout(TimeoutError):
+    """The program did not finish within the timeout; its VM was killed.
+
+    Attributes:
+        timeout: the limit in seconds.
+        stdout: what the program printed before it was killed.
+    """
+
+    def __init__(self, timeout: float, stdout: str = ""):
+        super().__init__(f"MicroPython program did not finish within {timeout} s (killed)")
+        self.timeout = timeout
+        self.stdout = stdout
+
+
+class MpvmHarnessError(RuntimeError):
+    """run.mjs itself failed: a malformed job or a crash of the VM, not a Python exception."""
+
+
+def vm_missing_reason() -> str | None:
+    """Why the VM cannot run here, or None when it can."""
+    if shutil.which("node") is None:
+        return f"Node.js (`node`) is not on PATH; the MicroPython VM needs it: {INSTALL_HINT}"
+    if not VM_MODULE.is_file():
+        return f"the MicroPython VM is not installed ({VM_MODULE} is missing): {INSTALL_HINT}"
+    return None
+
+
+def require_vm() -> None:
+    """Raise MicroPythonVMMissing, with what to do, unless the VM can run."""
+    reason = vm_missing_reason()
+    if reason is not None:
+        raise MicroPythonVMMissing(reason)
+
+
+def _text(data: bytes | str | None) -> str:
+    if data is None:
+        return ""
+    if isinstance(data, str):
+        return data
+    return data.decode("utf-8", errors="replace")
+
+
+def run_micropython(
+    code: str,
+    files: dict[str, str] | None = None,
+    timeout: float = 30,
+    heap_kb: int | None = None,
+) -> str:
+    """Run code as __main__ in a fresh MicroPython VM and return what it printed.
+
+    Args:
+        code: MicroPython source to run.
+        files: {relative path: source} written to /lib, which is on sys.path, e.g.
+            firmware_files() so that `import lwproto` imports the real firmware module.
+        timeout: seconds (wall clock, VM start included, about 0.2 s) before the VM is killed.
+        heap_kb: initial GC heap in KiB (default 1024). Not a limit: the heap grows on demand.
+
+    Returns:
+        The program's stdout.
+
+    Raises:
+        MicroPythonError: the program raised (its traceback is the message) or exited non-zero.
+        MicroPythonTimeout: it ran longer than timeout.
+        MicroPythonVMMissing: Node.js or the VM package is not installed.
+        MpvmHarnessError: the runner could not run the job at all.
+    """
+    require_vm()
+    job: dict[str, object] = {"code": code, "files": files or {}}
+    if heap_kb is not None:
+        job["heap_kb"] = heap_kb
+    try:
+        proc = subprocess.run(
+            ["node", str(RUNNER)],
+            input=json.dumps(job).encode("utf-8"),
+            capture_output=True,
+            timeout=timeout,
+            cwd=MPVM_DIR,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:  # subprocess.run has already killed the VM
+        raise MicroPythonTimeout(timeout, _text(exc.stdout)) from None
+    stdout, stderr = _text(proc.stdout), _text(proc.stderr)
+    if proc.returncode == 0:
+        return stdout
+    if proc.returncode == _EXIT_HARNESS_ERROR:
+        raise MpvmHarnessError(stderr.strip() or "tests/mpvm/run.mjs failed with no message")
+    if proc.returncode < 0:
+        raise MpvmHarnessError(f"the VM process died of signal {-proc.returncode}: {stderr}")
+    raise MicroPythonError(stderr, stdout, proc.returncode)
+
+
+def firmware_files() -> dict[str, str]:
+    """{file name: source} for every firmware/*.py, to pass as run_micropython(files=...)."""
+    return {p.name: p.read_text(encoding="utf-8") for p in sorted(FIRMWARE_DIR.glob("*.py"))}
