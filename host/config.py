@@ -1,0 +1,420 @@
+"""The collector's TOML configuration: listeners, journal, InfluxDB, node registry, calendar.
+
+`load_config(path)` reads and validates everything up front and raises ConfigError with one
+line naming the file and the option, so a service never starts half-configured. The schema
+is documented option by option in examples/collector.toml.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, time
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from .errors import ConfigError, OEEInputError
+from .oee import Break, Calendar, Shift
+from .protocol import LAMP_NAMES, LAMP_STATES
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+__all__ = ["DEFAULT_LAMP_MAP", "Config", "InfluxTarget", "LampMap", "LampRule", "Node",
+           "SerialPort", "load_config", "parse_config"]
+
+DEFAULT_UDP = "0.0.0.0:4210"
+DEFAULT_TOKEN_ENV = "LAMPWATCH_INFLUX_TOKEN"
+MACHINE_STATES = ("RUN", "IDLE", "STOP", "OFF")
+_WHEN = ("ON", "BLINK", "LIT")  # LIT: ON or BLINK
+_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+@dataclass(frozen=True)
+class LampRule:
+    """`lamp` ("red") in state `when` (ON, BLINK or LIT = either) means machine `state`."""
+
+    lamp: str
+    when: str
+    state: str
+
+    def matches(self, lamps: Sequence[int]) -> bool:
+        s = lamps[LAMP_NAMES.index(self.lamp)]
+        return s != 0 if self.when == "LIT" else LAMP_STATES[s] == self.when
+
+
+@dataclass(frozen=True)
+class LampMap:
+    """Ordered rules, first match wins; `otherwise` when none matches (all lamps off)."""
+
+    rules: tuple[LampRule, ...]
+    otherwise: str = "OFF"
+
+    def state_of(self, lamps: Sequence[int]) -> str:
+        """Machine state for five lamp states (0 OFF, 1 ON, 2 BLINK; green first)."""
+        for rule in self.rules:
+            if rule.matches(lamps):
+                return rule.state
+        return self.otherwise
+
+
+# Red has priority; green with yellow still runs (yellow is a warning on a running machine).
+DEFAULT_LAMP_MAP = LampMap((LampRule("red", "LIT", "STOP"), LampRule("green", "LIT", "RUN"),
+                            LampRule("yellow", "LIT", "IDLE")), "OFF")
+
+
+@dataclass(frozen=True)
+class Node:
+    """One registry entry: a node and the machine it watches."""
+
+    node_id: int
+    plant: str
+    line: str
+    machine: str
+    key: bytes = field(repr=False)
+    ideal_cycle_s: float
+    unit: str = "pcs"
+    heartbeat_s: float = 10.0
+    lamp_map: LampMap = DEFAULT_LAMP_MAP
+
+    @property
+    def silence_timeout_s(self) -> float:
+        """A node silent this long makes its machine UNKNOWN (3 heartbeat periods)."""
+        return 3 * self.heartbeat_s
+
+
+@dataclass(frozen=True)
+class SerialPort:
+    """A serial link (device path or pyserial URL such as socket:// or rfc2217://)."""
+
+    port: str
+    baud: int = 115200
+
+
+@dataclass(frozen=True)
+class InfluxTarget:
+    """Where the forwarder writes; the token is read from `token_file` or `token_env` only."""
+
+    url: str
+    org: str
+    bucket: str
+    token_env: str = DEFAULT_TOKEN_ENV
+    token_file: Path | None = None
+
+    def token(self) -> str:
+        """The token, read now. Raises ConfigError if it is not set or unreadable."""
+        if self.token_file is not None:
+            try:
+                value = self.token_file.read_text().strip()
+            except OSError as exc:
+                raise ConfigError(f"InfluxDB token file {self.token_file}: "
+                                  f"{exc.strerror or exc}") from None
+            if not value:
+                raise ConfigError(f"InfluxDB token file {self.token_file} is empty")
+            return value
+        value = os.environ.get(self.token_env, "").strip()
+        if not value:
+            raise ConfigError(f"InfluxDB token: environment variable {self.token_env} is not set")
+        return value
+
+    def describe_token(self) -> str:
+        """Where the token comes from and whether it is there, never the token itself."""
+        where = f"file {self.token_file}" if self.token_file else f"${self.token_env}"
+        try:
+            return f"{'*' * 8} ({len(self.token())} chars, from {where})"
+        except ConfigError:
+            return f"MISSING (expected in {where})"
+
+
+@dataclass(frozen=True, eq=False)
+class Config:
+    """A validated collector configuration."""
+
+    path: Path | None
+    udp_listen: tuple[str, int] | None
+    serial: tuple[SerialPort, ...]
+    journal_path: Path
+    journal_sync: str
+    log_level: str
+    influxdb: InfluxTarget | None
+    nodes: Mapping[int, Node]
+    calendar: Calendar
+
+    def key_of(self, node_id: int) -> bytes | None:
+        """The node's key, or None for a node not in the registry (protocol.decode lookup)."""
+        node = self.nodes.get(node_id)
+        return None if node is None else node.key
+
+
+# --- parsing ----------------------------------------------------------------------------
+
+class _Table:
+    """A TOML table being validated: typed getters that name the option in every error."""
+
+    def __init__(self, data: Any, where: str, fail):
+        if not isinstance(data, dict):
+            fail(where, "must be a table")
+        self.data, self.where, self.fail, self.used = data, where, fail, set()
+
+    def _at(self, key: str) -> str:
+        return f"{self.where}.{key}" if self.where else key
+
+    def get(self, key: str, kinds: type | tuple[type, ...], default: Any = ..., what: str = ""):
+        self.used.add(key)
+        if key not in self.data:
+            if default is ...:
+                self.fail(self._at(key), "is required")
+            return default
+        value = self.data[key]
+        if isinstance(value, bool) and bool not in (kinds if isinstance(kinds, tuple)
+                                                    else (kinds,)):
+            self.fail(self._at(key), f"must be {what or _kind_name(kinds)}, not {value!r}")
+        if not isinstance(value, kinds):
+            self.fail(self._at(key), f"must be {what or _kind_name(kinds)}, not {value!r}")
+        return value
+
+    def text(self, key: str, default: Any = ...) -> str:
+        value = self.get(key, str, default)
+        if isinstance(value, str) and not value.strip() and default is ...:
+            self.fail(self._at(key), "must not be empty")
+        return value
+
+    def number(self, key: str, default: Any = ..., positive: bool = True) -> float:
+        value = self.get(key, (int, float), default, "a number")
+        if positive and not value > 0:
+            self.fail(self._at(key), f"must be greater than 0, not {value!r}")
+        return float(value)
+
+    def table(self, key: str) -> _Table | None:
+        value = self.get(key, dict, None, "a table")
+        return None if value is None else _Table(value, self._at(key), self.fail)
+
+    def tables(self, key: str) -> list[_Table]:
+        value = self.get(key, list, [], "an array of tables")
+        return [_Table(v, f"{self._at(key)}[{i}]", self.fail) for i, v in enumerate(value)]
+
+    def done(self) -> None:
+        extra = sorted(set(self.data) - self.used)
+        if "token" in extra:
+            self.fail(self._at("token"), "is not allowed: put the token in a file (token_file) "
+                      "or an environment variable (token_env)")
+        if extra:
+            self.fail(self._at(extra[0]), "is not a known option")
+
+
+def _kind_name(kinds) -> str:
+    names = {str: "a string", int: "an integer", float: "a number", dict: "a table",
+             list: "an array", bool: "true or false"}
+    kinds = kinds if isinstance(kinds, tuple) else (kinds,)
+    return " or ".join(names.get(k, k.__name__) for k in kinds)
+
+
+def load_config(path: str | os.PathLike) -> Config:
+    """Read and validate a collector config file. Raises ConfigError (one line)."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    return parse_config(data, path)
+
+
+def parse_config(data: Mapping[str, Any], path: Path | None = None) -> Config:
+    """Validate an already parsed TOML document; relative paths are relative to `path`."""
+    label = str(path) if path else "config"
+    base = path.parent if path else Path.cwd()
+
+    def fail(where: str, msg: str):
+        raise ConfigError(f"{label}: {where} {msg}" if where else f"{label}: {msg}")
+
+    root = _Table(dict(data), "", fail)
+    col = root.table("collector") or _Table({}, "collector", fail)
+    udp = col.get("udp_listen", (str, bool), DEFAULT_UDP, "'host:port', or false")
+    udp_listen = None if udp is False or udp == "" else _address(udp, fail)
+    if udp is True:
+        udp_listen = _address(DEFAULT_UDP, fail)
+    journal = base / Path(col.text("journal", "journal.sqlite")).expanduser()
+    sync = col.text("journal_sync", "full").lower()
+    if sync not in ("full", "normal"):
+        fail("collector.journal_sync", f"must be 'full' or 'normal', not {sync!r}")
+    level = col.text("log_level", "info").lower()
+    if level not in ("debug", "info", "warning", "error"):
+        fail("collector.log_level", f"must be debug, info, warning or error, not {level!r}")
+    nodes_file = col.text("nodes_file", "")
+    col.done()
+
+    serial = []
+    for t in root.tables("serial"):
+        baud = t.get("baud", int, 115200)
+        if baud <= 0:
+            fail(f"{t.where}.baud", f"must be a positive integer, not {baud}")
+        serial.append(SerialPort(t.text("port"), baud))
+        t.done()
+
+    influx = None
+    it = root.table("influxdb")
+    if it is not None:
+        token_file = it.text("token_file", "")
+        influx = InfluxTarget(it.text("url"), it.text("org"), it.text("bucket"),
+                              it.text("token_env", DEFAULT_TOKEN_ENV),
+                              base / Path(token_file).expanduser() if token_file else None)
+        if not influx.url.startswith(("http://", "https://")):
+            fail("influxdb.url", f"must start with http:// or https://, not {influx.url!r}")
+        it.done()
+
+    entries = root.tables("nodes")
+    if nodes_file:
+        entries += _registry_file(base / Path(nodes_file).expanduser())
+    nodes: dict[int, Node] = {}
+    machines: dict[str, int] = {}
+    for t in entries:
+        node = _node(t)
+        if node.node_id in nodes:
+            t.fail(t.where, f"node {node.node_id} is in the registry twice")
+        if node.machine in machines:
+            t.fail(t.where, f"machine {node.machine!r} is already watched by node "
+                   f"{machines[node.machine]}")
+        nodes[node.node_id] = node
+        machines[node.machine] = node.node_id
+
+    cal = root.table("calendar")
+    calendar = _calendar(cal) if cal is not None else Calendar("UTC")
+    root.done()
+    return Config(path, udp_listen, tuple(serial), journal, sync, level, influx, nodes,
+                  calendar)
+
+
+def _failer(label: str):
+    def fail(where: str, msg: str):
+        raise ConfigError(f"{label}: {where} {msg}")
+    return fail
+
+
+def _registry_file(path: Path) -> list[_Table]:
+    """Node entries from a separate registry (nodes.toml, as `lampwatch flash` writes it)."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the node registry: {exc.strerror or exc}") from None
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    root = _Table(data, "", _failer(str(path)))
+    tables = root.tables("nodes")
+    root.done()
+    return tables
+
+
+def _address(text: str, fail) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        fail("collector.udp_listen", f"must be 'host:port' like '0.0.0.0:4210', not {text!r}")
+    return host, int(port)
+
+
+def _node(t: _Table) -> Node:
+    fail = t.fail
+    node_id = t.get("id", int)
+    if not 0 < node_id < 0x10000:
+        fail(f"{t.where}.id", f"must be 1..65535, not {node_id}")
+    key_hex = t.text("key")
+    try:
+        key = bytes.fromhex(key_hex)
+    except ValueError:
+        fail(f"{t.where}.key", "must be hexadecimal")
+    if not 16 <= len(key) <= 64:
+        fail(f"{t.where}.key", f"must be 16 to 64 bytes (32 to 128 hex digits), not {len(key)}")
+    lamp_map = DEFAULT_LAMP_MAP
+    lm = t.table("lamp_states")
+    if lm is not None:
+        lamp_map = _lamp_map(lm)
+    node = Node(node_id, t.text("plant"), t.text("line"), t.text("machine"), key,
+                t.number("ideal_cycle_s"), t.text("unit", "pcs"),
+                t.number("heartbeat_s", 10.0), lamp_map)
+    t.done()
+    return node
+
+
+def _lamp_map(t: _Table) -> LampMap:
+    fail = t.fail
+    rules = []
+    for r in t.tables("rules"):
+        lamp, when, state = r.text("lamp").lower(), r.text("when", "LIT").upper(), r.text("state")
+        if lamp not in LAMP_NAMES:
+            fail(f"{r.where}.lamp", f"must be one of {', '.join(LAMP_NAMES)}, not {lamp!r}")
+        if when not in _WHEN:
+            fail(f"{r.where}.when", f"must be ON, BLINK or LIT, not {when!r}")
+        if state.upper() not in MACHINE_STATES:
+            fail(f"{r.where}.state", f"must be one of {', '.join(MACHINE_STATES)}, not {state!r}")
+        rules.append(LampRule(lamp, when, state.upper()))
+        r.done()
+    otherwise = t.text("otherwise", "OFF").upper()
+    if otherwise not in MACHINE_STATES:
+        fail(f"{t.where}.otherwise", f"must be one of {', '.join(MACHINE_STATES)}")
+    t.done()
+    return LampMap(tuple(rules), otherwise)
+
+
+def _calendar(t: _Table) -> Calendar:
+    fail = t.fail
+    tz = t.text("time_zone")
+    try:
+        zone = ZoneInfo(tz)
+    except (ValueError, LookupError):
+        fail("calendar.time_zone", f"{tz!r} is not a known IANA time zone like 'Asia/Jakarta'")
+    shifts = []
+    for s in t.tables("shifts"):
+        days = s.get("days", list, list(_DAYS), "an array of day names like ['mon', 'tue']")
+        if not days or any(not isinstance(d, str) or d.lower()[:3] not in _DAYS for d in days):
+            fail(f"{s.where}.days", f"must name days among {', '.join(_DAYS)}, not {days!r}")
+        breaks = []
+        for b in s.tables("breaks"):
+            breaks.append(Break(_wall(b, "start"), _wall(b, "end")))
+            b.done()
+        shifts.append(Shift(s.text("name"), _wall(s, "start"), _wall(s, "end"),
+                            tuple(sorted({_DAYS.index(d.lower()[:3]) for d in days})),
+                            tuple(breaks)))
+        s.done()
+    stops = []
+    for p in t.tables("planned_stops"):
+        start, end = _instant(p, "start", zone), _instant(p, "end", zone)
+        p.text("note", "")
+        stops.append((start, end))
+        p.done()
+    t.done()
+    try:
+        return Calendar(tz, tuple(shifts), tuple(stops))
+    except OEEInputError as exc:
+        fail("calendar", f"is invalid: {exc}")
+
+
+def _wall(t: _Table, key: str) -> time:
+    value = t.get(key, (str, time), ..., "a wall time like '06:00'")
+    try:
+        return value if isinstance(value, time) else time.fromisoformat(value)
+    except ValueError:
+        t.fail(f"{t.where}.{key}", f"must be a wall time like '06:00', not {value!r}")
+
+
+def _instant(t: _Table, key: str, zone: ZoneInfo) -> float:
+    """A TOML date-time (or ISO string) as epoch seconds; no offset means calendar time."""
+    value = t.get(key, (str, datetime, date), ..., "a date-time like 2025-05-01T06:00:00")
+    try:
+        if isinstance(value, str):
+            value = datetime.fromisoformat(value)
+        elif not isinstance(value, datetime):
+            value = datetime.combine(value, time())
+    except ValueError:
+        t.fail(f"{t.where}.{key}", f"must be a date-time like 2025-05-01T06:00:00, not {value!r}")
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=zone)
+    return value.timestamp()

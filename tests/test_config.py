@@ -1,0 +1,158 @@
+"""Collector config: the example parses, every mistake is one line naming the option."""
+
+from datetime import time
+from pathlib import Path
+
+import pytest
+from lampwatch.config import DEFAULT_LAMP_MAP, load_config
+from lampwatch.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+KEY = "000102030405060708090a0b0c0d0e0f"
+NODE = f"""
+[[nodes]]
+id = 7
+plant = "p"
+line = "l"
+machine = "m7"
+key = "{KEY}"
+ideal_cycle_s = 2
+"""
+
+
+def write(tmp_path, text, name="c.toml"):
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def test_example_config_parses_with_every_section():
+    cfg = load_config(ROOT / "examples" / "collector.toml")
+    assert cfg.udp_listen == ("0.0.0.0", 4210)
+    assert [s.baud for s in cfg.serial] == [115200]
+    assert cfg.journal_path == Path("/var/lib/lampwatch/journal.sqlite")
+    assert cfg.influxdb.bucket == "lampwatch"
+    assert sorted(cfg.nodes) == [7, 8]
+    assert cfg.nodes[7].key == bytes(range(16))
+    assert cfg.nodes[8].silence_timeout_s == 15.0
+    assert cfg.calendar.tz == "Asia/Jakarta"
+    a = cfg.calendar.shifts[0]
+    assert (a.name, a.start, a.end, a.weekdays) == ("A", time(6), time(14), (0, 1, 2, 3, 4, 5))
+    # 2025-08-17 00:00 in Jakarta (UTC+7) is 2025-08-16 17:00 UTC.
+    assert cfg.calendar.planned_stops == ((1755363600.0, 1755450000.0),)
+
+
+def test_minimal_config_defaults(tmp_path):
+    cfg = load_config(write(tmp_path, NODE))
+    assert cfg.udp_listen == ("0.0.0.0", 4210)
+    assert cfg.serial == ()
+    assert cfg.journal_path == tmp_path / "journal.sqlite"
+    assert cfg.journal_sync == "full"
+    assert cfg.influxdb is None
+    node = cfg.nodes[7]
+    assert (node.unit, node.heartbeat_s, node.lamp_map) == ("pcs", 10.0, DEFAULT_LAMP_MAP)
+    assert cfg.key_of(7) == bytes(range(16)) and cfg.key_of(8) is None
+    assert "key" not in repr(node) and KEY not in repr(cfg)
+
+
+@pytest.mark.parametrize("lamps, state", [
+    ((0, 0, 0, 0, 0), "OFF"),
+    ((1, 0, 0, 0, 0), "RUN"),
+    ((1, 1, 0, 0, 0), "RUN"),
+    ((0, 2, 0, 0, 0), "IDLE"),
+    ((1, 1, 1, 0, 0), "STOP"),
+    ((0, 0, 2, 0, 0), "STOP"),
+    ((0, 0, 0, 1, 1), "OFF"),
+])
+def test_default_lamp_map(lamps, state):
+    assert DEFAULT_LAMP_MAP.state_of(lamps) == state
+
+
+def test_custom_lamp_map_blink_has_its_own_state(tmp_path):
+    cfg = load_config(write(tmp_path, NODE + """
+[nodes.lamp_states]
+rules = [{ lamp = "yellow", when = "BLINK", state = "STOP" },
+         { lamp = "yellow", when = "ON", state = "idle" }]
+otherwise = "RUN"
+"""))
+    m = cfg.nodes[7].lamp_map
+    assert [m.state_of(x) for x in [(0, 2, 0, 0, 0), (0, 1, 0, 0, 0), (0, 0, 0, 0, 0)]] == \
+        ["STOP", "IDLE", "RUN"]
+
+
+def test_registry_file_is_merged(tmp_path):
+    write(tmp_path, NODE.replace("7", "9").replace('"m9"', '"m9"'), "nodes.toml")
+    cfg = load_config(write(tmp_path, '[collector]\nnodes_file = "nodes.toml"\n' + NODE))
+    assert sorted(cfg.nodes) == [7, 9]
+
+
+def test_influx_token_from_env_or_file_and_masked(tmp_path, monkeypatch):
+    cfg = load_config(write(tmp_path, NODE + """
+[influxdb]
+url = "http://127.0.0.1:8086"
+org = "o"
+bucket = "b"
+token_env = "LW_TEST_TOKEN"
+"""))
+    monkeypatch.delenv("LW_TEST_TOKEN", raising=False)
+    with pytest.raises(ConfigError, match="LW_TEST_TOKEN is not set"):
+        cfg.influxdb.token()
+    assert cfg.influxdb.describe_token() == "MISSING (expected in $LW_TEST_TOKEN)"
+    monkeypatch.setenv("LW_TEST_TOKEN", "s3cret-token")
+    assert cfg.influxdb.token() == "s3cret-token"
+    assert "s3cret" not in cfg.influxdb.describe_token()
+    assert cfg.influxdb.describe_token() == "******** (12 chars, from $LW_TEST_TOKEN)"
+    (tmp_path / "tok").write_text("filetoken\n")
+    cfg = load_config(write(tmp_path, NODE + """
+[influxdb]
+url = "https://influx.example"
+org = "o"
+bucket = "b"
+token_file = "tok"
+"""))
+    assert cfg.influxdb.token() == "filetoken"
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[collector\n", "invalid TOML"),
+    (NODE.replace(KEY, "zz"), "nodes[0].key must be hexadecimal"),
+    (NODE.replace(KEY, "0011"), "nodes[0].key must be 16 to 64 bytes"),
+    (NODE.replace("id = 7", "id = 0"), "nodes[0].id must be 1..65535"),
+    (NODE.replace("id = 7", 'id = "7"'), "nodes[0].id must be an integer"),
+    (NODE.replace('plant = "p"', ""), "nodes[0].plant is required"),
+    (NODE.replace("ideal_cycle_s = 2", "ideal_cycle_s = 0"), "ideal_cycle_s must be greater"),
+    (NODE + "colour = 1\n", "nodes[0].colour is not a known option"),
+    (NODE + NODE, "node 7 is in the registry twice"),
+    (NODE + NODE.replace("id = 7", "id = 8"), "machine 'm7' is already watched by node 7"),
+    ('[collector]\nudp_listen = "4210"\n' + NODE, "collector.udp_listen must be 'host:port'"),
+    ('[collector]\njournal_sync = "off"\n' + NODE, "journal_sync must be 'full' or 'normal'"),
+    ('[[serial]]\nbaud = 9600\n' + NODE, "serial[0].port is required"),
+    ('[influxdb]\nurl="http://x"\norg="o"\nbucket="b"\ntoken="t"\n', ("influxdb.token is not "
+     "allowed: put the token in a file")),
+    ('[influxdb]\nurl="x"\norg="o"\nbucket="b"\n', "influxdb.url must start with http"),
+    (NODE + '[nodes.lamp_states]\nrules = [{lamp="pink", state="RUN"}]\n', "lamp must be one"),
+    (NODE + '[nodes.lamp_states]\nrules = [{lamp="red", state="BUSY"}]\n', "state must be one"),
+    (NODE + '[nodes.lamp_states]\nrules = [{lamp="red", when="DIM", state="RUN"}]\n',
+     "when must be ON, BLINK or LIT"),
+    ('[calendar]\ntime_zone = "Mars/Olympus"\n', "not a known IANA time zone"),
+    (('[calendar]\ntime_zone = "UTC"\n[[calendar.shifts]]\nname = "A"\nstart = "6am"\n'
+     'end = "14:00"\n'), "calendar.shifts[0].start must be a wall time"),
+    (('[calendar]\ntime_zone = "UTC"\n[[calendar.shifts]]\nname = "A"\nstart = "06:00"\n'
+     'end = "14:00"\ndays = ["funday"]\n'), "days must name days"),
+    (('[calendar]\ntime_zone = "UTC"\n[[calendar.shifts]]\nname = "A"\nstart = "06:00"\n'
+     'end = "14:00"\nbreaks = [{start = "15:00", end = "15:30"}]\n'), "outside shift"),
+    (('[calendar]\ntime_zone = "UTC"\n[[calendar.planned_stops]]\nstart = 2025-01-02\n'
+     'end = 2025-01-01\n'), "planned stop ends before it starts"),
+    ('[collector]\nnodes_file = "missing.toml"\n', "cannot read the node registry"),
+])
+def test_bad_config_is_one_clear_line(tmp_path, text, message):
+    with pytest.raises(ConfigError) as exc:
+        load_config(write(tmp_path, text))
+    assert message in str(exc.value)
+    assert "\n" not in str(exc.value)
+    assert str(exc.value).startswith(str(tmp_path))
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "nope.toml")
