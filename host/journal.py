@@ -1,0 +1,209 @@
+"""The durable local journal (SQLite, WAL): accepted frames, derived events, rejects, cursors.
+
+Schema and meaning are in docs/architecture.md. One Journal object is one connection and
+belongs to one thread; other threads (forwarder, report, board) open their own Journal on
+the same file, which WAL lets them read while the collector writes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sqlite3
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from .errors import SinkError
+
+__all__ = ["FrameRow", "Journal", "StoredEvent", "StoredFrame"]
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS frames(id INTEGER PRIMARY KEY, rx_s REAL, source TEXT, node_id INT,
+    boot_id INT, seq INT, type INT, uptime_ms INT, raw BLOB, UNIQUE(node_id, boot_id, seq));
+CREATE TABLE IF NOT EXISTS events(id INTEGER PRIMARY KEY, ts_s REAL, kind TEXT, node_id INT,
+    machine TEXT, data TEXT);
+CREATE TABLE IF NOT EXISTS rejects(source TEXT, reason TEXT, count INT, last_s REAL,
+    PRIMARY KEY(source, reason));
+CREATE TABLE IF NOT EXISTS cursors(name TEXT PRIMARY KEY, last_id INT);
+"""
+_INSERT_FRAME = ("INSERT OR IGNORE INTO frames(rx_s, source, node_id, boot_id, seq, type, "
+                 "uptime_ms, raw) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+_INSERT_EVENT = "INSERT INTO events(ts_s, kind, node_id, machine, data) VALUES (?, ?, ?, ?, ?)"
+_UPSERT_REJECT = ("INSERT INTO rejects(source, reason, count, last_s) VALUES (?, ?, ?, ?) "
+                  "ON CONFLICT(source, reason) DO UPDATE SET count = count + excluded.count, "
+                  "last_s = max(last_s, excluded.last_s)")
+
+
+class FrameRow(NamedTuple):
+    """A frame to append: what the collector accepted, with its receive time and source."""
+
+    rx_s: float
+    source: str
+    node_id: int
+    boot_id: int
+    seq: int
+    type: int
+    uptime_ms: int
+    raw: bytes
+
+
+class StoredFrame(NamedTuple):
+    id: int
+    rx_s: float
+    source: str
+    node_id: int
+    boot_id: int
+    seq: int
+    type: int
+    uptime_ms: int
+    raw: bytes
+
+
+class StoredEvent(NamedTuple):
+    """An event row; `data` is the JSON text as stored (json.loads it)."""
+
+    id: int
+    ts_s: float
+    kind: str
+    node_id: int | None
+    machine: str | None
+    data: str
+
+
+def _event_row(ev: Any) -> tuple:
+    """An Event (attributes ts_s, kind, node_id, machine, data) or a 5-tuple, as a row."""
+    if isinstance(ev, tuple) and not hasattr(ev, "ts_s"):
+        ts_s, kind, node_id, machine, data = ev
+    else:
+        ts_s, kind, node_id, machine, data = ev.ts_s, ev.kind, ev.node_id, ev.machine, ev.data
+    if not isinstance(data, str):
+        data = json.dumps(data, separators=(",", ":"), allow_nan=False)
+    return (float(ts_s), kind, node_id, machine, data)
+
+
+class Journal:
+    """The journal file, created on first open; reopening after a crash recovers the WAL.
+
+    Args:
+        path: the SQLite file (its directory is created if missing).
+        sync: "full" (a commit survives a power cut) or "normal" (survives a process crash).
+    Raises:
+        SinkError: the file cannot be opened or is not a lampwatch journal.
+    """
+
+    def __init__(self, path: str | os.PathLike, *, sync: str = "full"):
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # Autocommit mode: transactions are opened explicitly, so a batch is one commit.
+            self._db = sqlite3.connect(self.path, isolation_level=None, timeout=10.0)
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise SinkError(f"journal {self.path} has schema {version}, newer than this "
+                                f"lampwatch ({SCHEMA_VERSION})")
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(f"PRAGMA synchronous={'FULL' if sync == 'full' else 'NORMAL'}")
+            self._db.executescript(_SCHEMA)
+            self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        except (sqlite3.Error, OSError) as exc:
+            raise SinkError(f"cannot open journal {self.path}: {exc}") from None
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- writing ---------------------------------------------------------------------------
+    def commit(self, frames: Sequence[FrameRow | tuple] = (), events: Iterable[Any] = (),
+               rejects: Mapping[tuple[str, str], tuple[int, float]] | None = None) -> int:
+        """Append frames, events and reject counts in one transaction.
+
+        A frame whose (node_id, boot_id, seq) is already stored is skipped (the UNIQUE key is
+        the dedupe of last resort). Events are stored in the order given.
+        Args:
+            frames: FrameRow tuples. events: Event objects or (ts_s, kind, node_id, machine,
+                data) tuples; data a dict (stored as JSON) or JSON text.
+            rejects: (source, reason) -> (count to add, last time seen).
+        Returns:
+            How many of `frames` were new.
+        Raises:
+            SinkError: nothing of this batch was stored (disk full, I/O error, ...).
+        """
+        db = self._db
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                before = db.total_changes
+                if frames:
+                    db.executemany(_INSERT_FRAME, frames)
+                new = db.total_changes - before
+                rows = [_event_row(e) for e in events]
+                if rows:
+                    db.executemany(_INSERT_EVENT, rows)
+                if rejects:
+                    db.executemany(_UPSERT_REJECT, [(s, r, n, t) for (s, r), (n, t)
+                                                    in rejects.items()])
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+        except (sqlite3.Error, ValueError, TypeError) as exc:
+            raise SinkError(f"journal {self.path}: write failed: {exc}") from None
+        return new
+
+    def set_cursor(self, name: str, last_id: int) -> None:
+        """Store a reader's position (e.g. the InfluxDB forwarder's last sent event id)."""
+        try:
+            self._db.execute("INSERT INTO cursors(name, last_id) VALUES (?, ?) ON CONFLICT(name)"
+                             " DO UPDATE SET last_id = excluded.last_id", (name, int(last_id)))
+        except sqlite3.Error as exc:
+            raise SinkError(f"journal {self.path}: cannot set cursor {name}: {exc}") from None
+
+    # -- reading ---------------------------------------------------------------------------
+    def get_cursor(self, name: str) -> int | None:
+        row = self._db.execute("SELECT last_id FROM cursors WHERE name = ?", (name,)).fetchone()
+        return None if row is None else row[0]
+
+    def events_after(self, last_id: int, limit: int = 1000) -> list[StoredEvent]:
+        """Events with id > last_id, oldest first, at most `limit`."""
+        cur = self._db.execute("SELECT id, ts_s, kind, node_id, machine, data FROM events "
+                               "WHERE id > ? ORDER BY id LIMIT ?", (last_id, limit))
+        return [StoredEvent(*row) for row in cur]
+
+    def frames_after(self, last_id: int, limit: int = 1000) -> list[StoredFrame]:
+        """Frames with id > last_id in the order they were accepted, at most `limit`."""
+        cur = self._db.execute("SELECT id, rx_s, source, node_id, boot_id, seq, type, uptime_ms,"
+                               " raw FROM frames WHERE id > ? ORDER BY id LIMIT ?",
+                               (last_id, limit))
+        return [StoredFrame(*row) for row in cur]
+
+    def has_frame(self, node_id: int, boot_id: int, seq: int) -> bool:
+        return self._db.execute("SELECT 1 FROM frames WHERE node_id = ? AND boot_id = ? AND "
+                                "seq = ?", (node_id, boot_id, seq)).fetchone() is not None
+
+    def seqs_from(self, node_id: int, boot_id: int, min_seq: int) -> list[int]:
+        """Stored sequence numbers >= min_seq of one node's boot (to seed a dedupe window)."""
+        cur = self._db.execute("SELECT seq FROM frames WHERE node_id = ? AND boot_id = ? AND "
+                               "seq >= ?", (node_id, boot_id, min_seq))
+        return [row[0] for row in cur]
+
+    def rejects(self) -> dict[tuple[str, str], tuple[int, float]]:
+        """(source, reason) -> (count, last time seen), over the journal's whole life."""
+        cur = self._db.execute("SELECT source, reason, count, last_s FROM rejects")
+        return {(s, r): (n, t) for s, r, n, t in cur}
+
+    def frame_count(self) -> int:
+        return self._db.execute("SELECT count(*) FROM frames").fetchone()[0]
+
+    def last_event_id(self) -> int:
+        return self._db.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0]
