@@ -22,6 +22,7 @@ __all__ = [
     "event_lines",
     "event_points",
     "placements_from",
+    "rejects_points",
     "ts_ns",
 ]
 
@@ -34,7 +35,7 @@ _OTHER_STATE_CODE = -1
 LAMP_CODES = {"OFF": 0, "ON": 1, "BLINK": 2}
 
 MEASUREMENTS = ("machine_state", "lamp", "counts", "node_hello", "node_health", "stop_reason",
-                "oee", "oee_loss")
+                "oee", "oee_loss", "frames_rejected")
 
 # Field types are fixed per measurement: InfluxDB 1.x refuses a point whose field changes type
 # within a shard, and JSON does not tell 12 from 12.0, so every value is coerced here.
@@ -187,8 +188,10 @@ def event_points(row: Any, placements: Mapping[str, Placement]) -> list[Point]:
         p = point("stop_reason", dict(base, reason=reason))
         _fields(p, data, {"start_s": _F, "end_s": _F, "by": _S})
         if data.get("start_s") is not None and data.get("end_s") is not None:
-            p.field("duration_s", _coerce("end_s", data["end_s"], _F)
-                    - _coerce("start_s", data["start_s"], _F))
+            # to the microsecond: 59.999, not the 59.9990000725 of float subtraction
+            duration_s = (_coerce("end_s", data["end_s"], _F)
+                          - _coerce("start_s", data["start_s"], _F))
+            p.field("duration_s", round(duration_s, 6))
         return [p]
     if kind == "oee":
         tags = dict(base, shift=str(_require(data, "shift", kind)))
@@ -206,6 +209,33 @@ def event_points(row: Any, placements: Mapping[str, Placement]) -> list[Point]:
         return points
     log.debug("event kind %r is not exported to InfluxDB", kind)
     return []
+
+
+def _source_tag(source: str) -> str:
+    # A UDP sender's port changes with every socket it opens; the host is what identifies it,
+    # so "udp:10.0.0.5:4210" -> "udp:10.0.0.5" keeps the series count bounded.
+    if source.startswith("udp:") and source.count(":") >= 2:
+        return source.rpartition(":")[0]
+    return source
+
+
+def rejects_points(rejects: Mapping[tuple[str, str], tuple[int, float]]) -> list[Point]:
+    """frames_rejected points from the journal's rejects table (Journal.rejects()).
+
+    Args:
+        rejects: (source, reason) -> (cumulative count, last time seen in epoch seconds).
+    Returns:
+        One point per source host and reason: the summed count, at the latest last_s, so
+        sending an unchanged table again rewrites the same points.
+    """
+    merged: dict[tuple[str, str], tuple[int, float]] = {}
+    for (source, reason), (count, last_s) in rejects.items():
+        key = (_source_tag(str(source)), str(reason))
+        n, t = merged.get(key, (0, float("-inf")))
+        merged[key] = (n + _coerce("count", count, _I), max(t, _coerce("last_s", last_s, _F)))
+    return [Point("frames_rejected").tag("reason", reason).tag("source", source)
+            .field("count", n).time(ts_ns(t), WritePrecision.NS)
+            for (source, reason), (n, t) in sorted(merged.items())]
 
 
 def event_lines(rows: Iterable[Any], placements: Mapping[str, Placement],

@@ -10,6 +10,7 @@ from lampwatch.influx import (
     event_lines,
     event_points,
     placements_from,
+    rejects_points,
     ts_ns,
 )
 
@@ -154,3 +155,15 @@ def test_bad_json_raises_and_on_error_skips():
 def test_placements_from_registry_entries():
     node = SimpleNamespace(machine="husker", plant="P1", line="L1", node_id=7)
     assert placements_from([node]) == {"husker": Placement("P1", "L1")}
+
+
+def test_rejects_points_merge_udp_ports_per_host():
+    out = [p.to_line_protocol() for p in rejects_points({
+        ("udp:10.0.0.5:4210", "bad_tag"): (3, 1700000005.0),
+        ("udp:10.0.0.5:4999", "bad_tag"): (2, 1700000007.25),
+        ("serial:/dev/ttyUSB0", "bad_cobs"): (1, 1700000009),
+    })]
+    assert out == [
+        "frames_rejected,reason=bad_cobs,source=serial:/dev/ttyUSB0 count=1i 1700000009000000000",
+        "frames_rejected,reason=bad_tag,source=udp:10.0.0.5 count=5i 1700000007250000000",
+    ]

@@ -1,0 +1,170 @@
+"""Real servers on free loopback ports for the tests (tier 3), as helpers and pytest fixtures.
+
+Installed by `scripts/install.sh --test` from Debian packages; nothing here is mocked.
+Import from test modules as `from servers import victoria_metrics, VictoriaMetrics`
+(tests/conftest.py puts tests/ on sys.path).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+_START_TIMEOUT_S = 15.0
+_POLL_S = 0.02
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _http(url: str, data: bytes | None = None, timeout_s: float = 5.0) -> tuple[int, bytes]:
+    req = urllib.request.Request(url, data=data)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout_s) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def _binary(name: str, package: str) -> str:
+    path = shutil.which(name) or (f"/usr/bin/{name}" if os.path.exists(f"/usr/bin/{name}")
+                                  else None)
+    if path is None:
+        pytest.fail(f"{name} not found: install Debian's {package} (scripts/install.sh --test)",
+                    pytrace=False)
+    return path
+
+
+class VictoriaMetrics:
+    """Debian's victoria-metrics (/usr/bin/victoria-metrics) on 127.0.0.1, data in a temp dir.
+
+    Started with `-dedup.minScrapeInterval=1ms`, so two writes of one series at one
+    millisecond read back as one sample, as InfluxDB overwrites a point with the same
+    series and timestamp (VictoriaMetrics keeps milliseconds only). `-retentionPeriod=100y`
+    so fixed test timestamps from years ago are kept. Can be stopped and started again on the
+    same port and data, to play an outage.
+    """
+
+    def __init__(self, data_dir: Path, port: int | None = None):
+        self.data_dir = Path(data_dir)
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen | None = None
+        self.start_s: float | None = None  # how long the last start took
+        self._log = self.data_dir.parent / f"victoria-metrics-{self.port}.log"
+
+    def start(self) -> VictoriaMetrics:
+        """Start and wait for /health (bounded); raises RuntimeError with the log if it dies."""
+        binary = _binary("victoria-metrics", "victoria-metrics")
+        t0 = time.monotonic()
+        with open(self._log, "ab") as log:
+            self.proc = subprocess.Popen(
+                [binary, f"-storageDataPath={self.data_dir}",
+                 f"-httpListenAddr=127.0.0.1:{self.port}", "-retentionPeriod=100y",
+                 "-dedup.minScrapeInterval=1ms", "-search.disableCache",
+                 "-search.latencyOffset=0s", "-loggerLevel=ERROR"],
+                stdout=log, stderr=subprocess.STDOUT)
+        deadline = t0 + _START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"victoria-metrics exited: {self._log.read_text()[-2000:]}")
+            try:
+                if _http(self.url + "/health", timeout_s=1.0)[0] == 200:
+                    self.start_s = time.monotonic() - t0
+                    return self
+            except OSError:
+                pass
+            time.sleep(_POLL_S)
+        self.stop()
+        raise RuntimeError(f"victoria-metrics not healthy after {_START_TIMEOUT_S} s")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        """Stop the server and reap it (bounded: SIGKILL if SIGTERM takes over 10 s).
+
+        SIGTERM lets it persist what it acknowledged. With SIGKILL, VictoriaMetrics 1.79
+        loses samples it accepted in about the last second (still in memory), a loss no
+        client can see; pass sig=signal.SIGKILL to play that crash on purpose.
+        """
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        self.proc = None
+
+    def flush(self) -> None:
+        """Make every accepted sample visible to queries (it is buffered for a while)."""
+        status, body = _http(self.url + "/internal/force_flush")
+        assert status == 200, body
+
+    def export(self, match: str = '{__name__!=""}') -> list[dict]:
+        """Flush, then every raw sample matching `match` as /api/v1/export's JSON lines."""
+        self.flush()
+        data = urllib.parse.urlencode({"match[]": match, "start": "0"}).encode()
+        status, body = _http(self.url + "/api/v1/export", data=data)
+        assert status == 200, body
+        return [json.loads(line) for line in body.decode().splitlines() if line.strip()]
+
+    def rows_inserted(self) -> int:
+        """How many samples arrived over InfluxDB line protocol, duplicates included."""
+        status, body = _http(self.url + "/metrics")
+        assert status == 200
+        for line in body.decode().splitlines():
+            if line.startswith('vm_rows_inserted_total{type="influx"}'):
+                return int(float(line.split()[-1]))
+        raise AssertionError("vm_rows_inserted_total for influx not in /metrics")
+
+    def wait_rows_inserted(self, expected: int, timeout_s: float = 10.0) -> int:
+        """rows_inserted() once it equals `expected` (the counter lags writes by up to ~1 s),
+        or its value at the deadline."""
+        deadline = time.monotonic() + timeout_s
+        while (rows := self.rows_inserted()) != expected and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return rows
+
+
+@pytest.fixture
+def victoria_metrics(tmp_path):
+    """A started VictoriaMetrics; stopped at teardown."""
+    server = VictoriaMetrics(tmp_path / "vm-data").start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def victoria_metrics_stopped(tmp_path):
+    """A VictoriaMetrics with its port chosen but not started: the test starts and kills it."""
+    server = VictoriaMetrics(tmp_path / "vm-data")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+# -- InfluxDB 1.6 (Debian's `influxdb`, /usr/bin/influxd) -----------------------------------
+# For the dashboard tests (issue 6): InfluxQL /query and /write only, no /api/v2/write, so
+# load it with lampwatch.influx.event_lines(...) POSTed to /write?db=...&precision=ns.
+# To add here: a class like VictoriaMetrics that writes a config file into a temp dir
+# ([meta] dir, [data] dir + wal-dir, [http] bind-address = "127.0.0.1:<free_port()>",
+# top-level bind-address = "127.0.0.1:<free_port()>" for the RPC port, reporting-disabled =
+# true), runs `influxd -config <file>`, waits for GET /ping -> 204, and a fixture
+# `influxdb1` beside `victoria_metrics`.
