@@ -1,0 +1,193 @@
+"""Node uptime -> host wall time, per boot, from the frames that arrived fastest; pure.
+
+Every frame gives one sample: offset = rx_s - uptime_s. Network and queueing delay, and
+retransmission of a frame that waited in the node's ring, only ever make a frame arrive
+later, so a sample's offset is the true offset plus a delay >= 0. The lowest offsets are the
+best estimates (the NTP/PTP "minimum filter").
+
+The ESP32 crystal drifts (20-50 ppm: up to 4 s a day), so the true offset is a slow line, not
+a constant. Samples are kept as one minimum per `bucket_s` of uptime over the last
+`window_s`; the estimate is the lower envelope of those minima:
+
+- while they span less than `fit_span_s`, a constant: the lowest offset in the window (then
+  the estimate is exactly true offset + the smallest delay seen, never more);
+- afterwards, a line under every bucket minimum, touching the lower convex hull of the
+  minima on the edge above their mean uptime. That line minimises the summed gap to the
+  minima (the linear-programming skew estimator of Moon, Skelly and Towsley, 1999), so
+  delayed buckets lie above it and never pull it up; its slope is the crystal drift,
+  clamped to +-`max_drift_ppm`.
+
+The uncertainty is the median gap between the recent samples and the estimate: how far the
+typical frame sits above the fastest one. The true offset lies below the estimate by the
+one-way delay of the fastest frame, which one-way timing cannot observe (a few ms on a LAN).
+
+A new boot id, and a HELLO within a boot (a watchdog or soft reset: uptime continues only
+approximately), starts a new anchor; `NodeClock` keeps them per (boot id, first seq), so a
+late frame of an older boot or epoch is still mapped with the anchor it belongs to.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict, deque
+from dataclasses import dataclass
+from itertools import pairwise
+from statistics import median
+
+_DEFAULT_BUCKET_S = 60.0
+_DEFAULT_WINDOW_S = 1800.0
+_DEFAULT_FIT_SPAN_S = 600.0
+_DEFAULT_MAX_DRIFT_PPM = 200.0
+_RECENT_SAMPLES = 64
+_BOOTS_KEPT = 4
+_EPOCHS_KEPT = 4
+
+
+@dataclass(frozen=True)
+class AnchorFigures:
+    """A node's clock figures for health events (milliseconds, drift in ppm)."""
+
+    offset_ms: float
+    uncertainty_ms: float
+    drift_ppm: float
+    samples: int
+
+
+class ClockAnchor:
+    """Maps one boot epoch's uptime to wall time; see the module docstring.
+
+    Args:
+        bucket_s: uptime span that keeps one minimum sample.
+        window_s: uptime span of buckets kept (older ones are dropped).
+        fit_span_s: bucket span needed before the drift is fitted.
+        max_drift_ppm: bound on the fitted drift (a crystal is within +-50 ppm).
+    """
+
+    def __init__(self, bucket_s: float = _DEFAULT_BUCKET_S, window_s: float = _DEFAULT_WINDOW_S,
+                 fit_span_s: float = _DEFAULT_FIT_SPAN_S,
+                 max_drift_ppm: float = _DEFAULT_MAX_DRIFT_PPM):
+        if bucket_s <= 0 or window_s < bucket_s or fit_span_s <= 0 or max_drift_ppm < 0:
+            raise ValueError("anchor needs bucket_s > 0, window_s >= bucket_s, fit_span_s > 0 "
+                             "and max_drift_ppm >= 0")
+        self._bucket_s = bucket_s
+        self._n_buckets = int(window_s // bucket_s) + 1
+        self._fit_span_s = fit_span_s
+        self._max_slope = max_drift_ppm * 1e-6
+        self._buckets: dict[int, tuple[float, float]] = {}  # index -> (uptime_s, offset_s)
+        self._recent: deque[tuple[float, float]] = deque(maxlen=_RECENT_SAMPLES)
+        self._line: tuple[float, float] | None = None  # (slope, intercept), cached
+        self.samples = 0
+
+    @property
+    def ready(self) -> bool:
+        return bool(self._buckets)
+
+    def observe(self, uptime_ms: int, rx_s: float) -> None:
+        """Take one frame's (uptime, receive time) sample."""
+        t = uptime_ms / 1000.0
+        off = rx_s - t
+        self.samples += 1
+        self._recent.append((t, off))
+        idx = math.floor(t / self._bucket_s)
+        newest = max(self._buckets, default=idx)
+        if idx <= newest - self._n_buckets:
+            return  # older than the window: the window already has better information
+        best = self._buckets.get(idx)
+        if best is None or off < best[1]:
+            self._buckets[idx] = (t, off)
+            self._line = None
+        if idx > newest:
+            for old in [k for k in self._buckets if k <= idx - self._n_buckets]:
+                del self._buckets[old]
+                self._line = None
+
+    def offset_s(self, uptime_ms: int) -> float:
+        """Estimated wall - uptime (seconds) at `uptime_ms`. Raises LookupError before a sample."""
+        slope, intercept = self._fit()
+        return intercept + slope * (uptime_ms / 1000.0)
+
+    def to_wall(self, uptime_ms: int) -> float:
+        """Wall time (epoch s) of node uptime `uptime_ms` in this epoch."""
+        return uptime_ms / 1000.0 + self.offset_s(uptime_ms)
+
+    def figures(self) -> AnchorFigures:
+        """Offset at the newest sample, uncertainty and drift, for a health event."""
+        slope, intercept = self._fit()
+        t_new = max(t for t, _ in self._buckets.values())
+        gaps = [off - (intercept + slope * t) for t, off in self._recent]
+        return AnchorFigures(offset_ms=(intercept + slope * t_new) * 1000.0,
+                             uncertainty_ms=max(0.0, median(gaps)) * 1000.0,
+                             drift_ppm=slope * 1e6, samples=self.samples)
+
+    def _fit(self) -> tuple[float, float]:
+        if self._line is None:
+            if not self._buckets:
+                raise LookupError("clock anchor has no sample yet")
+            pts = sorted(self._buckets.values())
+            slope = 0.0
+            if pts[-1][0] - pts[0][0] >= self._fit_span_s:
+                slope = max(-self._max_slope, min(self._max_slope, _hull_slope(pts)))
+            self._line = (slope, min(off - slope * t for t, off in pts))
+        return self._line
+
+
+def _hull_slope(pts: list[tuple[float, float]]) -> float:
+    """Slope of the lower convex hull edge above the mean of `pts` (sorted by x, >= 2)."""
+    hull: list[tuple[float, float]] = []
+    for p in pts:
+        while len(hull) >= 2 and _cross(hull[-2], hull[-1], p) <= 0:
+            hull.pop()
+        hull.append(p)
+    mean_t = sum(t for t, _ in pts) / len(pts)
+    for (t0, y0), (t1, y1) in pairwise(hull):
+        if t0 <= mean_t <= t1:
+            return (y1 - y0) / (t1 - t0)
+    return 0.0
+
+
+def _cross(o: tuple[float, float], a: tuple[float, float], b: tuple[float, float]) -> float:
+    return (a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0])
+
+
+class NodeClock:
+    """The anchors of one node: per boot id, one per epoch (a HELLO starts an epoch)."""
+
+    def __init__(self, **anchor_options: float):
+        self._options = anchor_options
+        # boot id -> [(first seq, anchor)] sorted by first seq; least recently used boot first.
+        self._boots: OrderedDict[int, list[tuple[int, ClockAnchor]]] = OrderedDict()
+
+    def hello(self, boot_id: int, seq: int) -> None:
+        """A HELLO at `seq`: a reset, so uptime from here on gets a fresh anchor."""
+        epochs = self._epochs(boot_id)
+        if not any(first == seq for first, _ in epochs):
+            if len(epochs) == 1 and not epochs[0][1].ready:
+                epochs[0] = (min(seq, epochs[0][0]), epochs[0][1])
+            else:
+                epochs.append((seq, ClockAnchor(**self._options)))
+                epochs.sort(key=lambda e: e[0])
+                del epochs[:-_EPOCHS_KEPT]
+
+    def anchor(self, boot_id: int, seq: int) -> ClockAnchor:
+        """The anchor of the epoch that frame (boot_id, seq) belongs to."""
+        epochs = self._epochs(boot_id)
+        chosen = epochs[0][1]
+        for first, anchor in epochs:
+            if first <= seq:
+                chosen = anchor
+        return chosen
+
+    def observe(self, boot_id: int, seq: int, uptime_ms: int, rx_s: float) -> ClockAnchor:
+        """Feed a frame's sample to its anchor and return that anchor."""
+        anchor = self.anchor(boot_id, seq)
+        anchor.observe(uptime_ms, rx_s)
+        return anchor
+
+    def _epochs(self, boot_id: int) -> list[tuple[int, ClockAnchor]]:
+        epochs = self._boots.get(boot_id)
+        if epochs is None:
+            epochs = self._boots[boot_id] = [(0, ClockAnchor(**self._options))]
+            while len(self._boots) > _BOOTS_KEPT:
+                self._boots.popitem(last=False)
+        self._boots.move_to_end(boot_id)
+        return epochs
