@@ -42,6 +42,10 @@ pip_install() {
 
 [ -x .venv/bin/python ] || python3 -m venv .venv
 if [ "$want_test" -eq 1 ]; then
+    # Databases the tests start themselves on free loopback ports (tests/servers.py; on a
+    # systemd host the packages also enable services the tests do not use): VictoriaMetrics
+    # speaks InfluxDB's /api/v2/write; influxdb is InfluxDB 1.6 for the InfluxQL dashboards.
+    apt_install victoria-metrics influxdb
     pip_install -e '.[test]'
     if [ -f tests/mpvm/package.json ]; then
         (cd tests/mpvm && { [ -d node_modules ] && npm ls --silent >/dev/null 2>&1 \
