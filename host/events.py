@@ -1,0 +1,36 @@
+"""The derived event: what host/derive.py emits and the journal's `events` table stores."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+KINDS = ("state", "lamp", "count", "hello", "health", "reason", "oee")
+
+
+@dataclass(frozen=True)
+class Event:
+    """One derived event (docs/architecture.md, "Derived events").
+
+    `ts_s` is the wall time the event happened (node uptime mapped through the clock
+    anchor), not when it was received. `data` is JSON-serialisable.
+    """
+
+    ts_s: float
+    kind: str
+    node_id: int | None
+    machine: str | None
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def data_json(self) -> str:
+        """`data` as compact JSON with sorted keys, as the journal stores it."""
+        return json.dumps(self.data, sort_keys=True, separators=(",", ":"))
+
+    @classmethod
+    def from_row(cls, ts_s: float, kind: str, node_id: int | None, machine: str | None,
+                 data: str | dict | None) -> Event:
+        """An Event from an `events` row (data as JSON text or a dict)."""
+        if isinstance(data, str):
+            data = json.loads(data) if data else {}
+        return cls(float(ts_s), kind, node_id, machine, dict(data or {}))

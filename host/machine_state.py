@@ -1,0 +1,162 @@
+"""Tower lamp states -> machine state (RUN / IDLE / STOP / OFF / UNKNOWN), per machine; pure.
+
+Lamp map
+--------
+A machine's lamp map is a small mapping of rules, in priority order (highest first)::
+
+    {"red": "STOP", "yellow": "IDLE", "green": "RUN"}          # the default
+    {"red": "STOP", "yellow": "IDLE", "blink:yellow": "STOP:setup", "green": "RUN"}
+
+Keys name a lamp (green, yellow, red, blue, white), optionally prefixed: ``lamp`` matches
+the lamp lit (ON or BLINK), ``on:lamp`` only steady, ``blink:lamp`` only blinking. Lamps
+take priority in the order they first appear; for one lamp a prefixed rule beats the plain
+one whatever their order. So in the second example a blinking yellow is STOP with the reason
+"setup", a steady yellow is IDLE, and red beats both.
+
+Values are a state (RUN, IDLE, STOP, OFF), optionally ``STATE:reason`` with a stop reason of
+host/oee.py (setup, breakdown, ...), which then rides in the state event and feeds the six
+big losses. The key ``none`` gives the state when no rule matches (default OFF), which is
+"all lamps off" with the default map; lamps the map does not name are ignored.
+
+Ordering rules (the timeline is append-only: a late frame never rewrites emitted history)
+---------------------------------------------------------------------------------------
+- Lamp changes are applied per lamp in order of the time they began: one older than the
+  last change applied to that lamp is ignored (it was superseded), a duplicate is ignored.
+- A machine state change is stamped with the lamp change's time, but never earlier than the
+  previous state change: a late change of one lamp takes effect no earlier than what was
+  already emitted.
+- A heartbeat's lamp byte repairs a lamp whose LAMP frame was lost, at the heartbeat's time.
+- Silence makes the machine UNKNOWN from the last heard time; only data newer than that
+  (a LAMP change or a heartbeat) ends UNKNOWN, from that data's time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from .errors import ConfigError
+from .events import Event
+from .oee import REASONS
+from .protocol import LAMP_NAMES, LAMP_STATES
+
+DEFAULT_LAMP_MAP: dict[str, str] = {"red": "STOP", "yellow": "IDLE", "green": "RUN"}
+MAPPED_STATES = ("RUN", "IDLE", "STOP", "OFF")
+UNKNOWN = "UNKNOWN"
+_OFF, _ON, _BLINK = 0, 1, 2
+_MODES = {"": (_ON, _BLINK), "on": (_ON,), "blink": (_BLINK,)}
+
+
+def _target(value: str, key: str) -> tuple[str, str | None]:
+    state, _, reason = str(value).partition(":")
+    state = state.strip().upper()
+    reason_or_none = reason.strip() or None
+    if state not in MAPPED_STATES:
+        raise ConfigError(f"lamp map {key!r}: state {value!r} is not one of "
+                          f"{', '.join(MAPPED_STATES)}")
+    if reason_or_none is not None and (reason_or_none not in REASONS or state == "RUN"):
+        raise ConfigError(f"lamp map {key!r}: {value!r} needs a stop state and a reason "
+                          f"among {', '.join(REASONS)}")
+    return state, reason_or_none
+
+
+class LampMap:
+    """Compiled lamp map (module docstring). Raises ConfigError for an invalid one."""
+
+    def __init__(self, rules: Mapping[str, str] | None = None):
+        rules = DEFAULT_LAMP_MAP if rules is None else rules
+        self.none: tuple[str, str | None] = ("OFF", None)
+        order: list[int] = []
+        by_lamp: dict[int, dict[int, tuple[str, str | None]]] = {}
+        generic: dict[int, tuple[str, str | None]] = {}
+        for key, value in rules.items():
+            name = str(key).strip().lower()
+            if name == "none":
+                self.none = _target(value, key)
+                continue
+            mode, _, lamp = name.rpartition(":")
+            if mode not in _MODES or lamp not in LAMP_NAMES:
+                raise ConfigError(f"lamp map key {key!r}: expected a lamp "
+                                  f"({', '.join(LAMP_NAMES)}), optionally 'on:' or 'blink:'")
+            ch = LAMP_NAMES.index(lamp)
+            if ch not in order:
+                order.append(ch)
+            target = _target(value, key)
+            for st in _MODES[mode]:
+                if mode:
+                    by_lamp.setdefault(ch, {})[st] = target
+                else:
+                    generic[ch] = target
+        self._rules = [(ch, {st: by_lamp.get(ch, {}).get(st, generic.get(ch))
+                             for st in (_ON, _BLINK)}) for ch in order]
+
+    def state(self, lamps: tuple[int | None, ...] | list[int | None]) -> tuple[str, str | None]:
+        """(state, reason) for the five lamp states (0 OFF, 1 ON, 2 BLINK; None unknown=OFF)."""
+        for ch, targets in self._rules:
+            target = targets.get(lamps[ch] or _OFF)
+            if target is not None:
+                return target
+        return self.none
+
+
+class MachineTracker:
+    """Lamp belief and emitted state of one machine; methods return the events to emit."""
+
+    def __init__(self, machine: str, node_id: int, lamp_map: LampMap):
+        self.machine = machine
+        self.node_id = node_id
+        self.lamp_map = lamp_map
+        self.lamps: list[int | None] = [None] * len(LAMP_NAMES)
+        self._lamp_ts = [float("-inf")] * len(LAMP_NAMES)
+        self.state: str | None = None
+        self.reason: str | None = None
+        self.since: float | None = None
+
+    def lamp(self, channel: int, state: int, ts: float, repaired: bool = False) -> list[Event]:
+        """Apply lamp `channel` entering `state` at wall time `ts`."""
+        if ts < self._lamp_ts[channel] or (ts == self._lamp_ts[channel]
+                                           and self.lamps[channel] == state):
+            return []
+        out = []
+        if self.lamps[channel] != state and not (self.lamps[channel] is None and state == _OFF):
+            data = {"lamp": LAMP_NAMES[channel], "state": LAMP_STATES[state]}
+            if repaired:
+                data["repaired"] = True
+            out.append(Event(ts, "lamp", self.node_id, self.machine, data))
+        self.lamps[channel] = state
+        self._lamp_ts[channel] = ts
+        return out + self.settle(ts)
+
+    def heartbeat(self, lamps: tuple[int, ...], ts: float) -> list[Event]:
+        """Repair lamps from a heartbeat's lamp byte, then settle the machine state."""
+        out = []
+        for ch, st in enumerate(lamps):
+            if self.lamps[ch] != st and ts > self._lamp_ts[ch]:
+                out += self.lamp(ch, st, ts, repaired=True)
+        return out + self.settle(ts)
+
+    def settle(self, ts: float) -> list[Event]:
+        """Emit a state change if the lamps now map to another state than the emitted one."""
+        if self.state == UNKNOWN and self.since is not None and ts <= self.since:
+            return []  # data from before the silence does not end it
+        state, reason = self.lamp_map.state(self.lamps)
+        if (state, reason) == (self.state, self.reason):
+            return []
+        return [self._change(state, reason, ts)]
+
+    def silence(self, last_heard_s: float) -> list[Event]:
+        """The node went silent: UNKNOWN from the last heard time (once)."""
+        if self.state in (None, UNKNOWN):
+            return []
+        return [self._change(UNKNOWN, None, last_heard_s)]
+
+    def restore(self, state: str, reason: str | None, since: float) -> None:
+        """Take the emitted state from the journal (used when replaying after a restart)."""
+        self.state, self.reason, self.since = state, reason, since
+
+    def _change(self, state: str, reason: str | None, ts: float) -> Event:
+        ts = ts if self.since is None else max(ts, self.since)
+        data: dict = {"state": state, "prev": self.state}
+        if reason is not None:
+            data["reason"] = reason
+        self.state, self.reason, self.since = state, reason, ts
+        return Event(ts, "state", self.node_id, self.machine, data)

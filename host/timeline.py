@@ -1,0 +1,146 @@
+"""A machine's state / count / reason events -> host/oee.py timelines and OEE; pure.
+
+Shared by the live deriver (running-shift OEE) and `lampwatch oee report`, so both compute
+from the very same events in the very same way.
+
+Reasons: a `reason` event {"reason", "start_s", "end_s"} names the cause of the stop time
+(IDLE, STOP, OFF) inside [start_s, end_s); `end_s` null means "until this stop ends" (the
+run of contiguous stop intervals containing start_s). A later reason event overrides an
+earlier one where they overlap. A state event may carry its own reason (lamp map
+"STOP:setup"); an operator's reason overrides it.
+"""
+
+from __future__ import annotations
+
+import logging
+from bisect import bisect_right
+from dataclasses import replace
+
+from . import oee
+from .events import Event
+
+log = logging.getLogger(__name__)
+
+STOP_STATES = frozenset({"IDLE", "STOP", "OFF"})
+LOSS_KEYS = ("breakdown_s", "setup_s", "minor_stop_s", "reduced_speed_s", "process_defect_s",
+             "startup_reject_s")
+
+
+class MachineTimeline:
+    """State changes, counts and reasons of one machine, fed event by event."""
+
+    def __init__(self, machine: str):
+        self.machine = machine
+        self._changes: list[tuple[float, int, str, str | None]] = []  # ts, order, state, reason
+        self._order = 0
+        self.counts: list[oee.CountEvent] = []
+        self._reasons: list[tuple[float, float | None, str]] = []
+
+    def add(self, ev: Event) -> None:
+        """Take one event of this machine; kinds other than state, count, reason are ignored."""
+        d = ev.data
+        if ev.kind == "state":
+            state = d.get("state")
+            if state not in oee.STATES:
+                log.warning("%s: ignoring state event with state %r", self.machine, state)
+                return
+            reason = d.get("reason") if state in STOP_STATES else None
+            self._order += 1
+            item = (float(ev.ts_s), self._order, state, reason if reason in oee.REASONS else None)
+            if self._changes and item < self._changes[-1]:
+                self._changes.insert(bisect_right(self._changes, item), item)
+            else:
+                self._changes.append(item)
+        elif ev.kind == "count":
+            for kind, key in (("GOOD", "good"), ("NG", "ng")):
+                qty = d.get(key) or 0
+                if qty > 0:
+                    self.counts.append(oee.CountEvent(float(ev.ts_s), kind, float(qty)))
+        elif ev.kind == "reason":
+            reason, start = d.get("reason"), d.get("start_s")
+            if reason not in oee.REASONS or start is None:
+                log.warning("%s: ignoring reason event %r", self.machine, d)
+                return
+            end = d.get("end_s")
+            self._reasons.append((float(start), None if end is None else float(end), reason))
+
+    @property
+    def last_change_s(self) -> float | None:
+        return self._changes[-1][0] if self._changes else None
+
+    def prune(self, before_s: float) -> None:
+        """Forget data older than `before_s`, keeping the state change in effect at it."""
+        i = bisect_right(self._changes, (before_s, float("inf"))) - 1
+        if i > 0:
+            del self._changes[:i]
+        self.counts = [c for c in self.counts if c.ts >= before_s]
+        self._reasons = [r for r in self._reasons if r[1] is None or r[1] > before_s]
+
+    def intervals(self, until_s: float) -> list[oee.StateInterval]:
+        """State intervals up to `until_s` (the last state runs until then), reasons applied."""
+        out = []
+        for k, (ts, _, state, reason) in enumerate(self._changes):
+            end = self._changes[k + 1][0] if k + 1 < len(self._changes) else max(ts, until_s)
+            if end > ts:
+                out.append(oee.StateInterval(ts, end, state, reason))
+        for start, end, reason in self._reasons:
+            out = _with_reason(out, start, end, reason)
+        return out
+
+    def evaluate(self, ideal_cycle_s: float | None, calendar: oee.Calendar, start: float,
+                 end: float, *, until_s: float, now: float | None = None,
+                 short_stop_s: float = oee.DEFAULT_SHORT_STOP_S) -> oee.OEEResult:
+        """OEE over [start, end) with the last state lasting until `until_s`.
+
+        Without an ideal cycle time the engine runs with 1 s per unit; callers must then
+        report performance and OEE as unknown (see `ratios_known`).
+        """
+        return oee.evaluate(self.intervals(until_s), self.counts, ideal_cycle_s or 1.0,
+                            calendar, start, end, now=now, machine=self.machine,
+                            short_stop_s=short_stop_s)
+
+
+def _with_reason(intervals: list[oee.StateInterval], start: float, end: float | None,
+                 reason: str) -> list[oee.StateInterval]:
+    if end is None:
+        end = start
+        for s in intervals:
+            if s.end <= start:
+                continue
+            if s.state not in STOP_STATES or s.start > end:
+                break
+            end = s.end
+    out = []
+    for s in intervals:
+        if s.state not in STOP_STATES or s.end <= start or s.start >= end:
+            out.append(s)
+            continue
+        a, b = max(s.start, start), min(s.end, end)
+        if s.start < a:
+            out.append(replace(s, end=a))
+        out.append(oee.StateInterval(a, b, s.state, reason))
+        if b < s.end:
+            out.append(replace(s, start=b))
+    return out
+
+
+def oee_data(result: oee.OEEResult, ideal_known: bool = True) -> dict:
+    """The figures of an `oee` event / report row (architecture.md); None where unknown."""
+    perf_ok = ideal_known
+    data = {
+        "availability": result.availability,
+        "performance": result.performance if perf_ok else None,
+        "quality": result.quality,
+        "oee": result.oee if perf_ok else None,
+        "teep": result.teep if perf_ok else None,
+        "utilization": result.utilization,
+        "good": result.good, "ng": result.ng,
+        "coverage": result.coverage, "planned_coverage": result.planned_coverage,
+        "planned_s": result.planned_s, "run_s": result.run_s, "unknown_s": result.unknown_s,
+    }
+    losses = {k: getattr(result, k) for k in LOSS_KEYS}
+    if not perf_ok:
+        for k in ("reduced_speed_s", "process_defect_s", "startup_reject_s"):
+            losses[k] = None
+    data["losses"] = losses
+    return data

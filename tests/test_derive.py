@@ -1,0 +1,338 @@
+"""Derivation: lamp map, machine state and ordering, silence, counts, health, OEE, replay."""
+
+import random
+from datetime import datetime, timezone
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from lampwatch import oee
+from lampwatch.derive import DeriveConfig, Deriver, Event, NodeConfig
+from lampwatch.errors import ConfigError
+from lampwatch.machine_state import LampMap
+from lampwatch.protocol import (
+    T_HEALTH,
+    T_HEARTBEAT,
+    T_HELLO,
+    T_LAMP,
+    Frame,
+    Header,
+    Health,
+    Heartbeat,
+    Hello,
+    Lamp,
+    LampEvent,
+)
+
+T0 = datetime(2026, 3, 2, 8, 0, tzinfo=timezone.utc).timestamp()  # a Monday, 08:00 UTC
+NODE, BOOT_A, BOOT_B = 7, 0xA0A0A0A0, 0xB0B0B0B0
+G, Y, R = 0, 1, 2
+OFF, ON, BLINK = 0, 1, 2
+_TYPES = {Hello: T_HELLO, Lamp: T_LAMP, Heartbeat: T_HEARTBEAT, Health: T_HEALTH}
+
+
+def frame(body, seq, up_ms, boot=BOOT_A, node=NODE):
+    return Frame(Header(_TYPES[type(body)], node, boot, seq, up_ms), body, b"")
+
+
+def hello(hb_ms=1000, cause="power_on"):
+    return Hello((0, 1, 0), cause, bytes.fromhex("a1b2c3d4"), False, False, 0b111, hb_ms)
+
+
+def hb(good=0, ng=0, green=OFF, yellow=OFF, red=OFF):
+    return Heartbeat(good, ng, (green, yellow, red, OFF, OFF))
+
+
+def lamp(*events):
+    return Lamp(tuple(LampEvent(ch, st, up) for ch, st, up in events))
+
+
+def deriver(**kw):
+    cfg = DeriveConfig(nodes={NODE: NodeConfig(NODE, "press", ideal_cycle_s=2.0,
+                                               lamp_map=kw.pop("lamp_map", None))}, **kw)
+    return Deriver(cfg)
+
+
+def feed(d, body, seq, up_ms, delay_s=0.0, boot=BOOT_A, boot_wall=T0):
+    """Send a frame built at uptime `up_ms` of a boot that began at `boot_wall`."""
+    return d.on_frame(frame(body, seq, up_ms, boot), boot_wall + up_ms / 1000 + delay_s)
+
+
+def states(events):
+    return [(round(e.ts_s - T0, 6), e.data["state"]) for e in events if e.kind == "state"]
+
+
+# --- lamp map -----------------------------------------------------------------------------
+
+def test_default_map_priorities():
+    m = LampMap()
+    assert m.state([ON, OFF, OFF, OFF, OFF]) == ("RUN", None)
+    assert m.state([ON, ON, OFF, OFF, OFF]) == ("IDLE", None)  # yellow beats green
+    assert m.state([ON, ON, ON, OFF, OFF]) == ("STOP", None)  # red beats both
+    assert m.state([BLINK, OFF, OFF, OFF, OFF]) == ("RUN", None)  # a plain rule: ON or BLINK
+    assert m.state([OFF, OFF, OFF, OFF, OFF]) == ("OFF", None)
+    assert m.state([OFF, OFF, OFF, ON, OFF]) == ("OFF", None)  # blue is not in the map
+
+
+def test_blink_rule_beats_the_plain_rule_of_its_lamp():
+    m = LampMap({"red": "STOP", "yellow": "IDLE", "green": "RUN", "blink:yellow": "STOP:setup"})
+    assert m.state([ON, BLINK, OFF, OFF, OFF]) == ("STOP", "setup")
+    assert m.state([ON, ON, OFF, OFF, OFF]) == ("IDLE", None)
+    assert m.state([OFF, BLINK, ON, OFF, OFF]) == ("STOP", None)  # red still first
+
+
+def test_on_only_rule_falls_through_when_blinking_and_none_key():
+    m = LampMap({"on:green": "RUN", "blue": "idle", "none": "STOP"})
+    assert m.state([ON, OFF, OFF, OFF, OFF]) == ("RUN", None)
+    assert m.state([BLINK, OFF, OFF, ON, OFF]) == ("IDLE", None)  # no blink:green rule
+    assert m.state([BLINK, OFF, OFF, OFF, OFF]) == ("STOP", None)  # nothing matched
+
+
+@pytest.mark.parametrize("rules", [{"purple": "RUN"}, {"green": "GO"}, {"fast:green": "RUN"},
+                                   {"green": "RUN:setup"}, {"red": "STOP:coffee"}])
+def test_invalid_lamp_maps(rules):
+    with pytest.raises(ConfigError):
+        LampMap(rules)
+
+
+# --- machine state ------------------------------------------------------------------------
+
+def test_lamp_frames_use_the_time_each_state_began():
+    d = deriver()
+    out = feed(d, hello(), 0, 100)
+    assert [e.kind for e in out] == ["hello"]
+    assert out[0].data == {"boot_id": BOOT_A, "fw": "0.1.0", "reset_cause": "power_on",
+                           "config_hash": "a1b2c3d4", "heartbeat_ms": 1000, "lamp_mask": 7}
+    out = feed(d, lamp((G, ON, 1500)), 1, 2000, delay_s=0.3)
+    assert out == [Event(pytest.approx(T0 + 1.5), "lamp", NODE, "press",
+                         {"lamp": "green", "state": "ON"}),
+                   Event(pytest.approx(T0 + 1.5), "state", NODE, "press",
+                         {"state": "RUN", "prev": None})]
+    out = feed(d, lamp((Y, BLINK, 2500), (G, OFF, 2600)), 2, 3000)
+    assert states(out) == [(2.5, "IDLE")]  # yellow beats green at once; green off changes nothing
+
+
+def test_heartbeat_repairs_a_lost_lamp_frame():
+    d = deriver()
+    feed(d, hello(), 0, 0)
+    feed(d, lamp((G, ON, 1000)), 1, 1000)
+    # the LAMP frame "green OFF, yellow ON at 4 s" (seq 2) was lost
+    out = feed(d, hb(green=OFF, yellow=ON), 3, 10_000)
+    assert [(e.kind, e.data.get("lamp"), e.data.get("repaired")) for e in out] == [
+        ("lamp", "green", True), ("state", None, None), ("lamp", "yellow", True),
+        ("state", None, None)]
+    assert states(out) == [(10.0, "OFF"), (10.0, "IDLE")]
+    # its retransmission arrives later: older than what the heartbeat applied, ignored
+    assert feed(d, lamp((G, OFF, 4000), (Y, ON, 4000)), 2, 4000, delay_s=8.0) == []
+
+
+def test_late_lamp_change_never_rewrites_the_past():
+    d = deriver()
+    feed(d, hello(), 0, 0)
+    feed(d, lamp((G, ON, 1000)), 1, 1000)               # RUN at 1
+    assert states(feed(d, lamp((R, ON, 8000)), 3, 8000)) == [(8.0, "STOP")]
+    assert states(feed(d, lamp((R, OFF, 9000)), 4, 9000)) == [(9.0, "RUN")]
+    # seq 2, "yellow ON at 5 s", arrives last: it takes effect no earlier than 9 s
+    out = feed(d, lamp((Y, ON, 5000)), 2, 5000, delay_s=5.0)
+    assert [(round(e.ts_s - T0, 6), e.kind) for e in out] == [(5.0, "lamp"), (9.0, "state")]
+    assert states(out) == [(9.0, "IDLE")]
+    # an older change of a lamp already changed later is ignored; a duplicate too
+    assert feed(d, lamp((R, ON, 7000)), 5, 9500) == []
+    assert feed(d, lamp((Y, ON, 5000)), 2, 5000, delay_s=6.0) == []
+
+
+def test_silence_makes_unknown_from_the_last_heard_time_then_data_resumes():
+    d = deriver()
+    feed(d, hello(hb_ms=1000), 0, 0)
+    feed(d, lamp((G, ON, 500)), 1, 500)
+    feed(d, hb(5, 0, green=ON), 2, 10_000, delay_s=0.002)
+    assert d.tick(T0 + 12.9) == []                       # 2.9 s < 3 periods of 1 s
+    out = d.tick(T0 + 13.1)
+    assert states(out) == [(10.0, "UNKNOWN")]            # from the last heard time
+    assert out[0].data == {"state": "UNKNOWN", "prev": "RUN"}
+    assert d.tick(T0 + 20) == []                          # once
+    # a late frame from before the silence does not end it
+    assert states(feed(d, hb(4, 0, green=ON), 3, 9_000, delay_s=6.0)) == []
+    out = feed(d, hb(9, 0, green=ON), 10, 30_000)
+    assert states(out) == [(30.0, "RUN")]
+    assert [e.data for e in out if e.kind == "state"] == [{"state": "RUN", "prev": "UNKNOWN"}]
+
+
+def test_silence_period_from_config_until_a_hello():
+    d = deriver(heartbeat_s=5.0)
+    feed(d, hb(0, 0, green=ON), 1, 1_000)
+    assert d.tick(T0 + 15.9) == []                        # 3 x 5 s
+    assert states(d.tick(T0 + 16.1)) == [(1.0, "UNKNOWN")]
+
+
+def test_blinking_yellow_as_setup_carries_the_reason():
+    d = deriver(lamp_map={"red": "STOP", "blink:yellow": "STOP:setup", "yellow": "IDLE",
+                          "green": "RUN"})
+    feed(d, hello(), 0, 0)
+    out = feed(d, lamp((Y, BLINK, 2000)), 1, 2000)
+    assert [e.data for e in out if e.kind == "state"] == [
+        {"state": "STOP", "prev": None, "reason": "setup"}]
+
+
+# --- counts -------------------------------------------------------------------------------
+
+def counts(events):
+    return [(e.data["good"], e.data["ng"], e.data["good_total"], e.data["ng_total"],
+             e.data["boot_id"]) for e in events if e.kind == "count"]
+
+
+def test_counts_duplicates_reorder_and_reboot():
+    d = deriver()
+    feed(d, hello(), 0, 0)
+    assert counts(feed(d, hb(10, 1), 1, 10_000)) == [(10, 1, 10, 1, BOOT_A)]
+    assert feed(d, hb(10, 1), 1, 10_000) == []                            # duplicate
+    assert counts(feed(d, hb(15, 1), 3, 30_000)) == [(5, 0, 15, 1, BOOT_A)]
+    assert feed(d, hb(12, 1), 2, 20_000, delay_s=15) == []                # reordered, older
+    # power loss: boot B starts at 0; its uptime 0 is wall T0 + 40
+    feed(d, hello(), 0, 0, boot=BOOT_B, boot_wall=T0 + 40)
+    assert counts(feed(d, hb(3, 0), 1, 1_000, boot=BOOT_B, boot_wall=T0 + 40)) == [
+        (3, 0, 3, 0, BOOT_B)]
+    # boot A's last heartbeat (built at 35 s) arrives after boot B's HELLO: it still counts,
+    # for boot A, at its own time
+    out = feed(d, hb(20, 2), 4, 35_000, delay_s=8)
+    assert counts(out) == [(5, 1, 20, 2, BOOT_A)]
+    assert out[0].ts_s == pytest.approx(T0 + 35)
+
+
+def test_counts_wrap_modulo_2_32():
+    d = deriver()
+    assert counts(feed(d, hb(2**32 - 2, 0), 1, 1_000)) == [(2**32 - 2, 0, 2**32 - 2, 0, BOOT_A)]
+    assert counts(feed(d, hb(3, 0), 2, 2_000)) == [(5, 0, 3, 0, BOOT_A)]  # 2 to wrap + 3
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.integers(0, 50), min_size=1, max_size=30), st.integers(0, 2**32 - 1),
+       st.randoms(use_true_random=False))
+def test_counts_never_double_under_duplicates_and_reorders(steps, start, rnd):
+    cums = []
+    total = start
+    for s in steps:
+        total += s
+        cums.append(total % 2**32)
+    sent = [(seq, c) for seq, c in enumerate(cums, 1)]
+    arrivals = sent + rnd.sample(sent, k=len(sent) // 2)  # duplicates
+    rnd.shuffle(arrivals)
+    arrivals.append(sent[-1])
+    d = deriver()
+    d.on_frame(frame(hb(start % 2**32, 0), 0, 0), T0)  # the boot's first heartbeat
+    got = 0
+    for seq, c in arrivals:
+        got += sum(e.data["good"] for e in d.on_frame(frame(hb(c, 0), seq, seq * 1000), T0 + seq)
+                   if e.kind == "count")
+    assert got == sum(steps)
+
+
+# --- health -------------------------------------------------------------------------------
+
+def test_health_event_carries_the_clock_figures():
+    d = deriver()
+    feed(d, hello(), 0, 0, delay_s=0.004)
+    feed(d, hb(), 1, 1_000, delay_s=0.010)
+    out = feed(d, Health(-67, 81234, 2, 0, 1, 0, 3), 2, 2_000, delay_s=0.020)
+    data = out[0].data
+    assert out[0].kind == "health" and out[0].ts_s == pytest.approx(T0 + 2.004)
+    # offset = T0 + 4 ms (the fastest frame); gaps 0, 6, 16 ms -> uncertainty 6 ms
+    assert data["clock_offset_ms"] == pytest.approx(T0 * 1000 + 4, abs=1e-3)
+    assert data["clock_uncertainty_ms"] == pytest.approx(6.0, abs=1e-3)
+    assert {k: data[k] for k in ("rssi", "free_heap", "reconnects", "frames_dropped",
+                                 "irq_resyncs", "events_dropped", "unacked")} == {
+        "rssi": -67, "free_heap": 81234, "reconnects": 2, "frames_dropped": 0,
+        "irq_resyncs": 1, "events_dropped": 0, "unacked": 3}
+
+
+# --- running-shift OEE, snapshot, replay --------------------------------------------------
+
+CAL = oee.Calendar("UTC", (oee.Shift("A", "08:00", "09:00"),))
+
+
+def shift_script():
+    """(body, seq, up_ms) of a 1 h shift; the node booted at 08:00:00 (hb period 10 min)."""
+    return [(hello(hb_ms=600_000), 0, 0), (lamp((G, ON, 0)), 1, 0),
+            (hb(800, 20, green=ON), 2, 1_799_000),
+            (lamp((G, OFF, 1_800_000), (R, ON, 1_800_000)), 3, 1_800_000),
+            (lamp((R, OFF, 2_400_000), (G, ON, 2_400_000)), 4, 2_400_000),
+            (hb(1100, 20, green=ON), 5, 3_540_000)]
+
+
+def test_running_shift_oee_every_minute_and_final_at_shift_end():
+    d = deriver(calendar=CAL)
+    script = shift_script()
+    for body, seq, up in script[:2]:
+        feed(d, body, seq, up)
+    first = d.tick(T0 + 60)
+    assert [(e.kind, e.data["final"], e.data["shift"]) for e in first] == [("oee", False, "A")]
+    assert first[0].data["availability"] == 1.0  # 60 s run of 60 s planned
+    assert d.tick(T0 + 90) == []
+    assert len(d.tick(T0 + 120)) == 1
+    for body, seq, up in script[2:]:
+        feed(d, body, seq, up)
+    final = [e for e in d.tick(T0 + 3600) if e.kind == "oee"]
+    assert len(final) == 1 and final[0].data["final"] is True and final[0].ts_s == T0 + 3600
+    f = final[0].data
+    # run 1800 + 1200 = 3000 s of 3600 planned; the 600 s stop is a breakdown (>= 300 s)
+    assert f["availability"] == pytest.approx(3000 / 3600)
+    # 1100 good + 20 NG at 2 s ideal = 2240 s of ideal time in 3000 s of run time
+    assert f["performance"] == pytest.approx(2240 / 3000)
+    assert f["quality"] == pytest.approx(1100 / 1120)
+    assert f["oee"] == pytest.approx(2200 / 3600)
+    assert f["coverage"] == 1.0
+    assert f["losses"]["breakdown_s"] == 600.0
+    assert f["losses"]["reduced_speed_s"] == pytest.approx(3000 - 2240)
+    assert f["losses"]["process_defect_s"] == pytest.approx(40.0)  # 20 NG x 2 s
+    assert d.tick(T0 + 3700) == []                         # between shifts: nothing
+
+
+def test_snapshot_for_the_board():
+    d = deriver(calendar=CAL)
+    for body, seq, up in shift_script()[:4]:
+        feed(d, body, seq, up)
+    snap = d.snapshot(T0 + 1900)["press"]
+    assert (snap.state, snap.since_s, snap.shift, snap.silent) == ("STOP", T0 + 1800, "A", False)
+    # the heartbeat's lamp byte made the unlit lamps known too
+    assert snap.lamps == {"green": "OFF", "yellow": "OFF", "red": "ON", "blue": "OFF",
+                          "white": "OFF"}
+    assert (snap.good, snap.ng, snap.coverage) == (800, 20, 1.0)
+    assert snap.last_heard_s == pytest.approx(T0 + 1800)
+    # the stop is 100 s old: so far a minor stop (< 300 s), a performance loss
+    assert snap.oee_data()["availability"] == 1.0
+    assert snap.oee_data()["losses"]["minor_stop_s"] == pytest.approx(100.0)
+    assert d.snapshot(T0 + 3601 + 1800 * 3)["press"].silent
+
+
+def test_replay_rebuilds_state_without_events_and_continues_identically():
+    live = deriver(calendar=CAL)
+    script = shift_script()
+    frames, events = [], []
+    for body, seq, up in script[:4]:
+        f = frame(body, seq, up)
+        frames.append((f, T0 + up / 1000 + random.Random(seq).uniform(0, 0.05)))
+        events += live.on_frame(*frames[-1])
+    events += live.tick(T0 + 1900)
+    again = deriver(calendar=CAL)
+    again.replay(frames, events)
+    assert again.snapshot(T0 + 1900) == live.snapshot(T0 + 1900)
+    for body, seq, up in script[4:]:
+        f = frame(body, seq, up)
+        assert again.on_frame(f, T0 + up / 1000) == live.on_frame(f, T0 + up / 1000)
+    assert again.tick(T0 + 3600) == live.tick(T0 + 3600)
+
+
+def test_replay_keeps_a_journaled_unknown():
+    live = deriver()
+    frames = [(frame(hello(hb_ms=1000), 0, 0), T0), (frame(hb(5, 0, green=ON), 1, 1000), T0 + 1)]
+    events = [e for f in frames for e in live.on_frame(*f)] + live.tick(T0 + 10)
+    assert states(events) == [(1.0, "RUN"), (1.0, "UNKNOWN")]
+    again = deriver()
+    again.replay(frames, events)
+    assert again.tick(T0 + 11) == []                       # not emitted twice
+    assert again.snapshot(T0 + 11)["press"].state == "UNKNOWN"
+    # counts are not counted again after a replay that starts mid-boot
+    partial = deriver()
+    partial.replay([], events)
+    assert counts(partial.on_frame(frame(hb(7, 0, green=ON), 2, 2000), T0 + 2)) == [
+        (2, 0, 7, 0, BOOT_A)]
