@@ -7,7 +7,9 @@ The VM is the official MicroPython 1.27 WebAssembly port, not an ESP32: it has n
 `network` or `socket`, and it has frozen modules the ESP32 lacks (`hmac`, `logging`, ...). Its
 GC heap grows on demand and collects only between runs, so a run never raises MemoryError on its
 own; within a run `gc.mem_alloc()` only grows, which makes it a counter of bytes allocated.
-`micropython.heap_lock()` works and makes any allocation raise MemoryError.
+`micropython.heap_lock()` works and makes any allocation raise MemoryError. Its `asyncio` is
+PyScript's, driven by the JavaScript event loop: there is no `asyncio.run()` and nothing runs
+the loop during a synchronous run, so step coroutines by hand (`coro.send(None)`) instead.
 """
 
 from __future__ import annotations
@@ -101,8 +103,9 @@ def run_micropython(
 
     Args:
         code: MicroPython source to run.
-        files: {relative path: source} written to /lib, which is on sys.path, e.g.
-            firmware_files() so that `import lwproto` imports the real firmware module.
+        files: {relative path: source} written to the VM's working directory, which is first
+            on sys.path (before frozen modules) as on a node, e.g. firmware_files() so that
+            `import lwproto` imports the real firmware module.
         timeout: seconds (wall clock, VM start included, about 0.2 s) before the VM is killed.
         heap_kb: initial GC heap in KiB (default 1024). Not a limit: the heap grows on demand.
 

@@ -45,6 +45,12 @@ def test_files_are_importable_modules_and_packages(micropython_vm):
     assert out == "hello vm 42\n"
 
 
+def test_files_shadow_the_vms_frozen_modules_as_on_a_node(micropython_vm):
+    # Files go to the working directory, first on sys.path ahead of '.frozen', as on the ESP32.
+    out = micropython_vm("import logging\nprint(logging.MINE)", files={"logging.py": "MINE = 1\n"})
+    assert out == "1\n"
+
+
 def test_output_keeps_non_ascii_text(micropython_vm):
     assert micropython_vm("print('Störung — 停止')") == "Störung — 停止\n"
 
@@ -57,7 +63,7 @@ def test_an_exception_surfaces_with_the_micropython_traceback(micropython_vm):
     assert err.traceback == (
         "Traceback (most recent call last):\n"
         '  File "<job>", line 3, in <module>\n'
-        '  File "/lib/broken.py", line 2, in fail\n'
+        '  File "broken.py", line 2, in fail\n'
         "ValueError: boom\n"
     )
     assert err.stdout == "before\n"

@@ -1,7 +1,8 @@
 // run.mjs: run one job in the real MicroPython VM (the official WebAssembly port) for the tests.
 //
 // Job, as JSON on stdin: {"files": {"name.py": "source", ...}, "code": "source", "heap_kb": 110}
-//   files    written to /lib, which is on the VM's sys.path, so `import name` works
+//   files    written to / (the working directory, as on a node's flash), so `import name` works;
+//            sys.path is ['', '.frozen', '/lib'] as on the ESP32: these shadow frozen modules
 //   code     run as __main__ (its tracebacks name it "<job>")
 //   heap_kb  optional initial GC heap (default 1024). Not a budget: this port grows its heap on
 //            demand and only collects garbage between top-level runs, never inside one
@@ -13,7 +14,7 @@
 import { readFileSync, writeSync } from "node:fs";
 import { loadMicroPython } from "@micropython/micropython-webassembly-pyscript";
 
-const LIB_DIR = "/lib";
+const FILES_DIR = ""; // the root, which is the working directory
 const FLUSH_BYTES = 4096;
 
 function writeAll(fd, bytes) {
@@ -115,8 +116,9 @@ let mp;
 try {
     mp = await loadMicroPython(options);
     for (const [name, source] of Object.entries(job.files)) {
-        const path = `${LIB_DIR}/${name}`;
-        mp.FS.mkdirTree(path.slice(0, path.lastIndexOf("/")));
+        const path = `${FILES_DIR}/${name}`;
+        const dir = path.slice(0, path.lastIndexOf("/"));
+        if (dir) mp.FS.mkdirTree(dir);
         mp.FS.writeFile(path, source);
     }
     mp.globals.set("_lw_src", job.code);
