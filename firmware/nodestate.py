@@ -1,0 +1,64 @@
+# nodestate: the boot identity and counters kept in RTC memory across soft/watchdog resets.
+# RTC memory survives soft and watchdog resets but not power loss; a block that fails its
+# magic or checksum means power loss (or a new firmware layout): a new boot starts.
+import struct
+
+try:
+    from micropython import const
+except ImportError:  # CPython
+
+    def const(x):
+        return x
+
+
+_MAGIC = b"LWN1"
+_FMT = ">4sIIIIQBH"  # magic, boot_id, next_seq, good, ng, uptime_ms, lamps, checksum
+SIZE = const(31)
+SEQ_LIMIT = const(0x1000000)
+
+
+def fletcher16(buf, n):
+    a = 0
+    b = 0
+    for i in range(n):
+        a = (a + buf[i]) % 255
+        b = (b + a) % 255
+    return (b << 8) | a
+
+
+class NodeState:
+    """boot_id, the next sequence number, GOOD / NG counts, uptime and lamp states.
+
+    save() packs them into one preallocated block for RTC.memory(); load() accepts a block
+    only if magic and checksum hold.
+    """
+
+    def __init__(self, boot_id, next_seq=0, good=0, ng=0, uptime_ms=0, lamps=0):
+        self.boot_id = boot_id
+        self.next_seq = next_seq
+        self.good = good
+        self.ng = ng
+        self.uptime_ms = uptime_ms
+        self.lamps = lamps
+        self.buf = bytearray(SIZE)
+
+    @classmethod
+    def load(cls, data):
+        """The state in an RTC memory block, or None if the block is not valid."""
+        if data is None or len(data) < SIZE:
+            return None
+        magic, boot, seq, good, ng, up, lamps, check = struct.unpack_from(_FMT, data, 0)
+        if magic != _MAGIC or check != fletcher16(data, SIZE - 2):
+            return None
+        if seq >= SEQ_LIMIT or lamps > 242:
+            return None
+        return cls(boot, seq, good, ng, up, lamps)
+
+    def pack(self):
+        """The state as a block for RTC.memory() (the same bytearray every time)."""
+        b = self.buf
+        struct.pack_into(_FMT, b, 0, _MAGIC, self.boot_id, self.next_seq,
+                         self.good & 0xFFFFFFFF, self.ng & 0xFFFFFFFF, self.uptime_ms,
+                         self.lamps, 0)
+        struct.pack_into(">H", b, SIZE - 2, fletcher16(b, SIZE - 2))
+        return b

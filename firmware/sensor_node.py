@@ -1,0 +1,367 @@
+# sensor_node: lamp edge capture, flicker-proof lamp classification, pulse counting, uptime.
+# Pure logic: pins, hardware counters and tick functions come in as arguments, so the very
+# same code runs on the ESP32, in CPython and in the virtual node (docs/firmware.md).
+from array import array
+
+try:
+    from micropython import const
+except ImportError:  # CPython
+
+    def const(x):
+        return x
+
+
+OFF = const(0)
+ON = const(1)
+BLINK = const(2)
+
+_RING = const(64)  # edge records; a power of two
+_MASK = const(63)
+_MASK2 = const(127)  # indices run modulo 2 * _RING so "full" and "empty" differ
+_COUNT_BASE = const(5)  # capture codes: lamp channels 0..4, then GOOD 5, NG 6
+_HW_MOD = const(0x10000)
+
+
+class UptimeClock:
+    """Milliseconds since power-up, extended past the ticks_ms wrap (12.4 days on ESP32).
+
+    Args:
+        ticks_ms, ticks_diff: the port's functions (time.ticks_ms, time.ticks_diff).
+        start_ms: uptime at this moment (continues the uptime saved before a soft or
+            watchdog reset).
+    Call now_ms() at least once per half wrap (6 days); the main loop does every few ms.
+    """
+
+    def __init__(self, ticks_ms, ticks_diff, start_ms=0):
+        self._ticks_ms = ticks_ms
+        self._diff = ticks_diff
+        self._last = ticks_ms()
+        self._ms = start_ms
+
+    def now_ms(self):
+        t = self._ticks_ms()
+        d = self._diff(t, self._last)
+        if d > 0:  # never run backwards, even if ticks were read out of order
+            self._ms += d
+            self._last = t
+        return self._ms
+
+
+class _Tap:
+    """One input's IRQ handler. Bound once at init (binding a method per call allocates);
+    the handler only stores the capture code with the pin level and ticks_us into the
+    preallocated ring: no heap allocation, so it is safe however the port schedules it."""
+
+    def __init__(self, ring, code):
+        self.ring = ring
+        self.code = code << 1
+
+    def irq(self, pin):
+        r = self.ring
+        idx = r.idx
+        head = idx[0]
+        if (head - idx[1]) & _MASK2 == _RING:
+            idx[2] += 1  # full: the record is lost, and counted
+            return
+        i = head & _MASK
+        r.tbuf[i] = r.ticks_us()
+        r.cbuf[i] = self.code | pin.value()
+        idx[0] = (head + 1) & _MASK2
+
+
+class EdgeRing:
+    """Single-producer (IRQ) single-consumer (main loop) ring of edge records.
+
+    Each index is written by one side only, so a soft IRQ landing in the middle of a
+    drain cannot corrupt it. idx = [head (IRQ), tail (main loop), dropped records].
+    """
+
+    def __init__(self, ticks_us):
+        self.ticks_us = ticks_us
+        self.tbuf = array("I", [0] * _RING)
+        self.cbuf = bytearray(_RING)
+        self.idx = array("I", [0, 0, 0])
+        self.t = 0  # ticks_us of the record pop() returned last
+
+    def tap(self, code):
+        return _Tap(self, code).irq
+
+    def pop(self):
+        """The next record as code << 1 | level, its ticks_us in self.t; -1 when empty."""
+        idx = self.idx
+        tail = idx[1]
+        if tail == idx[0]:
+            return -1
+        i = tail & _MASK
+        self.t = self.tbuf[i]
+        c = self.cbuf[i]
+        idx[1] = (tail + 1) & _MASK2
+        return c
+
+    @property
+    def dropped(self):
+        return self.idx[2]
+
+
+class LampClassifier:
+    """Turns one lamp's edges into OFF / ON / BLINK with the time each state began.
+
+    The signal is first merged: a dark gap shorter than flicker_gap_ms is bridged, so AC or
+    PWM flicker (>= ~50 Hz) is one lit segment. A lit segment shorter than glitch_ms is
+    ignored. A segment lit (or dark) longer than max_phase_ms means ON (or OFF); lit
+    segments of glitch_ms..max_phase_ms with dark gaps no longer than max_phase_ms are
+    flashing: BLINK, confirmed when the second flash has lasted glitch_ms. The defaults
+    make 0.4-15 Hz flashing at about 1:1 read BLINK. Times are uptime ms.
+
+    edge(lit, t_ms) and tick(now_ms) append (state, began_ms) to self.changes; began_ms is
+    the first edge of the new state: the first flash, the rise of a steady light, the fall
+    that ended the light (ON -> OFF, BLINK -> OFF, ON -> BLINK).
+    """
+
+    def __init__(self, flicker_gap_ms=16, glitch_ms=20, max_phase_ms=1500, state=OFF,
+                 lit=0, now_ms=0):
+        if not 0 < flicker_gap_ms <= glitch_ms < max_phase_ms:
+            raise ValueError("need 0 < flicker_gap_ms <= glitch_ms < max_phase_ms")
+        self.gap = flicker_gap_ms
+        self.glitch = glitch_ms
+        self.max_phase = max_phase_ms
+        self.state = state
+        self.changes = []
+        self.raw = lit
+        self.lit = lit  # merged level
+        self.seg_start = now_ms  # start of the merged lit segment, when lit
+        self.fall_t = now_ms  # last raw fall: the merged fall, once the gap is confirmed
+        self.dark_since = now_ms
+        self._dark_before = now_ms  # dark_since before this segment (restored on a glitch)
+        self.flashes = 0  # qualifying short lit segments since the last steady state
+        self.first_flash = 0
+        self.departed = now_ms  # the fall that ended the last steady light
+
+    def edge(self, lit, t_ms):
+        self.tick(t_ms)
+        if lit == self.raw:
+            return
+        self.raw = lit
+        if not lit:
+            self.fall_t = t_ms
+        elif not self.lit:
+            self.lit = 1
+            self.seg_start = t_ms
+            self._dark_before = self.dark_since
+        # a rise within the flicker gap bridges it: the segment goes on
+
+    def tick(self, now_ms):
+        if self.lit:
+            if not self.raw and now_ms - self.fall_t >= self.gap:
+                self.lit = 0
+                self.dark_since = self.fall_t
+                self._segment(self.seg_start, self.fall_t)
+            else:
+                end = now_ms if self.raw else self.fall_t
+                if end - self.seg_start > self.max_phase:
+                    self.flashes = 0
+                    self._change(ON, self.seg_start)
+                elif self.flashes and end - self.seg_start >= self.glitch:
+                    self._change(BLINK, self.first_flash if self.state == OFF
+                                 else self.departed)
+        if not self.lit and now_ms - self.dark_since > self.max_phase:
+            self.flashes = 0
+            self._change(OFF, self.dark_since)
+
+    def _segment(self, start, end):
+        n = end - start
+        if n < self.glitch:
+            self.dark_since = self._dark_before  # a glitch: as if it never happened
+        elif n > self.max_phase:
+            self.departed = end
+            self.flashes = 0
+        else:
+            if not self.flashes:
+                self.first_flash = start
+            self.flashes += 1
+
+    def _change(self, state, began):
+        if state != self.state:
+            self.state = state
+            self.changes.append((state, began))
+
+
+class PulseCounter:
+    """Counts GOOD or NG pulses, enforcing a minimum pulse width.
+
+    Edges come from the IRQ ring (ticks_us) and the polling safety net; a pulse counts once
+    it has been active for min_pulse_us, so contact bounce and noise shorter than that are
+    not parts. With a hardware counter (machine.Counter, whose own filter stops at 12.8 us)
+    hw_sync() adds the rising edges the hardware saw but the IRQ path never reported
+    (a full scheduler queue): those cannot be width-checked, and are counted rather than
+    lost. The hardware reading is taken modulo 2**16 and extended here, so a raw 16-bit
+    unit works as well as the port's already-extended Counter.
+    """
+
+    def __init__(self, min_pulse_us, ticks_diff, level=0, total=0, hw=False):
+        self.min_us = min_pulse_us
+        self._diff = ticks_diff
+        self.level = level
+        self.total = total  # pulses of record (continues across soft/watchdog resets)
+        self.rising = 0  # rising edges the software saw
+        self._rise_t = 0
+        self._pending = False
+        self.hw = hw
+        self.hw_total = 0
+        self._hw_last = 0
+        self._hw_prev = 0  # hw_total at the previous sync
+        self.missed = 0  # rising edges only the hardware saw (included in total)
+
+    def edge(self, level, t_us):
+        if level == self.level:
+            return
+        self.level = level
+        if level:
+            self.rising += 1
+            self._rise_t = t_us
+            self._pending = True
+        else:
+            if self._pending and self._diff(t_us, self._rise_t) >= self.min_us:
+                self.total += 1
+            self._pending = False
+
+    def tick(self, now_us):
+        if self._pending and self._diff(now_us, self._rise_t) >= self.min_us:
+            self.total += 1
+            self._pending = False
+
+    def hw_sync(self, raw):
+        """Feed a hardware counter reading (rising edges since its init)."""
+        raw &= _HW_MOD - 1
+        self.hw_total += (raw - self._hw_last) & (_HW_MOD - 1)
+        self._hw_last = raw
+        # Edges the hardware had counted by the previous sync have reached the IRQ path
+        # by now (soft IRQs run as soon as the VM runs bytecode again): any shortfall is
+        # edges the scheduler dropped.
+        lost = self._hw_prev - self.rising - self.missed
+        if lost > 0:
+            self.missed += lost
+            self.total += lost
+        self._hw_prev = self.hw_total
+
+
+def _stamp(now_ms, now_us, t_us, diff):
+    age = diff(now_us, t_us)
+    return now_ms - (age // 1000 if age > 0 else 0)
+
+
+class SensorNode:
+    """Everything the node senses: lamp classifiers, pulse counters, capture and polling.
+
+    Args:
+        clock: UptimeClock. ticks_us, ticks_diff: the port's functions.
+        lamps: list of (channel 0..4, pin, active_low).
+        counts: list of (0 GOOD / 1 NG, pin, active_low, hardware counter or None).
+        irq_trigger: Pin.IRQ_RISING | Pin.IRQ_FALLING of the port.
+        thresholds: dict with flicker_gap_ms, glitch_ms, max_phase_ms, min_pulse_ms.
+        restore: (lamp states [5], good, ng) continued from RTC memory, or None.
+    """
+
+    def __init__(self, clock, ticks_us, ticks_diff, lamps, counts, irq_trigger, thresholds,
+                 restore=None):
+        self.clock = clock
+        self._us = ticks_us
+        self._diff = ticks_diff
+        self.ring = EdgeRing(ticks_us)
+        self.irq_resyncs = 0
+        now = clock.now_ms()
+        states = restore[0] if restore else [OFF] * 5
+        # per input: [code, pin, invert, known level, first mismatch ms or -1, its ticks_us]
+        self.inputs = []
+        self.lamps = {}  # channel: LampClassifier
+        self.lamp_mask = 0
+        for ch, pin, low in lamps:
+            lit = pin.value() ^ low
+            self.lamps[ch] = LampClassifier(
+                thresholds.get("flicker_gap_ms", 16), thresholds.get("glitch_ms", 20),
+                thresholds.get("max_phase_ms", 1500), states[ch], lit, now)
+            self.lamp_mask |= 1 << ch
+            self.inputs.append([ch, pin, 1 if low else 0, lit, -1, 0])
+        self.counters = [None, None]  # GOOD, NG: (PulseCounter, hardware counter or None)
+        min_us = int(thresholds.get("min_pulse_ms", 5) * 1000)
+        for idx, pin, low, hw in counts:
+            level = pin.value() ^ low
+            base = restore[1 + idx] if restore else 0
+            self.counters[idx] = (PulseCounter(min_us, ticks_diff, level, base, hw is not None),
+                                  hw)
+            self.inputs.append([_COUNT_BASE + idx, pin, 1 if low else 0, level, -1, 0])
+        for inp in self.inputs:
+            inp[1].irq(handler=self.ring.tap(inp[0]), trigger=irq_trigger)
+
+    @property
+    def events_dropped(self):
+        return self.ring.dropped
+
+    def _apply(self, code, level, t_ms, t_us):
+        if code < _COUNT_BASE:
+            self.lamps[code].edge(level, t_ms)
+        else:
+            self.counters[code - _COUNT_BASE][0].edge(level, t_us)
+
+    def service(self):
+        """Drain the edge ring, run the polling safety net, classify and count.
+
+        Returns the lamp changes classified since the last call, oldest first, as
+        (channel, state, began_ms).
+        """
+        now_ms = self.clock.now_ms()
+        now_us = self._us()
+        ring = self.ring
+        diff = self._diff
+        inputs = self.inputs
+        while True:
+            c = ring.pop()
+            if c < 0:
+                break
+            code = c >> 1
+            for inp in inputs:
+                if inp[0] == code:
+                    level = (c & 1) ^ inp[2]
+                    if level != inp[3]:
+                        inp[3] = level
+                        inp[4] = -1
+                        self._apply(code, level, _stamp(now_ms, now_us, ring.t, diff), ring.t)
+                    break
+        # Safety net: a level that differs from the last edge, on two polls in a row, is an
+        # edge the IRQ path lost (one poll could race an IRQ that is merely pending).
+        for inp in inputs:
+            level = inp[1].value() ^ inp[2]
+            if level == inp[3]:
+                inp[4] = -1
+            elif inp[4] < 0:
+                inp[4] = now_ms
+                inp[5] = now_us
+            else:
+                inp[3] = level
+                self.irq_resyncs += 1
+                self._apply(inp[0], level, inp[4], inp[5])
+                inp[4] = -1
+        for c in self.counters:
+            if c is not None:
+                c[0].tick(now_us)
+                if c[1] is not None:
+                    c[0].hw_sync(c[1].value())
+        out = []
+        for ch in range(5):
+            lc = self.lamps.get(ch)
+            if lc is not None:
+                lc.tick(now_ms)
+                if lc.changes:
+                    for st, began in lc.changes:
+                        out.append((ch, st, began))
+                    lc.changes.clear()
+        if len(out) > 1:
+            out.sort(key=lambda e: e[2])
+        return out
+
+    def counts(self):
+        """[GOOD, NG] pulses of record (0 for an input that is not wired)."""
+        return [c[0].total if c is not None else 0 for c in self.counters]
+
+    def lamp_states(self):
+        return [self.lamps[ch].state if ch in self.lamps else OFF for ch in range(5)]
