@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from pathlib import Path
@@ -17,70 +17,38 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from .errors import ConfigError, OEEInputError
+from .machine_state import LampMap
 from .oee import Break, Calendar, Shift
-from .protocol import LAMP_NAMES, LAMP_STATES
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
-__all__ = ["DEFAULT_LAMP_MAP", "Config", "InfluxTarget", "LampMap", "LampRule", "Node",
-           "SerialPort", "load_config", "parse_config"]
+__all__ = ["Config", "InfluxTarget", "Node", "SerialPort", "load_config", "parse_config"]
 
 DEFAULT_UDP = "0.0.0.0:4210"
 DEFAULT_TOKEN_ENV = "LAMPWATCH_INFLUX_TOKEN"
-MACHINE_STATES = ("RUN", "IDLE", "STOP", "OFF")
-_WHEN = ("ON", "BLINK", "LIT")  # LIT: ON or BLINK
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
 @dataclass(frozen=True)
-class LampRule:
-    """`lamp` ("red") in state `when` (ON, BLINK or LIT = either) means machine `state`."""
-
-    lamp: str
-    when: str
-    state: str
-
-    def matches(self, lamps: Sequence[int]) -> bool:
-        s = lamps[LAMP_NAMES.index(self.lamp)]
-        return s != 0 if self.when == "LIT" else LAMP_STATES[s] == self.when
-
-
-@dataclass(frozen=True)
-class LampMap:
-    """Ordered rules, first match wins; `otherwise` when none matches (all lamps off)."""
-
-    rules: tuple[LampRule, ...]
-    otherwise: str = "OFF"
-
-    def state_of(self, lamps: Sequence[int]) -> str:
-        """Machine state for five lamp states (0 OFF, 1 ON, 2 BLINK; green first)."""
-        for rule in self.rules:
-            if rule.matches(lamps):
-                return rule.state
-        return self.otherwise
-
-
-# Red has priority; green with yellow still runs (yellow is a warning on a running machine).
-DEFAULT_LAMP_MAP = LampMap((LampRule("red", "LIT", "STOP"), LampRule("green", "LIT", "RUN"),
-                            LampRule("yellow", "LIT", "IDLE")), "OFF")
-
-
-@dataclass(frozen=True)
 class Node:
-    """One registry entry: a node and the machine it watches."""
+    """One registry entry: a node and the machine it watches.
+
+    `lamp_map` is in host/machine_state.py's form ({"red": "STOP", "blink:yellow":
+    "STOP:setup", ...}, priority in order); None means its default map.
+    """
 
     node_id: int
     plant: str
     line: str
     machine: str
     key: bytes = field(repr=False)
-    ideal_cycle_s: float
+    ideal_cycle_s: float | None = None
     unit: str = "pcs"
     heartbeat_s: float = 10.0
-    lamp_map: LampMap = DEFAULT_LAMP_MAP
+    lamp_map: Mapping[str, str] | None = None
 
     @property
     def silence_timeout_s(self) -> float:
@@ -144,6 +112,9 @@ class Config:
     influxdb: InfluxTarget | None
     nodes: Mapping[int, Node]
     calendar: Calendar
+    heartbeat_s: float = 10.0
+    oee_interval_s: float = 60.0
+    short_stop_s: float = 300.0
 
     def key_of(self, node_id: int) -> bytes | None:
         """The node's key, or None for a node not in the registry (protocol.decode lookup)."""
@@ -184,8 +155,10 @@ class _Table:
             self.fail(self._at(key), "must not be empty")
         return value
 
-    def number(self, key: str, default: Any = ..., positive: bool = True) -> float:
+    def number(self, key: str, default: Any = ..., positive: bool = True) -> float | None:
         value = self.get(key, (int, float), default, "a number")
+        if value is None:
+            return None
         if positive and not value > 0:
             self.fail(self._at(key), f"must be greater than 0, not {value!r}")
         return float(value)
@@ -250,6 +223,7 @@ def parse_config(data: Mapping[str, Any], path: Path | None = None) -> Config:
     if level not in ("debug", "info", "warning", "error"):
         fail("collector.log_level", f"must be debug, info, warning or error, not {level!r}")
     nodes_file = col.text("nodes_file", "")
+    heartbeat_s = col.number("heartbeat_s", 10.0)
     col.done()
 
     serial = []
@@ -277,7 +251,7 @@ def parse_config(data: Mapping[str, Any], path: Path | None = None) -> Config:
     nodes: dict[int, Node] = {}
     machines: dict[str, int] = {}
     for t in entries:
-        node = _node(t)
+        node = _node(t, heartbeat_s)
         if node.node_id in nodes:
             t.fail(t.where, f"node {node.node_id} is in the registry twice")
         if node.machine in machines:
@@ -288,9 +262,12 @@ def parse_config(data: Mapping[str, Any], path: Path | None = None) -> Config:
 
     cal = root.table("calendar")
     calendar = _calendar(cal) if cal is not None else Calendar("UTC")
+    ot = root.table("oee") or _Table({}, "oee", fail)
+    refresh_s, short_stop_s = ot.number("refresh_s", 60.0), ot.number("short_stop_s", 300.0)
+    ot.done()
     root.done()
     return Config(path, udp_listen, tuple(serial), journal, sync, level, influx, nodes,
-                  calendar)
+                  calendar, heartbeat_s, refresh_s, short_stop_s)
 
 
 def _failer(label: str):
@@ -321,7 +298,7 @@ def _address(text: str, fail) -> tuple[str, int]:
     return host, int(port)
 
 
-def _node(t: _Table) -> Node:
+def _node(t: _Table, heartbeat_s: float) -> Node:
     fail = t.fail
     node_id = t.get("id", int)
     if not 0 < node_id < 0x10000:
@@ -333,35 +310,19 @@ def _node(t: _Table) -> Node:
         fail(f"{t.where}.key", "must be hexadecimal")
     if not 16 <= len(key) <= 64:
         fail(f"{t.where}.key", f"must be 16 to 64 bytes (32 to 128 hex digits), not {len(key)}")
-    lamp_map = DEFAULT_LAMP_MAP
-    lm = t.table("lamp_states")
-    if lm is not None:
-        lamp_map = _lamp_map(lm)
+    lamp_map = t.get("lamp_map", dict, None, "a table like { red = \"STOP\", green = \"RUN\" }")
+    if lamp_map is not None:
+        if not all(isinstance(v, str) for v in lamp_map.values()):
+            fail(f"{t.where}.lamp_map", "values must be strings like \"STOP\" or \"STOP:setup\"")
+        try:
+            LampMap(lamp_map)
+        except ConfigError as exc:
+            fail(f"{t.where}.lamp_map", f"is invalid: {exc}")
     node = Node(node_id, t.text("plant"), t.text("line"), t.text("machine"), key,
-                t.number("ideal_cycle_s"), t.text("unit", "pcs"),
-                t.number("heartbeat_s", 10.0), lamp_map)
+                t.number("ideal_cycle_s", None), t.text("unit", "pcs"),
+                t.number("heartbeat_s", heartbeat_s), lamp_map)
     t.done()
     return node
-
-
-def _lamp_map(t: _Table) -> LampMap:
-    fail = t.fail
-    rules = []
-    for r in t.tables("rules"):
-        lamp, when, state = r.text("lamp").lower(), r.text("when", "LIT").upper(), r.text("state")
-        if lamp not in LAMP_NAMES:
-            fail(f"{r.where}.lamp", f"must be one of {', '.join(LAMP_NAMES)}, not {lamp!r}")
-        if when not in _WHEN:
-            fail(f"{r.where}.when", f"must be ON, BLINK or LIT, not {when!r}")
-        if state.upper() not in MACHINE_STATES:
-            fail(f"{r.where}.state", f"must be one of {', '.join(MACHINE_STATES)}, not {state!r}")
-        rules.append(LampRule(lamp, when, state.upper()))
-        r.done()
-    otherwise = t.text("otherwise", "OFF").upper()
-    if otherwise not in MACHINE_STATES:
-        fail(f"{t.where}.otherwise", f"must be one of {', '.join(MACHINE_STATES)}")
-    t.done()
-    return LampMap(tuple(rules), otherwise)
 
 
 def _calendar(t: _Table) -> Calendar:

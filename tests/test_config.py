@@ -4,7 +4,7 @@ from datetime import time
 from pathlib import Path
 
 import pytest
-from lampwatch.config import DEFAULT_LAMP_MAP, load_config
+from lampwatch.config import load_config
 from lampwatch.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,34 +50,24 @@ def test_minimal_config_defaults(tmp_path):
     assert cfg.journal_sync == "full"
     assert cfg.influxdb is None
     node = cfg.nodes[7]
-    assert (node.unit, node.heartbeat_s, node.lamp_map) == ("pcs", 10.0, DEFAULT_LAMP_MAP)
+    assert (node.unit, node.heartbeat_s, node.lamp_map) == ("pcs", 10.0, None)
+    assert (cfg.heartbeat_s, cfg.oee_interval_s, cfg.short_stop_s) == (10.0, 60.0, 300.0)
     assert cfg.key_of(7) == bytes(range(16)) and cfg.key_of(8) is None
     assert "key" not in repr(node) and KEY not in repr(cfg)
 
 
-@pytest.mark.parametrize("lamps, state", [
-    ((0, 0, 0, 0, 0), "OFF"),
-    ((1, 0, 0, 0, 0), "RUN"),
-    ((1, 1, 0, 0, 0), "RUN"),
-    ((0, 2, 0, 0, 0), "IDLE"),
-    ((1, 1, 1, 0, 0), "STOP"),
-    ((0, 0, 2, 0, 0), "STOP"),
-    ((0, 0, 0, 1, 1), "OFF"),
-])
-def test_default_lamp_map(lamps, state):
-    assert DEFAULT_LAMP_MAP.state_of(lamps) == state
-
-
-def test_custom_lamp_map_blink_has_its_own_state(tmp_path):
+def test_lamp_map_in_machine_state_form(tmp_path):
     cfg = load_config(write(tmp_path, NODE + """
-[nodes.lamp_states]
-rules = [{ lamp = "yellow", when = "BLINK", state = "STOP" },
-         { lamp = "yellow", when = "ON", state = "idle" }]
-otherwise = "RUN"
+lamp_map = { red = "STOP", "blink:yellow" = "STOP:setup", yellow = "IDLE", green = "RUN" }
+[collector]
+heartbeat_s = 4
+[oee]
+refresh_s = 30
 """))
-    m = cfg.nodes[7].lamp_map
-    assert [m.state_of(x) for x in [(0, 2, 0, 0, 0), (0, 1, 0, 0, 0), (0, 0, 0, 0, 0)]] == \
-        ["STOP", "IDLE", "RUN"]
+    node = cfg.nodes[7]
+    assert list(node.lamp_map) == ["red", "blink:yellow", "yellow", "green"]
+    assert (node.heartbeat_s, node.silence_timeout_s, cfg.oee_interval_s) == (4.0, 12.0, 30.0)
+    assert cfg.nodes[7].ideal_cycle_s == 2.0
 
 
 def test_registry_file_is_merged(tmp_path):
@@ -130,10 +120,10 @@ token_file = "tok"
     ('[influxdb]\nurl="http://x"\norg="o"\nbucket="b"\ntoken="t"\n', ("influxdb.token is not "
      "allowed: put the token in a file")),
     ('[influxdb]\nurl="x"\norg="o"\nbucket="b"\n', "influxdb.url must start with http"),
-    (NODE + '[nodes.lamp_states]\nrules = [{lamp="pink", state="RUN"}]\n', "lamp must be one"),
-    (NODE + '[nodes.lamp_states]\nrules = [{lamp="red", state="BUSY"}]\n', "state must be one"),
-    (NODE + '[nodes.lamp_states]\nrules = [{lamp="red", when="DIM", state="RUN"}]\n',
-     "when must be ON, BLINK or LIT"),
+    (NODE + 'lamp_map = { pink = "RUN" }\n', "nodes[0].lamp_map is invalid: lamp map key"),
+    (NODE + 'lamp_map = { red = "BUSY" }\n', "nodes[0].lamp_map is invalid: lamp map 'red'"),
+    (NODE + 'lamp_map = { red = 1 }\n', "nodes[0].lamp_map values must be strings"),
+    ('[oee]\nrefresh_s = -1\n', "oee.refresh_s must be greater than 0"),
     ('[calendar]\ntime_zone = "Mars/Olympus"\n', "not a known IANA time zone"),
     (('[calendar]\ntime_zone = "UTC"\n[[calendar.shifts]]\nname = "A"\nstart = "6am"\n'
      'end = "14:00"\n'), "calendar.shifts[0].start must be a wall time"),
