@@ -5,6 +5,7 @@ import sys
 import click
 
 from . import __version__
+from .cli_collect import collect
 from .errors import LampwatchError
 
 
@@ -12,6 +13,9 @@ from .errors import LampwatchError
 @click.version_option(__version__, prog_name="lampwatch")
 def cli():
     """lampwatch: real-time OEE from tower lamps and part counters."""
+
+
+cli.add_command(collect)
 
 
 @cli.group()

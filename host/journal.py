@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 
 from .errors import SinkError
 
-__all__ = ["FrameRow", "Journal", "StoredEvent", "StoredFrame"]
+__all__ = ["FrameRow", "Journal", "StoredEvent", "StoredFrame", "event_row"]
 
 log = logging.getLogger(__name__)
 
@@ -75,14 +75,17 @@ class StoredEvent(NamedTuple):
     data: str
 
 
-def _event_row(ev: Any) -> tuple:
-    """An Event (attributes ts_s, kind, node_id, machine, data) or a 5-tuple, as a row."""
+def event_row(ev: Any) -> tuple:
+    """An Event (attributes ts_s, kind, node_id, machine, data) or a 5-tuple, as a row.
+
+    Raises TypeError or ValueError if it cannot be stored (data not JSON-serialisable).
+    """
     if isinstance(ev, tuple) and not hasattr(ev, "ts_s"):
         ts_s, kind, node_id, machine, data = ev
     else:
         ts_s, kind, node_id, machine, data = ev.ts_s, ev.kind, ev.node_id, ev.machine, ev.data
     if not isinstance(data, str):
-        data = json.dumps(data, separators=(",", ":"), allow_nan=False)
+        data = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return (float(ts_s), kind, node_id, machine, data)
 
 
@@ -146,7 +149,7 @@ class Journal:
                 if frames:
                     db.executemany(_INSERT_FRAME, frames)
                 new = db.total_changes - before
-                rows = [_event_row(e) for e in events]
+                rows = [event_row(e) for e in events]
                 if rows:
                     db.executemany(_INSERT_EVENT, rows)
                 if rejects:
@@ -186,6 +189,28 @@ class Journal:
                                " raw FROM frames WHERE id > ? ORDER BY id LIMIT ?",
                                (last_id, limit))
         return [StoredFrame(*row) for row in cur]
+
+    def recent_frames(self, since_s: float, limit: int = 500_000) -> list[StoredFrame]:
+        """Frames received at or after `since_s` among the last `limit`, in id order."""
+        cur = self._db.execute("SELECT id, rx_s, source, node_id, boot_id, seq, type, uptime_ms,"
+                               " raw FROM frames WHERE id > (SELECT coalesce(max(id), 0) - ? "
+                               "FROM frames) AND rx_s >= ? ORDER BY id", (limit, since_s))
+        return [StoredFrame(*row) for row in cur]
+
+    def events_since(self, since_s: float, limit: int = 5_000_000) -> list[StoredEvent]:
+        """Events with ts_s >= since_s among the last `limit`, in id order."""
+        cur = self._db.execute("SELECT id, ts_s, kind, node_id, machine, data FROM events "
+                               "WHERE id > (SELECT coalesce(max(id), 0) - ? FROM events) "
+                               "AND ts_s >= ? ORDER BY id", (limit, since_s))
+        return [StoredEvent(*row) for row in cur]
+
+    def last_counts(self) -> list[StoredEvent]:
+        """The last `count` event of every (node, boot): per-boot totals survive restarts."""
+        cur = self._db.execute(
+            "SELECT id, ts_s, kind, node_id, machine, data FROM events WHERE id IN "
+            "(SELECT max(id) FROM events WHERE kind = 'count' "
+            "GROUP BY node_id, json_extract(data, '$.boot_id')) ORDER BY id")
+        return [StoredEvent(*row) for row in cur]
 
     def has_frame(self, node_id: int, boot_id: int, seq: int) -> bool:
         return self._db.execute("SELECT 1 FROM frames WHERE node_id = ? AND boot_id = ? AND "

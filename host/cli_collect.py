@@ -1,0 +1,107 @@
+"""`lampwatch collect`: run the collector service, or `--check` a config and say what it would do."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+import click
+
+from .config import Config, load_config
+from .errors import ConfigError
+
+DEFAULT_CONFIG = Path("/etc/lampwatch/collector.toml")
+# syslog priorities: journald reads a "<N>" line prefix as the entry's level.
+_SYSLOG = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3,
+           logging.CRITICAL: 2}
+
+
+class _JournaldFormatter(logging.Formatter):
+    def format(self, record):
+        return f"<{_SYSLOG.get(record.levelno, 6)}>{super().format(record)}"
+
+
+def setup_logging(level: str) -> None:
+    """Log lines to stderr with a level prefix and no time (journald stamps them)."""
+    handler = logging.StreamHandler(sys.stderr)
+    fmt = "%(levelname)s %(name)s: %(message)s"
+    journald = bool(os.environ.get("JOURNAL_STREAM"))
+    handler.setFormatter(_JournaldFormatter(fmt) if journald else logging.Formatter(fmt))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+
+
+def describe(cfg: Config) -> list[str]:
+    """What `collect` would do with this config, one line each; never shows a secret."""
+    lines = [f"config {cfg.path}: valid"]
+    if cfg.udp_listen:
+        lines.append(f"listen: udp {cfg.udp_listen[0]}:{cfg.udp_listen[1]}")
+    lines += [f"listen: serial {s.port} at {s.baud} baud" for s in cfg.serial]
+    if not cfg.udp_listen and not cfg.serial:
+        lines.append("listen: nothing (no udp_listen and no [[serial]]): no frames will arrive")
+    lines.append(f"journal: {cfg.journal_path} (sync {cfg.journal_sync})")
+    if cfg.influxdb is None:
+        lines.append("influxdb: not configured (the journal is the only store)")
+    else:
+        t = cfg.influxdb
+        lines.append(f"influxdb: {t.url} org {t.org!r} bucket {t.bucket!r} token "
+                     f"{t.describe_token()}")
+    lines.append(f"nodes: {len(cfg.nodes)}")
+    for n in sorted(cfg.nodes.values(), key=lambda n: n.node_id):
+        ideal = f"{n.ideal_cycle_s:g} s/{n.unit}" if n.ideal_cycle_s else "unknown (no OEE)"
+        lamps = ", ".join(f"{k}={v}" for k, v in n.lamp_map.items()) if n.lamp_map else "default"
+        lines.append(f"  node {n.node_id}: {n.plant} / {n.line} / {n.machine}; ideal cycle "
+                     f"{ideal}; heartbeat {n.heartbeat_s:g} s; lamps {lamps}")
+    cal = cfg.calendar
+    lines.append(f"calendar: {cal.tz}, {len(cal.shifts)} shift(s), "
+                 f"{len(cal.planned_stops)} planned stop(s)")
+    days = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+    for s in cal.shifts:
+        breaks = ", ".join(f"{b.start:%H:%M}-{b.end:%H:%M}" for b in s.breaks) or "none"
+        lines.append(f"  shift {s.name}: {s.start:%H:%M}-{s.end:%H:%M} on "
+                     f"{' '.join(days[d] for d in s.weekdays)}; breaks {breaks}")
+    if not cal.shifts:
+        lines.append("  no shifts: no per-shift OEE events")
+    return lines
+
+
+async def _serve(cfg: Config) -> None:
+    from .runtime import CollectorRuntime
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await CollectorRuntime(cfg).run(stop)
+
+
+@click.command("collect")
+@click.option("--config", "config_path", type=click.Path(path_type=Path),
+              default=DEFAULT_CONFIG, show_default=True, help="Collector config (TOML).")
+@click.option("--check", is_flag=True,
+              help="Validate the config, print what would run, and exit.")
+def collect(config_path: Path, check: bool):
+    """Receive node frames (UDP, serial), journal them, ACK, derive states, counts and OEE.
+
+    Runs until SIGTERM or SIGINT, then commits what is pending and exits. The InfluxDB
+    token comes from the environment or a file named in the config, never from here.
+    """
+    cfg = load_config(config_path)
+    if check:
+        for line in describe(cfg):
+            click.echo(line)
+        if cfg.influxdb is not None:
+            cfg.influxdb.token()  # a missing token fails the check (one line, exit 1)
+        return
+    setup_logging(cfg.log_level)
+    if cfg.influxdb is not None:
+        cfg.influxdb.token()
+    try:
+        asyncio.run(_serve(cfg))
+    except OSError as exc:  # e.g. the UDP port is taken, the journal dir not writable
+        raise ConfigError(f"cannot start the collector: {exc}") from None

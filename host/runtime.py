@@ -1,0 +1,236 @@
+"""Runs a collector: journal, deriver (rebuilt from the journal), sources, 1 s tick, clean stop.
+
+`CollectorRuntime` is the asyncio face (`lampwatch collect` awaits `run(stop)`);
+`CollectorThread` runs one on its own loop in a background thread for the demo and the
+Andon board, and hands out live state safely across the thread boundary.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import dataclasses
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from .collector import Collector, NullDeriver
+from .errors import ProtocolError
+from .journal import Journal
+from .protocol import decode
+from .serial_source import SerialSource
+from .udp_source import UdpSource
+
+__all__ = ["CollectorRuntime", "CollectorThread", "make_deriver"]
+
+log = logging.getLogger(__name__)
+
+TICK_S = 1.0
+_REPLAY_MIN_S = 600.0
+_DAY_S = 86400.0
+
+
+def make_deriver(config: Any):
+    """host/derive.py's Deriver for `config`, or a NullDeriver where it is not installed."""
+    try:
+        from .derive import Deriver
+    except ImportError:
+        log.warning("host/derive.py is missing: frames are journaled, nothing is derived")
+        return NullDeriver()
+    return Deriver(config)
+
+
+def replay(deriver: Any, journal: Journal, config: Any, now_s: float) -> int:
+    """Rebuild the deriver's memory from the journal after a restart; returns frames replayed.
+
+    Frames: the last few heartbeat periods (clock anchors, lamps, last heard). Events: the
+    last count of every boot (so per-boot totals never count twice), then everything since
+    the start of the running shift (or the last day).
+    """
+    if not hasattr(deriver, "replay"):
+        return 0
+    from .events import Event  # the deriver's event type; present wherever derive.py is
+
+    periods = [3 * n.heartbeat_s for n in config.nodes.values()] or [0.0]
+    frames = []
+    for row in journal.recent_frames(now_s - max(_REPLAY_MIN_S, 3 * max(periods))):
+        try:
+            frames.append((decode(row.raw, config.key_of), row.rx_s))
+        except ProtocolError:
+            continue  # a node removed from the registry, or its key changed
+    shift = config.calendar.shift_at(now_s) if config.calendar.shifts else None
+    since = shift.start if shift is not None else now_s - _DAY_S
+    rows = {r.id: r for r in journal.last_counts()}
+    rows.update((r.id, r) for r in journal.events_since(since))
+    events = [Event.from_row(r.ts_s, r.kind, r.node_id, r.machine, r.data)
+              for _, r in sorted(rows.items())]
+    deriver.replay(frames, events)
+    log.info("rebuilt state from the journal: %d frames, %d events", len(frames), len(events))
+    return len(frames)
+
+
+class CollectorRuntime:
+    """Everything `lampwatch collect` runs, for one config.
+
+    Args:
+        config: a validated Config.
+        deriver: default `make_deriver(config)`.
+        clock: host wall time (epoch s); the collector's only clock.
+        forward: start the InfluxDB forwarder when the config has an [influxdb] table.
+    """
+
+    def __init__(self, config: Any, *, deriver: Any = None,
+                 clock: Callable[[], float] = time.time, forward: bool = True,
+                 serial_backoff_s: tuple[float, float] = (0.5, 10.0)):
+        self.config, self.clock, self.forward = config, clock, forward
+        self.deriver = deriver if deriver is not None else make_deriver(config)
+        self.serial_backoff_s = serial_backoff_s
+        self.journal: Journal | None = None
+        self.collector: Collector | None = None
+        self.udp: UdpSource | None = None
+        self.serial: list[SerialSource] = []
+        self.forwarder = None
+        self._tick_task: asyncio.Task | None = None
+
+    @property
+    def udp_address(self) -> tuple[str, int] | None:
+        return self.udp.address if self.udp is not None else None
+
+    async def start(self) -> None:
+        cfg = self.config
+        self.journal = Journal(cfg.journal_path, sync=cfg.journal_sync)
+        try:
+            replay(self.deriver, self.journal, cfg, self.clock())
+            self.collector = Collector(cfg, self.journal, self.deriver, clock=self.clock)
+            if cfg.udp_listen is not None:
+                self.udp = UdpSource(self.collector, *cfg.udp_listen)
+                await self.udp.start()
+            for sp in cfg.serial:
+                src = SerialSource(self.collector, sp.port, sp.baud, backoff_s=self.serial_backoff_s)
+                await src.start()
+                self.serial.append(src)
+            if self.forward and cfg.influxdb is not None:
+                self._start_forwarder()
+        except BaseException:
+            await self.stop()
+            raise
+        self._tick_task = asyncio.get_running_loop().create_task(self._ticker())
+        log.info("collector running: %d node(s), journal %s", len(cfg.nodes), cfg.journal_path)
+
+    def _start_forwarder(self) -> None:
+        from .forwarder import Forwarder, InfluxWriter
+        from .influx import placements_from
+
+        cfg = self.config
+        target = cfg.influxdb
+        writer = InfluxWriter(target.url, target.token(), target.org, target.bucket)
+        self.forwarder = Forwarder(lambda: Journal(cfg.journal_path, sync=cfg.journal_sync),
+                                   writer, placements_from(cfg.nodes.values()))
+        self.forwarder.start()
+        self.collector.on_commit = lambda n: self.forwarder.notify()
+        log.info("forwarding to InfluxDB %s bucket %s", target.url, target.bucket)
+
+    async def _ticker(self) -> None:
+        while True:
+            await asyncio.sleep(TICK_S)
+            try:
+                self.collector.tick()
+            except Exception:  # a dying tick task must not be silent, nor stop ticking
+                log.exception("collector tick failed")
+
+    async def stop(self) -> None:
+        """Stop listening, commit what is pending, stop the forwarder, close the journal."""
+        if self._tick_task is not None:
+            self._tick_task.cancel()
+            self._tick_task = None
+        if self.udp is not None:
+            self.udp.stop()
+        for src in self.serial:
+            await asyncio.to_thread(src.stop)
+        if self.collector is not None:
+            self.collector.tick()  # pending frames (and their ACKs) and the last events
+            log.info("collector stopped: %d frames accepted, %d rejected",
+                     self.collector.stats.accepted, self.collector.stats.rejected)
+        if self.forwarder is not None:
+            await asyncio.to_thread(self.forwarder.stop)
+            self.forwarder = None
+        if self.journal is not None:
+            self.journal.close()
+            self.journal = None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Start, wait for `stop`, stop cleanly."""
+        await self.start()
+        try:
+            await stop.wait()
+        finally:
+            await self.stop()
+
+
+class CollectorThread:
+    """A CollectorRuntime on its own event loop in a daemon thread.
+
+        ct = CollectorThread(config).start()   # returns once listening (or raises)
+        ct.udp_address; ct.snapshot(); ct.stats(); ct.call(fn, ...)
+        ct.stop()
+    """
+
+    def __init__(self, config: Any, **runtime_kwargs):
+        self.runtime = CollectorRuntime(config, **runtime_kwargs)
+        self._loop = asyncio.new_event_loop()
+        self._stop: asyncio.Event | None = None
+        self._thread: threading.Thread | None = None
+        self._started: concurrent.futures.Future = concurrent.futures.Future()
+
+    def start(self, timeout_s: float = 30.0) -> CollectorThread:
+        self._thread = threading.Thread(target=self._main, name="collector", daemon=True)
+        self._thread.start()
+        self._started.result(timeout_s)  # re-raises a startup error here
+        return self
+
+    def _main(self) -> None:
+        async def main():
+            self._stop = asyncio.Event()
+            try:
+                await self.runtime.start()
+            except Exception as exc:  # noqa: BLE001 - start() re-raises it in the caller
+                self._started.set_exception(exc)
+                return
+            self._started.set_result(True)
+            try:
+                await self._stop.wait()
+            finally:
+                await self.runtime.stop()
+        self._loop.run_until_complete(main())
+        self._loop.close()
+
+    @property
+    def udp_address(self) -> tuple[str, int] | None:
+        return self.runtime.udp_address
+
+    def call(self, fn: Callable, *args, timeout_s: float = 10.0):
+        """Run fn(*args) on the collector's loop and return its result (thread-safe)."""
+        async def run():
+            return fn(*args)
+        return asyncio.run_coroutine_threadsafe(run(), self._loop).result(timeout_s)
+
+    def snapshot(self) -> dict:
+        """The deriver's live view per machine ({} without a deriver that has one)."""
+        snap = getattr(self.runtime.deriver, "snapshot", None)
+        return self.call(lambda: snap(self.runtime.clock())) if snap else {}
+
+    def stats(self):
+        """A copy of the collector's counters."""
+        return self.call(lambda: dataclasses.replace(
+            self.runtime.collector.stats, rejects=dict(self.runtime.collector.stats.rejects),
+            last_seen_s=dict(self.runtime.collector.stats.last_seen_s)))
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        if self._thread is None:
+            return
+        if self._stop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(timeout_s)
+        self._thread = None

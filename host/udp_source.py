@@ -1,0 +1,99 @@
+"""UDP listener (asyncio): datagrams -> Collector.submit; ACKs go back to each sender.
+
+The socket is read in bursts: on each readiness callback every queued datagram (up to
+`burst`) is submitted, then the collector flushes once, so under load one journal
+transaction carries many frames. (asyncio's DatagramProtocol reads one datagram per event
+loop turn, which would make batches of one; add_reader on the raw socket avoids that.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from typing import NamedTuple
+
+from .protocol import MAX_FRAME
+
+__all__ = ["UdpReply", "UdpSource"]
+
+log = logging.getLogger(__name__)
+
+_READ_SIZE = MAX_FRAME + 56  # longer datagrams arrive cut but still > MAX_FRAME: "oversized"
+_RCVBUF_BYTES = 4 << 20
+
+
+class UdpReply(NamedTuple):
+    """Sends an ACK to one sender; equal for equal addresses, so ACKs group per sender."""
+
+    sock: socket.socket
+    addr: tuple
+
+    def __call__(self, data: bytes) -> None:
+        self.sock.sendto(data, self.addr)
+
+
+class UdpSource:
+    """Listens on (host, port); port 0 picks a free one (see `address` after `start`).
+
+    Args:
+        collector: the Collector frames go to (submit, flush).
+        host, port: where to listen. burst: datagrams read per readiness callback at most.
+    """
+
+    def __init__(self, collector, host: str, port: int, *, burst: int = 1024):
+        self.collector, self.host, self.port, self.burst = collector, host, port, burst
+        self.sock: socket.socket | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._names: dict[tuple, tuple[str, str]] = {}
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self.sock.getsockname()[:2]
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        infos = await self._loop.getaddrinfo(self.host, self.port, type=socket.SOCK_DGRAM)
+        family, _, _, _, addr = infos[0]
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _RCVBUF_BYTES)
+            sock.setblocking(False)
+            sock.bind(addr)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+        self._loop.add_reader(sock.fileno(), self._drain)
+        log.info("listening for nodes on udp %s:%d", *self.address)
+
+    def stop(self) -> None:
+        if self.sock is not None:
+            self._loop.remove_reader(self.sock.fileno())
+            self.sock.close()
+            self.sock = None
+
+    def _name(self, addr: tuple) -> tuple[str, str]:
+        """Source name for frames (`udp:ip:port`) and for reject counts (`udp:ip`)."""
+        names = self._names.get(addr)
+        if names is None:
+            if len(self._names) > 4096:
+                self._names.clear()
+            names = self._names[addr] = (f"udp:{addr[0]}:{addr[1]}", f"udp:{addr[0]}")
+        return names
+
+    def _drain(self) -> None:
+        sock, submit = self.sock, self.collector.submit
+        try:
+            for _ in range(self.burst):
+                try:
+                    data, addr = sock.recvfrom(_READ_SIZE)
+                except (BlockingIOError, InterruptedError):
+                    break
+                except OSError as exc:  # e.g. ICMP port unreachable from an earlier ACK
+                    log.debug("udp receive error: %s", exc)
+                    continue
+                source, reject_source = self._name(addr)
+                submit(data, source, UdpReply(sock, addr), reject_source)
+        finally:
+            self.collector.flush()

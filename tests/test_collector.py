@@ -1,0 +1,365 @@
+"""The ingest path on real sockets: UDP on loopback, a pty as the serial line, a subprocess."""
+
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from lampwatch.collector import NullDeriver
+from lampwatch.config import load_config
+from lampwatch.journal import Journal
+from lampwatch.paths import FIRMWARE_DIR
+from lampwatch.protocol import SerialDeframer, serial_frame
+from lampwatch.runtime import CollectorThread
+
+sys.path.insert(0, str(FIRMWARE_DIR))
+import lwproto
+
+KEY7, KEY8 = bytes(range(16)), bytes(range(16, 48))
+BOOT = 0xDEADBEEF
+CLI = [sys.executable, "-c", "from lampwatch.cli import main; main()"]
+
+
+def write_config(tmp_path, port=0, serial_port=None, extra=""):
+    serial = f'[[serial]]\nport = "{serial_port}"\n' if serial_port else ""
+    text = f"""
+[collector]
+udp_listen = "127.0.0.1:{port}"
+journal = "journal.sqlite"
+journal_sync = "normal"
+{serial}
+[[nodes]]
+id = 7
+plant = "p"
+line = "l"
+machine = "m7"
+key = "{KEY7.hex()}"
+ideal_cycle_s = 1.0
+[[nodes]]
+id = 8
+plant = "p"
+line = "l"
+machine = "m8"
+key = "{KEY8.hex()}"
+ideal_cycle_s = 1.0
+{extra}"""
+    path = tmp_path / "collector.toml"
+    path.write_text(text)
+    return path
+
+
+class Recorder(NullDeriver):
+    """Emits one event per frame, so events ride in the frame's transaction."""
+
+    def on_frame(self, frame, rx_s):
+        h = frame.header
+        return [(rx_s, "frame", h.node_id, f"m{h.node_id}", {"seq": h.seq})]
+
+
+@pytest.fixture
+def collector(tmp_path):
+    ct = CollectorThread(load_config(write_config(tmp_path)), deriver=Recorder()).start()
+    yield ct
+    ct.stop()
+
+
+@pytest.fixture
+def node_sock():
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    s.settimeout(2.0)
+    yield s
+    s.close()
+
+
+def heartbeat(seq, codec=None, boot=BOOT, good=0):
+    codec = codec or lwproto.Codec(7, KEY7)
+    return codec.heartbeat(boot, seq, 1000 * seq, good, 0, [1, 0, 0, 0, 0])
+
+
+def acked(sock, codec, boot=BOOT, want=None, timeout_s=2.0):
+    """Sequence numbers ACKed to `sock` (until `want` are all in, or timeout)."""
+    got = set()
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and (want is None or not want <= got):
+        sock.settimeout(max(0.01, deadline - time.monotonic()))
+        try:
+            data = sock.recv(64)
+        except TimeoutError:
+            break
+        seqs = codec.parse_ack(data, boot)
+        assert seqs is not None, f"ACK does not verify: {data.hex()}"
+        got.update(seqs)
+    return got
+
+
+def test_valid_frame_is_journaled_then_acked(collector, node_sock, tmp_path):
+    codec = lwproto.Codec(7, KEY7)
+    node_sock.sendto(heartbeat(5), collector.udp_address)
+    data = node_sock.recv(64)
+    # The ACK verifies with the node's own codec, and the frame is already in the journal.
+    assert codec.parse_ack(data, BOOT) == [5]
+    with Journal(tmp_path / "journal.sqlite") as j:
+        rows = j.frames_after(0)
+        assert [(r.node_id, r.boot_id, r.seq, r.type) for r in rows] == [(7, BOOT, 5, 3)]
+        assert rows[0].raw == heartbeat(5)
+        assert rows[0].source == f"udp:127.0.0.1:{node_sock.getsockname()[1]}"
+        assert [(e.kind, e.data) for e in j.events_after(0)] == [("frame", '{"seq":5}')]
+    assert collector.stats().accepted == 1
+
+
+def test_duplicates_reordered_and_replayed_frames_are_dropped_and_counted(collector, node_sock,
+                                                                          tmp_path):
+    codec = lwproto.Codec(7, KEY7)
+    frames = [heartbeat(s) for s in range(20)]
+    order = list(range(20)) + [3, 3, 7, 19, 0]  # retransmissions and a replay
+    random.Random(4).shuffle(order)
+    for s in order:
+        node_sock.sendto(frames[s], collector.udp_address)
+    assert acked(node_sock, codec, want=set(range(20))) == set(range(20))
+    time.sleep(0.2)  # the late duplicates' ACKs
+    stats = collector.stats()
+    assert (stats.accepted, stats.duplicates) == (20, 5)
+    collector.call(collector.runtime.collector.flush)
+    with Journal(tmp_path / "journal.sqlite") as j:
+        assert sorted(r.seq for r in j.frames_after(0)) == list(range(20))
+        assert len(j.events_after(0)) == 20  # a duplicate is never handed to the deriver
+        assert j.rejects()[("udp:127.0.0.1", "replay")][0] == 5
+
+
+def test_garbage_unknown_node_wrong_key_oversized(collector, node_sock, tmp_path):
+    good = heartbeat(1)
+    wrong_key = lwproto.Codec(7, bytes(16)).heartbeat(BOOT, 2, 0, 0, 0, [0] * 5)
+    unknown = lwproto.Codec(99, KEY7).heartbeat(BOOT, 2, 0, 0, 0, [0] * 5)
+    junk = [b"", b"\x00", os.urandom(7), os.urandom(100), good[:-1] + b"\x00",
+            wrong_key, unknown, b"\x13" * 60000, good + b"x" * 300, b"\x23" + good[1:]]
+    rng = random.Random(1)
+    junk += [bytes(rng.randrange(256) for _ in range(rng.randrange(1, 250)))
+             for _ in range(300)]
+    for j in junk:
+        node_sock.sendto(j, collector.udp_address)
+    node_sock.sendto(good, collector.udp_address)
+    assert acked(node_sock, lwproto.Codec(7, KEY7), want={1}) == {1}
+    stats = collector.stats()
+    reasons = {r for (_, r) in stats.rejects}
+    assert {"truncated", "bad_tag", "unknown_node", "oversized", "bad_version"} <= reasons
+    assert stats.accepted == 1 and stats.rejected >= len(junk) - 1
+    collector.call(collector.runtime.collector.flush)
+    with Journal(tmp_path / "journal.sqlite") as j:
+        assert j.frame_count() == 1
+        assert sum(n for n, _ in j.rejects().values()) == stats.rejected
+
+
+def test_acks_group_per_sender_and_node(collector, node_sock):
+    c7, c8 = lwproto.Codec(7, KEY7), lwproto.Codec(8, KEY8)
+    for s in range(40):
+        node_sock.sendto(heartbeat(s, c7), collector.udp_address)
+        node_sock.sendto(heartbeat(s, c8, boot=1), collector.udp_address)
+    got7, got8 = set(), set()
+    deadline = time.monotonic() + 3
+    while (len(got7) < 40 or len(got8) < 40) and time.monotonic() < deadline:
+        data = node_sock.recv(64)
+        got7.update(c7.parse_ack(data, BOOT) or [])
+        got8.update(c8.parse_ack(data, 1) or [])
+    assert got7 == got8 == set(range(40))
+
+
+def _pty(link: Path) -> int:
+    """A new pty whose slave `link` points at (as udev's /dev/serial/by-id links do)."""
+    master, slave = os.openpty()
+    name = os.ttyname(slave)
+    os.close(slave)
+    tmp = link.with_suffix(".new")
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(name)
+    tmp.replace(link)
+    return master
+
+
+def _serial_acks(master: int, codec, want: set, timeout_s: float = 3.0) -> set:
+    deframer, got = SerialDeframer(), set()
+    deadline = time.monotonic() + timeout_s
+    os.set_blocking(master, False)
+    while not want <= got and time.monotonic() < deadline:
+        try:
+            data = os.read(master, 4096)
+        except BlockingIOError:
+            time.sleep(0.01)
+            continue
+        for chunk in deframer.feed(data):
+            assert isinstance(chunk, bytes)
+            got.update(codec.parse_ack(chunk, BOOT) or [])
+    return got
+
+
+def _wait(cond, timeout_s=5.0):
+    deadline = time.monotonic() + timeout_s
+    while not cond() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return cond()
+
+
+def test_serial_frames_noise_and_replug(tmp_path):
+    link = tmp_path / "ttyLW0"
+    master = _pty(link)
+    cfg = load_config(write_config(tmp_path, serial_port=link))
+    ct = CollectorThread(cfg, deriver=Recorder(), serial_backoff_s=(0.05, 0.2)).start()
+    try:
+        src = ct.runtime.serial[0]
+        assert _wait(lambda: src.connected)
+        codec = lwproto.Codec(7, KEY7)
+        # A boot banner, a valid frame, a broken COBS chunk, an oversized run, a frame.
+        os.write(master, b"ets Jun  8 2016 boot banner\r\n" + serial_frame(heartbeat(1)) +
+                 b"\x05\x01\x01\x00" + b"\x07" * 500 + serial_frame(heartbeat(2)))
+        assert _serial_acks(master, codec, {1, 2}) == {1, 2}
+        # Unplug: the pty disappears. Plug back in: a new pty behind the same path.
+        os.close(master)
+        assert _wait(lambda: not src.connected)
+        os.write(master := _pty(link), b"")
+        assert _wait(lambda: src.connected and src.opens == 2)
+        os.write(master, serial_frame(heartbeat(3)) + serial_frame(heartbeat(1)))
+        assert _serial_acks(master, codec, {1, 3}) == {1, 3}
+        stats = ct.stats()
+        assert stats.accepted == 3
+        src_name = f"serial:{link}"
+        assert stats.rejects[(src_name, "bad_cobs")] >= 1
+        assert stats.rejects[(src_name, "oversized")] == 1
+        assert stats.rejects[(src_name, "replay")] == 1
+    finally:
+        ct.stop()
+        os.close(master)
+
+
+def run_cli(*args, env=None):
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=30, env=env,
+                          check=False)
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start(cfg_path):
+    proc = subprocess.Popen([*CLI, "collect", "--config", str(cfg_path)],
+                            stderr=subprocess.PIPE, text=True)
+    return proc
+
+
+def _send_until_acked(sock, port, frames: dict, codec, timeout_s=10.0) -> set:
+    """Like a node: resend every unACKed frame until all are ACKed (bounded)."""
+    done = set()
+    deadline = time.monotonic() + timeout_s
+    while len(done) < len(frames) and time.monotonic() < deadline:
+        for seq, f in frames.items():
+            if seq not in done:
+                sock.sendto(f, ("127.0.0.1", port))
+        done |= acked(sock, codec, want=set(frames) - done, timeout_s=0.3)
+    return done
+
+
+def test_sigkill_then_restart_loses_nothing_and_doubles_nothing(tmp_path, node_sock):
+    port = _free_port()
+    cfg = write_config(tmp_path, port)
+    codec = lwproto.Codec(7, KEY7)
+    frames = {s: heartbeat(s, good=10 * s) for s in range(3000)}
+    proc = _start(cfg)
+    try:
+        acked_before = set()
+        # Stream frames until some are ACKed, then kill mid-stream.
+        deadline = time.monotonic() + 15
+        while len(acked_before) < 500 and time.monotonic() < deadline:
+            for s in range(len(acked_before), min(len(acked_before) + 200, 3000)):
+                node_sock.sendto(frames[s], ("127.0.0.1", port))
+            acked_before |= acked(node_sock, codec, timeout_s=0.2)
+        for s in range(3000):
+            node_sock.sendto(frames[s], ("127.0.0.1", port))
+        acked_before |= acked(node_sock, codec, timeout_s=0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        proc.kill()
+    assert len(acked_before) >= 500
+    with Journal(tmp_path / "journal.sqlite") as j:
+        stored = [r.seq for r in j.frames_after(0, 10**6)]
+    assert acked_before <= set(stored), "an ACKed frame is missing after SIGKILL"
+    # Restart; the node resends everything it has not seen ACKed (and some it has).
+    proc = _start(cfg)
+    try:
+        resend = {s: f for s, f in frames.items() if s not in acked_before or s % 7 == 0}
+        assert _send_until_acked(node_sock, port, resend, codec) == set(resend)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
+    finally:
+        proc.kill()
+    with Journal(tmp_path / "journal.sqlite") as j:
+        stored = [r.seq for r in j.frames_after(0, 10**6)]
+        counts = [e for e in j.events_after(0, 10**6) if e.kind == "count"]
+    assert sorted(stored) == list(range(3000))  # all there, none twice
+    if counts:  # the real deriver is installed: the counts add up exactly once
+        import json
+        assert sum(json.loads(e.data)["good"] for e in counts) == 10 * 2999
+
+
+def test_sigterm_flushes_and_exits_cleanly(tmp_path, node_sock):
+    port = _free_port()
+    proc = _start(write_config(tmp_path, port))
+    try:
+        codec = lwproto.Codec(7, KEY7)
+        frames = {s: heartbeat(s) for s in range(50)}
+        assert _send_until_acked(node_sock, port, frames, codec) == set(frames)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
+        err = proc.stderr.read()
+        assert "Traceback" not in err and "collector stopped: 50 frames accepted" in err
+    finally:
+        proc.kill()
+    with Journal(tmp_path / "journal.sqlite") as j:
+        assert j.frame_count() == 50
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[[nodes]]\nid = 7\n", "nodes[0].key is required"),
+    ("[collector\n", "invalid TOML"),
+])
+def test_broken_config_is_one_line_no_traceback(tmp_path, text, message):
+    bad = tmp_path / "bad.toml"
+    bad.write_text(text)
+    for args in (["collect", "--config", str(bad)], ["collect", "--check", "--config", str(bad)]):
+        r = run_cli(*args)
+        assert r.returncode != 0
+        assert r.stderr.count("\n") == 1 and message in r.stderr
+        assert r.stderr.startswith("lampwatch: ") and "Traceback" not in r.stderr
+    r = run_cli("collect", "--config", str(tmp_path / "missing.toml"))
+    assert r.returncode != 0 and r.stderr.startswith("lampwatch: ") and "cannot read" in r.stderr
+
+
+def test_taken_port_is_one_line(tmp_path):
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        cfg = write_config(tmp_path, s.getsockname()[1])
+        r = run_cli("collect", "--config", str(cfg))
+    assert r.returncode == 1
+    assert r.stderr.splitlines()[-1].startswith("lampwatch: cannot start the collector")
+    assert "Traceback" not in r.stderr
+
+
+def test_check_prints_plan_with_masked_token(tmp_path):
+    cfg = write_config(tmp_path, 4210, extra='[influxdb]\nurl = "http://127.0.0.1:8086"\n'
+                       'org = "o"\nbucket = "b"\ntoken_env = "LW_T"\n')
+    env = dict(os.environ, LW_T="super-secret-token")
+    r = run_cli("collect", "--check", "--config", str(cfg), env=env)
+    assert r.returncode == 0, r.stderr
+    assert "listen: udp 127.0.0.1:4210" in r.stdout
+    assert "node 7: p / l / m7" in r.stdout
+    assert "token ******** (18 chars, from $LW_T)" in r.stdout
+    assert "super-secret" not in r.stdout + r.stderr
+    env.pop("LW_T")
+    r = run_cli("collect", "--check", "--config", str(cfg), env=env)
+    assert r.returncode == 1 and "LW_T is not set" in r.stderr
