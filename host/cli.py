@@ -6,6 +6,7 @@ import click
 
 from . import __version__
 from .cli_collect import collect
+from .cli_report import report_command
 from .errors import LampwatchError
 
 
@@ -21,6 +22,9 @@ cli.add_command(collect)
 @cli.group()
 def oee():
     """Compute OEE."""
+
+
+oee.add_command(report_command)
 
 
 def main(argv=None):

@@ -168,8 +168,8 @@ class Deriver:
                 "reset_cause": body.reset_cause, "config_hash": body.config_hash.hex(),
                 "heartbeat_ms": body.heartbeat_ms, "lamp_mask": body.lamp_mask}))
         elif isinstance(body, Lamp):
-            for ev in body.events:
-                out += tr.lamp(ev.channel, ev.state, min(ts, anchor.to_wall(ev.uptime_ms)))
+            out += tr.lamps_changed([(ev.channel, ev.state, min(ts, anchor.to_wall(ev.uptime_ms)))
+                                     for ev in body.events])
         elif isinstance(body, Heartbeat):
             out += self._counts(node, h.boot_id, body, ts)
             out += tr.heartbeat(body.lamps, ts)

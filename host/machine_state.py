@@ -26,8 +26,10 @@ Ordering rules (the timeline is append-only: a late frame never rewrites emitted
   previous state change: a late change of one lamp takes effect no earlier than what was
   already emitted.
 - A heartbeat's lamp byte repairs a lamp whose LAMP frame was lost, at the heartbeat's time.
-- Silence makes the machine UNKNOWN from the last heard time; only data newer than that
-  (a LAMP change or a heartbeat) ends UNKNOWN, from that data's time.
+- Changes in one LAMP frame with the same began time are simultaneous: one state change.
+- Silence makes the machine UNKNOWN from the last heard time (1 ms after it, so the last
+  frame's counts stay with the known state); only data newer than that (a LAMP change or a
+  heartbeat) ends UNKNOWN, from that data's time.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ DEFAULT_LAMP_MAP: dict[str, str] = {"red": "STOP", "yellow": "IDLE", "green": "R
 MAPPED_STATES = ("RUN", "IDLE", "STOP", "OFF")
 UNKNOWN = "UNKNOWN"
 _OFF, _ON, _BLINK = 0, 1, 2
+_AFTER_LAST_HEARD_S = 0.001
 _MODES = {"": (_ON, _BLINK), "on": (_ON,), "blink": (_BLINK,)}
 
 
@@ -111,8 +114,26 @@ class MachineTracker:
         self.reason: str | None = None
         self.since: float | None = None
 
-    def lamp(self, channel: int, state: int, ts: float, repaired: bool = False) -> list[Event]:
-        """Apply lamp `channel` entering `state` at wall time `ts`."""
+    def lamps_changed(self, changes: list[tuple[int, int, float]],
+                      repaired: bool = False) -> list[Event]:
+        """Apply lamp changes (channel, state, wall time), in order; changes that share a
+        time are simultaneous, so the machine state settles once per distinct time."""
+        out: list[Event] = []
+        for k, (ch, st, ts) in enumerate(changes):
+            out += self._lamp(ch, st, ts, repaired)
+            if k + 1 == len(changes) or changes[k + 1][2] != ts:
+                out += self.settle(ts)
+        return out
+
+    def heartbeat(self, lamps: tuple[int, ...], ts: float) -> list[Event]:
+        """Repair lamps from a heartbeat's lamp byte, then settle the machine state."""
+        out: list[Event] = []
+        for ch, st in enumerate(lamps):
+            if self.lamps[ch] != st and ts > self._lamp_ts[ch]:
+                out += self._lamp(ch, st, ts, repaired=True)
+        return out + self.settle(ts)
+
+    def _lamp(self, channel: int, state: int, ts: float, repaired: bool) -> list[Event]:
         if ts < self._lamp_ts[channel] or (ts == self._lamp_ts[channel]
                                            and self.lamps[channel] == state):
             return []
@@ -124,15 +145,7 @@ class MachineTracker:
             out.append(Event(ts, "lamp", self.node_id, self.machine, data))
         self.lamps[channel] = state
         self._lamp_ts[channel] = ts
-        return out + self.settle(ts)
-
-    def heartbeat(self, lamps: tuple[int, ...], ts: float) -> list[Event]:
-        """Repair lamps from a heartbeat's lamp byte, then settle the machine state."""
-        out = []
-        for ch, st in enumerate(lamps):
-            if self.lamps[ch] != st and ts > self._lamp_ts[ch]:
-                out += self.lamp(ch, st, ts, repaired=True)
-        return out + self.settle(ts)
+        return out
 
     def settle(self, ts: float) -> list[Event]:
         """Emit a state change if the lamps now map to another state than the emitted one."""
@@ -144,10 +157,14 @@ class MachineTracker:
         return [self._change(state, reason, ts)]
 
     def silence(self, last_heard_s: float) -> list[Event]:
-        """The node went silent: UNKNOWN from the last heard time (once)."""
+        """The node went silent: UNKNOWN from just after the last heard time (once).
+
+        The last frame's own instant still belongs to the known state (1 ms later starts
+        UNKNOWN), so the counts that frame carried are not excluded as unknown-time counts.
+        """
         if self.state in (None, UNKNOWN):
             return []
-        return [self._change(UNKNOWN, None, last_heard_s)]
+        return [self._change(UNKNOWN, None, last_heard_s + _AFTER_LAST_HEARD_S)]
 
     def restore(self, state: str, reason: str | None, since: float) -> None:
         """Take the emitted state from the journal (used when replaying after a restart)."""

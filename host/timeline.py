@@ -4,8 +4,8 @@ Shared by the live deriver (running-shift OEE) and `lampwatch oee report`, so bo
 from the very same events in the very same way.
 
 Reasons: a `reason` event {"reason", "start_s", "end_s"} names the cause of the stop time
-(IDLE, STOP, OFF) inside [start_s, end_s); `end_s` null means "until this stop ends" (the
-run of contiguous stop intervals containing start_s). A later reason event overrides an
+(IDLE, STOP, OFF) inside [start_s, end_s); `end_s` null means "this whole stop": the run
+of contiguous stop intervals containing start_s, from its beginning to its end. A later reason event overrides an
 earlier one where they overlap. A state event may carry its own reason (lamp map
 "STOP:setup"); an operator's reason overrides it.
 """
@@ -102,14 +102,19 @@ class MachineTimeline:
 
 def _with_reason(intervals: list[oee.StateInterval], start: float, end: float | None,
                  reason: str) -> list[oee.StateInterval]:
-    if end is None:
-        end = start
+    if end is None:  # the whole run of contiguous stop intervals containing `start`
+        run: list[oee.StateInterval] = []
         for s in intervals:
-            if s.end <= start:
+            if s.state in STOP_STATES and (not run or s.start == run[-1].end):
+                run.append(s)
                 continue
-            if s.state not in STOP_STATES or s.start > end:
+            if run and run[-1].end > start:
                 break
-            end = s.end
+            run = [s] if s.state in STOP_STATES else []
+        run = [] if not run or not run[0].start <= start < run[-1].end else run
+        if not run:
+            return intervals
+        start, end = run[0].start, run[-1].end
     out = []
     for s in intervals:
         if s.state not in STOP_STATES or s.end <= start or s.start >= end:

@@ -112,6 +112,14 @@ def test_lamp_frames_use_the_time_each_state_began():
     assert states(out) == [(2.5, "IDLE")]  # yellow beats green at once; green off changes nothing
 
 
+def test_simultaneous_lamp_changes_make_one_state_change():
+    d = deriver()
+    feed(d, hello(), 0, 0)
+    feed(d, lamp((G, ON, 1000)), 1, 1000)
+    out = feed(d, lamp((G, OFF, 5000), (R, ON, 5000)), 2, 5000)
+    assert [e.data for e in out if e.kind == "state"] == [{"state": "STOP", "prev": "RUN"}]
+
+
 def test_heartbeat_repairs_a_lost_lamp_frame():
     d = deriver()
     feed(d, hello(), 0, 0)
@@ -119,9 +127,8 @@ def test_heartbeat_repairs_a_lost_lamp_frame():
     # the LAMP frame "green OFF, yellow ON at 4 s" (seq 2) was lost
     out = feed(d, hb(green=OFF, yellow=ON), 3, 10_000)
     assert [(e.kind, e.data.get("lamp"), e.data.get("repaired")) for e in out] == [
-        ("lamp", "green", True), ("state", None, None), ("lamp", "yellow", True),
-        ("state", None, None)]
-    assert states(out) == [(10.0, "OFF"), (10.0, "IDLE")]
+        ("lamp", "green", True), ("lamp", "yellow", True), ("state", None, None)]
+    assert states(out) == [(10.0, "IDLE")]  # one change, no transient OFF
     # its retransmission arrives later: older than what the heartbeat applied, ignored
     assert feed(d, lamp((G, OFF, 4000), (Y, ON, 4000)), 2, 4000, delay_s=8.0) == []
 
@@ -148,7 +155,7 @@ def test_silence_makes_unknown_from_the_last_heard_time_then_data_resumes():
     feed(d, hb(5, 0, green=ON), 2, 10_000, delay_s=0.002)
     assert d.tick(T0 + 12.9) == []                       # 2.9 s < 3 periods of 1 s
     out = d.tick(T0 + 13.1)
-    assert states(out) == [(10.0, "UNKNOWN")]            # from the last heard time
+    assert states(out) == [(10.001, "UNKNOWN")]  # from (1 ms after) the last heard time
     assert out[0].data == {"state": "UNKNOWN", "prev": "RUN"}
     assert d.tick(T0 + 20) == []                          # once
     # a late frame from before the silence does not end it
@@ -162,7 +169,7 @@ def test_silence_period_from_config_until_a_hello():
     d = deriver(heartbeat_s=5.0)
     feed(d, hb(0, 0, green=ON), 1, 1_000)
     assert d.tick(T0 + 15.9) == []                        # 3 x 5 s
-    assert states(d.tick(T0 + 16.1)) == [(1.0, "UNKNOWN")]
+    assert states(d.tick(T0 + 16.1)) == [(1.001, "UNKNOWN")]
 
 
 def test_blinking_yellow_as_setup_carries_the_reason():
@@ -326,7 +333,7 @@ def test_replay_keeps_a_journaled_unknown():
     live = deriver()
     frames = [(frame(hello(hb_ms=1000), 0, 0), T0), (frame(hb(5, 0, green=ON), 1, 1000), T0 + 1)]
     events = [e for f in frames for e in live.on_frame(*f)] + live.tick(T0 + 10)
-    assert states(events) == [(1.0, "RUN"), (1.0, "UNKNOWN")]
+    assert states(events) == [(1.0, "RUN"), (1.001, "UNKNOWN")]
     again = deriver()
     again.replay(frames, events)
     assert again.tick(T0 + 11) == []                       # not emitted twice

@@ -1,0 +1,69 @@
+"""`lampwatch oee report`: parse the options, read the journal, print host/report.py's output."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from pathlib import Path
+
+import click
+
+from . import oee, report
+
+
+@click.command("report")
+@click.option("--journal", "journal_path", type=click.Path(path_type=Path),
+              help="The collector's SQLite journal (default: the one --config names).")
+@click.option("--config", "config_path", type=click.Path(path_type=Path),
+              help="Collector config: journal, calendar, ideal cycle times.")
+@click.option("--from", "from_", metavar="WHEN", help="Window start: 2026-03-02[T06:00].")
+@click.option("--to", metavar="WHEN", help="Window end (default: now).")
+@click.option("--shift", metavar="WHICH", help="'today' (all of today's shifts), 'current', "
+              "or a shift name (today's).")
+@click.option("--day", metavar="DATE", help="A whole local day: 2026-03-02 or 'today' "
+              "(the default window).")
+@click.option("--machine", help="Only this machine.")
+@click.option("--format", "fmt", type=click.Choice(sorted(report.FORMATS)), default="table",
+              show_default=True)
+def report_command(journal_path, config_path, from_, to, shift, day, machine, fmt):
+    """OEE per machine and for the plant, with the six big losses and data coverage.
+
+    Without --config the whole window is planned time and, with no ideal cycle
+    times, performance and OEE are shown as '-'. Ratios cover the part of planned
+    time with data; coverage says how much of the window that is.
+    """
+    now = time.time()
+    calendar, settings, short_stop_s = None, {}, oee.DEFAULT_SHORT_STOP_S
+    if config_path is not None:
+        from .config import load_config
+
+        cfg = load_config(config_path)
+        journal_path = journal_path or cfg.journal_path
+        calendar = cfg.calendar
+        if not calendar.shifts:  # no shifts configured: every hour is planned
+            calendar = oee.Calendar(calendar.tz, report.ALL_DAY.shifts, calendar.planned_stops)
+        settings = {n.machine: report.MachineSettings(n.ideal_cycle_s, n.heartbeat_s)
+                    for n in cfg.nodes.values()}
+        short_stop_s = cfg.short_stop_s
+    if journal_path is None:
+        raise click.UsageError("give --journal PATH or --config FILE")
+    cal = calendar or report.ALL_DAY
+    if sum(x is not None for x in (from_ or to, shift, day)) > 1:
+        raise click.UsageError("use one of --from/--to, --shift, --day")
+    if from_ or to:
+        if not from_:
+            raise click.UsageError("--to needs --from")
+        start = report.parse_when(from_, cal, "--from")
+        end = report.parse_when(to, cal, "--to") if to else now
+        if end <= start:
+            raise report.ReportError("--to must be after --from")
+    elif shift:
+        start, end = report.shift_window(shift, cal, now)
+    else:
+        today = datetime.fromtimestamp(now, cal.zone).date()
+        start, end = cal.day(report.parse_day(day or "today", today))
+    events, last_rx = report.read_journal(journal_path, start, end)
+    rep = report.build_report(events, last_rx, start, end, calendar=calendar,
+                              settings=settings, machine=machine, now_s=now,
+                              short_stop_s=short_stop_s)
+    click.echo(report.FORMATS[fmt](rep).rstrip("\n"))
