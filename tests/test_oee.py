@@ -22,7 +22,8 @@ from lampwatch.oee import (
 )
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "oee.md"
-JAKARTA = Calendar("Asia/Jakarta", [Shift("A", "06:00", "14:00", breaks=[Break("10:00", "10:30")])])
+JAKARTA = Calendar("Asia/Jakarta",
+                   [Shift("A", "06:00", "14:00", breaks=[Break("10:00", "10:30")])])
 MON = date(2026, 11, 23)  # a Monday; Jakarta is UTC+7 all year
 
 
@@ -191,7 +192,8 @@ def test_impossible_calendar_and_totals_raise(make, message):
 
 
 def test_shift_crossing_midnight_with_break_after_midnight():
-    cal = Calendar("Asia/Jakarta", [Shift("night", "22:00", "06:00", breaks=[Break("02:00", "02:30")])])
+    cal = Calendar("Asia/Jakarta",
+                   [Shift("night", "22:00", "06:00", breaks=[Break("02:00", "02:30")])])
     night = cal.shifts_between(at(cal, MON, "00:00"), at(cal, MON, "23:59"))
     # Sunday's night shift reaches into Monday; Monday's starts at 22:00.
     assert [(i.name, i.day) for i in night] == [("night", date(2026, 11, 22)), ("night", MON)]
@@ -436,7 +438,8 @@ def machine_day(draw, unknown=False):
             t += 60 * draw(st.integers(1, 30))  # a gap: no report
         states.append(StateInterval(t, t + minutes * 60, state, reason))
         t = states[-1].end
-    events = [CountEvent(T0 + draw(st.integers(0, int(t - T0))), kind, draw(st.integers(0, 40)) / 2)
+    events = [CountEvent(T0 + draw(st.integers(0, int(t - T0))), kind,
+                         draw(st.integers(0, 40)) / 2)
               for kind in draw(st.lists(st.sampled_from(["GOOD", "NG"]), max_size=30))]
     ideal = draw(st.sampled_from([0.5, 2, 7.5, 60, 90]))
     return states, events, ideal, T0, t
