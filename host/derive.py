@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import oee
-from .clock_anchor import AnchorFigures, NodeClock
+from .clock_anchor import AnchorFigures, ClockAnchor, NodeClock
 from .events import Event
 from .machine_state import LampMap, MachineTracker
 from .protocol import COUNT_MOD, LAMP_NAMES, LAMP_STATES, Frame, Health, Heartbeat, Hello, Lamp
@@ -40,6 +40,7 @@ _HALF = COUNT_MOD // 2
 _SILENT_PERIODS = 3
 _BOOTS_KEPT = 4
 _PRUNE_MARGIN_S = 3600.0
+_COALESCE_S = 60.0  # live count timeline: one GOOD and one NG entry per minute and state
 
 
 @dataclass(frozen=True)
@@ -112,7 +113,7 @@ class _Node:
     last_rx_s: float | None = None
     last_heard_s: float | None = None
     counts: OrderedDict[int, list[int]] = field(default_factory=OrderedDict)
-    figures: AnchorFigures | None = None
+    anchor: ClockAnchor | None = None  # of the newest frame, for the snapshot's figures
 
 
 def _node_configs(nodes: Mapping[int, Any] | Iterable[Any]) -> dict[int, Any]:
@@ -158,7 +159,7 @@ class Deriver:
         node.last_rx_s = rx_s if node.last_rx_s is None else max(node.last_rx_s, rx_s)
         if node.last_heard_s is None or ts >= node.last_heard_s:
             node.last_heard_s = ts
-            node.figures = anchor.figures()
+            node.anchor = anchor
         tr = node.tracker
         out: list[Event] = []
         if isinstance(body, Hello):
@@ -274,7 +275,7 @@ class Deriver:
                        for name, st in zip(LAMP_NAMES, tr.lamps)},
                 last_heard_s=node.last_heard_s, silent=silent,
                 shift=inst.name if inst else None, result=result, ideal_known=known,
-                clock=node.figures)
+                clock=node.anchor.figures() if node.anchor is not None else None)
         return out
 
     def add_reason(self, event: Event) -> None:
@@ -352,7 +353,7 @@ class Deriver:
     def _timeline(self, machine: str) -> MachineTimeline:
         tl = self._timelines.get(machine)
         if tl is None:
-            tl = self._timelines[machine] = MachineTimeline(machine)
+            tl = self._timelines[machine] = MachineTimeline(machine, coalesce_s=_COALESCE_S)
         return tl
 
     def _absorb(self, events: Iterable[Event]) -> None:

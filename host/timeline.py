@@ -29,8 +29,12 @@ LOSS_KEYS = ("breakdown_s", "setup_s", "minor_stop_s", "reduced_speed_s", "proce
 class MachineTimeline:
     """State changes, counts and reasons of one machine, fed event by event."""
 
-    def __init__(self, machine: str):
+    def __init__(self, machine: str, coalesce_s: float = 0.0):
         self.machine = machine
+        # Live use: counts of one kind in the same `coalesce_s` bucket with no state change
+        # between them are kept as one (bounded memory; the OEE is the same as long as
+        # breaks and planned stops start and end on bucket boundaries, e.g. whole minutes).
+        self._coalesce_s = coalesce_s
         self._changes: list[tuple[float, int, str, str | None]] = []  # ts, order, state, reason
         self._order = 0
         self.counts: list[oee.CountEvent] = []
@@ -55,7 +59,7 @@ class MachineTimeline:
             for kind, key in (("GOOD", "good"), ("NG", "ng")):
                 qty = d.get(key) or 0
                 if qty > 0:
-                    self.counts.append(oee.CountEvent(float(ev.ts_s), kind, float(qty)))
+                    self._count(oee.CountEvent(float(ev.ts_s), kind, float(qty)))
         elif ev.kind == "reason":
             reason, start = d.get("reason"), d.get("start_s")
             if reason not in oee.REASONS or start is None:
@@ -63,6 +67,19 @@ class MachineTimeline:
                 return
             end = d.get("end_s")
             self._reasons.append((float(start), None if end is None else float(end), reason))
+
+    def _count(self, c: oee.CountEvent) -> None:
+        if self._coalesce_s > 0:
+            bucket = c.ts // self._coalesce_s
+            since = self._changes[-1][0] if self._changes else float("-inf")
+            for k in (-1, -2):  # the last GOOD and the last NG
+                if len(self.counts) >= -k:
+                    p = self.counts[k]
+                    if (p.kind == c.kind and p.ts // self._coalesce_s == bucket
+                            and p.ts >= since and c.ts >= p.ts):
+                        self.counts[k] = oee.CountEvent(c.ts, c.kind, p.qty + c.qty)
+                        return
+        self.counts.append(c)
 
     @property
     def last_change_s(self) -> float | None:

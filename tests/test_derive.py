@@ -343,3 +343,19 @@ def test_replay_keeps_a_journaled_unknown():
     partial.replay([], events)
     assert counts(partial.on_frame(frame(hb(7, 0, green=ON), 2, 2000), T0 + 2)) == [
         (2, 0, 7, 0, BOOT_A)]
+
+
+def test_live_count_timeline_coalesces_per_minute_and_state():
+    from lampwatch.timeline import MachineTimeline
+
+    tl = MachineTimeline("press", coalesce_s=60)
+    evs = [(600, "state", {"state": "RUN"}), (610, "count", {"good": 3, "ng": 1}),
+           (650, "count", {"good": 2, "ng": 0}), (655, "state", {"state": "IDLE"}),
+           (659, "count", {"good": 1, "ng": 0}), (661, "count", {"good": 4, "ng": 2})]
+    for ts, kind, data in evs:
+        tl.add(Event(ts, kind, NODE, "press", data))
+    # 610 + 650 merge (same minute 600-660, no state change); 659 follows the IDLE change;
+    # 661 is the next minute
+    assert [(c.ts, c.kind, c.qty) for c in tl.counts] == [
+        (650, "GOOD", 5.0), (610, "NG", 1.0), (659, "GOOD", 1.0), (661, "GOOD", 4.0),
+        (661, "NG", 2.0)]
