@@ -39,6 +39,10 @@ _UPSERT_REJECT = ("INSERT INTO rejects(source, reason, count, last_s) VALUES (?,
                   "last_s = max(last_s, excluded.last_s)")
 
 
+# One encoder for all events: json.dumps with options would build a new one per call.
+_to_json = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode
+
+
 class FrameRow(NamedTuple):
     """A frame to append: what the collector accepted, with its receive time and source."""
 
@@ -85,7 +89,7 @@ def event_row(ev: Any) -> tuple:
     else:
         ts_s, kind, node_id, machine, data = ev.ts_s, ev.kind, ev.node_id, ev.machine, ev.data
     if not isinstance(data, str):
-        data = json.dumps(data, sort_keys=True, separators=(",", ":"))
+        data = _to_json(data)
     return (float(ts_s), kind, node_id, machine, data)
 
 

@@ -1,0 +1,268 @@
+"""Ingest benchmark: simulated nodes over loopback UDP into a collector in a subprocess.
+
+    .venv/bin/python bench/ingest.py [--nodes 1000] [--frames 200000] [--seconds 20]
+                                     [--sync full|normal] [--deriver real|null]
+
+Prints one JSON object:
+- max_throughput: N nodes send HEARTBEATs as fast as ACKs come back (a bounded window of
+  unACKed frames, resent after 1 s, as a node's ring does); frames/s counts frames ACKed,
+  i.e. through decode + verify + dedupe + deriver + journal commit + ACK.
+- steady_1000: each node sends one LAMP frame a second, spread evenly; latency is from
+  sendto() to the ACK arriving. The collector ACKs only after the commit, so this is an
+  upper bound of "sent -> in the journal".
+Both runs check afterwards that the journal holds exactly the ACKed frames. The sender runs
+in this process and shares the machine's cores with the collector, as it would not in a
+plant;
+collector CPU seconds (from /proc) are reported for each phase.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import selectors
+import signal
+import socket
+import sqlite3
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "firmware"))
+import lwproto
+
+BOOT = 0x0B0B0001
+_ACK = struct.Struct(">BHIBHI")
+_RUNNER = """
+import asyncio, signal, sys
+from lampwatch.cli_collect import setup_logging
+from lampwatch.collector import NullDeriver
+from lampwatch.config import load_config
+from lampwatch.runtime import CollectorRuntime
+cfg = load_config(sys.argv[1])
+setup_logging("warning")
+async def main():
+    stop = asyncio.Event()
+    for s in (signal.SIGTERM, signal.SIGINT):
+        asyncio.get_running_loop().add_signal_handler(s, stop.set)
+    await CollectorRuntime(cfg, deriver=NullDeriver() if sys.argv[2] == "null" else None).run(stop)
+asyncio.run(main())
+"""
+
+
+def write_config(tmp: Path, port: int, nodes: int, sync: str) -> Path:
+    lines = ["[collector]", f'udp_listen = "127.0.0.1:{port}"', 'journal = "journal.sqlite"',
+             f'journal_sync = "{sync}"', 'log_level = "warning"', ""]
+    for n in range(1, nodes + 1):
+        lines += ["[[nodes]]", f"id = {n}", 'plant = "bench"', 'line = "l"',
+                  f'machine = "m{n}"', f'key = "{key(n).hex()}"', "ideal_cycle_s = 1.0", ""]
+    path = tmp / "collector.toml"
+    path.write_text("\n".join(lines))
+    return path
+
+
+def key(n: int) -> bytes:
+    return n.to_bytes(2, "big") * 8
+
+
+def cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def acked_seqs(data: bytes):
+    """(node, seqs) of an ACK, unverified: the collector's tags are checked in the tests."""
+    if len(data) != 22:
+        return None, ()
+    _, node, _, hi, lo, bitmap = _ACK.unpack_from(data)
+    base = (hi << 16) | lo
+    return node, [base] + [base + 1 + i for i in range(32) if bitmap >> i & 1]
+
+
+def drain(sock: socket.socket, on_ack) -> None:
+    while True:
+        try:
+            data = sock.recv(64)
+        except BlockingIOError:
+            return
+        node, seqs = acked_seqs(data)
+        for s in seqs:
+            on_ack(node, s)
+
+
+def max_throughput(sock, addr, frames: list[tuple[int, int, bytes]], window: int) -> dict:
+    pending: dict[tuple[int, int], float] = {}
+    done: set[tuple[int, int]] = set()
+    sel = selectors.DefaultSelector()
+    sel.register(sock, selectors.EVENT_READ)
+    nxt, resent = 0, 0
+    t0 = time.perf_counter()
+
+    def on_ack(node, seq):
+        if pending.pop((node, seq), None) is not None:
+            done.add((node, seq))
+
+    deadline = t0 + 300
+    while len(done) < len(frames) and time.perf_counter() < deadline:
+        while len(pending) < window and nxt < len(frames):
+            node, seq, data = frames[nxt]
+            try:
+                sock.send(data)
+            except BlockingIOError:
+                break
+            pending[(node, seq)] = time.perf_counter()
+            nxt += 1
+        sel.select(0.05)
+        drain(sock, on_ack)
+        now = time.perf_counter()
+        if nxt >= len(frames) or len(pending) >= window:
+            for (node, seq), sent in list(pending.items())[:256]:
+                if now - sent > 1.0:  # lost (socket buffer full): resend like a node
+                    sock.send(frames_by_key[(node, seq)])
+                    pending[(node, seq)] = now
+                    resent += 1
+    elapsed = time.perf_counter() - t0
+    return {"frames": len(frames), "acked": len(done), "seconds": round(elapsed, 3),
+            "frames_per_s": round(len(done) / elapsed), "resent": resent, "window": window}
+
+
+frames_by_key: dict[tuple[int, int], bytes] = {}
+
+
+def steady(sock, nodes: int, seconds: float) -> dict:
+    codecs = [lwproto.Codec(n, key(n)) for n in range(1, nodes + 1)]
+    total = int(nodes * seconds)
+    plan = []  # (offset_s, node, seq, frame): node n sends at n/nodes + k seconds
+    for k in range(int(seconds)):
+        for i, c in enumerate(codecs):
+            up = 1000 * k + i
+            ev = [(lwproto.GREEN, k % 2, up)]
+            plan.append((k + i / nodes, c.node_id, 100000 + k, c.lamp(BOOT, 100000 + k, up, ev)))
+    sent_at: dict[tuple[int, int], float] = {}
+    lat: list[float] = []
+
+    def on_ack(node, seq):
+        t = sent_at.pop((node, seq), None)
+        if t is not None:
+            lat.append(time.perf_counter() - t)
+
+    t0 = time.perf_counter()
+    late = 0
+    for offset, node, seq, data in plan:
+        while True:
+            now = time.perf_counter()
+            wait = t0 + offset - now
+            if wait <= 0:
+                break
+            drain(sock, on_ack)
+            time.sleep(min(wait, 0.0005))
+        late += (now - (t0 + offset)) > 0.005
+        sent_at[(node, seq)] = time.perf_counter()
+        sock.send(data)
+        drain(sock, on_ack)
+    end = time.perf_counter() + 2.0
+    while sent_at and time.perf_counter() < end:
+        drain(sock, on_ack)
+        time.sleep(0.001)
+    lat.sort()
+
+    def pct(p):
+        return round(1000 * lat[min(len(lat) - 1, int(p * len(lat)))], 2) if lat else None
+
+    return {"nodes": nodes, "seconds": seconds, "frames": total, "acked": len(lat),
+            "latency_ms": {"p50": pct(0.50), "p90": pct(0.90), "p99": pct(0.99),
+                           "max": round(1000 * lat[-1], 2) if lat else None},
+            "sends_late_over_5ms": late}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--nodes", type=int, default=1000)
+    ap.add_argument("--frames", type=int, default=200_000)
+    ap.add_argument("--window", type=int, default=4000)
+    ap.add_argument("--seconds", type=float, default=20.0)
+    ap.add_argument("--sync", choices=("full", "normal"), default="full")
+    ap.add_argument("--deriver", choices=("real", "null"), default="real")
+    args = ap.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="lwbench") as tmp_name:
+        tmp = Path(tmp_name)
+        probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+        probe.close()
+        cfg = write_config(tmp, port, args.nodes, args.sync)
+        proc = subprocess.Popen([sys.executable, "-c", _RUNNER, str(cfg), args.deriver])
+        try:
+            result = run(proc, port, args, tmp)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        print(json.dumps(result, indent=2))
+
+
+def run(proc, port: int, args, tmp: Path) -> dict:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+    sock.connect(("127.0.0.1", port))
+    # Wait for the collector to listen: a probe frame from node 1 until it is ACKed.
+    hello = lwproto.Codec(1, key(1)).health(BOOT, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+    sock.settimeout(0.2)
+    for _ in range(150):
+        try:
+            sock.send(hello)
+            sock.recv(64)
+            break
+        except OSError:  # not listening yet (refused) or no answer yet
+            time.sleep(0.1)
+    else:
+        raise SystemExit("collector did not answer")
+    sock.setblocking(False)
+
+    t = time.perf_counter()
+    frames = []
+    codecs = [lwproto.Codec(n, key(n)) for n in range(1, args.nodes + 1)]
+    per_node = -(-args.frames // args.nodes)
+    for seq in range(1, per_node + 1):
+        for c in codecs:
+            f = c.heartbeat(BOOT, seq, 1000 * seq, seq, 0, [1, 0, 0, 0, 0])
+            frames.append((c.node_id, seq, f))
+            frames_by_key[(c.node_id, seq)] = f
+    frames = frames[:args.frames]
+    build_s = time.perf_counter() - t
+
+    cpu0 = cpu_s(proc.pid)
+    a = max_throughput(sock, None, frames, args.window)
+    a["collector_cpu_s"] = round(cpu_s(proc.pid) - cpu0, 2)
+    time.sleep(1.0)
+    cpu0 = cpu_s(proc.pid)
+    b = steady(sock, args.nodes, args.seconds)
+    b["collector_cpu_s"] = round(cpu_s(proc.pid) - cpu0, 2)
+    time.sleep(1.5)  # the collector's last tick commit
+    db = sqlite3.connect(tmp / "journal.sqlite")
+    stored = db.execute("SELECT count(*), count(DISTINCT node_id || '/' || seq) FROM frames"
+                        ).fetchone()
+    events = db.execute("SELECT count(*) FROM events").fetchone()[0]
+    db.close()
+    return {
+        "machine": {"cores": os.cpu_count(), "python": sys.version.split()[0]},
+        "settings": {"nodes": args.nodes, "journal_sync": args.sync, "deriver": args.deriver},
+        "frame_build_s": round(build_s, 1),
+        "max_throughput": a,
+        "steady_1000_nodes_1hz": b,
+        "journal": {"frames": stored[0], "distinct": stored[1], "events": events,
+                    "expected_frames": 1 + a["acked"] + b["acked"]},
+    }
+
+
+if __name__ == "__main__":
+    main()
