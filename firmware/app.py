@@ -60,7 +60,7 @@ class App:
                 self.hw_counter = self.hw_counter or hw is not None
             counts.append((idx, pin, low, hw))
         thresholds = {k: cfg[k] for k in ("flicker_gap_ms", "glitch_ms", "max_phase_ms",
-                                          "min_pulse_ms")}
+                                          "min_pulse_ms", "poll_ms")}
         self.sensor = SensorNode(self.clock, board.ticks_us, board.ticks_diff, lamps, counts,
                                  board.irq_trigger, thresholds, restore)
         self.outbox = Outbox(cfg["unacked_max"], cfg["retry_ms"])
@@ -82,7 +82,7 @@ class App:
         """Reserve a sequence number and store the next one in RTC memory before the frame
         exists, so no (boot_id, seq) pair is ever sent twice with different content."""
         st = self.state
-        if st.next_seq >= SEQ_LIMIT - 1:
+        if st.next_seq >= SEQ_LIMIT:
             self._rollover(now)
         seq = st.next_seq
         st.next_seq = seq + 1

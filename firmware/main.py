@@ -16,7 +16,7 @@ from app import App
 FW = (0, 1, 0)
 _CONNECT_TIMEOUT_MS = 20000
 _BACKOFF_MIN_MS = 1000
-_BACKOFF_MAX_MS = 60000
+_BACKOFF_MAX_MS = 30000
 _FILTER_MAX_NS = 12787  # the ESP32 PCNT glitch filter: 1023 APB cycles of 12.5 ns
 
 

@@ -136,6 +136,7 @@ class LampClassifier:
         self.flashes = 0  # qualifying short lit segments since the last steady state
         self.first_flash = 0
         self.departed = now_ms  # the fall that ended the last steady light
+        self.blind_until = now_ms  # end of the last stall: no edges were recorded before it
 
     def edge(self, lit, t_ms):
         self.tick(t_ms)
@@ -152,7 +153,10 @@ class LampClassifier:
 
     def tick(self, now_ms):
         if self.lit:
-            if not self.raw and now_ms - self.fall_t >= self.gap:
+            # A dark gap counts from the end of a stall at the earliest: while the VM was
+            # stalled (GC, a long C call) soft IRQs waited, so the gap may be an artefact.
+            fall = max(self.blind_until, self.fall_t)
+            if not self.raw and now_ms - fall >= self.gap:
                 self.lit = 0
                 self.dark_since = self.fall_t
                 self._segment(self.seg_start, self.fall_t)
@@ -258,7 +262,7 @@ class SensorNode:
         lamps: list of (channel 0..4, pin, active_low).
         counts: list of (0 GOOD / 1 NG, pin, active_low, hardware counter or None).
         irq_trigger: Pin.IRQ_RISING | Pin.IRQ_FALLING of the port.
-        thresholds: dict with flicker_gap_ms, glitch_ms, max_phase_ms, min_pulse_ms.
+        thresholds: dict with flicker_gap_ms, glitch_ms, max_phase_ms, min_pulse_ms, poll_ms.
         restore: (lamp states [5], good, ng) continued from RTC memory, or None.
     """
 
@@ -270,6 +274,9 @@ class SensorNode:
         self.ring = EdgeRing(ticks_us)
         self.irq_resyncs = 0
         now = clock.now_ms()
+        self._last_ms = now
+        # a pass later than this after the previous one means the VM stalled
+        self._blind_ms = thresholds.get("poll_ms", 5) + thresholds.get("flicker_gap_ms", 16) // 2
         states = restore[0] if restore else [OFF] * 5
         # per input: [code, pin, invert, known level, first mismatch ms or -1, its ticks_us]
         self.inputs = []
@@ -311,6 +318,10 @@ class SensorNode:
         """
         now_ms = self.clock.now_ms()
         now_us = self._us()
+        if now_ms - self._last_ms > self._blind_ms:
+            for lc in self.lamps.values():
+                lc.blind_until = now_ms
+        self._last_ms = now_ms
         ring = self.ring
         diff = self._diff
         inputs = self.inputs

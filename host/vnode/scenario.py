@@ -1,0 +1,115 @@
+"""Scenario timelines for the virtual node: what its lamps and count inputs do, and when faults
+strike. Times are seconds (floats) in the API and whole microseconds inside.
+
+    sc = Scenario(duration_s=120)
+    sc.lamp("red", 12.0, "on", flicker_hz=100)     # red lights at 12.000 s, on 100 Hz AC
+    sc.lamp("green", 30.0, "blink", hz=2)          # green flashes 2 Hz from 30 s
+    sc.lamp("green", 60.0, "off")
+    sc.pulses("good", 5.0, n=100, every_s=0.5, width_s=0.05)
+    sc.fault("wifi_down", 40.0, duration_s=300)
+    sc.fault("stall", 70.0, duration_s=12)         # a hang: the watchdog resets the node
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+LAMPS = ("green", "yellow", "red", "blue", "white")
+COUNTS = ("good", "ng")
+FAULTS = ("wifi_down", "stall", "busy", "watchdog", "soft_reset", "power_loss")
+
+
+def _us(t_s: float) -> int:
+    return round(t_s * 1_000_000)
+
+
+@dataclass
+class Scenario:
+    """A timeline per input plus faults. Later entries for the same input take over from
+    their start time; pulse trains return the input to inactive when they end."""
+
+    duration_s: float
+    timelines: dict[str, list[tuple[int, tuple]]] = field(default_factory=dict)
+    faults: list[tuple[int, str, int]] = field(default_factory=list)
+
+    def _add(self, name: str, t_s: float, mode: tuple) -> Scenario:
+        if name not in LAMPS + COUNTS:
+            raise ValueError(f"unknown input {name!r}: use one of {', '.join(LAMPS + COUNTS)}")
+        if not 0 <= t_s <= self.duration_s:
+            raise ValueError(f"time {t_s} s is outside the scenario (0..{self.duration_s} s)")
+        tl = self.timelines.setdefault(name, [])
+        tl.append((_us(t_s), mode))
+        tl.sort(key=lambda e: e[0])
+        return self
+
+    def lamp(self, name: str, t_s: float, state: str, *, hz: float = 1.0, duty: float = 0.5,
+             flicker_hz: float | None = None, flicker_duty: float = 0.5) -> Scenario:
+        """Set a lamp at t_s: "on" (steady, or flickering at flicker_hz), "off", or "blink"
+        (flashing at hz with the given duty)."""
+        if state == "on":
+            mode = ("square", flicker_hz, flicker_duty) if flicker_hz else ("level", 1)
+        elif state == "off":
+            mode = ("level", 0)
+        elif state == "blink":
+            mode = ("square", hz, duty)
+        else:
+            raise ValueError(f"lamp state must be on, off or blink, not {state!r}")
+        return self._add(name, t_s, mode)
+
+    def glitch(self, name: str, t_s: float, width_s: float) -> Scenario:
+        """One short pulse (a reflection, contact noise), then back to dark."""
+        return self._add(name, t_s, ("pulses", 1, _us(width_s), _us(width_s) * 2))
+
+    def pulses(self, name: str, t_s: float, *, n: int, every_s: float,
+               width_s: float = 0.05) -> Scenario:
+        """n count pulses (or lamp flashes) of width_s, one every every_s, from t_s."""
+        if width_s >= every_s:
+            raise ValueError("width_s must be shorter than every_s")
+        return self._add(name, t_s, ("pulses", n, _us(width_s), _us(every_s)))
+
+    def fault(self, kind: str, t_s: float, *, duration_s: float = 0.0) -> Scenario:
+        """wifi_down (for duration_s); stall (the VM hangs for duration_s: soft IRQs queue, 8
+        at most, and a hang longer than the watchdog timeout resets the node); busy (the main
+        loop is held up for duration_s but IRQs run: the edge ring can overflow); watchdog
+        (reset now); soft_reset; power_loss (dark for duration_s, RTC memory lost)."""
+        if kind not in FAULTS:
+            raise ValueError(f"unknown fault {kind!r}: use one of {', '.join(FAULTS)}")
+        self.faults.append((_us(t_s), kind, _us(duration_s)))
+        self.faults.sort()
+        return self
+
+    def gc_pauses(self, every_s: float, pause_s: float, start_s: float = 0.0) -> Scenario:
+        """Short periodic stalls, as garbage collections make: IRQs queue (8 at most)."""
+        t = start_s + every_s
+        while t < self.duration_s:
+            self.fault("stall", t, duration_s=pause_s)
+            t += every_s
+        return self
+
+    def compile(self, config: dict) -> dict:
+        """The plain-data form the simulator takes (also passed into the MicroPython VM):
+        {"inputs": {gpio: (invert, timeline)}, "faults": [...], "end_us": int}."""
+        inputs = {}
+        for section, names in (("lamps", LAMPS), ("counts", COUNTS)):
+            for name, spec in config.get(section, {}).items():
+                if isinstance(spec, int):
+                    spec = {"pin": spec}
+                invert = 1 if spec.get("active_low", True) else 0
+                inputs[spec["pin"]] = (invert, list(self.timelines.get(name, [])))
+        for name in self.timelines:
+            section = "lamps" if name in LAMPS else "counts"
+            if name not in config.get(section, {}):
+                raise ValueError(f"the scenario drives {name}, which the config does not wire")
+        return {"inputs": inputs, "faults": list(self.faults), "end_us": _us(self.duration_s)}
+
+    def expected_pulses(self, name: str) -> int:
+        """How many pulses the timeline puts on a count input."""
+        tl = self.timelines.get(name, [])
+        end = _us(self.duration_s)
+        total = 0
+        for i, (t0, mode) in enumerate(tl):
+            t1 = tl[i + 1][0] if i + 1 < len(tl) else end
+            if mode[0] == "pulses":
+                _, n, _, period = mode
+                total += sum(1 for k in range(n) if t0 + k * period < t1)
+        return total
