@@ -6,6 +6,7 @@ else, so a listener can count rejections by reason and carry on.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import struct
@@ -110,8 +111,17 @@ class Frame:
     raw: bytes
 
 
+@functools.lru_cache(maxsize=4096)
+def _keyed(key: bytes) -> hmac.HMAC:
+    # The key's inner and outer pad hashes, computed once per key: copying them costs a third
+    # less than hmac.new() on the per-frame path.
+    return hmac.new(key, digestmod=hashlib.sha256)
+
+
 def hmac_tag(key: bytes, msg: bytes) -> bytes:
-    return hmac.new(key, msg, hashlib.sha256).digest()[:TAG_LEN]
+    h = _keyed(bytes(key)).copy()
+    h.update(msg)
+    return h.digest()[:TAG_LEN]
 
 
 def unpack_lamps(v: int) -> tuple[int, ...]:
