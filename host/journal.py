@@ -216,6 +216,14 @@ class Journal:
             "GROUP BY node_id, json_extract(data, '$.boot_id')) ORDER BY id")
         return [StoredEvent(*row) for row in cur]
 
+    def last_before(self, kind: str, before_s: float) -> list[StoredEvent]:
+        """The last event of `kind` per machine that happened before `before_s`."""
+        cur = self._db.execute(
+            "SELECT id, ts_s, kind, node_id, machine, data FROM events WHERE id IN "
+            "(SELECT max(id) FROM events WHERE kind = ? AND ts_s < ? GROUP BY machine) "
+            "ORDER BY id", (kind, before_s))
+        return [StoredEvent(*row) for row in cur]
+
     def has_frame(self, node_id: int, boot_id: int, seq: int) -> bool:
         return self._db.execute("SELECT 1 FROM frames WHERE node_id = ? AND boot_id = ? AND "
                                 "seq = ?", (node_id, boot_id, seq)).fetchone() is not None

@@ -46,8 +46,8 @@ def replay(deriver: Any, journal: Journal, config: Any, now_s: float) -> int:
     """Rebuild the deriver's memory from the journal after a restart; returns frames replayed.
 
     Frames: the last few heartbeat periods (clock anchors, lamps, last heard). Events: the
-    last count of every boot (so per-boot totals never count twice), then everything since
-    the start of the running shift (or the last day).
+    last count of every boot (so per-boot totals never count twice), each machine's last
+    state from before the running shift (or the last day), then everything since its start.
     """
     if not hasattr(deriver, "replay"):
         return 0
@@ -63,6 +63,9 @@ def replay(deriver: Any, journal: Journal, config: Any, now_s: float) -> int:
     shift = config.calendar.shift_at(now_s) if config.calendar.shifts else None
     since = shift.start if shift is not None else now_s - _DAY_S
     rows = {r.id: r for r in journal.last_counts()}
+    # A machine that has not changed state since before the shift began still needs that
+    # state (and its start) to rebuild the shift's timeline.
+    rows.update((r.id, r) for r in journal.last_before("state", since))
     rows.update((r.id, r) for r in journal.events_since(since))
     events = [Event.from_row(r.ts_s, r.kind, r.node_id, r.machine, r.data)
               for _, r in sorted(rows.items())]
