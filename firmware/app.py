@@ -64,6 +64,12 @@ class App:
         self.sensor = SensorNode(self.clock, board.ticks_us, board.ticks_diff, lamps, counts,
                                  board.irq_trigger, thresholds, restore)
         self.outbox = Outbox(cfg["unacked_max"], cfg["retry_ms"])
+        if restore:  # the health counters are per boot, and the boot goes on
+            h = st.health
+            self.outbox.dropped = h[0]
+            link.reconnects = h[1]
+            self.sensor.irq_resyncs = h[2]
+            self.sensor.ring.idx[2] = h[3]
         self.acks_rejected = 0
         self._saved_at = -_SAVE_MS
         now = self.clock.now_ms()
@@ -190,6 +196,8 @@ class App:
     def _save(self, now):
         st = self.state
         st.good, st.ng = self.sensor.counts()
+        s = self.sensor
+        st.health = (self.outbox.dropped, self.link.reconnects, s.irq_resyncs, s.events_dropped)
         st.uptime_ms = now
         st.lamps = lwproto.pack_lamps(self.sensor.lamp_states())
         self.board.rtc_write(st.pack())

@@ -11,9 +11,10 @@ except ImportError:  # CPython
         return x
 
 
-_MAGIC = b"LWN1"
-_FMT = ">4sIIIIQBH"  # magic, boot_id, next_seq, good, ng, uptime_ms, lamps, checksum
-SIZE = const(31)
+_MAGIC = b"LWN2"
+# magic, boot_id, next_seq, good, ng, uptime_ms, lamps, health counters x4, checksum
+_FMT = ">4sIIIIQBHHHHH"
+SIZE = const(39)
 SEQ_LIMIT = const(0x1000000)
 
 
@@ -27,19 +28,22 @@ def fletcher16(buf, n):
 
 
 class NodeState:
-    """boot_id, the next sequence number, GOOD / NG counts, uptime and lamp states.
+    """boot_id, the next sequence number, GOOD / NG counts, uptime, lamp states and the
+    per-boot health counters (frames dropped, reconnects, IRQ resyncs, edge records dropped).
 
     save() packs them into one preallocated block for RTC.memory(); load() accepts a block
     only if magic and checksum hold.
     """
 
-    def __init__(self, boot_id, next_seq=0, good=0, ng=0, uptime_ms=0, lamps=0):
+    def __init__(self, boot_id, next_seq=0, good=0, ng=0, uptime_ms=0, lamps=0,
+                 health=(0, 0, 0, 0)):
         self.boot_id = boot_id
         self.next_seq = next_seq
         self.good = good
         self.ng = ng
         self.uptime_ms = uptime_ms
         self.lamps = lamps
+        self.health = health
         self.buf = bytearray(SIZE)
 
     @classmethod
@@ -47,18 +51,20 @@ class NodeState:
         """The state in an RTC memory block, or None if the block is not valid."""
         if data is None or len(data) < SIZE:
             return None
-        magic, boot, seq, good, ng, up, lamps, check = struct.unpack_from(_FMT, data, 0)
-        if magic != _MAGIC or check != fletcher16(data, SIZE - 2):
+        f = struct.unpack_from(_FMT, data, 0)
+        if f[0] != _MAGIC or f[11] != fletcher16(data, SIZE - 2):
             return None
-        if seq >= SEQ_LIMIT or lamps > 242:
+        if f[2] >= SEQ_LIMIT or f[6] > 242:
             return None
-        return cls(boot, seq, good, ng, up, lamps)
+        return cls(f[1], f[2], f[3], f[4], f[5], f[6], f[7:11])
 
     def pack(self):
         """The state as a block for RTC.memory() (the same bytearray every time)."""
         b = self.buf
+        h = self.health
         struct.pack_into(_FMT, b, 0, _MAGIC, self.boot_id, self.next_seq,
                          self.good & 0xFFFFFFFF, self.ng & 0xFFFFFFFF, self.uptime_ms,
-                         self.lamps, 0)
+                         self.lamps, min(h[0], 0xFFFF), min(h[1], 0xFFFF), min(h[2], 0xFFFF),
+                         min(h[3], 0xFFFF), 0)
         struct.pack_into(">H", b, SIZE - 2, fletcher16(b, SIZE - 2))
         return b

@@ -318,11 +318,11 @@ def test_sensor_node_counts_pulses_from_irq_records():
 
 def test_node_state_round_trip_and_integrity():
     st = nodestate.NodeState(0xDEADBEEF, 4711, 2**32 + 5, 300, 5_000_000_000,
-                             lwproto.pack_lamps([1, 0, 2, 0, 0]))
+                             lwproto.pack_lamps([1, 0, 2, 0, 0]), (3, 1, 70000, 9))
     block = bytes(st.pack())
     back = nodestate.NodeState.load(block)
-    assert (back.boot_id, back.next_seq, back.good, back.ng, back.uptime_ms, back.lamps) == (
-        0xDEADBEEF, 4711, 5, 300, 5_000_000_000, 19)
+    assert (back.boot_id, back.next_seq, back.good, back.ng, back.uptime_ms, back.lamps,
+            back.health) == (0xDEADBEEF, 4711, 5, 300, 5_000_000_000, 19, (3, 1, 65535, 9))
     for i in range(len(block)):
         bad = bytearray(block)
         bad[i] ^= 0x01

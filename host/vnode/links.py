@@ -107,6 +107,7 @@ class UdpLink(Link):
         self.sock.bind(("127.0.0.1", 0))
         self.sock.setblocking(False)
         self._sent_since_sleep = 0
+        self.sent = 0
         self.acks_received = 0
 
     @property
@@ -117,6 +118,7 @@ class UdpLink(Link):
         self._record(sim, data)
         self.sock.sendto(data, self.collector)
         self._sent_since_sleep += 1
+        self.sent += 1
 
     def receive(self, sim) -> bytes | None:
         try:
@@ -127,7 +129,8 @@ class UdpLink(Link):
         return data
 
     def on_sleep(self, sim) -> None:
-        if self._sent_since_sleep and self.ack_wait_s:
+        # wait only for ACKs still owed: the node may have read them in the same pass
+        if self._sent_since_sleep and self.ack_wait_s and self.sent > self.acks_received:
             select.select([self.sock], [], [], self.ack_wait_s)
         self._sent_since_sleep = 0
         super().on_sleep(sim)

@@ -130,13 +130,15 @@ class VirtualNode:
         serial: use a pty instead (config transport "serial"); open `serial_port`.
         speed: simulated seconds per real second (1.0: real time); None: as fast as possible.
         seed: makes boot ids reproducible.
+        vm_mpy: micropython engine: load the firmware as .mpy (mpy-cross) instead of source.
         sim_options: has_counter, counter_raw16, boot_us, connect_us, irq_latency_us, rssi.
     """
 
     def __init__(self, config: dict, scenario: Scenario, engine: str = "cpython", *,
                  collector: tuple[str, int] | None = None, serial: bool = False,
                  auto_ack: bool = True, speed: float | None = None, seed: int = 1,
-                 ack_wait_s: float = 0.2, firmware_dir: Path = FIRMWARE_DIR, **sim_options):
+                 ack_wait_s: float = 0.2, firmware_dir: Path = FIRMWARE_DIR,
+                 vm_mpy: bool = False, vm_timeout_s: float = 120.0, **sim_options):
         if engine not in ("cpython", "micropython"):
             raise ValueError("engine must be 'cpython' or 'micropython'")
         if collector is not None and collector[0] != "127.0.0.1":
@@ -147,6 +149,8 @@ class VirtualNode:
         self.scenario = scenario
         self.engine = engine
         self.seed = seed
+        self.vm_mpy = vm_mpy
+        self.vm_timeout_s = vm_timeout_s
         self.sim_options = sim_options
         self.console: list[str] = []
         self.firmware_dir = Path(firmware_dir)
@@ -179,7 +183,7 @@ class VirtualNode:
         if self.engine == "micropython":
             from .mpvm import run_in_vm
 
-            self._mp_result = run_in_vm(self, until)
+            self._mp_result = run_in_vm(self, until, self.vm_timeout_s)
             self.link.frames[:] = self._mp_result.frames
             self.console[:] = self._mp_result.console
             return self
@@ -218,9 +222,12 @@ class VirtualNode:
         return self.loader.app if self.engine == "cpython" else None
 
     def stats(self) -> dict:
-        """Simulator-side counters: boots, IRQs run / dropped by the full scheduler queue."""
+        """Simulator-side counters: boots, IRQs run / dropped by the full scheduler queue;
+        micropython engine: also setup_alloc, bytes allocated by each boot's import + setup."""
         if self.engine == "micropython":
-            return dict(self._mp_result.stats) if self._mp_result else {}
+            if self._mp_result is None:
+                return {}
+            return dict(self._mp_result.stats, setup_alloc=self._mp_result.setup_alloc)
         s = self.sim
         return {"boots": list(s.boots), "irq_run": s.irq_run, "irq_dropped": s.irq_dropped,
                 "sent": s.sent, "wifi_attempts": s.wifi_attempts}
