@@ -20,7 +20,7 @@ class Reset(Exception):
     """The node resets (watchdog, soft reset, power loss); the engine boots it again."""
 
     def __init__(self, cause):
-        Exception.__init__(self, cause)
+        super().__init__(cause)
         self.cause = cause
 
 
