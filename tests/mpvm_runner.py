@@ -98,6 +98,7 @@ def run_micropython(
     files: dict[str, str] | None = None,
     timeout: float = 30,
     heap_kb: int | None = None,
+    then: list[str] | None = None,
 ) -> str:
     """Run code as __main__ in a fresh MicroPython VM and return what it printed.
 
@@ -108,6 +109,9 @@ def run_micropython(
             `import lwproto` imports the real firmware module.
         timeout: seconds (wall clock, VM start included, about 0.2 s) before the VM is killed.
         heap_kb: initial GC heap in KiB (default 1024). Not a limit: the heap grows on demand.
+        then: further sources run after `code`, each as its own top-level run in the same
+            namespace. The VM collects garbage only between top-level runs, so a step that
+            calls gc.collect() after a setup step sees the live heap.
 
     Returns:
         The program's stdout.
@@ -122,6 +126,8 @@ def run_micropython(
     job: dict[str, object] = {"code": code, "files": files or {}}
     if heap_kb is not None:
         job["heap_kb"] = heap_kb
+    if then:
+        job["then"] = list(then)
     try:
         proc = subprocess.run(
             ["node", str(RUNNER)],

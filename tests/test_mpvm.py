@@ -162,3 +162,18 @@ def test_vm_start_cost(micropython_vm, capsys):
         times.append(time.perf_counter() - start)
     with capsys.disabled():
         print(f"\nmpvm: one VM start costs {statistics.median(times) * 1000:.0f} ms (median of 3)")
+
+
+def test_then_steps_share_the_namespace_and_collect_garbage_between_them(micropython_vm):
+    out = micropython_vm(
+        "import gc\nkeep = bytearray(5000)\njunk = [bytearray(1000) for _ in range(100)]\n"
+        "junk = None\nprint(gc.mem_alloc())",
+        then=["gc.collect()"] * 2 + ["print(gc.mem_alloc(), len(keep))"])
+    before, after, kept = (int(x) for x in out.split())
+    assert kept == 5000
+    assert before - after > 90_000  # the 100 kB of garbage went only between top-level runs
+
+
+def test_an_error_in_a_then_step_is_reported(micropython_vm):
+    with pytest.raises(MicroPythonError, match="ValueError: 41"):
+        micropython_vm("x = 41", then=["raise ValueError(x)"])

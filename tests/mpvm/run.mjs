@@ -4,6 +4,10 @@
 //   files    written to / (the working directory, as on a node's flash), so `import name` works;
 //            sys.path is ['', '.frozen', '/lib'] as on the ESP32: these shadow frozen modules
 //   code     run as __main__ (its tracebacks name it "<job>")
+//   then     optional list of further sources, each run as its own top-level runPython() in
+//            the same __main__ namespace after `code`. Garbage is collected only between
+//            top-level runs (see heap_kb), so a step that calls gc.collect() after a setup step
+//            measures the live heap.
 //   heap_kb  optional initial GC heap (default 1024). Not a budget: this port grows its heap on
 //            demand and only collects garbage between top-level runs, never inside one
 //            (MICROPY_GC_SPLIT_HEAP_AUTO), so a job never runs out of memory.
@@ -76,7 +80,11 @@ function readJob() {
     if (job.heap_kb != null && !(Number.isInteger(job.heap_kb) && job.heap_kb > 0)) {
         finish(2, 'mpvm: bad job: "heap_kb" must be a positive integer');
     }
-    return { code: job.code, files, heapKb: job.heap_kb };
+    const then = job.then ?? [];
+    if (!Array.isArray(then) || then.some((s) => typeof s !== "string")) {
+        finish(2, 'mpvm: bad job: "then" must be a list of sources');
+    }
+    return { code: job.code, then, files, heapKb: job.heap_kb };
 }
 
 // The job runs inside exec() so that this wrapper can release micropython.heap_lock() before an
@@ -94,7 +102,11 @@ def _lw_unlock():
 _lw_exit = 0
 _lw_e = None
 try:
-    exec(compile(_lw_src, "<job>", "exec"), {"__name__": "__main__"})
+    _lw_ns
+except NameError:
+    _lw_ns = {"__name__": "__main__"}
+try:
+    exec(compile(_lw_src, "<job>", "exec"), _lw_ns)
 except SystemExit as _lw_e:
     _lw_unlock()
     _lw_exit = _lw_e.args[0] if _lw_e.args else 0
@@ -121,18 +133,23 @@ try {
         if (dir) mp.FS.mkdirTree(dir);
         mp.FS.writeFile(path, source);
     }
-    mp.globals.set("_lw_src", job.code);
 } catch (e) {
     finish(2, `mpvm: cannot start the VM: ${e.stack ?? e}`);
 }
 
-try {
-    mp.runPython(WRAPPER);
-} catch (e) {
-    if (e.name !== "PythonError") finish(2, `mpvm: the VM crashed: ${e.stack ?? e}`);
-    finish(1, e.message.replace(WRAPPER_FRAME, ""));
+for (const source of [job.code, ...job.then]) {
+    mp.globals.set("_lw_src", source);
+    try {
+        mp.runPython(WRAPPER);
+    } catch (e) {
+        if (e.name !== "PythonError") finish(2, `mpvm: the VM crashed: ${e.stack ?? e}`);
+        finish(1, e.message.replace(WRAPPER_FRAME, ""));
+    }
+    const status = mp.globals.get("_lw_exit");
+    if (status === null || status === 0) continue;
+    if (Number.isInteger(status)) {
+        finish(status === 2 ? 1 : status & 0xff || 1, `SystemExit: ${status}`);
+    }
+    finish(1, String(status)); // sys.exit("message"): like CPython, print it and exit 1
 }
-const status = mp.globals.get("_lw_exit");
-if (status === null || status === 0) finish(0);
-if (Number.isInteger(status)) finish(status === 2 ? 1 : status & 0xff || 1, `SystemExit: ${status}`);
-finish(1, String(status)); // sys.exit("message"): like CPython, print it and exit 1
+finish(0);
