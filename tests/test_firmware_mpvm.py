@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from lampwatch import protocol
 from lampwatch.vnode import Scenario, VirtualNode
+from lampwatch.vnode.mpvm import live_heap_after_setup
 from mpvm_runner import firmware_files
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -218,13 +219,15 @@ def test_virtual_node_in_the_vm_sends_the_same_bytes_as_in_cpython():
 @pytest.mark.parametrize("form", ["mpy", "source"])
 def test_heap_after_firmware_import_and_setup(form, capsys):
     node = VirtualNode(CONFIG, Scenario(duration_s=3), engine="micropython",
-                       vm_mpy=form == "mpy").run_until(3)
-    (alloc,) = node.stats()["setup_alloc"]
+                       vm_mpy=form == "mpy")
+    live = live_heap_after_setup(node)
+    allocated = node.run_until(3).stats()["setup_alloc"][0]
     with capsys.disabled():
-        print(f"\n[heap] firmware import + setup ({form}) in the MicroPython VM: "
-              f"{alloc} bytes allocated ({alloc / 1024:.1f} KB; budget "
-              f"{HEAP_BUDGET // 1024} KB)")
-    # This VM never collects garbage inside a run, so the figure counts every byte allocated
-    # (module code, config parsing, the HELLO's HMAC temporaries): an upper bound of the
-    # live heap. From source it also counts the compiler's garbage.
-    assert alloc < (48 if form == "mpy" else 72) * 1024
+        print(f"\n[heap] firmware imported and set up ({form}) in the MicroPython VM: "
+              f"{live} bytes live ({live / 1024:.1f} KB; budget {HEAP_BUDGET // 1024} KB), "
+              f"{allocated} bytes allocated on the way")
+    # As deployed (lampwatch flash copies .mpy), the firmware must leave an ESP32 without
+    # PSRAM (~110 KB heap) most of its heap. From source the VM also keeps the compiler's
+    # interned names, so that form gets a looser bound.
+    assert 0 < live < (HEAP_BUDGET if form == "mpy" else 40 * 1024)
+    assert allocated >= live

@@ -91,6 +91,8 @@ class Loader:
 
 SIM = S.Sim(SC, link=Link(), **OPTS)
 LOADER = Loader()
+"""
+_RUN = """
 S.run(SIM, LOADER, {until})
 for t, cause in SIM.boots:
     print("@@ B", t, cause)
@@ -136,12 +138,13 @@ def compile_mpy(firmware_dir: Path) -> dict[str, str]:
     return out
 
 
-def run_job(code: str, files: dict[str, str], timeout: float) -> str:
-    """Run one job through tests/mpvm/run.mjs; returns stdout."""
+def run_job(code: str, files: dict[str, str], timeout: float, then=()) -> str:
+    """Run one job through tests/mpvm/run.mjs (`then`: further top-level steps); returns
+    stdout."""
     if shutil.which("node") is None or not RUNNER.is_file():
         raise MicroPythonEngineError(
             "the MicroPython VM is not installed: run `bash scripts/install.sh --test`")
-    job = json.dumps({"code": code, "files": files})
+    job = json.dumps({"code": code, "files": files, "then": list(then)})
     try:
         proc = subprocess.run(["node", str(RUNNER)], input=job.encode(), capture_output=True,
                               timeout=timeout, cwd=MPVM_DIR, check=False)
@@ -154,16 +157,42 @@ def run_job(code: str, files: dict[str, str], timeout: float) -> str:
     return out
 
 
+def _program(node, mpy: dict[str, str]) -> str:
+    opts = dict(node.sim_options)
+    opts["seed"] = node.seed
+    return _PROGRAM.format(
+        mpy=repr(mpy), scenario=repr(node._compiled), options=repr(opts),
+        node_id=node.config["node_id"], key=node.config["key"],
+        auto_ack=bool(getattr(node.link, "ack", True)))
+
+
+def live_heap_after_setup(node, until_us: int = 2_000_000, timeout: float = 60.0) -> int:
+    """Bytes the firmware holds on the heap once booted and set up (run to `until_us`).
+
+    This VM collects garbage only between top-level runs, so the measurement is taken in
+    steps: set up the simulator and collect; note gc.mem_alloc(); boot the firmware; collect
+    again. The difference is what the firmware keeps: its module code (source or .mpy), its
+    buffers and objects, the frames waiting for an ACK; not the simulator's own memory.
+    """
+    mpy = compile_mpy(node.firmware_dir) if node.vm_mpy else {}
+    # Each top-level run starts with a collection, but the stack of the run before may still
+    # pin some of its garbage: a few empty runs let the heap settle on both sides.
+    settle = ["gc.collect()"] * 3
+    steps = [*settle, "A0 = gc.mem_alloc()", _RUN.format(until=until_us), *settle,
+             "print('@@ L', gc.mem_alloc() - A0)"]
+    out = run_job(_program(node, mpy), vm_files(json.dumps(node.config), node.firmware_dir,
+                                                 node.vm_mpy), timeout, then=steps)
+    for line in out.splitlines():
+        if line.startswith(_MARK + "L "):
+            return int(line.split()[2])
+    raise MicroPythonEngineError("the heap measurement printed nothing")
+
+
 def run_in_vm(node, until_us: int, timeout: float = 120.0) -> VMResult:
     """Play node's scenario from power-up to until_us in a fresh MicroPython VM; with
     node.vm_mpy the firmware goes in as .mpy files (compiled by mpy-cross) instead of source."""
-    opts = dict(node.sim_options)
-    opts["seed"] = node.seed
     mpy = compile_mpy(node.firmware_dir) if node.vm_mpy else {}
-    code = _PROGRAM.format(
-        mpy=repr(mpy),
-        scenario=repr(node._compiled), options=repr(opts), node_id=node.config["node_id"],
-        key=node.config["key"], auto_ack=bool(getattr(node.link, "ack", True)), until=until_us)
+    code = _program(node, mpy) + _RUN.format(until=until_us)
     out = run_job(code, vm_files(json.dumps(node.config), node.firmware_dir, node.vm_mpy),
                   timeout)
     res = VMResult()
