@@ -49,6 +49,9 @@ class Node:
     unit: str = "pcs"
     heartbeat_s: float = 10.0
     lamp_map: Mapping[str, str] | None = None
+    # Set by `lampwatch commission` when the node passed its acceptance test (ISO date-time).
+    commissioned: str | None = None
+    commissioned_by: str | None = None
 
     @property
     def silence_timeout_s(self) -> float:
@@ -320,9 +323,22 @@ def _node(t: _Table, heartbeat_s: float) -> Node:
             fail(f"{t.where}.lamp_map", f"is invalid: {exc}")
     node = Node(node_id, t.text("plant"), t.text("line"), t.text("machine"), key,
                 t.number("ideal_cycle_s", None), t.text("unit", "pcs"),
-                t.number("heartbeat_s", heartbeat_s), lamp_map)
+                t.number("heartbeat_s", heartbeat_s), lamp_map,
+                _datetime_text(t, "commissioned"), t.text("commissioned_by", None))
     t.done()
     return node
+
+
+def _datetime_text(t: _Table, key: str) -> str | None:
+    """An optional TOML date-time (or ISO string) kept as ISO text, e.g. `commissioned`."""
+    value = t.get(key, (str, datetime), None, "a date-time like 2026-11-23T10:00:00+07:00")
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            t.fail(f"{t.where}.{key}", f"must be a date-time like 2026-11-23T10:00:00+07:00, "
+                   f"not {value!r}")
+    return None if value is None else value.isoformat()
 
 
 def _calendar(t: _Table) -> Calendar:
