@@ -163,8 +163,153 @@ def victoria_metrics_stopped(tmp_path):
 # -- InfluxDB 1.6 (Debian's `influxdb`, /usr/bin/influxd) -----------------------------------
 # For the dashboard tests (issue 6): InfluxQL /query and /write only, no /api/v2/write, so
 # load it with lampwatch.influx.event_lines(...) POSTed to /write?db=...&precision=ns.
-# To add here: a class like VictoriaMetrics that writes a config file into a temp dir
-# ([meta] dir, [data] dir + wal-dir, [http] bind-address = "127.0.0.1:<free_port()>",
-# top-level bind-address = "127.0.0.1:<free_port()>" for the RPC port, reporting-disabled =
-# true), runs `influxd -config <file>`, waits for GET /ping -> 204, and a fixture
-# `influxdb1` beside `victoria_metrics`.
+
+
+_INFLUXD_CONFIG = """\
+reporting-disabled = true
+bind-address = "127.0.0.1:{rpc_port}"
+
+[meta]
+  dir = "{root}/meta"
+  logging-enabled = false
+
+[data]
+  dir = "{root}/data"
+  wal-dir = "{root}/wal"
+  query-log-enabled = false
+  trace-logging-enabled = false
+
+[coordinator]
+  log-queries-after = "0s"
+
+[retention]
+  enabled = false
+
+[shard-precreation]
+  enabled = false
+
+[monitor]
+  store-enabled = false
+
+[http]
+  enabled = true
+  bind-address = "127.0.0.1:{port}"
+  auth-enabled = false
+  log-enabled = false
+
+[ifql]
+  enabled = false
+
+[logging]
+  level = "warn"
+
+[subscriber]
+  enabled = false
+
+[[graphite]]
+  enabled = false
+
+[[collectd]]
+  enabled = false
+
+[[opentsdb]]
+  enabled = false
+
+[[udp]]
+  enabled = false
+
+[continuous_queries]
+  enabled = false
+"""
+
+
+class InfluxDB1:
+    """Debian's influxdb 1.6 (/usr/bin/influxd) on 127.0.0.1, everything in a temp dir.
+
+    HTTP (InfluxQL /query, line protocol /write) on a free port; the RPC bind-address
+    (backup/restore) on another free loopback port; reporting, the _internal monitor store,
+    retention enforcement, continuous queries and the graphite / collectd / opentsdb / udp
+    listeners are off, so the server only does what a test asks. No /api/v2/write in 1.6:
+    load it with `write(lampwatch.influx.event_lines(...))`.
+    """
+
+    def __init__(self, root: Path, port: int | None = None):
+        self.root = Path(root)
+        self.port = port or free_port()
+        self.rpc_port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen | None = None
+        self._log = self.root / "influxd.log"
+
+    def start(self) -> InfluxDB1:
+        """Write the config, start influxd and wait for /ping -> 204 (bounded).
+
+        Raises RuntimeError with the end of its log if it exits or never answers.
+        """
+        binary = _binary("influxd", "influxdb")
+        self.root.mkdir(parents=True, exist_ok=True)
+        config = self.root / "influxdb.conf"
+        config.write_text(_INFLUXD_CONFIG.format(root=self.root, port=self.port,
+                                                 rpc_port=self.rpc_port))
+        with open(self._log, "ab") as log:
+            self.proc = subprocess.Popen([binary, "-config", str(config)],
+                                         stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + _START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"influxd exited: {self._log.read_text()[-2000:]}")
+            try:
+                if _http(self.url + "/ping", timeout_s=1.0)[0] == 204:
+                    return self
+            except OSError:
+                pass
+            time.sleep(_POLL_S)
+        self.stop()
+        raise RuntimeError(f"influxd not answering /ping after {_START_TIMEOUT_S} s: "
+                           f"{self._log.read_text()[-2000:]}")
+
+    def stop(self) -> None:
+        """SIGTERM and reap (SIGKILL if it takes over 10 s)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        self.proc = None
+
+    def query(self, q: str, db: str | None = None, epoch: str = "ms") -> list[dict]:
+        """Run InfluxQL through /query; returns the `results` list (raises on an error)."""
+        params = {"q": q, "epoch": epoch}
+        if db is not None:
+            params["db"] = db
+        status, body = _http(self.url + "/query",
+                             data=urllib.parse.urlencode(params).encode())
+        doc = json.loads(body or b"{}")
+        if status != 200 or "error" in doc:
+            raise AssertionError(f"/query {status}: {body[:500]!r} for {q}")
+        for result in doc.get("results", []):
+            if "error" in result:
+                raise AssertionError(f"InfluxQL error {result['error']!r} for {q}")
+        return doc["results"]
+
+    def create_database(self, db: str) -> None:
+        self.query(f'CREATE DATABASE "{db}"')
+
+    def write(self, lines: list[str], db: str, precision: str = "ns") -> None:
+        """POST line protocol to /write?db=..&precision=..; raises unless 204."""
+        qs = urllib.parse.urlencode({"db": db, "precision": precision})
+        status, body = _http(f"{self.url}/write?{qs}", data="\n".join(lines).encode())
+        if status != 204:
+            raise AssertionError(f"/write {status}: {body[:500]!r}")
+
+
+@pytest.fixture
+def influxdb1(tmp_path):
+    """A started InfluxDB 1.x (Debian's influxdb); stopped at teardown."""
+    server = InfluxDB1(tmp_path / "influxdb1").start()
+    try:
+        yield server
+    finally:
+        server.stop()
