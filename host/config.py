@@ -25,10 +25,12 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
-__all__ = ["Config", "InfluxTarget", "Node", "SerialPort", "load_config", "parse_config"]
+__all__ = ["BoardPin", "Config", "InfluxTarget", "Node", "SerialPort", "board_address",
+           "load_config", "parse_config"]
 
 DEFAULT_UDP = "0.0.0.0:4210"
 DEFAULT_TOKEN_ENV = "LAMPWATCH_INFLUX_TOKEN"
+DEFAULT_BOARD = "127.0.0.1:8080"
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
@@ -102,6 +104,42 @@ class InfluxTarget:
             return f"MISSING (expected in {where})"
 
 
+@dataclass(frozen=True)
+class BoardPin:
+    """Where the Andon board's operator PIN is read from: `pin_file` if set, else `pin_env`.
+
+    Like the InfluxDB token it is never in the config file nor on the command line.
+    """
+
+    pin_env: str | None = None
+    pin_file: Path | None = None
+
+    def value(self) -> str:
+        """The PIN, read now. Raises ConfigError if it is not set or unreadable."""
+        if self.pin_file is not None:
+            try:
+                value = self.pin_file.read_text().strip()
+            except OSError as exc:
+                raise ConfigError(f"board operator PIN file {self.pin_file}: "
+                                  f"{exc.strerror or exc}") from None
+            if not value:
+                raise ConfigError(f"board operator PIN file {self.pin_file} is empty")
+            return value
+        value = os.environ.get(self.pin_env or "", "").strip()
+        if not value:
+            raise ConfigError(f"board operator PIN: environment variable {self.pin_env} "
+                              "is not set")
+        return value
+
+    def describe(self) -> str:
+        """Where the PIN comes from and whether it is there, never the PIN itself."""
+        where = f"file {self.pin_file}" if self.pin_file else f"${self.pin_env}"
+        try:
+            return f"{'*' * 8} ({len(self.value())} chars, from {where})"
+        except ConfigError:
+            return f"MISSING (expected in {where})"
+
+
 @dataclass(frozen=True, eq=False)
 class Config:
     """A validated collector configuration."""
@@ -118,6 +156,8 @@ class Config:
     heartbeat_s: float = 10.0
     oee_interval_s: float = 60.0
     short_stop_s: float = 300.0
+    board_listen: tuple[str, int] | None = None  # the Andon board's HTTP address
+    board_pin: BoardPin | None = None  # None: the board is read-only
 
     def key_of(self, node_id: int) -> bytes | None:
         """The node's key, or None for a node not in the registry (protocol.decode lookup)."""
@@ -176,6 +216,9 @@ class _Table:
 
     def done(self) -> None:
         extra = sorted(set(self.data) - self.used)
+        if "operator_pin" in extra:
+            self.fail(self._at("operator_pin"), "is not allowed: put the PIN in a file "
+                      "(operator_pin_file) or an environment variable (operator_pin_env)")
         if "token" in extra:
             self.fail(self._at("token"), "is not allowed: put the token in a file (token_file) "
                       "or an environment variable (token_env)")
@@ -268,9 +311,33 @@ def parse_config(data: Mapping[str, Any], path: Path | None = None) -> Config:
     ot = root.table("oee") or _Table({}, "oee", fail)
     refresh_s, short_stop_s = ot.number("refresh_s", 60.0), ot.number("short_stop_s", 300.0)
     ot.done()
+    board_listen, board_pin = _board(root.table("board"), base, fail)
     root.done()
     return Config(path, udp_listen, tuple(serial), journal, sync, level, influx, nodes,
-                  calendar, heartbeat_s, refresh_s, short_stop_s)
+                  calendar, heartbeat_s, refresh_s, short_stop_s, board_listen, board_pin)
+
+
+def _board(t: _Table | None, base: Path, fail) -> tuple[tuple[str, int] | None, BoardPin | None]:
+    """[board]: the Andon board's listen address and where its operator PIN comes from."""
+    if t is None:
+        return None, None
+    listen = t.get("listen", (str, bool), DEFAULT_BOARD, "'host:port', or false")
+    address = None
+    if listen is True or (listen is not False and listen != ""):
+        address = _address(DEFAULT_BOARD if listen is True else listen, fail, "board.listen")
+    pin_env, pin_file = t.text("operator_pin_env", ""), t.text("operator_pin_file", "")
+    t.done()
+    if not (pin_env or pin_file):
+        return address, None  # no PIN: the board is read-only
+    return address, BoardPin(pin_env or None,
+                             base / Path(pin_file).expanduser() if pin_file else None)
+
+
+def board_address(text: str) -> tuple[str, int]:
+    """A `--board HOST:PORT` argument as (host, port). Raises ConfigError."""
+    def fail(where: str, msg: str):
+        raise ConfigError(f"{where} {msg}")
+    return _address(text, fail, "--board")
 
 
 def _failer(label: str):
@@ -293,11 +360,12 @@ def _registry_file(path: Path) -> list[_Table]:
     return tables
 
 
-def _address(text: str, fail) -> tuple[str, int]:
+def _address(text: str, fail, where: str = "collector.udp_listen") -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
     host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
     if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
-        fail("collector.udp_listen", f"must be 'host:port' like '0.0.0.0:4210', not {text!r}")
+        example = "0.0.0.0:4210" if where == "collector.udp_listen" else DEFAULT_BOARD
+        fail(where, f"must be 'host:port' like '{example}', not {text!r}")
     return host, int(port)
 
 

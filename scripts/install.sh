@@ -45,7 +45,8 @@ if [ "$want_test" -eq 1 ]; then
     # Databases the tests start themselves on free loopback ports (tests/servers.py; on a
     # systemd host the packages also enable services the tests do not use): VictoriaMetrics
     # speaks InfluxDB's /api/v2/write; influxdb is InfluxDB 1.6 for the InfluxQL dashboards.
-    apt_install victoria-metrics influxdb
+    # chromium + chromium-driver: the Andon board's real-browser test (headless, Selenium).
+    apt_install victoria-metrics influxdb chromium chromium-driver
     pip_install -e '.[test]'
     if [ -f tests/mpvm/package.json ]; then
         (cd tests/mpvm && { [ -d node_modules ] && npm ls --silent >/dev/null 2>&1 \

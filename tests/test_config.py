@@ -146,3 +146,72 @@ def test_bad_config_is_one_clear_line(tmp_path, text, message):
 def test_missing_file(tmp_path):
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(tmp_path / "nope.toml")
+
+
+# --- [board]: the Andon board's address and operator PIN ---------------------------------
+
+def test_example_config_has_a_board_with_a_pin_from_the_environment(monkeypatch):
+    cfg = load_config(ROOT / "examples" / "collector.toml")
+    assert cfg.board_listen == ("0.0.0.0", 8080)
+    assert cfg.board_pin.pin_env == "LAMPWATCH_BOARD_PIN"
+    monkeypatch.setenv("LAMPWATCH_BOARD_PIN", " 4711 \n")
+    assert cfg.board_pin.value() == "4711"
+    assert "4711" not in cfg.board_pin.describe()
+    assert "4 chars, from $LAMPWATCH_BOARD_PIN" in cfg.board_pin.describe()
+
+
+def test_no_board_table_means_no_board(tmp_path):
+    cfg = load_config(write(tmp_path, NODE))
+    assert (cfg.board_listen, cfg.board_pin) == (None, None)
+
+
+def test_board_defaults_to_loopback_and_read_only(tmp_path):
+    cfg = load_config(write(tmp_path, "[board]\n" + NODE))
+    assert (cfg.board_listen, cfg.board_pin) == (("127.0.0.1", 8080), None)
+    cfg = load_config(write(tmp_path, '[board]\nlisten = false\n' + NODE))
+    assert cfg.board_listen is None
+
+
+def test_board_pin_from_a_file_relative_to_the_config(tmp_path, monkeypatch):
+    (tmp_path / "pin").write_text("2468\n")
+    monkeypatch.delenv("LAMPWATCH_BOARD_PIN", raising=False)
+    cfg = load_config(write(tmp_path, '[board]\nlisten = "[::1]:0"\noperator_pin_file = "pin"\n'
+                            + NODE))
+    assert cfg.board_listen == ("::1", 0)
+    assert cfg.board_pin.value() == "2468"
+    (tmp_path / "pin").write_text("  \n")
+    with pytest.raises(ConfigError, match="PIN file .* is empty"):
+        cfg.board_pin.value()
+
+
+def test_board_pin_missing_from_the_environment_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.delenv("LW_TEST_PIN", raising=False)
+    cfg = load_config(write(tmp_path, '[board]\noperator_pin_env = "LW_TEST_PIN"\n' + NODE))
+    with pytest.raises(ConfigError, match="environment variable LW_TEST_PIN is not set"):
+        cfg.board_pin.value()
+    assert cfg.board_pin.describe() == "MISSING (expected in $LW_TEST_PIN)"
+
+
+@pytest.mark.parametrize("text, message", [
+    ('[board]\nlisten = "8080"\n', "board.listen must be 'host:port' like '127.0.0.1:8080'"),
+    ('[board]\nlisten = 8080\n', "board.listen must be 'host:port', or false"),
+    ('[board]\noperator_pin = "1234"\n', "board.operator_pin is not allowed: put the PIN in a "
+     "file (operator_pin_file) or an environment variable (operator_pin_env)"),
+    ('[board]\noperator_pin_env = ""\noperator_pin_file = 5\n', "board.operator_pin_file must "
+     "be a string"),
+    ('[board]\ncolour = "red"\n', "board.colour is not a known option"),
+    ('board = 1\n', "board must be a table"),
+])
+def test_bad_board_config_is_one_clear_line(tmp_path, text, message):
+    with pytest.raises(ConfigError) as exc:
+        load_config(write(tmp_path, text + NODE))
+    assert message in str(exc.value)
+    assert "\n" not in str(exc.value)
+
+
+def test_board_address_for_the_command_line():
+    from lampwatch.config import board_address
+
+    assert board_address("0.0.0.0:8080") == ("0.0.0.0", 8080)
+    with pytest.raises(ConfigError, match="--board must be 'host:port'"):
+        board_address("localhost")
