@@ -76,6 +76,7 @@ class ClockAnchor:
         self._buckets: dict[int, tuple[float, float]] = {}  # index -> (uptime_s, offset_s)
         self._recent: deque[tuple[float, float]] = deque(maxlen=_RECENT_SAMPLES)
         self._line: tuple[float, float] | None = None  # (slope, intercept), cached
+        self._newest: int | None = None  # highest bucket index, kept rather than max()ed
         self.samples = 0
 
     @property
@@ -89,14 +90,15 @@ class ClockAnchor:
         self.samples += 1
         self._recent.append((t, off))
         idx = math.floor(t / self._bucket_s)
-        newest = max(self._buckets, default=idx)
+        newest = idx if self._newest is None else self._newest
         if idx <= newest - self._n_buckets:
             return  # older than the window: the window already has better information
         best = self._buckets.get(idx)
         if best is None or off < best[1]:
             self._buckets[idx] = (t, off)
             self._line = None
-        if idx > newest:
+        if idx > newest or self._newest is None:
+            self._newest = idx
             for old in [k for k in self._buckets if k <= idx - self._n_buckets]:
                 del self._buckets[old]
                 self._line = None

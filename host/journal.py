@@ -84,7 +84,11 @@ def event_row(ev: Any) -> tuple:
 
     Raises TypeError or ValueError if it cannot be stored (data not JSON-serialisable).
     """
-    if isinstance(ev, tuple) and not hasattr(ev, "ts_s"):
+    if type(ev) is tuple:  # exactly a tuple: a NamedTuple event goes the general way
+        if type(ev[4]) is str and type(ev[0]) is float:
+            return ev  # a row already (the collector converts events as they are derived)
+        ts_s, kind, node_id, machine, data = ev
+    elif isinstance(ev, tuple) and not hasattr(ev, "ts_s"):
         ts_s, kind, node_id, machine, data = ev
     else:
         ts_s, kind, node_id, machine, data = ev.ts_s, ev.kind, ev.node_id, ev.machine, ev.data
