@@ -1,0 +1,431 @@
+"""dashboards/: every Grafana panel's InfluxQL run against a real InfluxDB 1.6 holding a known
+two-shift scenario (frames -> Deriver -> journal -> lampwatch.influx line protocol), with the
+figures worked out by hand; the InfluxDB 2 template checked against the schema.
+"""
+
+import json
+import re
+from datetime import datetime, timezone
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+import servers
+from lampwatch import oee
+from lampwatch.derive import DeriveConfig, Deriver, Event, NodeConfig
+from lampwatch.influx import Placement, event_lines, rejects_points
+from lampwatch.journal import Journal
+from lampwatch.protocol import (
+    T_HEALTH,
+    T_HEARTBEAT,
+    T_HELLO,
+    T_LAMP,
+    Frame,
+    Header,
+    Health,
+    Heartbeat,
+    Hello,
+    Lamp,
+    LampEvent,
+)
+
+DASHBOARDS = Path(__file__).resolve().parent.parent / "dashboards"
+DB = "lampwatch"
+
+# --- the scenario ---------------------------------------------------------------------------
+# Monday 2026-03-02, shifts A 08:00-09:00 and B 09:00-10:00 UTC; two machines of plant mill1.
+#
+# husker (node 7, line L1, ideal 2 s/piece), node booted at 08:00:00:
+#   A: RUN 08:00-08:30, STOP (red) 08:30-08:40 = 600 s breakdown (the board also names it),
+#      RUN 08:40-09:00
+#   B: RUN 09:00-09:20, yellow BLINK 09:20-09:35 = 900 s setup (lamp map blink:yellow ->
+#      STOP:setup), RUN 09:35-09:50, IDLE (yellow) 09:50-09:52 = 120 s minor stop, RUN to 10:00
+#   Every heartbeat (each minute at :30) while RUN adds 24 GOOD + 1 NG.
+# packer (node 8, line L2, ideal 3 s/piece), node booted at 07:58:20, RUN throughout;
+#   each heartbeat while RUN adds 18 GOOD + 1 NG. Wi-Fi outage: nothing heard after the
+#   09:19:30 heartbeat until the 09:30:30 one (22 frames lost), so the deriver declares
+#   UNKNOWN from 09:19:30.001 and RUN again at 09:30:30; the packer made nothing meanwhile.
+# Health reports each minute at :45 (none in the outage); rssi husker -60 (A) / -66 (B),
+# packer -75 (A) / -80 (B before the outage) / -72 (after).
+
+T0 = datetime(2026, 3, 2, 8, 0, tzinfo=timezone.utc).timestamp()
+END = T0 + 7200
+CAL = oee.Calendar("UTC", (oee.Shift("A", "08:00", "09:00"), oee.Shift("B", "09:00", "10:00")))
+HUSKER, PACKER = 7, 8
+PLACES = {"husker": Placement("mill1", "L1"), "packer": Placement("mill1", "L2")}
+BOOTS = {HUSKER: (0x0000A001, T0), PACKER: (0x0000B001, T0 - 100)}
+G, Y, R = 0, 1, 2
+OFF, ON, BLINK = 0, 1, 2
+GAP = (T0 + 4770, T0 + 5430)  # packer: frames in this span were lost (09:19:30 .. 09:30:30)
+LAMPS = {  # seconds after 08:00 -> lamp changes
+    HUSKER: [(0, [(G, ON)]), (1800, [(G, OFF), (R, ON)]), (2400, [(R, OFF), (G, ON)]),
+             (4800, [(G, OFF), (Y, BLINK)]), (5700, [(Y, OFF), (G, ON)]),
+             (6600, [(G, OFF), (Y, ON)]), (6720, [(Y, OFF), (G, ON)])],
+    PACKER: [(-100, [(G, ON)])],
+}
+PER_BEAT = {HUSKER: (24, 1), PACKER: (18, 1)}
+
+
+def rssi(node, t):
+    if node == HUSKER:
+        return -60 if t < T0 + 3600 else -66
+    return -75 if t < T0 + 3600 else (-80 if t < GAP[0] else -72)
+
+
+def _lamps_at(node, t):
+    lamps = [OFF] * 5
+    for rel, changes in LAMPS[node]:
+        if T0 + rel <= t:
+            for ch, st in changes:
+                lamps[ch] = st
+    return tuple(lamps)
+
+
+def _timed_frames():
+    """(rx_s, node, body) of both nodes over the two shifts, frames lost in the gap left out."""
+    out = []
+    for node, (_, boot_s) in BOOTS.items():
+        out.append((boot_s, node, Hello((0, 1, 0), "power_on", bytes.fromhex("a1b2c3d4"),
+                                        True, False, 0b111, 60_000)))
+        for rel, changes in LAMPS[node]:
+            t = T0 + rel
+            out.append((t, node, Lamp(tuple(LampEvent(ch, st, round((t - boot_s) * 1000))
+                                            for ch, st in changes))))
+        good = ng = 0
+        for m in range(120):
+            t = T0 + 60 * m + 30
+            lamps = _lamps_at(node, t)
+            lost = node == PACKER and GAP[0] < t < GAP[1]
+            if lamps[G] == ON and not lost:
+                good, ng = good + PER_BEAT[node][0], ng + PER_BEAT[node][1]
+            if not lost:
+                out.append((t, node, Heartbeat(good, ng, lamps)))
+            t += 15
+            lost = node == PACKER and GAP[0] < t < GAP[1]
+            after_gap = node == PACKER and t > GAP[1]
+            if not lost:
+                out.append((t, node, Health(rssi(node, t), 80_000 + node, int(after_gap),
+                                            22 if after_gap else 0, 0, 0, 0)))
+    out.sort(key=lambda f: (f[0], f[1]))
+    return out
+
+
+_TYPES = {Hello: T_HELLO, Lamp: T_LAMP, Heartbeat: T_HEARTBEAT, Health: T_HEALTH}
+REJECTS = {("udp:10.0.0.99:4210", "unknown_node"): (5, T0 + 1234.5),
+           ("udp:10.0.0.8:4210", "bad_tag"): (2, T0 + 600.0),
+           ("udp:10.0.0.8:51000", "bad_tag"): (1, T0 + 5440.0)}
+BREAKDOWN_REASON = Event(T0 + 2460, "reason", HUSKER, "husker", {
+    "reason": "breakdown", "start_s": T0 + 1800, "end_s": T0 + 2400, "by": "board"})
+
+
+def scenario_events():
+    """Run the frames through the real Deriver, ticking every 10 s as the collector does."""
+    d = Deriver(DeriveConfig(
+        nodes={HUSKER: NodeConfig(HUSKER, "husker", ideal_cycle_s=2.0, lamp_map={
+            "red": "STOP", "yellow": "IDLE", "green": "RUN", "blink:yellow": "STOP:setup"}),
+               PACKER: NodeConfig(PACKER, "packer", ideal_cycle_s=3.0)},
+        calendar=CAL, heartbeat_s=60.0))
+    frames = _timed_frames()
+    seqs = dict.fromkeys(BOOTS, 0)
+    events: list[Event] = []
+    i = 0
+    for tick in range(int(T0) - 120, int(END) + 1, 10):
+        while i < len(frames) and frames[i][0] <= tick:
+            rx, node, body = frames[i]
+            boot, boot_s = BOOTS[node]
+            up_ms = round((rx - boot_s) * 1000)
+            header = Header(_TYPES[type(body)], node, boot, seqs[node], up_ms)
+            seqs[node] += 1
+            events += d.on_frame(Frame(header, body, b""), rx)
+            i += 1
+        if tick == BREAKDOWN_REASON.ts_s:
+            d.add_reason(BREAKDOWN_REASON)
+            events.append(BREAKDOWN_REASON)
+        events += d.tick(tick)
+    assert i == len(frames)
+    return events
+
+
+START, STOP = T0 - 300, END  # the dashboard time range of the tests: 07:55 .. 10:00
+
+
+def ms(t_s):
+    return round(t_s * 1000)
+
+
+@pytest.fixture(scope="module")
+def influx(tmp_path_factory):
+    """InfluxDB 1.6 loaded the way the collector feeds InfluxDB: scenario frames -> Deriver ->
+    journal -> lampwatch.influx line protocol (events and the rejects table) -> /write."""
+    tmp = tmp_path_factory.mktemp("dashboards")
+    with Journal(tmp / "journal.sqlite") as journal:
+        journal.commit(events=scenario_events(), rejects=REJECTS)
+        rows = journal.events_after(0, limit=100_000)
+        rejects = journal.rejects()
+    lines = event_lines(rows, PLACES) + [p.to_line_protocol() for p in rejects_points(rejects)]
+    server = servers.InfluxDB1(tmp / "influxdb1").start()
+    try:
+        server.create_database(DB)
+        server.write(lines, DB)
+        server.lines = lines
+        yield server
+    finally:
+        server.stop()
+
+
+# --- Grafana: macro substitution as Grafana's InfluxQL data source does it ------------------
+
+_REGEX_SPECIALS = re.compile(r"([\\/^$*+?.()|{}\[\]])")
+
+
+def regex_value(values):
+    """A multi-value / "All" template variable inside /^$var$/, as Grafana formats it for
+    InfluxQL: each value regex-escaped, one value alone, several as (a|b)."""
+    escaped = [_REGEX_SPECIALS.sub(r"\\\1", v) for v in values]
+    return escaped[0] if len(escaped) == 1 else "(" + "|".join(escaped) + ")"
+
+
+def interpolate(query, variables, start_s=START, stop_s=STOP, interval="30m"):
+    """What Grafana sends for `query`: $timeFilter -> `time >= <from>ms and time <= <to>ms`,
+    $__interval -> the interval Grafana computed from the range and panel width (given here),
+    $name -> regex_value(variables[name]); longest names first so $line never eats $lines."""
+    q = query.replace("$timeFilter", f"time >= {ms(start_s)}ms and time <= {ms(stop_s)}ms")
+    q = q.replace("$__interval", interval)
+    for name in sorted(variables, key=len, reverse=True):
+        q = q.replace(f"${name}", regex_value(variables[name]))
+    assert "$" not in q.replace("$/", ""), f"macro left in {q}"
+    return q
+
+
+ALL = {"plant": ["mill1"], "line": ["L1", "L2"], "machine": ["husker", "packer"]}
+
+
+def grafana():
+    return json.loads((DASHBOARDS / "grafana-lampwatch.json").read_text())
+
+
+def grafana_panels():
+    return [p for p in grafana()["panels"] if p["type"] != "row"]
+
+
+def run_panel(server, title, **variables):
+    """Every target of the panel, interpolated and run: refId -> list of series."""
+    panel = next(p for p in grafana_panels() if p["title"] == title)
+    out = {}
+    for t in panel["targets"]:
+        res = server.query(interpolate(t["query"], dict(ALL, **variables)), db=DB)
+        assert len(res) == 1
+        out[t["refId"]] = res[0].get("series", [])
+    return out
+
+
+def rows(series, *tags):
+    """{tag values: [row dicts]} of query series (tags of GROUP BY, or columns in table form)."""
+    out = {}
+    for s in series:
+        for values in s["values"]:
+            r = dict(zip(s["columns"], values))
+            r.update(s.get("tags", {}))
+            key = tuple(r.pop(t) for t in tags)
+            out.setdefault(key if len(key) != 1 else key[0], []).append(r)
+    return out
+
+
+def approx(x):
+    return pytest.approx(float(x), rel=1e-9, abs=1e-12)
+
+
+# The figures, worked out by hand from the scenario (times in s; ideal 2 s husker, 3 s packer).
+# husker A: planned 3600, run 3000, 1250 parts (1200 GOOD) -> ideal 2500 s, good 2400 s.
+# husker B: planned 3600, setup 900, run 2580 + minor 120 = 2700, 1075 parts (1032 GOOD).
+# packer A: run 3600, 1140 parts (1080 GOOD) at 3 s -> 3420 s, good 3240 s.
+# packer B: UNKNOWN 09:19:30.001 .. 09:30:30 = 659.999 s, so covered = run = 2940.001 s;
+#   50 heartbeats x 19 parts = 950 (900 GOOD) -> ideal 2850 s, good 2700 s.
+F = Fraction
+PACKER_B_RUN = F("2940.001")
+FINAL = {  # (machine, shift) -> OEE, availability, performance, quality
+    ("husker", "A"): (F(2400, 3600), F(3000, 3600), F(2500, 3000), F(1200, 1250)),
+    ("husker", "B"): (F(2064, 3600), F(2700, 3600), F(2150, 2700), F(1032, 1075)),
+    ("packer", "A"): (F(3240, 3600), F(1), F(3420, 3600), F(1080, 1140)),
+    ("packer", "B"): (2700 / PACKER_B_RUN, F(1), 2850 / PACKER_B_RUN, F(900, 950)),
+}
+
+
+def check_plant_rollup(r):
+    [row] = rows(r.pop("A"))[()]
+    covered = 3600 + PACKER_B_RUN
+    assert row["OEE"] == approx((2064 + 2700) / covered)            # 0.7284...
+    assert row["Availability"] == approx((2700 + PACKER_B_RUN) / covered)
+    assert row["Performance"] == approx((2150 + 2850) / (2700 + PACKER_B_RUN))
+    assert row["Quality"] == approx(F(2064 + 2700, 2150 + 2850))     # 0.9528
+
+
+def check_machines(r):
+    got = rows(r.pop("A"), "plant", "line", "machine")
+    assert set(got) == {("mill1", "L1", "husker"), ("mill1", "L2", "packer")}
+    for (_, _, machine), [row] in got.items():
+        oee_, a, p, q = FINAL[(machine, "B")]  # the latest points: shift B's final figures
+        assert (row["OEE"], row["Availability"], row["Performance"], row["Quality"]) == (
+            approx(oee_), approx(a), approx(p), approx(q))
+    assert got[("mill1", "L1", "husker")][0]["Coverage"] == 1
+    assert got[("mill1", "L2", "packer")][0]["Coverage"] == approx(PACKER_B_RUN / 3600)
+    assert [(row["GOOD"], row["NG"]) for [row] in got.values()] == [(1032, 43), (900, 50)]
+    assert {m: row["State"] for m, [row] in rows(r.pop("B"), "machine").items()} == {
+        "husker": "RUN", "packer": "RUN"}
+
+
+def check_oee_per_shift(r, machine):
+    final = rows(r.pop("A"))[()]
+    assert [row["time"] for row in final] == [ms(T0 + 3600), ms(T0 + 7200)]
+    for row, shift in zip(final, "AB"):
+        expected = FINAL[(machine, shift)]
+        assert [row[k] for k in ("OEE", "Availability", "Performance", "Quality")] == [
+            approx(x) for x in expected]
+    running = {row["time"]: row["OEE"] for row in rows(r.pop("B"))[()]}
+    # one point a minute from 08:01 to 09:59; none at 08:00 and 09:00 (no planned time yet)
+    assert sorted(running) == [ms(T0 + 60 * m) for m in range(1, 120) if m != 60]
+    if machine == "husker":
+        assert running[ms(T0 + 60)] == approx(F(48, 60))         # 24 GOOD x 2 s in 60 s
+        assert running[ms(T0 + 5400)] == approx(F(960, 1800))    # 09:30: 480 GOOD, 600 s setup
+        assert running[ms(T0 + 7140)] == approx(F(2016, 3540))   # 09:59: 1008 GOOD
+    else:
+        assert running[ms(T0 + 60)] == approx(F(54, 60))         # 18 GOOD x 3 s in 60 s
+        assert running[ms(T0 + 3660)] == approx(F(54, 60))
+        # 09:25: the outage is not planned time with a known state: 400 GOOD in 1170.001 s
+        assert running[ms(T0 + 5100)] == approx(1080 / F("1170.001"))
+
+
+def check_states(r):
+    got = {m: [(row["time"], row["state"]) for row in v]
+           for m, v in rows(r.pop("A"), "machine").items()}
+    assert got == {
+        "husker": [(ms(T0 + s), state) for s, state in (
+            (0, "RUN"), (1800, "STOP"), (2400, "RUN"), (4800, "STOP"), (5700, "RUN"),
+            (6600, "IDLE"), (6720, "RUN"))],
+        "packer": [(ms(T0 - 100), "RUN"), (ms(T0 + 4770) + 1, "UNKNOWN"),
+                   (ms(T0 + 5430), "RUN")]}
+
+
+def check_losses(r):
+    got = {loss: row["minutes"] for loss, [row] in rows(r.pop("A"), "loss").items()}
+    assert got == {
+        "reduced_speed": approx((500 + 430 + 180 + (PACKER_B_RUN - 2850)) / 60),
+        "setup": 15, "breakdown": 10,
+        "process_defect": approx(F(100 + 86 + 180 + 150, 60)),
+        "minor_stop": 2, "startup_reject": 0}
+    # the Pareto order the panel's sortBy transformation shows
+    assert sorted(got, key=got.get, reverse=True) == [
+        "reduced_speed", "setup", "breakdown", "process_defect", "minor_stop", "startup_reject"]
+
+
+def check_counts_total(r):
+    [row] = rows(r.pop("A"))[()]
+    assert (row["GOOD"], row["NG"]) == (1200 + 1032 + 1080 + 900, 50 + 43 + 60 + 50)
+
+
+def check_counts(r):
+    got = {m: [(row["time"], row["GOOD"], row["NG"]) for row in v]
+           for m, v in rows(r.pop("A"), "machine").items()}
+    buckets = [ms(T0 + 1800 * k) for k in range(-1, 5)]  # 07:30 .. 10:00
+    assert got == {
+        "husker": list(zip(buckets, [0, 720, 480, 480, 552, 0], [0, 30, 20, 20, 23, 0])),
+        "packer": list(zip(buckets, [0, 540, 540, 360, 540, 0], [0, 30, 30, 20, 30, 0]))}
+
+
+def check_nodes(r):
+    got = {key: row for key, [row] in rows(r.pop("A"), "machine", "node").items()}
+    cols = ("RSSI", "Last seen", "Boot began (clock offset)", "Clock uncertainty",
+            "Reconnects", "Frames dropped", "Unacked", "Free heap")
+    assert {k: tuple(row[c] for c in cols) for k, row in got.items()} == {
+        ("husker", "7"): (-66, ms(T0 + 7185), ms(T0), 0, 0, 0, 0, 80007),
+        ("packer", "8"): (-72, ms(T0 + 7185), ms(T0 - 100), 0, 1, 22, 0, 80008)}
+    hello = {node: (row["Firmware"], row["Reset cause"])
+             for node, [row] in rows(r.pop("B"), "node").items()}
+    assert hello == {"7": ("0.1.0", "power_on"), "8": ("0.1.0", "power_on")}
+
+
+def check_rssi(r):
+    got = {m: [row["RSSI"] for row in v] for m, v in rows(r.pop("A"), "machine").items()}
+    assert got == {"husker": [None, -60, -60, -66, -66, None],
+                   "packer": [None, -75, -75, -80, -72, None]}
+
+
+def check_rejected(r):
+    got = {k: row["Rejected"] for k, [row] in rows(r.pop("A"), "source", "reason").items()}
+    assert got == {("udp:10.0.0.8", "bad_tag"): 3, ("udp:10.0.0.99", "unknown_node"): 5}
+
+
+CHECKS = {  # panel title -> check of all its targets' results
+    "Plant roll-up (latest figures of each machine)": check_plant_rollup,
+    "Machines: latest OEE and state": check_machines,
+    "Machine state": check_states,
+    "Six big losses, completed shifts (minutes)": check_losses,
+    "GOOD / NG in the time range": check_counts_total,
+    "GOOD / NG per interval": check_counts,
+    "Nodes": check_nodes,
+    "Wi-Fi RSSI": check_rssi,
+    "Rejected frames": check_rejected,
+}
+REPEATED = {"OEE per shift: $machine": check_oee_per_shift}  # run once per machine
+
+
+def test_every_panel_has_queries_and_expected_figures():
+    panels = grafana_panels()
+    for p in panels:
+        assert p["targets"] and all(t["query"].strip() for t in p["targets"]), p["title"]
+        assert all(t["datasource"] == {"type": "influxdb", "uid": "${datasource}"}
+                   for t in p["targets"]), p["title"]
+    assert sorted(p["title"] for p in panels) == sorted([*CHECKS, *REPEATED])
+
+
+@pytest.mark.parametrize("title", list(CHECKS))
+def test_panel_figures(influx, title):
+    results = run_panel(influx, title)
+    CHECKS[title](results)
+    assert results == {}, f"targets whose result was not checked: {sorted(results)}"
+
+
+@pytest.mark.parametrize("machine", ["husker", "packer"])
+def test_repeated_panel_figures_per_machine(influx, machine):
+    for title, check in REPEATED.items():
+        results = run_panel(influx, title, machine=[machine])
+        check(results, machine)
+        assert results == {}, f"targets whose result was not checked: {sorted(results)}"
+
+
+def test_variables_filter_the_panels(influx):
+    variables = {v["name"]: v for v in grafana()["templating"]["list"]}
+    assert variables["datasource"]["type"] == "datasource"
+    assert variables["datasource"]["query"] == "influxdb"
+    got = {}
+    for name in ("plant", "line", "machine"):
+        [res] = influx.query(interpolate(variables[name]["query"], ALL), db=DB)
+        got[name] = [v for s in res["series"] for _, v in s["values"]]
+    assert got == ALL
+    [res] = influx.query(interpolate(variables["machine"]["query"], dict(ALL, line=["L2"])),
+                         db=DB)
+    assert [v for _, v in res["series"][0]["values"]] == ["packer"]
+    # the filters reach the panels: one line, one machine
+    machines = rows(run_panel(influx, "Machines: latest OEE and state", line=["L2"])["A"],
+                    "plant", "line", "machine")
+    assert list(machines) == [("mill1", "L2", "packer")]
+    [total] = rows(run_panel(influx, "GOOD / NG in the time range", machine=["husker"])["A"])[()]
+    assert (total["GOOD"], total["NG"]) == (2232, 93)
+
+
+def test_grafana_dashboard_shape():
+    d = grafana()
+    assert d["schemaVersion"] == 39 and d["uid"] == "lampwatch-oee"
+    assert [i["pluginId"] for i in d["__inputs"]] == ["influxdb"]
+    ids = [p["id"] for p in d["panels"]]
+    assert len(ids) == len(set(ids))
+    kinds = {p["type"] for p in grafana_panels()}
+    assert {"stat", "table", "timeseries", "state-timeline", "barchart"} <= kinds
+    for p in grafana_panels():
+        for t in p["targets"]:
+            assert t["rawQuery"] is True and t["resultFormat"] in ("time_series", "table")
+            if "GROUP BY time(" in t["query"]:
+                assert "$__interval" in t["query"], p["title"]
+            if "frames_rejected" not in t["query"]:
+                assert '"machine" =~ /^$machine$/' in t["query"], p["title"]
+            assert "$timeFilter" in t["query"], p["title"]
