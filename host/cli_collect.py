@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import signal
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from .config import Config, load_config
+from .config import Config, board_address, load_config
 from .errors import ConfigError
 
 DEFAULT_CONFIG = Path("/etc/lampwatch/collector.toml")
@@ -51,6 +52,14 @@ def describe(cfg: Config) -> list[str]:
         t = cfg.influxdb
         lines.append(f"influxdb: {t.url} org {t.org!r} bucket {t.bucket!r} token "
                      f"{t.describe_token()}")
+    if cfg.board_listen is not None:
+        host, port = cfg.board_listen
+        url = f"http://{f'[{host}]' if ':' in host else host}:{port}/"
+        who = (f"stop reasons need the operator PIN {cfg.board_pin.describe()}"
+               if cfg.board_pin is not None else "read-only (no operator PIN)")
+        lines.append(f"board: {url}; {who}")
+    else:
+        lines.append("board: off (no [board] table, no --board)")
     lines.append(f"nodes: {len(cfg.nodes)}")
     for n in sorted(cfg.nodes.values(), key=lambda n: n.node_id):
         ideal = f"{n.ideal_cycle_s:g} s/{n.unit}" if n.ideal_cycle_s else "unknown (no OEE)"
@@ -85,22 +94,31 @@ async def _serve(cfg: Config) -> None:
               default=DEFAULT_CONFIG, show_default=True, help="Collector config (TOML).")
 @click.option("--check", is_flag=True,
               help="Validate the config, print what would run, and exit.")
-def collect(config_path: Path, check: bool):
+@click.option("--board", "board", metavar="HOST:PORT",
+              help="Serve the Andon board here (overrides [board] listen).")
+def collect(config_path: Path, check: bool, board: str | None):
     """Receive node frames (UDP, serial), journal them, ACK, derive states, counts and OEE.
 
     Runs until SIGTERM or SIGINT, then commits what is pending and exits. The InfluxDB
-    token comes from the environment or a file named in the config, never from here.
+    token and the board's operator PIN come from the environment or a file named in the
+    config, never from here.
     """
     cfg = load_config(config_path)
+    if board is not None:
+        cfg = dataclasses.replace(cfg, board_listen=board_address(board))
     if check:
         for line in describe(cfg):
             click.echo(line)
         if cfg.influxdb is not None:
             cfg.influxdb.token()  # a missing token fails the check (one line, exit 1)
+        if cfg.board_listen is not None and cfg.board_pin is not None:
+            cfg.board_pin.value()
         return
     setup_logging(cfg.log_level)
     if cfg.influxdb is not None:
         cfg.influxdb.token()
+    if cfg.board_listen is not None and cfg.board_pin is not None:
+        cfg.board_pin.value()
     try:
         asyncio.run(_serve(cfg))
     except OSError as exc:  # e.g. the UDP port is taken, the journal dir not writable

@@ -95,11 +95,17 @@ class CollectorRuntime:
         self.udp: UdpSource | None = None
         self.serial: list[SerialSource] = []
         self.forwarder = None
+        self.board = None
         self._tick_task: asyncio.Task | None = None
 
     @property
     def udp_address(self) -> tuple[str, int] | None:
         return self.udp.address if self.udp is not None else None
+
+    @property
+    def board_url(self) -> str | None:
+        """The Andon board's address (the real port when configured with port 0), or None."""
+        return self.board.url if self.board is not None else None
 
     async def start(self) -> None:
         cfg = self.config
@@ -116,6 +122,12 @@ class CollectorRuntime:
                 self.serial.append(src)
             if self.forward and cfg.influxdb is not None:
                 self._start_forwarder()
+            if getattr(cfg, "board_listen", None) is not None:
+                from .board import BoardServer
+
+                pin = cfg.board_pin.value() if cfg.board_pin is not None else None
+                self.board = BoardServer(self, *cfg.board_listen, pin=pin)
+                await self.board.start()
         except BaseException:
             await self.stop()
             raise
@@ -145,6 +157,9 @@ class CollectorRuntime:
 
     async def stop(self) -> None:
         """Stop listening, commit what is pending, stop the forwarder, close the journal."""
+        if self.board is not None:
+            await self.board.stop()
+            self.board = None
         if self._tick_task is not None:
             self._tick_task.cancel()
             self._tick_task = None
@@ -162,6 +177,26 @@ class CollectorRuntime:
         if self.journal is not None:
             self.journal.close()
             self.journal = None
+
+    def add_reason(self, machine: str, reason: str, start_s: float, end_s: float | None = None,
+                   by: str = "board"):
+        """An operator's stop reason: journaled as a `reason` event, then taken into the
+        running shift's OEE. Call on the collector's loop; arguments already validated.
+
+        Returns the Event. Raises SinkError if the journal cannot store it.
+        """
+        from .events import Event
+
+        node = next((n for n in self.config.nodes.values() if n.machine == machine), None)
+        ev = Event(self.clock(), "reason", node.node_id if node else None, machine,
+                   {"reason": reason, "start_s": start_s, "end_s": end_s, "by": by})
+        self.collector.flush()  # what was derived before it goes into the journal first
+        self.journal.commit(events=[ev])
+        if hasattr(self.deriver, "add_reason"):
+            self.deriver.add_reason(ev)
+        if self.collector.on_commit is not None:
+            self.collector.on_commit(1)
+        return ev
 
     async def run(self, stop: asyncio.Event) -> None:
         """Start, wait for `stop`, stop cleanly."""

@@ -1,0 +1,199 @@
+// lampwatch Andon board: renders the collector's /events stream (server-sent events).
+// Everything comes from this server; no CDN, no external fonts.
+"use strict";
+
+const REASON_LABELS = {
+  setup: "Setup", planned_maintenance: "Planned maintenance", breakdown: "Breakdown",
+  no_order: "No order", material: "Material", other: "Other",
+};
+const LAMPS = ["green", "yellow", "red", "blue", "white"];
+const tiles = new Map();          // machine -> tile element
+let board = null;                 // the last board received
+let clockOffsetS = 0;             // server time minus this browser's time
+let dialogMachine = null;
+let dialogReason = null;
+
+const $ = (id) => document.getElementById(id);
+
+function pct(v) { return v === null || v === undefined ? "–" : `${Math.round(100 * v)}%`; }
+function num(v) { return Math.round(v || 0).toLocaleString("en-US"); }
+function duration(s) {
+  if (s === null || s === undefined) return "";
+  s = Math.max(0, Math.floor(s));
+  const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), sec = s % 60;
+  const mm = String(m).padStart(2, "0"), ss = String(sec).padStart(2, "0");
+  return h > 0 ? `${h}:${mm}:${ss}` : `${m}:${ss}`;
+}
+function nowS() { return Date.now() / 1000 + clockOffsetS; }
+function el(tag, cls, parent) {
+  const e = document.createElement(tag);
+  if (cls) e.className = cls;
+  if (parent) parent.appendChild(e);
+  return e;
+}
+
+function makeTile(machine) {
+  const t = el("section", "tile");
+  t.dataset.machine = machine;
+  const top = el("div", "top", t);
+  el("div", "name", top).textContent = machine;
+  const lamps = el("div", "lamps", top);
+  for (const name of LAMPS) {
+    const l = el("span", `lamp ${name}`, lamps);
+    l.dataset.lamp = name;
+  }
+  const st = el("div", "state-line", t);
+  el("span", "state", st);
+  el("span", "since", st);
+  el("div", "reason", t);
+  const o = el("div", "oee", t);
+  el("span", "pct", o);
+  el("span", "apq", o);
+  el("div", "parts", t);
+  el("div", "warn", t);
+  const b = el("button", "reason-btn", t);
+  b.type = "button";
+  b.textContent = "Reason…";
+  b.addEventListener("click", () => openDialog(machine));
+  return t;
+}
+
+function updateTile(t, m) {
+  if (t.dataset.state !== m.state) t.dataset.state = m.state;
+  t.classList.toggle("blink", !!m.blink);
+  t.dataset.since = m.since_s === null ? "" : String(m.since_s);
+  t.querySelector(".state").textContent = m.state;
+  t.querySelector(".reason").textContent = m.reason ? (REASON_LABELS[m.reason] || m.reason) : "";
+  t.querySelector(".pct").textContent = m.oee === null ? "OEE –" : `OEE ${pct(m.oee)}`;
+  t.querySelector(".apq").textContent =
+    `A ${pct(m.availability)}  P ${pct(m.performance)}  Q ${pct(m.quality)}`;
+  t.querySelector(".parts").textContent = `${num(m.good)} good · ${num(m.ng)} NG`;
+  for (const l of t.querySelectorAll(".lamp")) {
+    const s = m.lamps[l.dataset.lamp];
+    l.hidden = s === undefined && !["green", "yellow", "red"].includes(l.dataset.lamp);
+    l.classList.toggle("lit", s === "ON" || s === "BLINK");
+    l.classList.toggle("blinking", s === "BLINK");
+  }
+  t.dataset.silent = m.silent ? "1" : "0";
+  t.dataset.lastHeard = m.last_heard_s === null ? "" : String(m.last_heard_s);
+  t.dataset.warnings = m.warnings.join(" · ");
+  t.querySelector(".reason-btn").hidden = !(board.operator && m.can_reason);
+}
+
+function tickTimes() {
+  const now = nowS();
+  for (const t of tiles.values()) {
+    const since = t.dataset.since ? Number(t.dataset.since) : null;
+    t.querySelector(".since").textContent = since === null ? "" : duration(now - since);
+    let warn = t.dataset.warnings || "";
+    if (t.dataset.silent === "1" && t.dataset.lastHeard) {
+      warn = warn.replace("node silent", `node silent ${duration(now - Number(t.dataset.lastHeard))}`);
+    }
+    t.querySelector(".warn").textContent = warn ? `⚠ ${warn}` : "";
+  }
+  const d = new Date(now * 1000);
+  $("clock").textContent = d.toLocaleTimeString("en-GB", { hour12: false });
+}
+
+// Tiles as large as the screen allows: the column count that gives the biggest tile.
+function layout() {
+  const main = $("tiles");
+  const n = Math.max(1, tiles.size), W = main.clientWidth - 20, H = main.clientHeight - 20;
+  let best = { size: 0, cols: 1, h: H };
+  for (let cols = 1; cols <= n; cols++) {
+    const rows = Math.ceil(n / cols);
+    const w = (W - 10 * (cols - 1)) / cols, h = (H - 10 * (rows - 1)) / rows;
+    const size = Math.min(w / 1.7, h);  // tiles read best a little wider than tall
+    if (size > best.size) best = { size, cols, h: Math.min(h, w / 1.25) };
+  }
+  main.style.setProperty("--cols", best.cols);
+  main.style.setProperty("--tile-h", `${best.h}px`);
+  main.style.setProperty("--u", `${best.h / 100}px`);
+}
+
+function render(b) {
+  board = b;
+  clockOffsetS = b.now_s - Date.now() / 1000;
+  const main = $("tiles");
+  const names = new Set(b.machines.map((m) => m.machine));
+  for (const [name, t] of tiles) if (!names.has(name)) { t.remove(); tiles.delete(name); }
+  let changed = false;
+  b.machines.forEach((m, i) => {
+    let t = tiles.get(m.machine);
+    if (!t) { t = makeTile(m.machine); tiles.set(m.machine, t); changed = true; }
+    // The server's order; a node is only moved when out of place (moving restarts blinking).
+    if (main.children[i] !== t) main.insertBefore(t, main.children[i] || null);
+    updateTile(t, m);
+  });
+  if (changed) layout();
+  const p = b.plant;
+  $("shift").textContent = b.shift ? `shift ${b.shift}` : "no shift running";
+  $("plant-oee").textContent = pct(p.oee);
+  $("plant-a").textContent = pct(p.availability);
+  $("plant-p").textContent = pct(p.performance);
+  $("plant-q").textContent = pct(p.quality);
+  $("plant-good").textContent = num(p.good);
+  $("plant-ng").textContent = num(p.ng);
+  for (const k of ["running", "idle", "stopped", "off", "unknown"]) $(`n-${k}`).textContent = p[k];
+  $("c-off").hidden = !p.off;
+  $("c-unknown").hidden = !p.unknown;
+  tickTimes();
+  document.body.dataset.updated = String(Date.now());
+}
+
+// --- stop reasons (only offered when the collector has an operator PIN) ---------------------
+
+function openDialog(machine) {
+  dialogMachine = machine;
+  dialogReason = null;
+  $("reason-machine").textContent = machine;
+  $("reason-status").textContent = "";
+  $("pin").value = "";
+  const box = $("reason-choices");
+  box.replaceChildren();
+  for (const r of board.reasons) {
+    const btn = el("button", "", box);
+    btn.type = "button";
+    btn.dataset.reason = r;
+    btn.textContent = REASON_LABELS[r] || r;
+    btn.addEventListener("click", () => {
+      dialogReason = r;
+      for (const x of box.children) x.classList.toggle("chosen", x === btn);
+    });
+  }
+  $("reason-dialog").showModal();
+}
+
+async function submitReason(ev) {
+  ev.preventDefault();
+  const status = $("reason-status");
+  if (!dialogReason) { status.textContent = "Choose a reason."; return; }
+  status.textContent = "Saving…";
+  try {
+    const res = await fetch("/api/reason", {
+      method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ machine: dialogMachine, reason: dialogReason, pin: $("pin").value }),
+    });
+    const body = await res.json();
+    if (!res.ok) { status.textContent = body.error || `error ${res.status}`; return; }
+    status.textContent = "Saved.";
+    $("pin").value = "";
+    setTimeout(() => $("reason-dialog").close(), 600);
+  } catch (e) {
+    status.textContent = "No connection to the collector.";
+  }
+}
+
+function connect() {
+  const es = new EventSource("/events");
+  es.onmessage = (e) => { $("offline").hidden = true; render(JSON.parse(e.data)); };
+  es.onerror = () => { $("offline").hidden = false; };  // EventSource reconnects by itself
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  $("reason-form").addEventListener("submit", submitReason);
+  $("reason-cancel").addEventListener("click", () => $("reason-dialog").close());
+  window.addEventListener("resize", layout);
+  setInterval(tickTimes, 1000);
+  connect();
+});
