@@ -13,7 +13,7 @@ import pytest
 import servers
 from lampwatch import oee
 from lampwatch.derive import DeriveConfig, Deriver, Event, NodeConfig
-from lampwatch.influx import Placement, event_lines, rejects_points
+from lampwatch.influx import MEASUREMENTS, Placement, event_lines, rejects_points
 from lampwatch.journal import Journal
 from lampwatch.protocol import (
     T_HEALTH,
@@ -154,20 +154,23 @@ def ms(t_s):
 
 
 @pytest.fixture(scope="module")
-def influx(tmp_path_factory):
-    """InfluxDB 1.6 loaded the way the collector feeds InfluxDB: scenario frames -> Deriver ->
-    journal -> lampwatch.influx line protocol (events and the rejects table) -> /write."""
-    tmp = tmp_path_factory.mktemp("dashboards")
-    with Journal(tmp / "journal.sqlite") as journal:
+def scenario_lines(tmp_path_factory):
+    """The scenario as the collector ships it: frames -> Deriver -> journal -> line protocol
+    of lampwatch.influx (the journal's events, and its rejects table)."""
+    with Journal(tmp_path_factory.mktemp("journal") / "journal.sqlite") as journal:
         journal.commit(events=scenario_events(), rejects=REJECTS)
         rows = journal.events_after(0, limit=100_000)
         rejects = journal.rejects()
-    lines = event_lines(rows, PLACES) + [p.to_line_protocol() for p in rejects_points(rejects)]
-    server = servers.InfluxDB1(tmp / "influxdb1").start()
+    return event_lines(rows, PLACES) + [p.to_line_protocol() for p in rejects_points(rejects)]
+
+
+@pytest.fixture(scope="module")
+def influx(tmp_path_factory, scenario_lines):
+    """InfluxDB 1.6 on loopback holding the scenario, written through /write (precision ns)."""
+    server = servers.InfluxDB1(tmp_path_factory.mktemp("influxdb1")).start()
     try:
         server.create_database(DB)
-        server.write(lines, DB)
-        server.lines = lines
+        server.write(scenario_lines, DB)
         yield server
     finally:
         server.stop()
@@ -429,3 +432,129 @@ def test_grafana_dashboard_shape():
             if "frames_rejected" not in t["query"]:
                 assert '"machine" =~ /^$machine$/' in t["query"], p["title"]
             assert "$timeFilter" in t["query"], p["title"]
+
+
+# --- InfluxDB 2 template (Flux): structure and schema; Flux is not executed here ------------
+# (no InfluxDB 2.x server is installable from Debian, so these queries are checked against the
+# schema only; see dashboards/README.md)
+
+PKGER_CHART_KINDS = {"gauge", "geo", "heatmap", "histogram", "markdown", "mosaic", "scatter",
+                     "single_stat", "single_stat_plus_line", "table", "xy", "band"}
+FLUX_BUILTIN_VARS = {"timeRangeStart", "timeRangeStop", "windowPeriod"}
+FLUX_COLUMNS = {"_time", "_value", "_field", "_measurement", "_start", "_stop"}
+
+
+def influx2():
+    return json.loads((DASHBOARDS / "influxdb2-lampwatch.json").read_text())
+
+
+def docs_schema():
+    """(measurement -> field names, tag names) from the schema tables of docs/influxdb.md."""
+    text = (DASHBOARDS.parent / "docs" / "influxdb.md").read_text()
+    tags_part = text[text.index("| tag | on | value |"):text.index("Field types never change")]
+    tags = {name for line in tags_part.splitlines()[2:] if line.startswith("|")
+            for name in re.findall(r"`(\w+)`", line.split("|")[1])}
+    table = text[text.index("| measurement | from event | fields | timestamp |"):]
+    fields = {}
+    for line in table.splitlines()[2:]:
+        if not line.startswith("|"):
+            break
+        cols = line.split("|")
+        fields[re.search(r"`(\w+)`", cols[1])[1]] = set(re.findall(r"`(\w+)`", cols[3]))
+    return fields, tags
+
+
+def written_schema(lines):
+    """measurement -> field names in the line protocol the collector produced."""
+    out = {}
+    for line in lines:
+        head, field_set, _ = re.split(r"(?<!\\) ", line)
+        names = {kv.split("=", 1)[0] for kv in re.split(r",(?=\w+=)", field_set)}
+        out.setdefault(head.split(",", 1)[0], set()).update(names)
+    return out
+
+
+def flux_queries():
+    for obj in influx2():
+        if obj["kind"] == "Dashboard":
+            for chart in obj["spec"]["charts"]:
+                for q in chart.get("queries", []):
+                    yield chart["name"], q["query"]
+        elif obj["kind"] == "Variable":
+            yield obj["spec"]["name"], obj["spec"]["query"]
+
+
+def test_influxdb2_template_structure():
+    objs = influx2()
+    assert {o["apiVersion"] for o in objs} == {"influxdata.com/v2alpha1"}
+    assert sorted(o["kind"] for o in objs) == ["Dashboard", "Variable", "Variable"]
+    for o in objs:
+        assert re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", o["metadata"]["name"])
+    variables = {o["spec"]["name"] for o in objs if o["kind"] == "Variable"}
+    assert variables == {"bucket", "machine"}
+    for o in objs:
+        if o["kind"] == "Variable":
+            assert o["spec"]["type"] == "query" and o["spec"]["language"] == "flux"
+    [dash] = [o for o in objs if o["kind"] == "Dashboard"]
+    charts = dash["spec"]["charts"]
+    cells = set()
+    for c in charts:
+        kind = c["kind"].lower()
+        assert kind in PKGER_CHART_KINDS, c["kind"]
+        assert c["queries"] and all(q["query"].strip() for q in c["queries"]), c["name"]
+        assert c["width"] > 0 and c["height"] > 0 and c["xPos"] + c["width"] <= 12, c["name"]
+        for x in range(c["xPos"], c["xPos"] + c["width"]):  # no two cells overlap
+            for y in range(c["yPos"], c["yPos"] + c["height"]):
+                assert (x, y) not in cells, c["name"]
+                cells.add((x, y))
+        if kind == "single_stat":
+            assert any(col["type"] == "text" for col in c["colors"])
+        if kind == "xy":
+            assert c["geom"] in ("line", "step", "stacked", "monotoneX", "bar")
+            assert {a["name"] for a in c["axes"]} == {"x", "y"}
+        if kind == "mosaic":
+            assert c["xCol"] == "_time" and c["ySeriesColumns"] and c["fillColumns"]
+        if kind == "table":
+            assert c["tableOptions"]["wrapping"] in ("", "single-line", "truncate", "wrap")
+        assert all(col["hex"] for col in c.get("colors", []))
+    # the same views as the Grafana dashboard
+    names = " ".join(c["name"] for c in charts)
+    for topic in ("OEE", "per shift", "state", "losses", "GOOD / NG", "Nodes", "RSSI",
+                  "Rejected"):
+        assert topic in names, topic
+    for name, query in flux_queries():
+        for var in re.findall(r"\bv\.(\w+)", query):
+            assert var in variables | FLUX_BUILTIN_VARS, (name, var)
+        for open_, close in ("()", "[]", "{}"):
+            assert query.count(open_) == query.count(close), (name, open_)
+        if "from(bucket:" in query:
+            assert "from(bucket: v.bucket)" in query and (
+                "range(start: v.timeRangeStart, stop: v.timeRangeStop)" in query), name
+
+
+def test_flux_queries_use_only_the_schema(scenario_lines):
+    doc_fields, doc_tags = docs_schema()
+    assert set(doc_fields) == set(MEASUREMENTS)
+    written = written_schema(scenario_lines)
+    for measurement, names in written.items():  # the docs describe what is written
+        assert names <= doc_fields[measurement], (measurement, names - doc_fields[measurement])
+    checked = set()
+    for name, query in flux_queries():
+        measurements = re.findall(r'r\._measurement == "(\w+)"', query)
+        fields = re.findall(r'r\._field == "(\w+)"', query)
+        for m in measurements:
+            assert m in MEASUREMENTS and m in written, (name, m)
+            for f in fields:
+                assert f in doc_fields[m] and f in written[m], (name, m, f)
+                checked.add((m, f))
+        maps = re.findall(r"map\(fn: \(r\) => \(\{(.*?)\}\)\)", query, re.DOTALL)
+        computed = {col for body in maps for col in re.findall(r"(\w+):", body)}
+        known = (doc_tags | FLUX_COLUMNS | computed
+                 | {f for m in measurements for f in doc_fields[m]})
+        for cols in re.findall(r"(?:columns|rowKey|ySeriesColumns): \[([^\]]*)\]", query):
+            for col in re.findall(r'"(\w+)"', cols):
+                assert col in known, (name, col)
+        for tag in re.findall(r"\br\.(\w+) == v\.", query):
+            assert tag in doc_tags, (name, tag)
+    assert {m for m, _ in checked} == {"oee", "oee_loss", "machine_state", "counts",
+                                       "node_health", "frames_rejected"}
