@@ -176,6 +176,17 @@ def influx(tmp_path_factory, scenario_lines):
         server.stop()
 
 
+influxdb1 = servers.influxdb1
+
+
+def test_influxdb1_keeps_nanoseconds_and_overwrites_like_the_forwarder_expects(influxdb1):
+    influxdb1.create_database("t")
+    line = 'machine_state,machine=m code=4i,state="RUN" 1772438400123456789'
+    influxdb1.write([line, line.replace("RUN", "STOP").replace("4i", "2i")], "t")
+    [res] = influxdb1.query('SELECT "code", "state" FROM "machine_state"', db="t", epoch="ns")
+    assert res["series"][0]["values"] == [[1772438400123456789, 2, "STOP"]]
+
+
 # --- Grafana: macro substitution as Grafana's InfluxQL data source does it ------------------
 
 _REGEX_SPECIALS = re.compile(r"([\\/^$*+?.()|{}\[\]])")
