@@ -16,6 +16,7 @@ except ImportError:  # CPython
 _SAVE_MS = const(1000)  # uptime in RTC memory is at most this old after a reset
 _SENDS_PER_STEP = const(4)  # frames sent per loop pass, so capture is never starved
 _ACKS_PER_STEP = const(8)
+_LAMP_CHUNK = const(22)  # 22 events with a blink period each fill a 200-byte frame
 
 
 class App:
@@ -124,10 +125,9 @@ class App:
         self.outbox.add(self.state.boot_id, seq, ftype, frame, now)
 
     def _lamp(self, changes, now):
-        for i in range(0, len(changes), lwproto.MAX_LAMP_EVENTS):
+        for i in range(0, len(changes), _LAMP_CHUNK):
             seq = self._next_seq(now)
-            frame = self.codec.lamp(self.state.boot_id, seq, now,
-                                    changes[i:i + lwproto.MAX_LAMP_EVENTS])
+            frame = self.codec.lamp(self.state.boot_id, seq, now, changes[i:i + _LAMP_CHUNK])
             self._queue(lwproto.T_LAMP, seq, now, frame)
 
     def _heartbeat(self, now):

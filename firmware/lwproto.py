@@ -23,6 +23,7 @@ TAG_LEN = const(8)
 HEADER_LEN = const(15)
 MAX_FRAME = const(200)
 MAX_LAMP_EVENTS = const(24)
+LAMP_PERIOD = const(0x20)  # chan_state bit 5: a u16 blink period (ms) follows the event
 SEQ_LIMIT = const(0x1000000)  # u24: a node starts a new boot before its sequence wraps
 U40 = const(0x10000000000)
 
@@ -157,18 +158,33 @@ class Codec:
         return self._seal(self._header(T_HELLO, boot_id, seq, uptime_ms) + body)
 
     def lamp(self, boot_id, seq, uptime_ms, events):
-        """LAMP: events is a sequence of (channel, state, began_uptime_ms), oldest first."""
+        """LAMP: events is a sequence of (channel, state, began_uptime_ms) or, for BLINK,
+        (channel, state, began_uptime_ms, period_ms), oldest first. A period > 0 adds 2
+        bytes to its event; the whole frame must stay within MAX_FRAME."""
         n = len(events)
         if not 0 < n <= MAX_LAMP_EVENTS:
             raise ValueError("1..24 lamp events per frame")
-        body = bytearray(1 + 6 * n)
+        size = 1 + 6 * n
+        for ev in events:
+            if len(ev) > 3 and ev[3]:
+                size += 2
+        if HEADER_LEN + size + TAG_LEN > MAX_FRAME:
+            raise ValueError("LAMP frame over 200 bytes")
+        body = bytearray(size)
         body[0] = n
         o = 1
-        for ch, st, t in events:
-            if not (0 <= ch < N_LAMPS and 0 <= st <= BLINK and 0 <= t < U40):
+        for ev in events:
+            ch, st, t = ev[0], ev[1], ev[2]
+            p = ev[3] if len(ev) > 3 else 0
+            if not (0 <= ch < N_LAMPS and 0 <= st <= BLINK and 0 <= t < U40 and p >= 0
+                    and (p == 0 or st == BLINK)):
                 raise ValueError("bad lamp event")
-            struct.pack_into(">BBI", body, o, (ch << 2) | st, t >> 32, t & 0xFFFFFFFF)
+            struct.pack_into(">BBI", body, o, (ch << 2) | st | (LAMP_PERIOD if p else 0),
+                             t >> 32, t & 0xFFFFFFFF)
             o += 6
+            if p:
+                struct.pack_into(">H", body, o, min(p, 0xFFFF))
+                o += 2
         return self._seal(self._header(T_LAMP, boot_id, seq, uptime_ms) + body)
 
     def heartbeat(self, boot_id, seq, uptime_ms, good, ng, lamps):

@@ -115,7 +115,8 @@ class LampClassifier:
 
     edge(lit, t_ms) and tick(now_ms) append (state, began_ms) to self.changes; began_ms is
     the first edge of the new state: the first flash, the rise of a steady light, the fall
-    that ended the light (ON -> OFF, BLINK -> OFF, ON -> BLINK).
+    that ended the light (ON -> OFF, BLINK -> OFF, ON -> BLINK). blink_ms is the blink period
+    measured when BLINK was last confirmed: rise to rise, averaged over the flashes seen.
     """
 
     def __init__(self, flicker_gap_ms=16, glitch_ms=20, max_phase_ms=1500, state=OFF,
@@ -137,6 +138,7 @@ class LampClassifier:
         self.first_flash = 0
         self.departed = now_ms  # the fall that ended the last steady light
         self.blind_until = now_ms  # end of the last stall: no edges were recorded before it
+        self.blink_ms = 0
 
     def edge(self, lit, t_ms):
         self.tick(t_ms)
@@ -166,6 +168,9 @@ class LampClassifier:
                     self.flashes = 0
                     self._change(ON, self.seg_start)
                 elif self.flashes and end - self.seg_start >= self.glitch:
+                    if self.state != BLINK:  # measured once per BLINK, not on every pass
+                        f = self.flashes
+                        self.blink_ms = (self.seg_start - self.first_flash + f // 2) // f
                     self._change(BLINK, self.first_flash if self.state == OFF
                                  else self.departed)
         if not self.lit and now_ms - self.dark_since > self.max_phase:
@@ -364,7 +369,10 @@ class SensorNode:
                 lc.tick(now_ms)
                 if lc.changes:
                     for st, began in lc.changes:
-                        out.append((ch, st, began))
+                        # A BLINK carries its period. (Two BLINKs of one lamp in one pass
+                        # need a stall > max_phase_ms; both would carry the later period.)
+                        out.append((ch, st, began, lc.blink_ms) if st == BLINK
+                                   else (ch, st, began))
                     lc.changes.clear()
         if len(out) > 1:
             out.sort(key=lambda e: e[2])

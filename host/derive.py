@@ -116,6 +116,19 @@ class _Node:
     anchor: ClockAnchor | None = None  # of the newest frame, for the snapshot's figures
 
 
+def _with_hz(events: list[Event], changes: list[tuple[int, int, float]],
+             body: Lamp) -> list[Event]:
+    """Put the blink frequency the node measured (LAMP period) into its BLINK lamp events."""
+    hz = {(ch, ts): ev.hz for (ch, _, ts), ev in zip(changes, body.events) if ev.hz}
+    if hz:
+        for e in events:
+            if e.kind == "lamp" and e.data["state"] == "BLINK" and not e.data.get("repaired"):
+                f = hz.get((LAMP_NAMES.index(e.data["lamp"]), e.ts_s))
+                if f is not None:
+                    e.data["hz"] = round(f, 3)
+    return events
+
+
 def _node_configs(nodes: Mapping[int, Any] | Iterable[Any]) -> dict[int, Any]:
     if isinstance(nodes, Mapping):
         return {int(k): v for k, v in nodes.items()}
@@ -169,8 +182,9 @@ class Deriver:
                 "reset_cause": body.reset_cause, "config_hash": body.config_hash.hex(),
                 "heartbeat_ms": body.heartbeat_ms, "lamp_mask": body.lamp_mask}))
         elif isinstance(body, Lamp):
-            out += tr.lamps_changed([(ev.channel, ev.state, min(ts, anchor.to_wall(ev.uptime_ms)))
-                                     for ev in body.events])
+            changes = [(ev.channel, ev.state, min(ts, anchor.to_wall(ev.uptime_ms)))
+                       for ev in body.events]
+            out += _with_hz(tr.lamps_changed(changes), changes, body)
         elif isinstance(body, Heartbeat):
             out += self._counts(node, h.boot_id, body, ts)
             out += tr.heartbeat(body.lamps, ts)

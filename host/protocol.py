@@ -24,6 +24,7 @@ HEADER_LEN = 15
 ACK_LEN = 22
 MAX_FRAME = 200
 MAX_LAMP_EVENTS = 24
+LAMP_PERIOD = 0x20  # chan_state bit 5: a u16 blink period in ms follows the event
 SEQ_LIMIT = 1 << 24
 COUNT_MOD = 1 << 32
 
@@ -71,6 +72,11 @@ class LampEvent:
     channel: int
     state: int
     uptime_ms: int
+    period_ms: int | None = None  # BLINK only: the period the node measured, if it sent one
+
+    @property
+    def hz(self) -> float | None:
+        return 1000.0 / self.period_ms if self.period_ms else None
 
     @property
     def lamp(self) -> str:
@@ -195,15 +201,27 @@ def _hello(body: bytes) -> Hello:
 def _lamp(body: bytes) -> Lamp:
     if not body or not 0 < body[0] <= MAX_LAMP_EVENTS:
         raise ProtocolError("bad_body", "LAMP frame must carry 1..24 events")
-    n = body[0]
-    _need(body, 1 + 6 * n, "LAMP")
+    n, o, end = body[0], 1, len(body)
     events = []
     for i in range(n):
-        cs, hi, lo = struct.unpack_from(">BBI", body, 1 + 6 * i)
-        ch, st = cs >> 2, cs & 0x03
-        if ch >= 5 or st > 2:
-            raise ProtocolError("bad_body", f"LAMP event {i} has channel {ch} state {st}")
-        events.append(LampEvent(ch, st, (hi << 32) | lo))
+        if o + 6 > end:
+            raise ProtocolError("bad_body", f"LAMP body of {end} bytes is short of {n} events")
+        cs, hi, lo = struct.unpack_from(">BBI", body, o)
+        o += 6
+        ch, st = (cs >> 2) & 0x07, cs & 0x03
+        if cs & 0xC0 or ch >= 5 or st > 2 or (cs & LAMP_PERIOD and st != 2):
+            raise ProtocolError("bad_body", f"LAMP event {i} has an invalid chan_state {cs:#04x}")
+        period = None
+        if cs & LAMP_PERIOD:
+            if o + 2 > end:
+                raise ProtocolError("bad_body", f"LAMP event {i} is missing its blink period")
+            period = struct.unpack_from(">H", body, o)[0]
+            o += 2
+            if period == 0:
+                raise ProtocolError("bad_body", f"LAMP event {i} has a blink period of 0 ms")
+        events.append(LampEvent(ch, st, (hi << 32) | lo, period))
+    if o != end:
+        raise ProtocolError("bad_body", f"LAMP body is {end} bytes, its {n} events take {o}")
     return Lamp(tuple(events))
 
 

@@ -112,6 +112,18 @@ def test_lamp_frames_use_the_time_each_state_began():
     assert states(out) == [(2.5, "IDLE")]  # yellow beats green at once; green off changes nothing
 
 
+def test_blink_lamp_event_carries_the_frequency_the_node_measured():
+    d = deriver()
+    feed(d, hello(), 0, 0)
+    body = Lamp((LampEvent(G, BLINK, 1000, 500), LampEvent(Y, BLINK, 1000),
+                 LampEvent(R, BLINK, 1200, 3000)))
+    out = feed(d, body, 1, 1500)
+    assert [e.data for e in out if e.kind == "lamp"] == [
+        {"lamp": "green", "state": "BLINK", "hz": 2.0},
+        {"lamp": "yellow", "state": "BLINK"},  # an older node sends no period: no hz
+        {"lamp": "red", "state": "BLINK", "hz": 0.333}]
+
+
 def test_simultaneous_lamp_changes_make_one_state_change():
     d = deriver()
     feed(d, hello(), 0, 0)

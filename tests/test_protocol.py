@@ -54,7 +54,8 @@ def test_host_decodes_golden_frame(v):
             bool(want["flags"] & 1), bool(want["flags"] & 2))
         assert (b.lamp_mask, b.heartbeat_ms) == (want["lamp_mask"], want["hb_period_ms"])
     elif v["type"] == "LAMP":
-        assert [[e.channel, e.state, e.uptime_ms] for e in b.events] == want["events"]
+        assert [[e.channel, e.state, e.uptime_ms] + ([e.period_ms] if e.period_ms else [])
+                for e in b.events] == want["events"]
     elif v["type"] == "HEALTH":
         for name in ("rssi", "free_heap", "reconnects", "frames_dropped", "irq_resyncs",
                      "events_dropped", "unacked"):
@@ -88,6 +89,53 @@ def test_heartbeat_matches_an_independent_encoding_of_the_spec_table():
            + struct.pack(">II", 10000, 300) + bytes([1 + 27 * 2]))
     tag = hmac.new(KEY, msg, hashlib.sha256).digest()[:8]
     assert (msg + tag).hex() == NODE_FRAMES[0]["frame"]
+
+
+def test_blink_period_matches_an_independent_encoding_of_the_spec_table():
+    # LAMP with a blink period, from docs/protocol.md's table: chan_state bit 5, then u16 ms.
+    v = next(v for v in NODE_FRAMES if v["name"] == "lamp-blink-period")
+    body = bytes([3])
+    body += bytes([1 << 2 | 0]) + (40_000).to_bytes(5, "big")
+    body += bytes([0x20 | 0 << 2 | 2]) + (40_000).to_bytes(5, "big") + struct.pack(">H", 500)
+    body += bytes([0x20 | 3 << 2 | 2]) + (40_250).to_bytes(5, "big") + struct.pack(">H", 2500)
+    msg = (bytes([0x12]) + struct.pack(">HI", 7, 0xDEADBEEF) + (10).to_bytes(3, "big")
+           + (41_000).to_bytes(5, "big") + body)
+    assert (msg + hmac.new(KEY, msg, hashlib.sha256).digest()[:8]).hex() == v["frame"]
+    events = P.decode(bytes.fromhex(v["frame"]), _keys(v)).body.events
+    assert [e.hz for e in events] == [None, 2.0, 0.4]
+
+
+def test_a_lamp_frame_full_of_periods_is_exactly_max_frame():
+    v = next(v for v in NODE_FRAMES if v["name"] == "lamp-max-events-with-period")
+    assert len(bytes.fromhex(v["frame"])) == P.MAX_FRAME
+    with pytest.raises(ValueError):  # a 23rd event with a period would not fit
+        lwproto.Codec(9, KEY).lamp(77, 0, 0, [(0, 2, 0, 500)] * 23)
+
+
+def _lamp_frame(events_body, n):
+    return _resign(bytes([0x12]) + HB[1:15] + bytes([n]) + events_body)
+
+
+@pytest.mark.parametrize("body, n", [
+    (bytes([0x20 | 1]) + bytes(5) + b"\x01\xf4", 1),  # a period on an ON event
+    (bytes([0x20 | 2]) + bytes(5), 1),  # the period is missing
+    (bytes([0x20 | 2]) + bytes(5) + b"\x00\x00", 1),  # a period of 0 ms
+    (bytes([0x40 | 2]) + bytes(5), 1),  # bit 6 is reserved
+    (bytes([2]) + bytes(5) + b"\x01\xf4", 1),  # 2 bytes too many without the bit
+    (bytes([0x20 | 2]) + bytes(5) + b"\x01\xf4" + bytes([1]) + bytes(5), 3),  # n too big
+])
+def test_malformed_blink_periods_are_bad_body(body, n):
+    with pytest.raises(ProtocolError) as err:
+        P.decode(_lamp_frame(body, n), {7: KEY})
+    assert err.value.reason == "bad_body"
+
+
+def test_encoder_puts_a_period_on_blink_only():
+    codec = lwproto.Codec(7, KEY)
+    with pytest.raises(ValueError):
+        codec.lamp(1, 0, 0, [(0, 1, 0, 500)])
+    # a period of 0 means "not measured": the 6-byte event of version 1 as before
+    assert codec.lamp(1, 0, 0, [(0, 2, 0, 0)]) == codec.lamp(1, 0, 0, [(0, 2, 0)])
 
 
 def test_every_heartbeat_is_at_most_32_bytes():

@@ -71,6 +71,31 @@ def test_flashing_in_range_reads_one_blink_state(hz):
     assert changes == [(BLINK, 2000), (OFF, edges[-1][1])]
 
 
+@pytest.mark.parametrize("hz", [0.4, 0.5, 1, 2, 5, 10, 15])
+def test_blink_period_is_measured_rise_to_rise_when_blink_is_confirmed(hz):
+    lc = sn.LampClassifier()
+    edges = square(hz, 0.5, 2000, 2000 + 12 * 1000 / hz)
+    i = 0
+    for t in range(0, int(edges[-1][1]) + 3000, 5):
+        while i < len(edges) and edges[i][1] <= t:
+            lc.edge(*edges[i])
+            i += 1
+        lc.tick(t)
+        if lc.changes and lc.changes[0][0] == BLINK:
+            break
+    # edges are whole ms, as on the node: within 1 ms of the true period
+    assert abs(lc.blink_ms - 1000 / hz) <= 1
+
+
+def test_on_to_blink_measures_the_flashes_not_the_steady_light():
+    lc = sn.LampClassifier()
+    for lit, t in [(1, 0), (0, 3000)] + square(4, 0.5, 3250, 8000):
+        lc.edge(lit, t)
+        lc.tick(t)
+    assert lc.changes[:2] == [(ON, 0), (BLINK, 3000)]
+    assert lc.blink_ms == 250
+
+
 def test_blink_is_confirmed_on_the_second_flash():
     edges = square(2, 0.5, 1000, 10000)  # 250 ms lit, 250 ms dark
     lc = sn.LampClassifier()
@@ -284,6 +309,20 @@ def test_safety_net_catches_an_edge_the_irq_path_lost():
     assert node.irq_resyncs == 1
     now["us"] = 3_000_000
     assert node.service() == [(2, ON, 1000)]
+
+
+def test_service_reports_blink_with_its_period():
+    green = FakePin(0)
+    node, now = make_node([(0, green)])
+    out = []
+    for t_ms in range(0, 6000, 5):  # 2 Hz from 1 s to 4 s: 250 ms lit, 250 ms dark
+        now["us"] = t_ms * 1000
+        level = 1 if 1000 <= t_ms < 4000 and (t_ms - 1000) % 500 < 250 else 0
+        if level != green.v:
+            green.v = level
+            green.handler(green)
+        out += node.service()
+    assert out == [(0, BLINK, 1000, 500), (0, OFF, 3750)]
 
 
 def test_safety_net_does_not_double_count_a_late_irq():
