@@ -79,6 +79,7 @@ class BoardServer:
         self._server: asyncio.Server | None = None
         self._watch_task: asyncio.Task | None = None
         self._clients: set[asyncio.StreamWriter] = set()
+        self._tasks: set[asyncio.Task] = set()  # one per open connection
         self._changed = False  # a reason was entered: push at the next poll
         self._wrong_pins = 0
         self._locked_until = 0.0
@@ -101,18 +102,29 @@ class BoardServer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watch_task
             self._watch_task = None
-        for w in list(self._clients):
-            w.close()
-        self._clients.clear()
         if self._server is not None:
             self._server.close()
             self._server = None
+        for w in list(self._clients):
+            w.close()
+        self._clients.clear()
+        # Let open connections see their end, so none is left pending when the loop closes.
+        if self._tasks:
+            _, pending = await asyncio.wait(list(self._tasks), timeout=1.0)
+            for task in pending:
+                task.cancel()
 
     def view(self) -> dict:
         now = self.runtime.clock()
         snap = getattr(self.runtime.deriver, "snapshot", None)
         return board_view(snap(now) if snap else {}, now, operator=self._pin is not None,
                           reasons=self.reasons)
+
+    def reason_added(self, machine: str, reason: str, start_s: float,
+                     end_s: float | None) -> None:
+        """CollectorRuntime.add_reason took a reason (from here or elsewhere): show it now."""
+        self.reasons[machine] = OperatorReason(reason, start_s, end_s)
+        self._changed = True
 
     # --- live updates -------------------------------------------------------------------
 
@@ -154,6 +166,8 @@ class BoardServer:
     # --- HTTP ---------------------------------------------------------------------------
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+        task = asyncio.current_task()
+        self._tasks.add(task)
         try:
             try:
                 method, path, headers, body = await asyncio.wait_for(
@@ -170,6 +184,7 @@ class BoardServer:
             pass  # the viewer went away or never finished its request
         finally:
             self._clients.discard(writer)
+            self._tasks.discard(task)
             writer.close()
 
     async def _route(self, method: str, path: str, headers: dict[str, str], body: bytes):
@@ -225,8 +240,6 @@ class BoardServer:
             self.runtime.add_reason(machine, reason, start_s, end_s, by="board")
         except SinkError as exc:
             raise RequestError(500, f"not saved: {exc}") from None
-        self.reasons[machine] = OperatorReason(reason, start_s, end_s)
-        self._changed = True
         log.info("Andon board: reason %s for %s from %.3f to %s", reason, machine, start_s,
                  "the end of the stop" if end_s is None else f"{end_s:.3f}")
         return {"ok": True, "machine": machine, "reason": reason, "start_s": start_s,

@@ -58,8 +58,10 @@ def machine_view(snap: Any, now_s: float, operator_reason: OperatorReason | None
         warnings.append("no data yet")
     elif snap.silent:
         warnings.append("node silent")
+    elif snap.state is None:
+        warnings.append("no lamp state yet")
     if low:
-        warnings.append(f"data coverage {100 * coverage:.0f}%")
+        warnings.append(f"coverage {100 * coverage:.0f}%")
     lamps = {name: st for name, st in snap.lamps.items() if st is not None}
     return {
         "machine": snap.machine,

@@ -194,6 +194,8 @@ class CollectorRuntime:
         self.journal.commit(events=[ev])
         if hasattr(self.deriver, "add_reason"):
             self.deriver.add_reason(ev)
+        if self.board is not None:
+            self.board.reason_added(machine, reason, start_s, end_s)
         if self.collector.on_commit is not None:
             self.collector.on_commit(1)
         return ev

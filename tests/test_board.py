@@ -24,8 +24,7 @@ import lwproto
 
 PIN = "4711"
 PIN_ENV = "LW_TEST_BOARD_PIN"
-KEYS = {7: bytes(range(16)), 8: bytes(range(16, 32)), 9: bytes(range(32, 48)),
-        10: bytes(range(48, 64)), 11: bytes(range(64, 80)), 12: bytes(range(80, 96))}
+KEYS = {node: bytes(range(16 * (node - 7), 16 * (node - 6))) for node in range(7, 16)}
 G, Y, R = 0, 1, 2
 OFF, ON, BLINK = 0, 1, 2
 T0 = 1_772_438_400.0  # 2026-03-02 08:00 UTC
@@ -167,7 +166,7 @@ def test_machine_tile_state_time_ratios_counts_and_coverage():
     assert (m["good"], m["ng"]) == (400, 50)
     assert m["coverage"] == pytest.approx(0.4)
     assert m["low_coverage"] is True and 0.4 < LOW_COVERAGE
-    assert m["warnings"] == ["data coverage 40%"]
+    assert m["warnings"] == ["coverage 40%"]
     assert m["losses"]["setup_s"] == 200 and m["losses"]["breakdown_s"] == 240
     json.dumps(view)  # JSON-ready as it is
 
@@ -177,8 +176,10 @@ def test_blinking_lamp_silent_node_and_never_heard_machine():
         "a": snap("a", "IDLE", T0, lamps={"yellow": "BLINK"}),
         "b": snap("b", "UNKNOWN", T0, silent=True),
         "c": snap("c", None, None, silent=True, heard=None, lamps={"green": None}),
+        "d": snap("d", None, None),
     }, T0 + 60)
-    a, b, c = view["machines"]
+    a, b, c, d = view["machines"]
+    assert (d["state"], d["warnings"]) == ("UNKNOWN", ["no lamp state yet"])
     assert a["blink"] is True and a["warnings"] == []
     assert (b["state"], b["silent"], b["warnings"], b["can_reason"]) == (
         "UNKNOWN", True, ["node silent"], False)

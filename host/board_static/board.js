@@ -45,12 +45,12 @@ function makeTile(machine) {
   const st = el("div", "state-line", t);
   el("span", "state", st);
   el("span", "since", st);
-  el("div", "reason", t);
-  const o = el("div", "oee", t);
-  el("span", "pct", o);
-  el("span", "apq", o);
+  const note = el("div", "note", t);
+  el("span", "reason", note);
+  el("span", "warn", note);
+  el("div", "pct", t);
+  el("div", "apq", t);
   el("div", "parts", t);
-  el("div", "warn", t);
   const b = el("button", "reason-btn", t);
   b.type = "button";
   b.textContent = "Reason…";
@@ -64,13 +64,14 @@ function updateTile(t, m) {
   t.dataset.since = m.since_s === null ? "" : String(m.since_s);
   t.querySelector(".state").textContent = m.state;
   t.querySelector(".reason").textContent = m.reason ? (REASON_LABELS[m.reason] || m.reason) : "";
-  t.querySelector(".pct").textContent = m.oee === null ? "OEE –" : `OEE ${pct(m.oee)}`;
+  t.querySelector(".pct").textContent = `OEE ${pct(m.oee)}`;
   t.querySelector(".apq").textContent =
-    `A ${pct(m.availability)}  P ${pct(m.performance)}  Q ${pct(m.quality)}`;
+    `A ${pct(m.availability)} · P ${pct(m.performance)} · Q ${pct(m.quality)}`;
   t.querySelector(".parts").textContent = `${num(m.good)} good · ${num(m.ng)} NG`;
   for (const l of t.querySelectorAll(".lamp")) {
     const s = m.lamps[l.dataset.lamp];
-    l.hidden = s === undefined && !["green", "yellow", "red"].includes(l.dataset.lamp);
+    // Blue and white are rare on tower lamps: shown only while lit.
+    l.hidden = !["green", "yellow", "red"].includes(l.dataset.lamp) && !(s === "ON" || s === "BLINK");
     l.classList.toggle("lit", s === "ON" || s === "BLINK");
     l.classList.toggle("blinking", s === "BLINK");
   }
@@ -87,7 +88,7 @@ function tickTimes() {
     t.querySelector(".since").textContent = since === null ? "" : duration(now - since);
     let warn = t.dataset.warnings || "";
     if (t.dataset.silent === "1" && t.dataset.lastHeard) {
-      warn = warn.replace("node silent", `node silent ${duration(now - Number(t.dataset.lastHeard))}`);
+      warn = warn.replace("node silent", `silent ${duration(now - Number(t.dataset.lastHeard))}`);
     }
     t.querySelector(".warn").textContent = warn ? `⚠ ${warn}` : "";
   }
