@@ -109,6 +109,9 @@ class UdpLink(Link):
         self._sent_since_sleep = 0
         self.sent = 0
         self.acks_received = 0
+        # (boot id, seq) sent and not yet named by an ACK: one ACK datagram may name many
+        # frames (a burst after an outage), so counting datagrams would wait forever after.
+        self._owed: set[tuple[bytes, int]] = set()
 
     @property
     def address(self) -> tuple[str, int]:
@@ -119,6 +122,8 @@ class UdpLink(Link):
         self.sock.sendto(data, self.collector)
         self._sent_since_sleep += 1
         self.sent += 1
+        if len(data) >= 10:  # header: type, node (2), boot (4), seq (3)
+            self._owed.add((data[3:7], data[7] << 16 | data[8] << 8 | data[9]))
 
     def receive(self, sim) -> bytes | None:
         try:
@@ -126,11 +131,19 @@ class UdpLink(Link):
         except BlockingIOError:
             return None
         self.acks_received += 1
+        if len(data) >= 14:  # ACK: type, node (2), boot (4), base seq (3), bitmap (4)
+            boot, base = data[3:7], data[7] << 16 | data[8] << 8 | data[9]
+            bitmap = int.from_bytes(data[10:14], "big")
+            self._owed.discard((boot, base))
+            while bitmap:
+                low = bitmap & -bitmap
+                self._owed.discard((boot, base + low.bit_length()))
+                bitmap ^= low
         return data
 
     def on_sleep(self, sim) -> None:
         # wait only for ACKs still owed: the node may have read them in the same pass
-        if self._sent_since_sleep and self.ack_wait_s and self.sent > self.acks_received:
+        if self._sent_since_sleep and self.ack_wait_s and self._owed:
             select.select([self.sock], [], [], self.ack_wait_s)
         self._sent_since_sleep = 0
         super().on_sleep(sim)
