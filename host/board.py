@@ -178,6 +178,13 @@ class BoardServer:
                 status, ctype, payload = await self._route(method, path, headers, body)
             except RequestError as exc:
                 status, ctype, payload = exc.status, "application/json", _error(exc)
+            except (asyncio.TimeoutError, asyncio.IncompleteReadError, ConnectionError):
+                raise
+            except ValueError:  # a request or header line longer than the reader's limit
+                status, ctype, payload = 400, "application/json", _error("request too long")
+            except Exception:  # a bug here must not go unanswered, nor unlogged
+                log.exception("Andon board request failed")
+                status, ctype, payload = 500, "application/json", _error("internal error")
             writer.write(_response(status, ctype, payload))
             await writer.drain()
         except (asyncio.TimeoutError, asyncio.IncompleteReadError, ConnectionError):
@@ -312,7 +319,7 @@ def _sse(view: dict) -> bytes:
     return b"data: " + json.dumps(view, separators=(",", ":")).encode() + b"\n\n"
 
 
-def _error(exc: Exception) -> bytes:
+def _error(exc: Exception | str) -> bytes:
     return json.dumps({"error": str(exc)}).encode()
 
 

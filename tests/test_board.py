@@ -412,3 +412,25 @@ def test_collect_check_prints_the_board_line(tmp_path):
                           "collect", "--check", "--config", str(cfg), "--board",
                           "0.0.0.0:8088"], capture_output=True, text=True, check=True).stdout
     assert "board: http://0.0.0.0:8088/; read-only (no operator PIN)" in out.splitlines()
+
+
+def raw(board, data):
+    """Send raw bytes to the board; its whole answer."""
+    with socket.create_connection((board.host, board.port), timeout=5) as s:
+        s.sendall(data)
+        out = b""
+        while chunk := s.recv(65536):
+            out += chunk
+    return out
+
+
+def test_oversized_and_malformed_requests_get_a_400_and_the_board_carries_on(collector):
+    board = collector.runtime.board
+    big = json.dumps({"machine": "press-07", "reason": "setup", "pin": "x" * 5000}).encode()
+    answer = raw(board, b"POST /api/reason HTTP/1.1\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: %d\r\n\r\n" % len(big) + big)
+    assert answer.startswith(b"HTTP/1.1 400 ") and b"at most 4096 bytes" in answer
+    answer = raw(board, b"GET /" + b"a" * 100_000 + b" HTTP/1.1\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 400 ") and b"request too long" in answer
+    assert raw(board, b"HELLO\r\n\r\n").startswith(b"HTTP/1.1 400 ")
+    assert request(collector.runtime.board_url + "api/board")[0] == 200
