@@ -8,6 +8,7 @@ import click
 
 from . import __version__, logbook
 from .cli_collect import collect
+from .cli_demo import demo
 from .cli_report import report_command
 from .errors import LampwatchError
 
@@ -19,6 +20,7 @@ def cli():
 
 
 cli.add_command(collect)
+cli.add_command(demo)
 
 
 @cli.group()

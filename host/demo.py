@@ -1,0 +1,295 @@
+"""`lampwatch demo`: a collector and a rice-milling line of virtual nodes on one accelerated clock.
+
+One time base: the plant runner advances the nodes' simulated time in slices and publishes
+it; the collector's clock reads that same value (plus the simulated start's epoch), so
+receive times, silence, the shift calendar and the running shift's OEE all agree however
+fast the simulation runs, and however often the CPU makes it fall behind `speed`.
+
+The simulated shift is the latest one (default 06:00 local) that is over by the real time
+now, so `lampwatch oee report` on the journal afterwards sees a finished shift.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import shlex
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import demo_plant, report
+from .config import board_address, load_config
+from .demo_config import (
+    MARKER,
+    DemoError,
+    calendar_doc,
+    config_doc,
+    first_shift_start,
+    prepare_files,
+    to_toml,
+    write_private,
+)
+from .demo_table import Header, format_header, format_table
+from .errors import ConfigError
+from .runtime import CollectorThread
+from .vnode import VirtualNode
+
+__all__ = ["DemoError", "DemoOptions", "DemoResult", "PlantClock", "run_demo"]
+
+log = logging.getLogger(__name__)
+
+_LEAD_S, _TAIL_S = 30.0, 30.0  # nodes power up before the first shift, run on after the last
+_REFRESH_S = 0.5  # real seconds between live-table redraws
+
+
+@dataclass
+class DemoOptions:
+    speed: float = 240.0  # simulated seconds per real second: 8 h in 2 min
+    shifts: int = 1
+    shift_hours: float = 8.0
+    journal: Path = Path("lampwatch-demo.sqlite")
+    board: str | None = "127.0.0.1:8080"  # None: no board
+    operator_pin: str | None = None  # None: a random 4-digit PIN
+    influx_url: str | None = None
+    influx_org: str = "lampwatch"
+    influx_bucket: str = "lampwatch"
+    seed: int = 1
+    tz: str = "Asia/Jakarta"
+    first_shift: str = "06:00"
+    live: bool = False  # redraw in place (a TTY); else print the table every print_every_s
+    print_every_s: float = 1800.0  # simulated seconds
+
+
+@dataclass
+class DemoResult:
+    config_path: Path
+    journal_path: Path
+    window: tuple[float, float]  # what the final report covers (epoch s)
+    finished: bool  # ran to the end of the last shift (False: stopped early)
+    accepted: int
+    rejected: int
+    wall_s: float
+    sim_s: float
+    report_command: str
+    plans: list = field(default_factory=list)
+
+
+class PlantClock:
+    """The one time base: `t_s` simulated seconds since the nodes' power-up at `epoch0_s`."""
+
+    def __init__(self, epoch0_s: float):
+        self.epoch0_s, self.t_s = epoch0_s, 0.0
+
+    def now(self) -> float:
+        return self.epoch0_s + self.t_s
+
+
+class PlantRunner(threading.Thread):
+    """Runs the nodes side by side in slices of simulated time, paced to `speed`.
+
+    The clock moves to a slice's end before the nodes run it, so a frame's receive time is
+    never earlier than the moment it was sent (a delay >= 0, as on a real network).
+    """
+
+    def __init__(self, nodes: list[VirtualNode], clock: PlantClock, end_s: float,
+                 speed: float, stop: threading.Event):
+        super().__init__(name="plant", daemon=True)
+        self.nodes, self.clock, self.end_s, self.speed, self.stop = nodes, clock, end_s, speed, stop
+        self.slice_s = min(2.0, max(0.1, speed * 0.01))  # ~10 ms of real time
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            real0, t = time.monotonic(), self.clock.t_s
+            while t < self.end_s and not self.stop.is_set():
+                t = min(t + self.slice_s, self.end_s)
+                self.clock.t_s = t
+                for node in self.nodes:
+                    node.run_until(t)
+                ahead = t / self.speed - (time.monotonic() - real0)
+                if ahead > 0:
+                    self.stop.wait(ahead)
+        except BaseException as exc:  # noqa: BLE001 - reported by run_demo in the main thread
+            self.error = exc
+
+
+def _board(text: str | None) -> tuple[dict | None, str | None]:
+    """[board] for the config, and a note when the asked port is taken (then port 0: the
+    board takes a free one and reports it as runtime.board_url)."""
+    if text is None:
+        return None, None
+    host, port = board_address(text)
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            note = (f"board: {host}:{port} is not available ({exc.strerror or exc}); "
+                    "using a free port")
+            return {"listen": f"{host}:0"}, note
+    return {"listen": f"{host}:{port}"}, None
+
+
+def _board_url(ct: CollectorThread) -> str | None:
+    """The running board's URL (None while the runtime has no board)."""
+    return getattr(ct.runtime, "board_url", None)
+
+
+def run_demo(opts: DemoOptions, out: Callable[[str], None] = print,
+             stop: threading.Event | None = None) -> DemoResult:
+    """Run the demo until the last shift ends or `stop` is set; print as it goes.
+
+    Raises DemoError / ConfigError for what the user can fix (one line at the CLI).
+    """
+    if not opts.speed > 0:
+        raise DemoError(f"--speed must be greater than 0, not {opts.speed:g}")
+    minutes = opts.shift_hours * 60
+    if minutes < 1 or minutes != int(minutes) or opts.shifts * opts.shift_hours > 24:
+        raise DemoError("--shift-hours must be whole minutes (0.25 = 15 min), and all "
+                        "shifts together at most 24 h")
+    stop = stop or threading.Event()
+    shift_s = minutes * 60.0
+    start_s = first_shift_start(time.time(), opts.tz, opts.shifts * shift_s + _TAIL_S + 60,
+                                opts.first_shift)
+    plans = demo_plant.build_plant(shift_s, opts.shifts, lead_s=_LEAD_S, tail_s=_TAIL_S,
+                                   seed=opts.seed)
+    journal = opts.journal.expanduser().absolute()
+    config_path, pin_path = prepare_files(journal)
+    board, board_note = _board(opts.board)
+    pin = opts.operator_pin or f"{secrets.randbelow(10_000):04d}"
+    if board is not None:
+        write_private(pin_path, pin + "\n")
+        board["operator_pin_file"] = pin_path.name
+    influx = None
+    if opts.influx_url:
+        influx = {"url": opts.influx_url, "org": opts.influx_org, "bucket": opts.influx_bucket}
+    keys = {p.spec.node_id: secrets.token_hex(16) for p in plans}
+    doc = config_doc(plans, keys, calendar_doc(start_s, opts.tz, shift_s, opts.shifts),
+                     journal.name, board, influx)
+    write_private(config_path, to_toml(doc, f"{MARKER}: the demo plant's collector config.\n"
+                                       "# Reuse it: lampwatch oee report --config THIS, "
+                                       "lampwatch collect --config THIS"))
+    cfg = load_config(config_path)
+    if cfg.influxdb is not None:
+        cfg.influxdb.token()  # missing token: one line now, not a failing forwarder later
+
+    clock = PlantClock(start_s - _LEAD_S)
+    try:
+        ct = CollectorThread(cfg, clock=clock.now).start()
+    except OSError as exc:
+        raise ConfigError(f"cannot start the collector: {exc}") from None
+    nodes: list[VirtualNode] = []
+    t0 = time.monotonic()
+    try:
+        for p in plans:
+            node_cfg = demo_plant.node_config(p.spec, keys[p.spec.node_id], ct.udp_address[1])
+            nodes.append(VirtualNode(node_cfg, p.scenario, collector=ct.udp_address,
+                                     seed=opts.seed * 1000 + p.spec.node_id))
+        runner = PlantRunner(nodes, clock, plans[0].scenario.duration_s, opts.speed, stop)
+        banner = _banner(opts, ct, board, board_note, pin, config_path, journal)
+        for line in ([] if opts.live else banner):
+            out(line)
+        runner.start()
+        _show(runner, ct, clock, plans, opts, banner, out, start_s, shift_s)
+        runner.join()
+        if runner.error is not None:
+            raise runner.error
+    finally:
+        stop.set()
+        for n in nodes:
+            n.close()
+        stats = ct.stats() if ct.runtime.collector is not None else None
+        ct.stop()
+    end_s = clock.now()
+    finished = clock.t_s >= plans[0].scenario.duration_s
+    window = (start_s, min(end_s, start_s + opts.shifts * shift_s))
+    cal = cfg.calendar
+    command = (f"lampwatch oee report --config {shlex.quote(str(config_path))} "
+               f"--from {cal.iso(window[0])} --to {cal.iso(window[1])}")
+    return DemoResult(config_path, journal, window, finished,
+                      stats.accepted if stats else 0, stats.rejected if stats else 0,
+                      time.monotonic() - t0, clock.t_s, command, plans)
+
+
+def _banner(opts, ct, board, board_note, pin, config_path, journal) -> list[str]:
+    host, port = ct.udp_address
+    intro = (f"lampwatch demo: {demo_plant.LINE} of {demo_plant.PLANT}, 6 virtual nodes "
+             f"running the firmware, collector on udp {host}:{port}")
+    lines = [intro]
+    url = _board_url(ct)
+    if board_note:
+        lines.append(board_note)
+    if url:
+        lines.append(f"board: {url}  (operator PIN {pin})")
+    elif board is not None:
+        lines.append(f"board: not in this build (would listen on {board['listen']})")
+    lines.append(f"journal: {journal}  config: {config_path}")
+    if opts.influx_url:
+        lines.append(f"InfluxDB: {opts.influx_url} org {opts.influx_org} bucket "
+                     f"{opts.influx_bucket}")
+    lines.append("Ctrl-C stops; the journal stays for `lampwatch oee report`.")
+    return lines
+
+
+def _show(runner, ct, clock, plans, opts, banner, out, start_s, shift_s) -> None:
+    """Redraw the table in place about twice a second (live), or print it every
+    `print_every_s` of simulated time, until the runner ends."""
+    units = {p.spec.machine: p.spec.unit for p in plans}
+    order = [p.spec.machine for p in plans]
+    next_print = start_s
+    last = (time.monotonic(), clock.t_s)
+    actual = None
+    first = True
+    while True:
+        runner.join(_REFRESH_S)
+        alive = runner.is_alive()
+        now_real, t = time.monotonic(), clock.t_s
+        if now_real > last[0]:
+            actual = (t - last[1]) / (now_real - last[0])
+        last = (now_real, t)
+        now_s = clock.now()
+        if alive and not opts.live and now_s < next_print:
+            continue
+        if not alive and runner.error is not None:
+            return
+        lines = _screen(ct, now_s, start_s, shift_s, opts, actual, units, order)
+        if opts.live:
+            out(("\x1b[2J" if first else "") + "\x1b[H"
+                + "".join(f"{x}\x1b[K\n" for x in banner + [""] + lines) + "\x1b[J")
+            first = False
+        else:
+            out("\n".join(lines) + "\n")
+            while next_print <= now_s:
+                next_print += opts.print_every_s
+        if not alive:
+            return
+
+
+def _screen(ct, now_s, start_s, shift_s, opts, actual, units, order) -> list[str]:
+    end_s = start_s + opts.shifts * shift_s
+    # In the tail after the last shift, show that shift as it ended, not "between shifts".
+    at_s = min(now_s, end_s - 1e-3) if now_s >= start_s else now_s
+    k = int((at_s - start_s) // shift_s)
+    in_shift = 0 <= k < opts.shifts
+    a = start_s + k * shift_s
+    stats = ct.stats()
+    head = Header(opts.tz, "ABC"[k] if in_shift else None, a if in_shift else None,
+                  a + shift_s if in_shift else None, opts.speed, actual, stats.accepted,
+                  stats.duplicates, stats.rejected - stats.duplicates)
+    snaps = ct.call(lambda: ct.runtime.deriver.snapshot(at_s))
+    return [format_header(head, at_s), *format_table(snaps, at_s, units, order)]
+
+
+def final_report(result: DemoResult) -> str:
+    """`lampwatch oee report`'s table for the demo's window, read from the journal."""
+    cfg = load_config(result.config_path)
+    events, last_rx = report.read_journal(result.journal_path, *result.window)
+    settings = {n.machine: report.MachineSettings(n.ideal_cycle_s, n.heartbeat_s)
+                for n in cfg.nodes.values()}
+    rep = report.build_report(events, last_rx, *result.window, calendar=cfg.calendar,
+                              settings=settings, now_s=time.time(),
+                              short_stop_s=cfg.short_stop_s)
+    return report.format_table(rep)
