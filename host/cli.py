@@ -8,6 +8,7 @@ import click
 
 from . import __version__, logbook
 from .cli_collect import collect
+from .cli_commission import commission, nodes_command
 from .cli_demo import demo
 from .cli_report import report_command
 from .errors import LampwatchError
@@ -20,6 +21,8 @@ def cli():
 
 
 cli.add_command(collect)
+cli.add_command(commission)
+cli.add_command(nodes_command)
 cli.add_command(demo)
 
 
