@@ -68,6 +68,7 @@ def demo(speed, shifts, shift_hours, journal, board, operator_pin, influx_url, i
             signal.signal(sig, handler)
     how = "the shift ended" if result.finished else "stopped"
     click.echo(f"\n{how}: {result.sim_s / 3600:.2f} simulated hours in {result.wall_s:.1f} s, "
-               f"{result.accepted:,} frames accepted, {result.rejected:,} rejected\n")
+               f"{result.accepted:,} frames accepted ({result.resent:,} resent after a late ACK, "
+               f"{result.rejected:,} rejected)\n")
     click.echo(final_report(result))
     click.echo(f"\nthe same report, any time later:\n  {result.report_command}")

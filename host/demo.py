@@ -71,7 +71,8 @@ class DemoResult:
     window: tuple[float, float]  # what the final report covers (epoch s)
     finished: bool  # ran to the end of the last shift (False: stopped early)
     accepted: int
-    rejected: int
+    resent: int  # duplicates: a frame resent because its ACK came late; ACKed, not applied
+    rejected: int  # anything else refused
     wall_s: float
     sim_s: float
     report_command: str
@@ -210,7 +211,8 @@ def run_demo(opts: DemoOptions, out: Callable[[str], None] = print,
     command = (f"lampwatch oee report --config {shlex.quote(str(config_path))} "
                f"--from {cal.iso(window[0])} --to {cal.iso(window[1])}")
     return DemoResult(config_path, journal, window, finished,
-                      stats.accepted if stats else 0, stats.rejected if stats else 0,
+                      stats.accepted if stats else 0, stats.duplicates if stats else 0,
+                      stats.rejected - stats.duplicates if stats else 0,
                       time.monotonic() - t0, clock.t_s, command, plans)
 
 
