@@ -10,6 +10,7 @@ from . import __version__, logbook
 from .cli_collect import collect
 from .cli_commission import commission, nodes_command
 from .cli_demo import demo
+from .cli_flash import flash_command
 from .cli_report import report_command
 from .errors import LampwatchError
 
@@ -24,6 +25,7 @@ cli.add_command(collect)
 cli.add_command(commission)
 cli.add_command(nodes_command)
 cli.add_command(demo)
+cli.add_command(flash_command)
 
 
 @cli.group()
