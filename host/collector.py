@@ -151,13 +151,17 @@ class Collector:
         journal: the open Journal this collector owns for writing.
         deriver: on_frame(frame, rx_s) and tick(now_s) returning events (default none).
         clock: host wall time in epoch seconds.
+        rebuild: returns a deriver rebuilt from the journal. Called after a failed commit:
+            the deriver has already taken the batch's frames (count maxima, states) that
+            are not stored and will come again, so its memory must go back to the journal's.
     """
 
     def __init__(self, config: Any, journal: Journal, deriver: Any = None, *,
-                 clock: Callable[[], float] = time.time, max_batch: int = MAX_BATCH):
+                 clock: Callable[[], float] = time.time, max_batch: int = MAX_BATCH,
+                 rebuild: Callable[[], Any] | None = None):
         self.config, self.journal = config, journal
         self.deriver = deriver if deriver is not None else NullDeriver()
-        self.clock, self.max_batch = clock, max_batch
+        self.clock, self.max_batch, self.rebuild = clock, max_batch, rebuild
         self.stats = CollectorStats()
         self.seen = SeenWindow(journal)
         self._key_of = config.key_of
@@ -249,6 +253,7 @@ class Collector:
             log.error("journal commit of %d frames failed, not ACKed: %s", len(frames), exc)
             for k in keys:
                 self.seen.forget(*k)
+            self._rebuild_deriver()
             return 0
         self.stats.commits += 1
         self.stats.accepted += len(frames)
@@ -258,6 +263,15 @@ class Collector:
         if self.on_commit is not None and events:
             self.on_commit(len(events))
         return len(frames)
+
+    def _rebuild_deriver(self) -> None:
+        if self.rebuild is None:
+            return
+        try:
+            self.deriver = self.rebuild()
+        except Exception:  # the journal unreadable too: keep going, frames still come first
+            log.exception("rebuilding the deriver from the journal failed; its counts may "
+                          "miss the frames of the failed commit")
 
     def _send_acks(self, acks) -> None:
         for (node_id, boot_id, reply), seqs in acks.items():

@@ -1,5 +1,6 @@
 """The ingest path on real sockets: UDP on loopback, a pty as the serial line, a subprocess."""
 
+import json
 import os
 import random
 import signal
@@ -302,9 +303,8 @@ def test_sigkill_then_restart_loses_nothing_and_doubles_nothing(tmp_path, node_s
         stored = [r.seq for r in j.frames_after(0, 10**6)]
         counts = [e for e in j.events_after(0, 10**6) if e.kind == "count"]
     assert sorted(stored) == list(range(3000))  # all there, none twice
-    if counts:  # the real deriver is installed: the counts add up exactly once
-        import json
-        assert sum(json.loads(e.data)["good"] for e in counts) == 10 * 2999
+    assert counts, "the real deriver made no count events"
+    assert sum(json.loads(e.data)["good"] for e in counts) == 10 * 2999  # exactly once
 
 
 def test_sigterm_flushes_and_exits_cleanly(tmp_path, node_sock):
@@ -363,3 +363,35 @@ def test_check_prints_plan_with_masked_token(tmp_path):
     env.pop("LW_T")
     r = run_cli("collect", "--check", "--config", str(cfg), env=env)
     assert r.returncode == 1 and "LW_T is not set" in r.stderr
+
+
+def test_failed_commit_loses_no_count_when_the_node_resends(tmp_path, node_sock):
+    """A commit that fails (the disk full) is not ACKed; the node resends, and its counts
+    still add up: the deriver, which had taken the lost batch, is rebuilt from the journal."""
+    ct = CollectorThread(load_config(write_config(tmp_path))).start()
+    try:
+        codec = lwproto.Codec(7, KEY7)
+        first = {s: heartbeat(s, codec, good=5 * s) for s in range(1, 4)}
+        for f in first.values():
+            node_sock.sendto(f, ct.udp_address)
+        assert acked(node_sock, codec, want=set(first)) == set(first)
+        db = ct.runtime.journal._db
+        pages = ct.call(lambda: db.execute("PRAGMA page_count").fetchone()[0])
+        ct.call(lambda: db.execute(f"PRAGMA max_page_count = {pages}"))  # the disk is full
+        later = {s: heartbeat(s, codec, good=5 * s) for s in range(4, 400)}  # > a page
+        for f in later.values():
+            node_sock.sendto(f, ct.udp_address)
+        got = acked(node_sock, codec, timeout_s=1.0)  # until the last page filled up
+        assert len(got) < len(later) and ct.stats().commit_failures >= 1
+        ct.call(lambda: db.execute("PRAGMA max_page_count = 1073741823"))  # space again
+        for s, f in later.items():  # the node resends what was never ACKed
+            if s not in got:
+                node_sock.sendto(f, ct.udp_address)
+        assert acked(node_sock, codec, want=set(later) - got) == set(later) - got
+    finally:
+        ct.stop()
+    with Journal(tmp_path / "journal.sqlite") as j:
+        counts = [json.loads(e.data) for e in j.events_after(0, 10**6) if e.kind == "count"]
+        assert sorted(r.seq for r in j.frames_after(0, 10**6)) == list(range(1, 400))
+    assert sum(c["good"] for c in counts) == 5 * 399
+    assert counts[-1]["good_total"] == 5 * 399
