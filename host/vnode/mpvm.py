@@ -138,6 +138,15 @@ def compile_mpy(firmware_dir: Path) -> dict[str, str]:
     return out
 
 
+def firmware_mpy(node) -> dict[str, str]:
+    """{module: hex of its .mpy}: compiled from the sources with node.vm_mpy, else the .mpy
+    files already in node.firmware_dir, byte for byte (a board's flash as `lampwatch flash`
+    left it: main.py source beside the other modules' .mpy)."""
+    if node.vm_mpy:
+        return compile_mpy(node.firmware_dir)
+    return {p.stem: p.read_bytes().hex() for p in sorted(node.firmware_dir.glob("*.mpy"))}
+
+
 def run_job(code: str, files: dict[str, str], timeout: float, then=()) -> str:
     """Run one job through tests/mpvm/run.mjs (`then`: further top-level steps); returns
     stdout."""
@@ -174,7 +183,7 @@ def live_heap_after_setup(node, until_us: int = 2_000_000, timeout: float = 60.0
     again. The difference is what the firmware keeps: its module code (source or .mpy), its
     buffers and objects, the frames waiting for an ACK; not the simulator's own memory.
     """
-    mpy = compile_mpy(node.firmware_dir) if node.vm_mpy else {}
+    mpy = firmware_mpy(node)
     # Each top-level run starts with a collection, but the stack of the run before may still
     # pin some of its garbage: a few empty runs let the heap settle on both sides.
     settle = ["gc.collect()"] * 3
@@ -191,7 +200,7 @@ def live_heap_after_setup(node, until_us: int = 2_000_000, timeout: float = 60.0
 def run_in_vm(node, until_us: int, timeout: float = 120.0) -> VMResult:
     """Play node's scenario from power-up to until_us in a fresh MicroPython VM; with
     node.vm_mpy the firmware goes in as .mpy files (compiled by mpy-cross) instead of source."""
-    mpy = compile_mpy(node.firmware_dir) if node.vm_mpy else {}
+    mpy = firmware_mpy(node)
     code = _program(node, mpy) + _RUN.format(until=until_us)
     out = run_job(code, vm_files(json.dumps(node.config), node.firmware_dir, node.vm_mpy),
                   timeout)
