@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import click
@@ -105,6 +106,8 @@ def flash_command(port, node_id, machine, plant, line, ideal_cycle_s, transport,
             click.echo(f"[{i}/{len(specs)}] node {spec.node_id} {spec.machine}", err=True)
             click.prompt(f"Connect board for {spec.machine} to {spec.port} and press Enter",
                          default="", show_default=False, prompt_suffix=" ", err=True)
+            if not sys.stdin.isatty():  # scripted: the Enter read was not echoed
+                click.echo(err=True)
         try:
             detail = _one(spec, firmware, registry, wifi, collector, new_key, tmpl, journal,
                           verify_timeout)
@@ -115,11 +118,15 @@ def flash_command(port, node_id, machine, plant, line, ideal_cycle_s, transport,
             outcomes.append(Outcome(spec, False, str(exc)))
             click.echo(f"  FAILED: {exc}", err=True)
             continue
-        click.echo(f"  {detail}" if batch is not None else detail)
+        if batch is not None:
+            click.echo(f"  OK: {detail}", err=True)  # progress; the summary goes to stdout
+        else:
+            click.echo(detail)
     if batch is not None:
         click.echo(summary(outcomes))
-        if not all(o.ok for o in outcomes):
-            raise click.exceptions.Exit(1)
+        failed = sum(not o.ok for o in outcomes)
+        if failed:
+            raise fl.FlashError(f"{failed} of {len(outcomes)} node(s) failed (see above)")
 
 
 def _one(spec, firmware, registry, wifi, collector, new_key, template, journal,

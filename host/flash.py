@@ -83,7 +83,8 @@ def build_firmware(firmware_dir: Path = FIRMWARE_DIR) -> dict[str, bytes]:
 
 
 def mpy_header(files: dict[str, bytes]) -> tuple[int, int]:
-    """(major, sub-version) of the .mpy files (all the same: one mpy-cross)."""
+    """(major, sub-version) of the .mpy files (all the same: one mpy-cross); mpy-cross
+    writes the sub-version only into native code, so bytecode reads (6, 0)."""
     data = next(d for n, d in files.items() if n.endswith(".mpy"))
     return data[1], data[2] & 3
 
@@ -97,7 +98,7 @@ def check_micropython(board_mpy: int | None, board_version: tuple, mpy: tuple[in
     for native code alone (MicroPython's persistentcode.c).
     """
     have = "unknown" if board_mpy is None else f"{board_mpy & 0xFF}.{(board_mpy >> 8) & 3}"
-    need = f"{mpy[0]}.{mpy[1]}"
+    need = f"{mpy[0]}" if mpy[1] == 0 else f"{mpy[0]}.{mpy[1]}"  # bytecode carries no sub
     version = ".".join(str(v) for v in board_version)
     if board_mpy is None or board_mpy & 0xFF != mpy[0]:
         older = board_mpy is None or board_mpy & 0xFF < mpy[0]
