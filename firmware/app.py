@@ -1,5 +1,5 @@
 # app: the node's life between boot and reset: sense, frame, send, retransmit, persist.
-# Pure: the board (pins, counters, RTC, watchdog, ticks) and the link come in from main.py.
+# Pure: the board (pins, counters, RTC, watchdog, ticks) and the link come in from lwmain.py.
 import lwproto
 from nodestate import SEQ_LIMIT, NodeState
 from outbox import Outbox

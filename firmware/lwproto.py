@@ -38,7 +38,7 @@ OFF = const(0)
 ON = const(1)
 BLINK = const(2)
 
-# Reset causes (protocol codes; main.py maps the port's machine.*_RESET onto them).
+# Reset causes (protocol codes; lwmain.py maps the port's machine.*_RESET onto them).
 RESET_UNKNOWN = const(0)
 RESET_POWER_ON = const(1)
 RESET_HARD = const(2)

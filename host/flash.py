@@ -1,10 +1,12 @@
 """`lampwatch flash`: build the firmware as flashed, write it and config.json to a board, register the node.
 
-The firmware goes on as main.py (source: MicroPython runs only main.py at boot) plus one .mpy
-per other module (mpy-cross: no compile on the node, less RAM). A file whose sha256 on the
-board already matches is not copied, so re-flashing an unchanged node copies nothing. The
-node's key is generated here, kept across re-flashes (unless a new one is asked for), and
-written to exactly two places: the node's config.json and the registry (mode 0600).
+The firmware goes on as main.py, a two-line boot stub (source: MicroPython runs only main.py
+at boot, compiling it there), plus one .mpy per other module, the seam lwmain included
+(mpy-cross: no compile on the node, less RAM); an old main.py is replaced by the stub. A file
+whose sha256 on the board already matches is not copied, so re-flashing an unchanged node
+copies nothing. The node's key is generated here, kept across re-flashes (unless a new one is
+asked for), and written to exactly two places: the node's config.json and the registry (mode
+0600).
 """
 
 from __future__ import annotations
@@ -63,7 +65,8 @@ class FlashResult:
 
 
 def build_firmware(firmware_dir: Path = FIRMWARE_DIR) -> dict[str, bytes]:
-    """{file name on the board: bytes}: main.py as source, every other module as .mpy."""
+    """{file name on the board: bytes}: main.py (the boot stub) as source, every other module
+    as .mpy. The virtual node boots this same set (VirtualNode(vm_mpy=True))."""
     out = {"main.py": (firmware_dir / "main.py").read_bytes()}
     with tempfile.TemporaryDirectory() as tmp:
         for src in sorted(firmware_dir.glob("*.py")):

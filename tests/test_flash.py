@@ -57,11 +57,15 @@ def test_registry_entry_takes_the_heartbeat_from_config_json():
         "heartbeat_s": 2.0, "ideal_cycle_s": 1.5}
 
 
-def test_firmware_build_is_main_py_and_mpy_modules():
+def test_firmware_build_is_a_boot_stub_and_mpy_modules():
     fw = build_firmware()
-    assert set(fw) == {"main.py", "app.mpy", "config.mpy", "lwproto.mpy", "nodestate.mpy",
-                       "outbox.mpy", "sensor_node.mpy"}
+    assert set(fw) == {"main.py", "lwmain.mpy", "app.mpy", "config.mpy", "lwproto.mpy",
+                       "nodestate.mpy", "outbox.mpy", "sensor_node.mpy"}
     assert mpy_header(fw) == (6, 0)  # bytecode, no sub-version: any MicroPython with .mpy v6
+    # main.py is the only source on the board (MicroPython runs it at boot, compiling it
+    # there): two lines that hand over to the precompiled seam
+    code = [ln for ln in fw["main.py"].decode().splitlines() if ln and not ln.startswith("#")]
+    assert code == ["import lwmain", "lwmain.main()"]
 
 
 @pytest.mark.parametrize("board_mpy, version, message", [
@@ -92,6 +96,11 @@ def test_plan_copies_only_what_differs_and_removes_shadowing_sources():
     assert (copy, same, remove) == (["app.mpy", "config.json"], ["main.py"], ["app.py"])
     assert plan_copy(files, {n: sha256_hex(d) for n, d in files.items()}, list(files)) == \
         ([], list(files), [])
+    # a board from before the boot stub: main.py was the whole seam, as source
+    files = {"main.py": b"import lwmain\nlwmain.main()\n", "lwmain.mpy": b"l"}
+    board = {"main.py": sha256_hex(b"# main: the node's hardware seam ..."), "lwmain.mpy": None}
+    assert plan_copy(files, board, ["main.py", "lwmain.py"]) == \
+        (["main.py", "lwmain.mpy"], [], ["lwmain.py"])
 
 
 def write(tmp_path, text):

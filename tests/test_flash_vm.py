@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -23,8 +24,10 @@ MPREMOTE = Path(sys.executable).with_name("mpremote")
 LAMPWATCH = Path(sys.executable).with_name("lampwatch")
 PASSWORD = "s3cret-wifi-pw"
 ENV = dict(os.environ, LAMPWATCH_WIFI_PASSWORD=PASSWORD)
-FIRMWARE_FILES = {"main.py", "app.mpy", "config.mpy", "lwproto.mpy", "nodestate.mpy",
-                  "outbox.mpy", "sensor_node.mpy", "config.json"}
+FIRMWARE_FILES = {"main.py", "lwmain.mpy", "app.mpy", "config.mpy", "lwproto.mpy",
+                  "nodestate.mpy", "outbox.mpy", "sensor_node.mpy", "config.json"}
+ROOT = Path(__file__).resolve().parent.parent
+STUB = (ROOT / "firmware" / "main.py").read_bytes()
 
 
 def mpremote(port: int, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess:
@@ -110,12 +113,17 @@ def relay(frames, address) -> None:
 
 def test_flash_reflash_and_boot_to_a_running_collector(tmp_path):
     reg = tmp_path / "nodes.toml"
+    # a board flashed before the boot stub: main.py held the whole seam, as source
+    (tmp_path / "board").mkdir()
+    old_main = (ROOT / "firmware" / "lwmain.py").read_bytes()
+    (tmp_path / "board" / "main.py").write_bytes(old_main)
     with ReplServer(root_dir=tmp_path / "board") as b:
         t0 = time.monotonic()
         first = lampwatch(flash_args(b.port, reg))
         first_s = time.monotonic() - t0
         assert first.returncode == 0, first.stderr
-        assert "8 file(s) copied" in first.stdout and "new key" in first.stdout
+        assert "9 file(s) copied" in first.stdout and "new key" in first.stdout
+        assert b.files()["main.py"] == STUB != old_main
         print(f"\nfirst flash {first_s:.1f} s: {first.stdout.strip()}")
         # what mpremote itself sees on the board
         ls = mpremote(b.port, "fs", "ls")
@@ -134,7 +142,7 @@ def test_flash_reflash_and_boot_to_a_running_collector(tmp_path):
         again = lampwatch(flash_args(b.port, reg))
         again_s = time.monotonic() - t0
         assert again.returncode == 0, again.stderr
-        assert "0 file(s) copied (0 bytes), 8 unchanged, key kept" in again.stdout
+        assert "0 file(s) copied (0 bytes), 9 unchanged, key kept" in again.stdout
         assert "copying" not in again.stderr
         print(f"re-flash {again_s:.1f} s: {again.stdout.strip()}")
         assert registry.read_nodes(reg)[0]["key"] == entry["key"]
@@ -260,8 +268,10 @@ def test_file_system_full(tmp_path):
         r = lampwatch(flash_args(b.port, tmp_path / "nodes.toml"))
         assert b.files() == {}  # refused before copying
     assert r.returncode == 1
-    assert r.stderr.strip().splitlines()[-1].startswith(
-        "lampwatch: the board's file system is full: 24 KB to write, 16 KB free")
+    # the firmware's size changes with every edit: about 19 KB (the stub, seven .mpy, config.json)
+    full = re.match(r"lampwatch: the board's file system is full: (\d+) KB to write, 16 KB free",
+                    r.stderr.strip().splitlines()[-1])
+    assert full and 16 < int(full[1]) < 32, r.stderr
     assert not (tmp_path / "nodes.toml").exists()
 
 

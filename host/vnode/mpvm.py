@@ -11,12 +11,11 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import LampwatchError
+from ..flash import build_firmware
 from ..paths import REPO_DIR
 from .links import SentFrame
 
@@ -25,8 +24,8 @@ RUNNER = MPVM_DIR / "run.mjs"
 SIM_SOURCE = Path(__file__).resolve().parent / "sim.py"
 _MARK = "@@ "
 
-# The program run in the VM: simulated modules into sys.modules, the firmware imported fresh
-# at each boot (as after a reset), results printed as marked lines.
+# The program run in the VM: simulated modules into sys.modules; at each boot (as after a
+# reset) main.py runs and imports the firmware fresh; results printed as marked lines.
 _PROGRAM = """
 import sys, gc, hashlib, struct
 for _n, _hex in {mpy}.items():
@@ -64,30 +63,30 @@ class Link:
     def receive(self, sim):
         return self.acks.pop(0) if self.acks else None
 
-class Boot:
-    def __init__(self, main):
-        self.main = main
-    def start(self):
-        app = self.main.start()
-        print("@@ M", gc.mem_alloc() - LOADER.a0)
-        return app
-    def run(self, app):
-        self.main.run(app)
-
 class Loader:
     app = None
     main = None
     a0 = 0
-    def fresh(self):
+    stub = None
+    env = None
+    def boot(self):
         for n in S.FIRMWARE:
             if n in sys.modules:
                 del sys.modules[n]
         mods = SIM.modules()
         for n in HW:
             sys.modules[n] = mods[n]
+        self.app = None
+        self.stub = self.env = None
         gc.collect()
         self.a0 = gc.mem_alloc()
-        return Boot(__import__("main"))
+        # main.py compiles at boot, as on a board; its code and globals stay live while it runs
+        with open("main.py") as f:
+            self.stub = compile(f.read(), "main.py", "exec")
+        self.env = {{"__name__": "__main__"}}
+        S.boot(self, __import__(S.SEAM), self.stub, self.env)
+    def started(self):
+        print("@@ M", gc.mem_alloc() - self.a0)
 
 SIM = S.Sim(SC, link=Link(), **OPTS)
 LOADER = Loader()
@@ -116,35 +115,23 @@ class VMResult:
     setup_alloc: list[int] = field(default_factory=list)  # bytes allocated per boot's setup
 
 
-def vm_files(config_text: str, firmware_dir: Path, mpy: bool) -> dict[str, str]:
-    files = {} if mpy else {p.name: p.read_text(encoding="utf-8")
-                            for p in sorted(firmware_dir.glob("*.py"))}
-    files["sim.py"] = SIM_SOURCE.read_text(encoding="utf-8")
-    files["config.json"] = config_text
-    return files
+def vm_files(node) -> tuple[dict[str, str], dict[str, str]]:
+    """(files written as text, {module: hex of its .mpy}): the node's file system in the VM.
 
-
-def compile_mpy(firmware_dir: Path) -> dict[str, str]:
-    """{module: hex of its .mpy} by mpy-cross (bytecode, as deployed without a native arch)."""
-    out = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for src in sorted(firmware_dir.glob("*.py")):
-            dst = Path(tmp) / f"{src.stem}.mpy"
-            proc = subprocess.run([sys.executable, "-m", "mpy_cross", "-o", str(dst), str(src)],
-                                  capture_output=True, text=True, check=False)
-            if proc.returncode != 0:
-                raise MicroPythonEngineError(f"mpy-cross {src.name}: {proc.stderr.strip()}")
-            out[src.stem] = dst.read_bytes().hex()
-    return out
-
-
-def firmware_mpy(node) -> dict[str, str]:
-    """{module: hex of its .mpy}: compiled from the sources with node.vm_mpy, else the .mpy
-    files already in node.firmware_dir, byte for byte (a board's flash as `lampwatch flash`
-    left it: main.py source beside the other modules' .mpy)."""
+    With node.vm_mpy, the firmware as `lampwatch flash` builds it (main.py source, every other
+    module .mpy); else the files in node.firmware_dir as they are: the firmware's sources, or a
+    flashed board's files byte for byte. Plus sim.py and config.json.
+    """
     if node.vm_mpy:
-        return compile_mpy(node.firmware_dir)
-    return {p.stem: p.read_bytes().hex() for p in sorted(node.firmware_dir.glob("*.mpy"))}
+        built = build_firmware(node.firmware_dir)
+    else:
+        built = {p.name: p.read_bytes() for p in sorted(node.firmware_dir.iterdir())
+                 if p.suffix in (".py", ".mpy")}
+    files = {n: d.decode("utf-8") for n, d in built.items() if n.endswith(".py")}
+    mpy = {n[:-4]: d.hex() for n, d in built.items() if n.endswith(".mpy")}
+    files["sim.py"] = SIM_SOURCE.read_text(encoding="utf-8")
+    files["config.json"] = json.dumps(node.config)
+    return files, mpy
 
 
 def run_job(code: str, files: dict[str, str], timeout: float, then=()) -> str:
@@ -183,14 +170,13 @@ def live_heap_after_setup(node, until_us: int = 2_000_000, timeout: float = 60.0
     again. The difference is what the firmware keeps: its module code (source or .mpy), its
     buffers and objects, the frames waiting for an ACK; not the simulator's own memory.
     """
-    mpy = firmware_mpy(node)
+    files, mpy = vm_files(node)
     # Each top-level run starts with a collection, but the stack of the run before may still
     # pin some of its garbage: a few empty runs let the heap settle on both sides.
     settle = ["gc.collect()"] * 3
     steps = [*settle, "A0 = gc.mem_alloc()", _RUN.format(until=until_us), *settle,
              "print('@@ L', gc.mem_alloc() - A0)"]
-    out = run_job(_program(node, mpy), vm_files(json.dumps(node.config), node.firmware_dir,
-                                                 node.vm_mpy), timeout, then=steps)
+    out = run_job(_program(node, mpy), files, timeout, then=steps)
     for line in out.splitlines():
         if line.startswith(_MARK + "L "):
             return int(line.split()[2])
@@ -199,11 +185,9 @@ def live_heap_after_setup(node, until_us: int = 2_000_000, timeout: float = 60.0
 
 def run_in_vm(node, until_us: int, timeout: float = 120.0) -> VMResult:
     """Play node's scenario from power-up to until_us in a fresh MicroPython VM; with
-    node.vm_mpy the firmware goes in as .mpy files (compiled by mpy-cross) instead of source."""
-    mpy = firmware_mpy(node)
-    code = _program(node, mpy) + _RUN.format(until=until_us)
-    out = run_job(code, vm_files(json.dumps(node.config), node.firmware_dir, node.vm_mpy),
-                  timeout)
+    node.vm_mpy the firmware goes in as `lampwatch flash` builds it (vm_files)."""
+    files, mpy = vm_files(node)
+    out = run_job(_program(node, mpy) + _RUN.format(until=until_us), files, timeout)
     res = VMResult()
     boots = []
     for line in out.splitlines():

@@ -78,7 +78,8 @@ class CPythonLoader:
         self.main = None
         self.modules: dict[str, types.ModuleType] = {}
 
-    def fresh(self):
+    def boot(self):
+        """Run main.py on fresh module objects, as the board does at boot (sim.boot)."""
         hw = self.sim.modules()
         hw["micropython"] = _MicroPythonModule()
         hw["gc"] = _Gc(82_000)
@@ -114,11 +115,18 @@ class CPythonLoader:
         bdict["open"] = fopen
         bdict["print"] = fprint
         self.modules = loaded
-        return imp("main")
+        self.app = None
+        stub = _code(self.firmware_dir, "main")
+        simmod.boot(self, imp(simmod.SEAM), stub, {"__name__": "__main__", "__builtins__": bdict})
+
+    def started(self):
+        pass
 
 
 class VirtualNode:
     """One node: the firmware files as they are, on a simulated ESP32 driven by a scenario.
+
+    Each boot runs main.py, the boot stub, as a board does: it starts the node through lwmain.
 
     Args:
         config: the node's config.json as a dict (what `lampwatch flash` writes).
@@ -130,7 +138,8 @@ class VirtualNode:
         serial: use a pty instead (config transport "serial"); open `serial_port`.
         speed: simulated seconds per real second (1.0: real time); None: as fast as possible.
         seed: makes boot ids reproducible.
-        vm_mpy: micropython engine: load the firmware as .mpy (mpy-cross) instead of source.
+        vm_mpy: micropython engine: the firmware as `lampwatch flash` builds it (main.py
+            source, every other module .mpy) instead of every module from source.
         sim_options: has_counter, counter_raw16, boot_us, connect_us, irq_latency_us, rssi.
     """
 

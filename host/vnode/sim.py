@@ -8,7 +8,8 @@ TICKS_PERIOD = 1 << 30  # ESP32: ticks_us wraps every ~17.9 min, ticks_ms every 
 _HALF = TICKS_PERIOD >> 1
 IRQ_QUEUE = 8  # the ESP32 port's scheduler queue: a full queue drops callbacks
 PWRON_RESET, HARD_RESET, WDT_RESET, DEEPSLEEP_RESET, SOFT_RESET = 1, 2, 3, 4, 5
-FIRMWARE = ("main", "app", "sensor_node", "config", "lwproto", "outbox", "nodestate")
+FIRMWARE = ("lwmain", "app", "sensor_node", "config", "lwproto", "outbox", "nodestate")
+SEAM = "lwmain"  # the module main.py (the boot stub) imports and calls
 _EAGAIN = 11
 
 
@@ -393,6 +394,7 @@ class Sim:
         y.stdin.buffer = _SerialIn(sim)
         y.implementation = _Obj()
         y.implementation.name = "micropython"
+        y.modules = {}  # the CPython engine's loader keeps its modules elsewhere
         e = _Obj()
         e.POLLIN = 1
         e.poll = lambda: _Poll(sim)
@@ -575,11 +577,32 @@ def ack_frame(node_id, key, boot_id, seq, hmac_sha256):
     return msg + hmac_sha256(key, msg)[:8]
 
 
+def boot(loader, seam, stub, env):
+    """Boot as a board does: run main.py (`stub`, compiled) in `env` (its globals).
+
+    The stub imports `seam` and calls seam.main(), which starts the node and runs its loop
+    until the simulation pauses or resets it. seam.start is wrapped for that one call so the
+    App it returns is kept in loader.app (and loader.started() runs): after a pause the
+    engine resumes with seam.run(loader.app), the loop main() was in.
+    """
+    start = seam.start
+
+    def started(*args):
+        seam.start = start
+        loader.app = start(*args)
+        loader.started()
+        return loader.app
+
+    seam.start = started
+    loader.main = seam
+    exec(stub, env)  # noqa: S102  main.py, as the board runs it
+
+
 def run(sim, loader, until_us):
     """Run the node until `until_us`: boot it when needed, and boot it again after each reset.
 
-    loader.fresh() returns a new instance of the firmware's main module (new module
-    objects, as after a reset); loader.app is the running App (None before the first boot).
+    loader.boot() runs main.py with fresh firmware modules (as after a reset), through boot()
+    above; loader.app is the running App (None before the first boot).
     """
     sim.stop_at = until_us
     while sim.now < until_us:
@@ -589,12 +612,10 @@ def run(sim, loader, until_us):
                     sim.reboot(PWRON_RESET)
                     if sim.now >= until_us:
                         return
-                main = loader.fresh()
-                loader.main = main
-                loader.app = main.start()
-                if loader.app is None:  # an invalid config: the node stays idle
-                    sim.advance(until_us)
-                    return
+                loader.boot()
+                # main.py returned: an invalid config, the node stays idle at the REPL
+                sim.advance(until_us)
+                return
             loader.main.run(loader.app)
         except Pause:
             return
