@@ -245,3 +245,28 @@ def test_same_seed_same_bytes():
     a = VirtualNode(CONFIG, sc, seed=7).run_until(20)
     b = VirtualNode(CONFIG, sc, seed=7).run_until(20)
     assert [f.data for f in a.frames] == [f.data for f in b.frames]
+
+
+def test_soft_reset_continues_the_boot_and_keeps_every_count():
+    sc = (Scenario(duration_s=60)
+          .pulses("good", 1.0, n=20, every_s=1.0)  # 1..20 s
+          .pulses("ng", 2.0, n=3, every_s=5.0)  # 2, 7, 12 s
+          .fault("soft_reset", 25.0)  # reboots in 0.6 s; no pulse falls into it
+          .pulses("good", 30.0, n=15, every_s=1.0)
+          .pulses("ng", 31.0, n=2, every_s=5.0))
+    node = VirtualNode(CONFIG, sc).run_until(60)
+    frames = decoded(node)
+    hellos = [fr for _, fr in frames if fr.header.type == protocol.T_HELLO]
+    assert [h.body.reset_cause for h in hellos] == ["power_on", "soft"]
+    assert hellos[0].header.boot_id == hellos[1].header.boot_id  # RTC memory kept the boot
+    assert [c for _, c in node.stats()["boots"]] == [simmod.PWRON_RESET, simmod.SOFT_RESET]
+    beats = [fr for _, fr in frames if fr.header.type == protocol.T_HEARTBEAT]
+    before = [b.body for b in beats if b.header.seq < hellos[1].header.seq]
+    after = [b.body for b in beats if b.header.seq > hellos[1].header.seq]
+    assert (before[-1].good, before[-1].ng) == (20, 3)
+    # cumulative per boot: the counts go on from the RTC memory, never back to zero
+    assert after and min(b.good for b in after) >= 20 and min(b.ng for b in after) >= 3
+    assert (after[-1].good, after[-1].ng) == (35, 5)
+    assert (sc.expected_pulses("good"), sc.expected_pulses("ng")) == (35, 5)
+    seqs = [fr.header.seq for _, fr in frames]
+    assert seqs == sorted(set(seqs))  # the sequence continues too: no (boot, seq) reused
