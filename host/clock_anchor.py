@@ -76,6 +76,9 @@ class ClockAnchor:
         self._buckets: dict[int, tuple[float, float]] = {}  # index -> (uptime_s, offset_s)
         self._recent: deque[tuple[float, float]] = deque(maxlen=_RECENT_SAMPLES)
         self._line: tuple[float, float] | None = None  # (slope, intercept), cached
+        # While the cached line is the constant estimate: bounds on the bucket minima's
+        # uptimes (lowest, highest), for the fast path of `_lower`; None otherwise.
+        self._span: tuple[float, float] | None = None
         self._newest: int | None = None  # highest bucket index, kept rather than max()ed
         self.samples = 0
 
@@ -96,21 +99,41 @@ class ClockAnchor:
         best = self._buckets.get(idx)
         if best is None or off < best[1]:
             self._buckets[idx] = (t, off)
-            self._line = None
+            self._lower(t, off)
         if idx > newest or self._newest is None:
             self._newest = idx
             for old in [k for k in self._buckets if k <= idx - self._n_buckets]:
                 del self._buckets[old]
                 self._line = None
 
+    def _lower(self, t: float, off: float) -> None:
+        """A bucket minimum became (t, off): drop the cached line, or lower it in place.
+
+        Frames that keep arriving sooner than the ones before (a node's backlog draining, a
+        collector catching up) lower a bucket minimum on nearly every frame. While the
+        estimate is the constant one and (t, off) keeps the minima's uptime span under
+        fit_span_s, the new constant is just min(old, off): no re-sort of the buckets.
+        """
+        line, span = self._line, self._span
+        if line is not None and span is not None:
+            lo, hi = min(span[0], t), max(span[1], t)
+            if hi - lo < self._fit_span_s:  # bounds of the true span: still under it
+                self._span = (lo, hi)
+                if off < line[1]:
+                    self._line = (0.0, off)
+                return
+        self._line = None
+
     def offset_s(self, uptime_ms: int) -> float:
         """Estimated wall - uptime (seconds) at `uptime_ms`. Raises LookupError before a sample."""
-        slope, intercept = self._fit()
+        slope, intercept = self._line or self._fit()
         return intercept + slope * (uptime_ms / 1000.0)
 
     def to_wall(self, uptime_ms: int) -> float:
         """Wall time (epoch s) of node uptime `uptime_ms` in this epoch."""
-        return uptime_ms / 1000.0 + self.offset_s(uptime_ms)
+        t = uptime_ms / 1000.0
+        slope, intercept = self._line or self._fit()  # offset_s, inlined: once per frame
+        return t + (intercept + slope * t)
 
     def figures(self) -> AnchorFigures:
         """Offset at the newest sample, uncertainty and drift, for a health event."""
@@ -127,8 +150,10 @@ class ClockAnchor:
                 raise LookupError("clock anchor has no sample yet")
             pts = sorted(self._buckets.values())
             slope = 0.0
+            self._span = (pts[0][0], pts[-1][0])
             if pts[-1][0] - pts[0][0] >= self._fit_span_s:
                 slope = max(-self._max_slope, min(self._max_slope, _hull_slope(pts)))
+                self._span = None
             self._line = (slope, min(off - slope * t for t, off in pts))
         return self._line
 
@@ -158,6 +183,7 @@ class NodeClock:
         self._options = anchor_options
         # boot id -> [(first seq, anchor)] sorted by first seq; least recently used boot first.
         self._boots: OrderedDict[int, list[tuple[int, ClockAnchor]]] = OrderedDict()
+        self._last: tuple[int, list[tuple[int, ClockAnchor]]] | None = None  # most recent
 
     def hello(self, boot_id: int, seq: int) -> None:
         """A HELLO at `seq`: a reset, so uptime from here on gets a fresh anchor."""
@@ -174,6 +200,8 @@ class NodeClock:
         """The anchor of the epoch that frame (boot_id, seq) belongs to."""
         epochs = self._epochs(boot_id)
         chosen = epochs[0][1]
+        if len(epochs) == 1:  # no reset in this boot: the usual case
+            return chosen
         for first, anchor in epochs:
             if first <= seq:
                 chosen = anchor
@@ -186,10 +214,14 @@ class NodeClock:
         return anchor
 
     def _epochs(self, boot_id: int) -> list[tuple[int, ClockAnchor]]:
+        last = self._last
+        if last is not None and last[0] == boot_id:  # most recently used: nothing to move
+            return last[1]
         epochs = self._boots.get(boot_id)
         if epochs is None:
             epochs = self._boots[boot_id] = [(0, ClockAnchor(**self._options))]
             while len(self._boots) > _BOOTS_KEPT:
                 self._boots.popitem(last=False)
         self._boots.move_to_end(boot_id)
+        self._last = (boot_id, epochs)
         return epochs
