@@ -41,6 +41,7 @@ _SILENT_PERIODS = 3
 _BOOTS_KEPT = 4
 _PRUNE_MARGIN_S = 3600.0
 _COALESCE_S = 60.0  # live count timeline: one GOOD and one NG entry per minute and state
+_TIMELINE_KINDS = frozenset({"state", "count", "reason"})
 
 
 @dataclass(frozen=True)
@@ -164,12 +165,13 @@ class Deriver:
     def on_frame(self, frame: Frame, rx_s: float) -> list[Event]:
         """Events derived from one accepted frame received at host time `rx_s`."""
         h, body = frame.header, frame.body
-        node = self._node(h.node_id)
+        node = self._nodes.get(h.node_id) or self._node(h.node_id)
         if isinstance(body, Hello):
             node.clock.hello(h.boot_id, h.seq)
         anchor = node.clock.observe(h.boot_id, h.seq, h.uptime_ms, rx_s)
         ts = anchor.to_wall(h.uptime_ms)
-        node.last_rx_s = rx_s if node.last_rx_s is None else max(node.last_rx_s, rx_s)
+        if node.last_rx_s is None or rx_s > node.last_rx_s:
+            node.last_rx_s = rx_s
         if node.last_heard_s is None or ts >= node.last_heard_s:
             node.last_heard_s = ts
             node.anchor = anchor
@@ -181,13 +183,13 @@ class Deriver:
                 "boot_id": h.boot_id, "fw": ".".join(map(str, body.fw_version)),
                 "reset_cause": body.reset_cause, "config_hash": body.config_hash.hex(),
                 "heartbeat_ms": body.heartbeat_ms, "lamp_mask": body.lamp_mask}))
+        elif isinstance(body, Heartbeat):  # the most frequent frame: tested first
+            out += self._counts(node, h.boot_id, body, ts)
+            out += tr.heartbeat(body.lamps, ts)
         elif isinstance(body, Lamp):
             changes = [(ev.channel, ev.state, min(ts, anchor.to_wall(ev.uptime_ms)))
                        for ev in body.events]
             out += _with_hz(tr.lamps_changed(changes), changes, body)
-        elif isinstance(body, Heartbeat):
-            out += self._counts(node, h.boot_id, body, ts)
-            out += tr.heartbeat(body.lamps, ts)
         elif isinstance(body, Health):
             fig = anchor.figures()
             out.append(Event(ts, "health", h.node_id, tr.machine, {
@@ -201,25 +203,28 @@ class Deriver:
         return out
 
     def _counts(self, node: _Node, boot_id: int, hb: Heartbeat, ts: float) -> list[Event]:
-        best = node.counts.get(boot_id)
+        counts = node.counts
+        best = counts.get(boot_id)
         if best is None:  # the first heartbeat seen of this boot: it counted from 0
-            best = node.counts[boot_id] = [hb.good, hb.ng]
-            deltas = [hb.good, hb.ng]
-            while len(node.counts) > _BOOTS_KEPT:
-                node.counts.popitem(last=False)
+            best = counts[boot_id] = [hb.good, hb.ng]
+            good, ng = hb.good, hb.ng
+            while len(counts) > _BOOTS_KEPT:
+                counts.popitem(last=False)
         else:
-            deltas = []
-            for i, value in enumerate((hb.good, hb.ng)):
-                d = (value - best[i]) % COUNT_MOD
-                if d >= _HALF:
-                    d = 0  # behind the highest seen: an older or duplicated frame
-                best[i] = (best[i] + d) % COUNT_MOD
-                deltas.append(d)
-        node.counts.move_to_end(boot_id)
-        if not any(deltas):
+            # A delta "behind" the highest seen is an older or duplicated frame: 0.
+            good = (hb.good - best[0]) % COUNT_MOD
+            if good >= _HALF:
+                good = 0
+            ng = (hb.ng - best[1]) % COUNT_MOD
+            if ng >= _HALF:
+                ng = 0
+            best[0] = (best[0] + good) % COUNT_MOD
+            best[1] = (best[1] + ng) % COUNT_MOD
+        counts.move_to_end(boot_id)
+        if not (good or ng):
             return []
         return [Event(ts, "count", node.tracker.node_id, node.tracker.machine, {
-            "good": deltas[0], "ng": deltas[1], "good_total": best[0], "ng_total": best[1],
+            "good": good, "ng": ng, "good_total": best[0], "ng_total": best[1],
             "boot_id": boot_id})]
 
     # --- time ---------------------------------------------------------------------------
@@ -374,6 +379,6 @@ class Deriver:
         if self._replaying:
             return
         for ev in events:
-            if ev.machine is not None and ev.kind in ("state", "count", "reason"):
-                self._timeline(ev.machine).add(ev)
+            if ev.kind in _TIMELINE_KINDS and ev.machine is not None:
+                (self._timelines.get(ev.machine) or self._timeline(ev.machine)).add(ev)
 

@@ -47,6 +47,7 @@ UNKNOWN = "UNKNOWN"
 _OFF, _ON, _BLINK = 0, 1, 2
 _AFTER_LAST_HEARD_S = 0.001
 _MODES = {"": (_ON, _BLINK), "on": (_ON,), "blink": (_BLINK,)}
+_MEMO_MAX = 4 ** 5  # every combination of five lamps in OFF / ON / BLINK / unknown
 
 
 def _target(value: str, key: str) -> tuple[str, str | None]:
@@ -91,9 +92,21 @@ class LampMap:
                     generic[ch] = target
         self._rules = [(ch, {st: by_lamp.get(ch, {}).get(st, generic.get(ch))
                              for st in (_ON, _BLINK)}) for ch in order]
+        # Lamp states -> target, filled as met: every heartbeat asks, and a machine shows
+        # only a handful of lamp combinations (at most 4 ** 5 with None).
+        self._memo: dict[tuple, tuple[str, str | None]] = {}
 
     def state(self, lamps: tuple[int | None, ...] | list[int | None]) -> tuple[str, str | None]:
         """(state, reason) for the five lamp states (0 OFF, 1 ON, 2 BLINK; None unknown=OFF)."""
+        key = tuple(lamps)
+        target = self._memo.get(key)
+        if target is None:
+            target = self._state(key)
+            if len(self._memo) < _MEMO_MAX:
+                self._memo[key] = target
+        return target
+
+    def _state(self, lamps: tuple[int | None, ...]) -> tuple[str, str | None]:
         for ch, targets in self._rules:
             target = targets.get(lamps[ch] or _OFF)
             if target is not None:
@@ -128,9 +141,10 @@ class MachineTracker:
     def heartbeat(self, lamps: tuple[int, ...], ts: float) -> list[Event]:
         """Repair lamps from a heartbeat's lamp byte, then settle the machine state."""
         out: list[Event] = []
-        for ch, st in enumerate(lamps):
-            if self.lamps[ch] != st and ts > self._lamp_ts[ch]:
-                out += self._lamp(ch, st, ts, repaired=True)
+        if tuple(self.lamps) != lamps:  # usually equal: no lamp to repair
+            for ch, st in enumerate(lamps):
+                if self.lamps[ch] != st and ts > self._lamp_ts[ch]:
+                    out += self._lamp(ch, st, ts, repaired=True)
         return out + self.settle(ts)
 
     def _lamp(self, channel: int, state: int, ts: float, repaired: bool) -> list[Event]:
@@ -152,7 +166,7 @@ class MachineTracker:
         if self.state == UNKNOWN and self.since is not None and ts <= self.since:
             return []  # data from before the silence does not end it
         state, reason = self.lamp_map.state(self.lamps)
-        if (state, reason) == (self.state, self.reason):
+        if state == self.state and reason == self.reason:
             return []
         return [self._change(state, reason, ts)]
 

@@ -22,6 +22,7 @@ from .events import Event
 log = logging.getLogger(__name__)
 
 STOP_STATES = frozenset({"IDLE", "STOP", "OFF"})
+_MINUS_INF = float("-inf")
 LOSS_KEYS = ("breakdown_s", "setup_s", "minor_stop_s", "reduced_speed_s", "process_defect_s",
              "startup_reject_s")
 
@@ -59,7 +60,7 @@ class MachineTimeline:
             for kind, key in (("GOOD", "good"), ("NG", "ng")):
                 qty = d.get(key) or 0
                 if qty > 0:
-                    self._count(oee.CountEvent(float(ev.ts_s), kind, float(qty)))
+                    self._count(float(ev.ts_s), kind, float(qty))
         elif ev.kind == "reason":
             reason, start = d.get("reason"), d.get("start_s")
             if reason not in oee.REASONS or start is None:
@@ -68,18 +69,19 @@ class MachineTimeline:
             end = d.get("end_s")
             self._reasons.append((float(start), None if end is None else float(end), reason))
 
-    def _count(self, c: oee.CountEvent) -> None:
-        if self._coalesce_s > 0:
-            bucket = c.ts // self._coalesce_s
-            since = self._changes[-1][0] if self._changes else float("-inf")
+    def _count(self, ts: float, kind: str, qty: float) -> None:
+        counts, coalesce_s = self.counts, self._coalesce_s
+        if coalesce_s > 0:
+            bucket = ts // coalesce_s
+            since = self._changes[-1][0] if self._changes else _MINUS_INF
             for k in (-1, -2):  # the last GOOD and the last NG
-                if len(self.counts) >= -k:
-                    p = self.counts[k]
-                    if (p.kind == c.kind and p.ts // self._coalesce_s == bucket
-                            and p.ts >= since and c.ts >= p.ts):
-                        self.counts[k] = oee.CountEvent(c.ts, c.kind, p.qty + c.qty)
+                if len(counts) >= -k:
+                    p = counts[k]
+                    if (p.kind == kind and p.ts // coalesce_s == bucket
+                            and p.ts >= since and ts >= p.ts):
+                        counts[k] = oee.CountEvent(ts, kind, p.qty + qty)
                         return
-        self.counts.append(c)
+        counts.append(oee.CountEvent(ts, kind, qty))
 
     @property
     def last_change_s(self) -> float | None:
