@@ -41,6 +41,22 @@ _UPSERT_REJECT = ("INSERT INTO rejects(source, reason, count, last_s) VALUES (?,
 
 # One encoder for all events: json.dumps with options would build a new one per call.
 _to_json = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode
+# The `count` event, one per heartbeat and most of all events, as a format string: for five
+# plain ints it is the very text _to_json makes (keys sorted, compact), at a fifth the cost.
+_COUNT_JSON = '{"boot_id":%d,"good":%d,"good_total":%d,"ng":%d,"ng_total":%d}'
+
+
+def _data_json(kind: str, data: Any) -> str:
+    if kind == "count" and type(data) is dict and len(data) == 5:
+        try:
+            b, g, gt, n, nt = (data["boot_id"], data["good"], data["good_total"], data["ng"],
+                               data["ng_total"])
+        except KeyError:
+            pass
+        else:
+            if type(b) is type(g) is type(gt) is type(n) is type(nt) is int:  # not bool/float
+                return _COUNT_JSON % (b, g, gt, n, nt)
+    return _to_json(data)
 
 
 class FrameRow(NamedTuple):
@@ -93,7 +109,7 @@ def event_row(ev: Any) -> tuple:
     else:
         ts_s, kind, node_id, machine, data = ev.ts_s, ev.kind, ev.node_id, ev.machine, ev.data
     if not isinstance(data, str):
-        data = _to_json(data)
+        data = _data_json(kind, data)
     return (float(ts_s), kind, node_id, machine, data)
 
 
