@@ -145,6 +145,9 @@ def unpack_lamps(v: int) -> tuple[int, ...]:
     return tuple(out)
 
 
+_LAMP_BYTES = tuple(unpack_lamps(v) for v in range(3 ** 5))  # a heartbeat's lamp byte, unpacked
+
+
 def peek_node_id(data: bytes) -> int:
     """The node id of a frame, to look up its key before verifying it."""
     if len(data) < HEADER_LEN + TAG_LEN:
@@ -230,7 +233,7 @@ def _heartbeat(body: bytes) -> Heartbeat:
     good, ng, lamps = _HEARTBEAT.unpack(body)
     if lamps >= 3 ** 5:
         raise ProtocolError("bad_body", f"HEARTBEAT lamp byte {lamps} is out of range")
-    return Heartbeat(good, ng, unpack_lamps(lamps))
+    return Heartbeat(good, ng, _LAMP_BYTES[lamps])
 
 
 def _health(body: bytes) -> Health:
