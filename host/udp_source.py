@@ -45,7 +45,7 @@ class UdpSource:
         self.collector, self.host, self.port, self.burst = collector, host, port, burst
         self.sock: socket.socket | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._names: dict[tuple, tuple[str, str]] = {}
+        self._names: dict[tuple, tuple[str, str, UdpReply]] = {}
 
     @property
     def address(self) -> tuple[str, int]:
@@ -64,6 +64,7 @@ class UdpSource:
             sock.close()
             raise
         self.sock = sock
+        self._names.clear()  # their replies hold the socket
         self._loop.add_reader(sock.fileno(), self._drain)
         log.info("listening for nodes on udp %s:%d", *self.address)
 
@@ -73,13 +74,15 @@ class UdpSource:
             self.sock.close()
             self.sock = None
 
-    def _name(self, addr: tuple) -> tuple[str, str]:
-        """Source name for frames (`udp:ip:port`) and for reject counts (`udp:ip`)."""
+    def _name(self, addr: tuple) -> tuple[str, str, UdpReply]:
+        """Source name for frames (`udp:ip:port`), for reject counts (`udp:ip`), and the
+        sender's reply (made once per sender, not per datagram)."""
         names = self._names.get(addr)
         if names is None:
             if len(self._names) > 4096:
                 self._names.clear()
-            names = self._names[addr] = (f"udp:{addr[0]}:{addr[1]}", f"udp:{addr[0]}")
+            names = self._names[addr] = (f"udp:{addr[0]}:{addr[1]}", f"udp:{addr[0]}",
+                                         UdpReply(self.sock, addr))
         return names
 
     def _drain(self) -> None:
@@ -93,7 +96,7 @@ class UdpSource:
                 except OSError as exc:  # e.g. ICMP port unreachable from an earlier ACK
                     log.debug("udp receive error: %s", exc)
                     continue
-                source, reject_source = self._name(addr)
-                submit(data, source, UdpReply(sock, addr), reject_source)
+                source, reject_source, reply = self._name(addr)
+                submit(data, source, reply, reject_source)
         finally:
             self.collector.flush()
