@@ -23,7 +23,7 @@ __all__ = ["Collector", "CollectorStats", "NullDeriver", "SeenWindow"]
 log = logging.getLogger(__name__)
 
 Reply = Callable[[bytes], None]
-MAX_BATCH = 2000          # frames per journal transaction, at most
+MAX_BATCH = 4096          # frames per journal transaction, at most (> a UDP burst)
 REJECT_LOG_S = 10.0       # at most one reject log line per source per this many seconds
 MAX_REJECT_SOURCES = 1024  # distinct sources counted by name; more are pooled as "other"
 
