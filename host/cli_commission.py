@@ -9,7 +9,6 @@ from datetime import datetime
 from pathlib import Path
 
 import click
-import tomllib
 
 from . import commission as cm
 from .cli_collect import DEFAULT_CONFIG
@@ -36,16 +35,6 @@ class _ConsoleUI:
 
     def say(self, text: str) -> None:
         click.echo(text)
-
-
-def _registry_of(config_path: Path) -> Path | None:
-    # Config does not keep nodes_file, so read that one key from the TOML again.
-    try:
-        data = tomllib.loads(config_path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError):
-        return None  # load_config has already reported a config it cannot read
-    name = data.get("collector", {}).get("nodes_file")
-    return config_path.parent / Path(name).expanduser() if name else None
 
 
 def _lamp_list(text: str) -> list[str]:
@@ -86,10 +75,11 @@ def commission(node_id, config_path, lamps, parts, timeout_s, checked_by, out_di
     """
     lamp_names = _lamp_list(lamps) if lamps else None
     cfg = load_config(config_path)
-    registry = registry or _registry_of(config_path)
+    registry = registry or cfg.nodes_file
     if registry is None:
         raise cm.CommissionError(f"{config_path} names no nodes_file: pass --registry")
-    if not any(e.get("id") == node_id for e in read_nodes(registry)):
+    entry = next((e for e in read_nodes(registry) if e.get("id") == node_id), None)
+    if entry is None:
         raise cm.CommissionError(f"node {node_id} is not in the registry {registry}")
     node = cfg.nodes.get(node_id)
     if node is None:
@@ -123,8 +113,13 @@ def commission(node_id, config_path, lamps, parts, timeout_s, checked_by, out_di
     ui.say(f"Report: {md} and {js.name}")
     if rep["result"] != "PASSED":
         failed = [f"{r.step.input} {r.step.label}" for r in results if not r.passed]
+        # A failed re-check withdraws an earlier acceptance: its inputs are not proven now.
+        was = "commissioned" in entry
+        if was:
+            update_node(registry, node_id, commissioned=None, commissioned_by=None)
         raise cm.CommissionFailed(f"node {node_id} FAILED commissioning ({', '.join(failed)}); "
-                                  "not marked commissioned")
+                                  + ("its earlier commissioning is withdrawn" if was
+                                     else "not marked commissioned"))
     update_node(registry, node_id, commissioned=finished.replace(microsecond=0),
                 commissioned_by=checked_by.strip())
     ui.say(f"Node {node_id} PASSED: marked commissioned in {registry}.")

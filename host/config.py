@@ -158,6 +158,8 @@ class Config:
     short_stop_s: float = 300.0
     board_listen: tuple[str, int] | None = None  # the Andon board's HTTP address
     board_pin: BoardPin | None = None  # None: the board is read-only
+    # The node registry file (`lampwatch flash` and `commission` write it), if one is named.
+    nodes_file: Path | None = None
 
     def key_of(self, node_id: int) -> bytes | None:
         """The node's key, or None for a node not in the registry (protocol.decode lookup)."""
@@ -292,8 +294,9 @@ def parse_config(data: Mapping[str, Any], path: Path | None = None) -> Config:
         it.done()
 
     entries = root.tables("nodes")
-    if nodes_file:
-        entries += _registry_file(base / Path(nodes_file).expanduser())
+    registry = base / Path(nodes_file).expanduser() if nodes_file else None
+    if registry is not None:
+        entries += _registry_file(registry)
     nodes: dict[int, Node] = {}
     machines: dict[str, int] = {}
     for t in entries:
@@ -314,7 +317,8 @@ def parse_config(data: Mapping[str, Any], path: Path | None = None) -> Config:
     board_listen, board_pin = _board(root.table("board"), base, fail)
     root.done()
     return Config(path, udp_listen, tuple(serial), journal, sync, level, influx, nodes,
-                  calendar, heartbeat_s, refresh_s, short_stop_s, board_listen, board_pin)
+                  calendar, heartbeat_s, refresh_s, short_stop_s, board_listen, board_pin,
+                  registry)
 
 
 def _board(t: _Table | None, base: Path, fail) -> tuple[tuple[str, int] | None, BoardPin | None]:

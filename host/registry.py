@@ -87,7 +87,8 @@ def upsert_node(path: str | os.PathLike, entry: Mapping[str, Any]) -> dict[str, 
 
 
 def update_node(path: str | os.PathLike, node_id: int, **fields: Any) -> dict[str, Any]:
-    """Set `fields` on node `node_id`'s existing entry; returns the stored entry.
+    """Set `fields` on node `node_id`'s existing entry (a field given as None is removed,
+    e.g. `commissioned=None` after a failed re-check); returns the stored entry.
 
     Raises:
         ConfigError: the node is not in the registry, or as upsert_node.
@@ -97,6 +98,8 @@ def update_node(path: str | os.PathLike, node_id: int, **fields: Any) -> dict[st
         for stored in nodes:
             if stored.get("id") == node_id:
                 stored.update(fields)
+                for name in [k for k, v in fields.items() if v is None]:
+                    del stored[name]  # TOML has no null: absent is how a field is cleared
                 _write(p, nodes)
                 return dict(stored)
     raise ConfigError(f"{path}: node {node_id} is not in the registry")

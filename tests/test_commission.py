@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from lampwatch import commission as cm
 from lampwatch.cli import cli
 from lampwatch.config import load_config
-from lampwatch.registry import read_nodes, upsert_node
+from lampwatch.registry import read_nodes, update_node, upsert_node
 from lampwatch.runtime import CollectorThread
 from lampwatch.vnode import Scenario, VirtualNode
 
@@ -220,6 +220,9 @@ def test_commission_passes_a_working_node_and_marks_it(plant, tmp_path):
 
 def test_a_lamp_never_switched_fails_and_is_not_commissioned(plant, tmp_path):
     ct, cfg_path, registry = plant
+    # accepted once before: a failed re-check withdraws that
+    update_node(registry, NODE, commissioned="2026-01-05T09:00:00+07:00",
+                commissioned_by="earlier check")
     node, thread = _run_node(ct, Scenario(duration_s=8))  # the node is up, nothing happens
     try:
         # ON missed, retried, missed, skipped; BLINK and OFF missed and skipped (EOF)
@@ -231,6 +234,7 @@ def test_a_lamp_never_switched_fails_and_is_not_commissioned(plant, tmp_path):
     assert result.exit_code == 1
     assert isinstance(result.exception, cm.CommissionFailed)
     assert "yellow ON, yellow BLINK, yellow OFF" in str(result.exception)
+    assert "its earlier commissioning is withdrawn" in str(result.exception)
     (js,) = (tmp_path / "commissioning").glob("husker-1-node12-*.json")
     rep = _strip(json.loads(js.read_text()))
     assert rep["result"] == "FAILED"
@@ -238,4 +242,4 @@ def test_a_lamp_never_switched_fails_and_is_not_commissioned(plant, tmp_path):
         {"check": "ON", "result": "fail", "attempts": 2},
         {"check": "BLINK", "result": "fail", "attempts": 1, "hz": None},
         {"check": "OFF", "result": "fail", "attempts": 1}]}]
-    assert "commissioned" not in read_nodes(registry)[0]
+    assert not {"commissioned", "commissioned_by"} & set(read_nodes(registry)[0])

@@ -74,6 +74,7 @@ def test_registry_file_is_merged(tmp_path):
     write(tmp_path, NODE.replace("7", "9").replace('"m9"', '"m9"'), "nodes.toml")
     cfg = load_config(write(tmp_path, '[collector]\nnodes_file = "nodes.toml"\n' + NODE))
     assert sorted(cfg.nodes) == [7, 9]
+    assert cfg.nodes_file == tmp_path / "nodes.toml"  # where flash and commission write
 
 
 def test_influx_token_from_env_or_file_and_masked(tmp_path, monkeypatch):

@@ -59,6 +59,9 @@ def test_update_marks_commissioned(tmp_path):
     node = load_config(tmp_path / "c.toml").nodes[1]
     assert node.commissioned == "2026-11-23T10:15:00+07:00"
     assert node.commissioned_by == "Budi, Sari"
+    registry.update_node(path, 1, commissioned=None, commissioned_by=None)  # withdrawn
+    assert "commissioned" not in registry.read_nodes(path)[0]
+    assert load_config(tmp_path / "c.toml").nodes[1].commissioned is None
     with pytest.raises(ConfigError, match="node 9 is not in the registry"):
         registry.update_node(path, 9, commissioned="2026-11-23T10:15:00")
 
