@@ -13,7 +13,7 @@ import machine
 import network
 from app import App
 
-FW = (0, 1, 0)
+FW = (0, 2, 0)  # 0.2: LAMP events carry the measured blink period
 _CONNECT_TIMEOUT_MS = 20000
 _BACKOFF_MIN_MS = 1000
 _BACKOFF_MAX_MS = 30000

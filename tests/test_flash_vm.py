@@ -171,7 +171,7 @@ def test_flash_reflash_and_boot_to_a_running_collector(tmp_path):
         finally:
             ct.stop()
     assert proc.returncode == 0, "".join(err_lines) + err
-    assert "verified: firmware 0.1.0, reset cause power_on" in out, out
+    assert "verified: firmware 0.2.0, reset cause power_on" in out, out
     assert entry["key"] not in out + err + "".join(err_lines)
     journal = load_config(tmp_path / "collector.toml").journal_path
     import sqlite3

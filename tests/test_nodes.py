@@ -172,7 +172,7 @@ def test_nodes_from_a_journal_filled_by_a_real_collector(tmp_path):
     got = json.loads(result.output)
     a, b = got["nodes"]
     assert (a["node_id"], a["machine"], a["state"], a["firmware"], a["rssi"]) == (
-        node_id, "husker-1", "RUN", "0.1.0", -61)
+        node_id, "husker-1", "RUN", "0.2.0", -61)
     assert (a["frames_rejected"], a["frames_dropped"], a["commissioned"]) == (0, 0, None)
     assert a["flags"] == ["never commissioned"]
     assert time.time() - a["last_seen_s"] < 30 and a["clock_uncertainty_ms"] is not None
