@@ -12,6 +12,10 @@ that boot's total. A cumulative value "behind" the highest by the modular differ
 (>= 2**31) is an older frame and adds nothing. A boot first seen mid-way (a collector with a
 fresh journal) counts from 0: a count is never lost, at the price of one large delta.
 
+Lamps: LAMP frames carry each change with the time it began; a heartbeat's lamp byte (the
+node's classified states when it sent it) repairs a lost LAMP frame, but only when its seq is
+higher than every frame of its boot whose lamps were applied (`on_frame` says why).
+
 Restart: `replay(frames, events)` rebuilds the in-memory state from the journal without
 emitting anything; see its docstring.
 """
@@ -115,6 +119,9 @@ class _Node:
     last_heard_s: float | None = None
     counts: OrderedDict[int, list[int]] = field(default_factory=OrderedDict)
     anchor: ClockAnchor | None = None  # of the newest frame, for the snapshot's figures
+    # Per boot id: the highest seq of a frame whose lamp information was applied (a LAMP
+    # frame or a heartbeat's lamp byte); see Deriver.on_frame. At most _BOOTS_KEPT boots.
+    lamp_seq: dict[int, int] = field(default_factory=dict)
 
 
 def _with_hz(events: list[Event], changes: list[tuple[int, int, float]],
@@ -185,8 +192,34 @@ class Deriver:
                 "heartbeat_ms": body.heartbeat_ms, "lamp_mask": body.lamp_mask}))
         elif isinstance(body, Heartbeat):  # the most frequent frame: tested first
             out += self._counts(node, h.boot_id, body, ts)
-            out += tr.heartbeat(body.lamps, ts)
+            # Its lamp byte is what the node had *classified* when it built the frame, and
+            # ON / OFF take ~1.5 s to classify, so a change that began before the heartbeat's
+            # uptime may only be in a LAMP frame built (and numbered) after it: time cannot
+            # tell which is newer, seq can (frames are numbered as built; seq goes on across
+            # soft and watchdog resets). A heartbeat older than a frame of its boot whose
+            # lamps were applied (delayed, reordered, or lost and resent) is stale: applying
+            # its byte as a repair would undo newer LAMP changes until the next heartbeat
+            # (spurious lamp and state events), so only its counts apply. One newer than
+            # every applied lamp frame still repairs a lost LAMP frame, as before.
+            seqs = node.lamp_seq
+            last = seqs.get(h.boot_id)
+            if last is None or h.seq > last:
+                if last is None:
+                    self._new_lamp_boot(seqs)
+                seqs[h.boot_id] = h.seq
+                out += tr.heartbeat(body.lamps, ts)
+            else:
+                out += tr.settle(ts)
         elif isinstance(body, Lamp):
+            # Always applied, late or not: each change carries the time it began, and the
+            # tracker drops a change older than its lamp's last one (superseded, e.g. by a
+            # heartbeat's repair). Only raises the boot's lamp seq for the rule above.
+            seqs = node.lamp_seq
+            last = seqs.get(h.boot_id)
+            if last is None or h.seq > last:
+                if last is None:
+                    self._new_lamp_boot(seqs)
+                seqs[h.boot_id] = h.seq
             changes = [(ev.channel, ev.state, min(ts, anchor.to_wall(ev.uptime_ms)))
                        for ev in body.events]
             out += _with_hz(tr.lamps_changed(changes), changes, body)
@@ -226,6 +259,12 @@ class Deriver:
         return [Event(ts, "count", node.tracker.node_id, node.tracker.machine, {
             "good": good, "ng": ng, "good_total": best[0], "ng_total": best[1],
             "boot_id": boot_id})]
+
+    @staticmethod
+    def _new_lamp_boot(seqs: dict[int, int]) -> None:
+        """Make room for one more boot in a node's `lamp_seq` (the oldest seen goes)."""
+        while len(seqs) >= _BOOTS_KEPT:
+            del seqs[next(iter(seqs))]
 
     # --- time ---------------------------------------------------------------------------
 
@@ -315,6 +354,11 @@ class Deriver:
                 boots whose frames are older than `frames`, and set each machine's emitted
                 state to the journal's last one, so a silence already journaled as UNKNOWN
                 is not emitted again.
+
+        The frames go through `on_frame` in journal (= arrival) order, so each boot's lamp
+        seq is rebuilt the same way: a stale heartbeat ignored live is ignored here too.
+        (One at the very start of `frames` whose newer LAMP frame came just before it is
+        applied, silently; the later heartbeats in the window set the lamps right again.)
         """
         self._replaying = True  # the frames' events are in `events` already
         try:

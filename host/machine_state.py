@@ -26,6 +26,9 @@ Ordering rules (the timeline is append-only: a late frame never rewrites emitted
   previous state change: a late change of one lamp takes effect no earlier than what was
   already emitted.
 - A heartbeat's lamp byte repairs a lamp whose LAMP frame was lost, at the heartbeat's time.
+  The caller (host/derive.py) passes only a byte newer (by seq) than every LAMP frame and
+  heartbeat of its boot already applied: the byte is what the node had classified when it
+  sent it, so a late heartbeat may predate LAMP changes that began before its own time.
 - Changes in one LAMP frame with the same began time are simultaneous: one state change.
 - Silence makes the machine UNKNOWN from the last heard time (1 ms after it, so the last
   frame's counts stay with the known state); only data newer than that (a LAMP change or a
@@ -139,7 +142,10 @@ class MachineTracker:
         return out
 
     def heartbeat(self, lamps: tuple[int, ...], ts: float) -> list[Event]:
-        """Repair lamps from a heartbeat's lamp byte, then settle the machine state."""
+        """Repair lamps from a heartbeat's lamp byte, then settle the machine state.
+
+        Only for a byte newer than every lamp information applied (module docstring); a
+        stale heartbeat calls `settle` alone."""
         out: list[Event] = []
         if tuple(self.lamps) != lamps:  # usually equal: no lamp to repair
             for ch, st in enumerate(lamps):

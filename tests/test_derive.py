@@ -371,3 +371,121 @@ def test_live_count_timeline_coalesces_per_minute_and_state():
     assert [(c.ts, c.kind, c.qty) for c in tl.counts] == [
         (650, "GOOD", 5.0), (610, "NG", 1.0), (659, "GOOD", 1.0), (661, "GOOD", 4.0),
         (661, "NG", 2.0)]
+
+
+# --- a heartbeat's lamp byte vs LAMP frames: ordered by seq, not by time ------------------
+
+def lamp_events(events):
+    return [(round(e.ts_s - T0, 6), e.data["lamp"], e.data["state"], e.data.get("repaired", False))
+            for e in events if e.kind == "lamp"]
+
+
+def changeover(d):
+    """Green ON (RUN), then at 60 s yellow BLINK and green OFF (IDLE); heartbeats agree."""
+    feed(d, hello(hb_ms=2000), 0, 0)
+    feed(d, lamp((G, ON, 1_000)), 1, 2_500)
+    feed(d, hb(10, 0, green=ON), 2, 2_600)
+    feed(d, lamp((Y, BLINK, 60_000), (G, OFF, 60_000)), 3, 61_520)
+    feed(d, hb(20, 0, yellow=BLINK), 4, 62_600)
+    assert d.snapshot(T0 + 63)["press"].state == "IDLE"
+
+
+def test_a_late_heartbeat_does_not_undo_newer_lamp_frames():
+    d = deriver()
+    changeover(d)
+    # yellow goes OFF at 79.5 s and green ON at 80.0 s; ON / OFF take 1.5 s to classify, so
+    # heartbeat 5, built at 80.6 s, still says yellow BLINK. It is delayed past LAMP 6 and 7.
+    out = feed(d, lamp((Y, OFF, 79_500)), 6, 81_020)
+    out += feed(d, lamp((G, ON, 80_000)), 7, 81_520)
+    assert lamp_events(out) == [(79.5, "yellow", "OFF", False), (80.0, "green", "ON", False)]
+    assert states(out) == [(79.5, "OFF"), (80.0, "RUN")]
+    late = feed(d, hb(25, 1, yellow=BLINK), 5, 80_600, delay_s=1.5)
+    # its counts still apply; its stale lamp byte changes nothing
+    assert [e.kind for e in late] == ["count"]
+    assert counts(late) == [(5, 1, 25, 1, BOOT_A)]
+    assert d.snapshot(T0 + 82.2)["press"].lamps["yellow"] == "OFF"
+    # the next heartbeat agrees with the LAMP frames: nothing to flip back
+    assert [e.kind for e in feed(d, hb(30, 1, green=ON), 8, 82_600)] == ["count"]
+    assert d.snapshot(T0 + 83)["press"].state == "RUN"
+
+
+def test_a_heartbeat_newer_than_every_lamp_frame_still_repairs_a_lost_one():
+    d = deriver()
+    changeover(d)
+    feed(d, lamp((Y, OFF, 79_500)), 6, 81_020)
+    feed(d, hb(25, 0, yellow=BLINK), 5, 80_600, delay_s=1.5)  # stale: ignored
+    # LAMP 7 (green ON at 80.0 s) is lost; heartbeat 8 (seq above every lamp frame applied)
+    # carries green ON and repairs it, at its own time
+    out = feed(d, hb(30, 0, green=ON), 8, 82_600)
+    assert lamp_events(out) == [(82.6, "green", "ON", True)]
+    assert states(out) == [(82.6, "RUN")]
+    # LAMP 7's retransmission arrives: older than the repair, superseded; no double event
+    assert feed(d, lamp((G, ON, 80_000)), 7, 81_520, delay_s=3.0) == []
+    # a later heartbeat of the same boot that disagrees repairs again (seq 9 > 8)
+    out = feed(d, hb(35, 0, red=ON), 9, 84_600)
+    assert lamp_events(out) == [(84.6, "green", "OFF", True), (84.6, "red", "ON", True)]
+    assert states(out) == [(84.6, "STOP")]
+
+
+def test_a_late_lamp_frame_applies_at_its_own_time_and_keeps_the_highest_seq():
+    d = deriver()
+    changeover(d)
+    # Built: LAMP 5 (yellow OFF at 79.5 s) at 81.02 s, heartbeat 6 at 81.3 s (yellow OFF, green
+    # not yet classified: OFF), LAMP 7 (green ON at 80.0 s) at 81.52 s. Arrived: 7, 5, 6.
+    out = feed(d, lamp((G, ON, 80_000)), 7, 81_520)
+    assert lamp_events(out) == [(80.0, "green", "ON", False)] and states(out) == []  # IDLE
+    out = feed(d, lamp((Y, OFF, 79_500)), 5, 81_020, delay_s=1.0)
+    # the late change keeps the time it began (the lamp timeline is exact); the machine state
+    # settles with the lamps as now known, no earlier than the last state emitted (60 s)
+    assert lamp_events(out) == [(79.5, "yellow", "OFF", False)]
+    assert states(out) == [(79.5, "RUN")]
+    # heartbeat 6 is newer than LAMP 5 but older than LAMP 7: the highest lamp seq applied
+    # (7), not the last one (5), makes it stale; otherwise it would turn green OFF again
+    assert [e.kind for e in feed(d, hb(25, 0, yellow=OFF), 6, 81_300, delay_s=1.0)] == [
+        "count"]
+    assert d.snapshot(T0 + 82.5)["press"].lamps["green"] == "ON"
+    # a late LAMP frame whose change a newer heartbeat already repaired changes nothing
+    out = feed(d, hb(30, 0, red=ON), 9, 84_600)   # LAMP 8 (red ON, green OFF at 83 s) lost
+    assert lamp_events(out) == [(84.6, "green", "OFF", True), (84.6, "red", "ON", True)]
+    assert feed(d, lamp((G, OFF, 83_000), (R, ON, 83_000)), 8, 84_520, delay_s=0.5) == []
+    snap = d.snapshot(T0 + 85)["press"]
+    assert (snap.state, snap.lamps["red"], snap.lamps["green"]) == ("STOP", "ON", "OFF")
+
+
+def test_lamp_seq_is_per_boot_and_goes_on_across_a_soft_reset():
+    d = deriver()
+    changeover(d)
+    feed(d, lamp((Y, OFF, 79_500), (G, ON, 79_500)), 6, 81_020)
+    # a soft reset keeps the boot id and seq: a heartbeat built before LAMP 6 stays stale
+    feed(d, hello(hb_ms=2000, cause="soft"), 7, 90_000)
+    assert [e.kind for e in feed(d, hb(25, 0, yellow=BLINK), 5, 80_600, delay_s=10)] == [
+        "count"]
+    out = feed(d, hb(30, 0, red=ON), 8, 95_000)                 # newer: repairs
+    assert lamp_events(out) == [(95.0, "green", "OFF", True), (95.0, "red", "ON", True)]
+    # power loss: a new boot id starts seq at 0; its heartbeats repair from the start
+    feed(d, hello(hb_ms=2000), 0, 0, boot=BOOT_B, boot_wall=T0 + 100)
+    out = feed(d, hb(0, 0, green=ON), 1, 2_000, boot=BOOT_B, boot_wall=T0 + 100)
+    assert lamp_events(out) == [(102.0, "green", "ON", True), (102.0, "red", "OFF", True)]
+    assert states(out) == [(102.0, "RUN")]
+
+
+def test_replay_ignores_the_same_stale_heartbeats_as_the_live_deriver():
+    script = [(hello(hb_ms=2000), 0, 0, 0.0), (lamp((G, ON, 1_000)), 1, 2_500, 0.0),
+              (hb(10, 0, green=ON), 2, 2_600, 0.0),
+              (lamp((Y, BLINK, 60_000), (G, OFF, 60_000)), 3, 61_520, 0.0),
+              (hb(20, 0, yellow=BLINK), 4, 62_600, 0.0),
+              (lamp((Y, OFF, 79_500)), 6, 81_020, 0.0),
+              (lamp((G, ON, 80_000)), 7, 81_520, 0.0),
+              (hb(25, 0, yellow=BLINK), 5, 80_600, 1.5)]                 # late and stale
+    live, frames, events = deriver(), [], []
+    for body, seq, up, delay in script:             # journal order = arrival order
+        frames.append((frame(body, seq, up), T0 + up / 1000 + delay))
+        events += live.on_frame(*frames[-1])
+    again = deriver()
+    again.replay(frames, events)
+    assert again.snapshot(T0 + 82.2) == live.snapshot(T0 + 82.2)
+    assert again.snapshot(T0 + 82.2)["press"].lamps["green"] == "ON"
+    for f in [frame(hb(28, 0, yellow=BLINK), 5, 80_600),           # resent again: stale
+              frame(hb(30, 0, green=ON), 8, 82_600), frame(lamp((R, ON, 90_000)), 9, 91_520)]:
+        rx = T0 + f.header.uptime_ms / 1000 + 2.0
+        assert again.on_frame(f, rx) == live.on_frame(f, rx)

@@ -527,21 +527,17 @@ def test_every_lamp_change_arrives_once(shift, node_id):
     assert journal_lamps(shift, MACHINES[node_id]) == expected_lamps(shift.scenarios[node_id])
 
 
-@pytest.mark.xfail(reason="host bug: a heartbeat that arrives after LAMP frames sent later "
-                   "(reordered, or lost and resent) re-applies its stale lamp byte as a "
-                   "'repaired' change, and the next heartbeat changes it back", strict=False)
 def test_every_lamp_change_arrives_once_through_the_reordering_relay(shift):
     assert journal_lamps(shift, MACHINES[RELAYED]) == expected_lamps(shift.scenarios[RELAYED])
 
 
-@pytest.mark.xfail(reason="host bug (derive / machine_state): a stale heartbeat lamp byte "
-                   "overrides newer LAMP frames", strict=True)
 def test_a_late_heartbeat_does_not_undo_newer_lamp_frames():
-    """The case the relay found, on the Deriver alone at real time: heartbeat seq 6 (sent at
+    """The case the relay found, on the Deriver alone at real time: heartbeat seq 4 (sent at
     80.6 s, when the node still classified yellow BLINK: ON/OFF need 1.5 s) is lost; LAMP
-    frames 7 and 8 (yellow OFF at 79.5 s, green ON at 80.0 s) arrive; then heartbeat 6's
+    frames 5 and 6 (yellow OFF at 79.5 s, green ON at 80.0 s) arrive; then heartbeat 4's
     retransmission. Its lamp byte is older than those frames (a lower seq), so it must change
-    nothing; today it flips both lamps back (RUN -> IDLE) until heartbeat 9 flips them again."""
+    nothing (the bug flipped both lamps back, RUN -> IDLE, until heartbeat 7 flipped them
+    again)."""
     boot, t0 = 0xB007, 1_700_000_000.0
     codec = lwproto.Codec(7, KEYS[21])
     d = Deriver(DeriveConfig(nodes={7: NodeConfig(7, "press")}))
