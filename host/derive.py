@@ -201,12 +201,7 @@ class Deriver:
             # its byte as a repair would undo newer LAMP changes until the next heartbeat
             # (spurious lamp and state events), so only its counts apply. One newer than
             # every applied lamp frame still repairs a lost LAMP frame, as before.
-            seqs = node.lamp_seq
-            last = seqs.get(h.boot_id)
-            if last is None or h.seq > last:
-                if last is None:
-                    self._new_lamp_boot(seqs)
-                seqs[h.boot_id] = h.seq
+            if self._newest_lamp_frame(node.lamp_seq, h.boot_id, h.seq):
                 out += tr.heartbeat(body.lamps, ts)
             else:
                 out += tr.settle(ts)
@@ -214,12 +209,7 @@ class Deriver:
             # Always applied, late or not: each change carries the time it began, and the
             # tracker drops a change older than its lamp's last one (superseded, e.g. by a
             # heartbeat's repair). Only raises the boot's lamp seq for the rule above.
-            seqs = node.lamp_seq
-            last = seqs.get(h.boot_id)
-            if last is None or h.seq > last:
-                if last is None:
-                    self._new_lamp_boot(seqs)
-                seqs[h.boot_id] = h.seq
+            self._newest_lamp_frame(node.lamp_seq, h.boot_id, h.seq)
             changes = [(ev.channel, ev.state, min(ts, anchor.to_wall(ev.uptime_ms)))
                        for ev in body.events]
             out += _with_hz(tr.lamps_changed(changes), changes, body)
@@ -261,10 +251,17 @@ class Deriver:
             "boot_id": boot_id})]
 
     @staticmethod
-    def _new_lamp_boot(seqs: dict[int, int]) -> None:
-        """Make room for one more boot in a node's `lamp_seq` (the oldest seen goes)."""
-        while len(seqs) >= _BOOTS_KEPT:
-            del seqs[next(iter(seqs))]
+    def _newest_lamp_frame(seqs: dict[int, int], boot_id: int, seq: int) -> bool:
+        """Record a lamp-bearing frame in a node's `lamp_seq`; True if it is the newest of
+        its boot so far (a new boot makes room: the oldest boot seen goes)."""
+        last = seqs.get(boot_id)
+        if last is not None and seq <= last:
+            return False
+        if last is None:
+            while len(seqs) >= _BOOTS_KEPT:
+                del seqs[next(iter(seqs))]
+        seqs[boot_id] = seq
+        return True
 
     # --- time ---------------------------------------------------------------------------
 
