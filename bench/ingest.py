@@ -40,7 +40,7 @@ BOOT = 0x0B0B0001
 _ACK = struct.Struct(">BHIBHI")
 _RUNNER = """
 import asyncio, signal, sys
-from lampwatch.cli_collect import setup_logging
+from lampwatch.cli.collect import setup_logging
 from lampwatch.collector import NullDeriver
 from lampwatch.config import load_config
 from lampwatch.runtime import CollectorRuntime

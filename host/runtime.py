@@ -20,8 +20,8 @@ from .collector import Collector, NullDeriver
 from .errors import ProtocolError
 from .journal import Journal
 from .protocol import decode
-from .serial_source import SerialSource
-from .udp_source import UdpSource
+from .sources.serial import SerialSource
+from .sources.udp import UdpSource
 
 __all__ = ["CollectorRuntime", "CollectorThread", "make_deriver"]
 
@@ -127,7 +127,7 @@ class CollectorRuntime:
             if self.forward and cfg.influxdb is not None:
                 self._start_forwarder()
             if getattr(cfg, "board_listen", None) is not None:
-                from .board import BoardServer
+                from .board.server import BoardServer
 
                 pin = cfg.board_pin.value() if cfg.board_pin is not None else None
                 self.board = BoardServer(self, *cfg.board_listen, pin=pin)
@@ -147,8 +147,8 @@ class CollectorRuntime:
         return deriver
 
     def _start_forwarder(self) -> None:
-        from .forwarder import Forwarder, InfluxWriter
-        from .influx import placements_from
+        from .influx.forwarder import Forwarder, InfluxWriter
+        from .influx.points import placements_from
 
         cfg = self.config
         target = cfg.influxdb

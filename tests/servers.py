@@ -170,7 +170,7 @@ def victoria_metrics_stopped(tmp_path):
 
 # -- InfluxDB 1.6 (Debian's `influxdb`, /usr/bin/influxd) -----------------------------------
 # For the dashboard tests (issue 6): InfluxQL /query and /write only, no /api/v2/write, so
-# load it with lampwatch.influx.event_lines(...) POSTed to /write?db=...&precision=ns.
+# load it with lampwatch.influx.points.event_lines(...) POSTed to /write?db=...&precision=ns.
 
 
 _INFLUXD_CONFIG = """\
@@ -238,7 +238,7 @@ class InfluxDB1:
     (backup/restore) on another free loopback port; reporting, the _internal monitor store,
     retention enforcement, continuous queries and the graphite / collectd / opentsdb / udp
     listeners are off, so the server only does what a test asks. No /api/v2/write in 1.6:
-    load it with `write(lampwatch.influx.event_lines(...))`.
+    load it with `write(lampwatch.influx.points.event_lines(...))`.
     """
 
     def __init__(self, root: Path, port: int | None = None):

@@ -12,7 +12,7 @@ import urllib.request
 
 import pytest
 from lampwatch import oee
-from lampwatch.board_view import LOW_COVERAGE, OperatorReason, board_view, fingerprint
+from lampwatch.board.view import LOW_COVERAGE, OperatorReason, board_view, fingerprint
 from lampwatch.config import load_config
 from lampwatch.derive import MachineSnapshot
 from lampwatch.journal import Journal

@@ -4,7 +4,7 @@ import logging
 import sys
 import time
 
-from lampwatch.cli_collect import setup_logging
+from lampwatch.cli.collect import setup_logging
 from lampwatch.collector import REJECT_LOG_S, Collector
 from lampwatch.config import load_config
 from lampwatch.journal import Journal

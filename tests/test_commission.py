@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from lampwatch import commission as cm
 from lampwatch.cli import cli
 from lampwatch.config import load_config
+from lampwatch.flash import commission as cm
 from lampwatch.registry import read_nodes, update_node, upsert_node
 from lampwatch.runtime import CollectorThread
 from lampwatch.vnode import Scenario, VirtualNode

@@ -1,5 +1,5 @@
 """dashboards/: every Grafana panel's InfluxQL run against a real InfluxDB 1.6 holding a known
-two-shift scenario (frames -> Deriver -> journal -> lampwatch.influx line protocol), with the
+two-shift scenario (frames -> Deriver -> journal -> lampwatch.influx.points line protocol), with the
 figures worked out by hand; the InfluxDB 2 template checked against the schema.
 """
 
@@ -13,7 +13,7 @@ import pytest
 import servers
 from lampwatch import oee
 from lampwatch.derive import DeriveConfig, Deriver, Event, NodeConfig
-from lampwatch.influx import MEASUREMENTS, Placement, event_lines, rejects_points
+from lampwatch.influx.points import MEASUREMENTS, Placement, event_lines, rejects_points
 from lampwatch.journal import Journal
 from lampwatch.protocol import (
     T_HEALTH,
@@ -156,7 +156,7 @@ def ms(t_s):
 @pytest.fixture(scope="module")
 def scenario_lines(tmp_path_factory):
     """The scenario as the collector ships it: frames -> Deriver -> journal -> line protocol
-    of lampwatch.influx (the journal's events, and its rejects table)."""
+    of lampwatch.influx.points (the journal's events, and its rejects table)."""
     with Journal(tmp_path_factory.mktemp("journal") / "journal.sqlite") as journal:
         journal.commit(events=scenario_events(), rejects=REJECTS)
         rows = journal.events_after(0, limit=100_000)

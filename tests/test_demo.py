@@ -20,9 +20,9 @@ import servers
 import tomllib
 from lampwatch import oee
 from lampwatch.config import parse_config
-from lampwatch.demo_config import calendar_doc, config_doc, first_shift_start, to_toml
-from lampwatch.demo_plant import LAMP_MAP, MACHINES, build_plant
-from lampwatch.demo_table import format_table, hms, pct
+from lampwatch.demo.config import calendar_doc, config_doc, first_shift_start, to_toml
+from lampwatch.demo.plant import LAMP_MAP, MACHINES, build_plant
+from lampwatch.demo.table import format_table, hms, pct
 from lampwatch.derive import MachineSnapshot
 from lampwatch.machine_state import LampMap
 

@@ -435,8 +435,8 @@ def test_the_faults_struck_as_planned(shift):
     log = shift.log
     assert "Traceback" not in log, log[-3000:]
     assert log.count("forwarding to InfluxDB") == 2  # started, and again after the kill
-    assert "WARNING lampwatch.forwarder: InfluxDB write of" in log, "no database outage seen"
-    assert "INFO lampwatch.forwarder: InfluxDB write succeeded again" in log
+    assert "WARNING lampwatch.influx.forwarder: InfluxDB write of" in log, "no database outage seen"
+    assert "INFO lampwatch.influx.forwarder: InfluxDB write succeeded again" in log
     causes = {n: [protocol.decode(f.data, KEYS).body.reset_cause for f in node.frames
                   if f.data[0] & 0x0F == protocol.T_HELLO] for n, node in shift.nodes.items()}
     assert causes == {21: ["power_on", "power_on"], 22: ["power_on", "watchdog"],

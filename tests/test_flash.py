@@ -8,7 +8,8 @@ import pytest
 from click.testing import CliRunner
 from lampwatch.cli import cli
 from lampwatch.errors import InputFileError
-from lampwatch.flash import (
+from lampwatch.flash.batch import Outcome, read_batch, summary
+from lampwatch.flash.flasher import (
     FlashError,
     NodeSpec,
     build_firmware,
@@ -19,7 +20,6 @@ from lampwatch.flash import (
     registry_entry,
     sha256_hex,
 )
-from lampwatch.flash_batch import Outcome, read_batch, summary
 
 KEY = "ab" * 32
 SPEC = NodeSpec("socket://127.0.0.1:1", 12, "husker-1", "mill", "line-2", 1.5)

@@ -9,8 +9,8 @@ from types import SimpleNamespace
 import pytest
 import servers
 from lampwatch.config import InfluxTarget
-from lampwatch.forwarder import Forwarder, InfluxWriter, RetryPolicy, WriteError
-from lampwatch.influx import Placement
+from lampwatch.influx.forwarder import Forwarder, InfluxWriter, RetryPolicy, WriteError
+from lampwatch.influx.points import Placement
 from lampwatch.journal import Journal
 
 # The real-server fixtures, shared through tests/servers.py.
@@ -156,7 +156,7 @@ def test_outage_keeps_cursor_then_drains_in_order_exactly_once(victoria_metrics_
 
     # Not started yet: every attempt fails, is logged and counted; the cursor stays put
     # while the journal keeps growing.
-    with caplog.at_level(logging.WARNING, logger="lampwatch.forwarder"):
+    with caplog.at_level(logging.WARNING, logger="lampwatch.influx.forwarder"):
         for n in range(1, 4):
             step = fwd.run_once()
             assert step.failed and step.error.status is None
@@ -250,7 +250,7 @@ def test_malformed_event_is_skipped_logged_and_counted(victoria_metrics, journal
     journal.add_event(T0 + 2, "count", 7, "husker", "{not json")
     add_counts(journal, 2, start=3)
     fwd = Forwarder(journal, writer(victoria_metrics), PLACES)
-    with caplog.at_level(logging.ERROR, logger="lampwatch.forwarder"):
+    with caplog.at_level(logging.ERROR, logger="lampwatch.influx.forwarder"):
         assert fwd.drain().events == 5
     assert fwd.stats.events_skipped == 1 and journal.get_cursor("influxdb") == 5
     assert "skips event 3 (count)" in caplog.text

@@ -4,7 +4,7 @@ import json
 from types import SimpleNamespace
 
 import pytest
-from lampwatch.influx import (
+from lampwatch.influx.points import (
     EventDataError,
     Placement,
     event_lines,

@@ -1,10 +1,10 @@
 """Logbook CSV: strict per-locale numbers, exact per-period and TOTAL values, malformed rows."""
 
 import pytest
-from lampwatch import logbook
 from lampwatch.errors import InputFileError
-from lampwatch.logbook import Summary, parse_logbook, parse_number, summarize
 from lampwatch.oee import Calendar, CountEvent, Shift, StateInterval, evaluate
+from lampwatch.report import logbook
+from lampwatch.report.logbook import Summary, parse_logbook, parse_number, summarize
 
 HEADER = "period,available_min,pm_min,setup_min,breakdown_min,processed,good,ideal_cycle_s\n"
 

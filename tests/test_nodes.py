@@ -9,7 +9,9 @@ import time
 from click.testing import CliRunner
 from lampwatch.cli import cli
 from lampwatch.config import Node, load_config
-from lampwatch.nodes import (
+from lampwatch.paths import FIRMWARE_DIR
+from lampwatch.registry import upsert_node
+from lampwatch.report.nodes import (
     WEEK_S,
     JournalFacts,
     NodeFacts,
@@ -21,8 +23,6 @@ from lampwatch.nodes import (
     read_facts,
     to_json,
 )
-from lampwatch.paths import FIRMWARE_DIR
-from lampwatch.registry import upsert_node
 from lampwatch.runtime import CollectorThread
 from lampwatch.vnode import Scenario, VirtualNode
 

@@ -16,7 +16,7 @@ from lampwatch.derive import DeriveConfig, Deriver, Event, NodeConfig
 from lampwatch.journal import FrameRow, Journal
 from lampwatch.protocol import T_HEARTBEAT, T_HELLO, T_LAMP, Frame, Header, Heartbeat, Hello, Lamp
 from lampwatch.protocol import LampEvent as LE
-from lampwatch.report import MachineSettings, ReportError, build_report, read_journal
+from lampwatch.report.oee_report import MachineSettings, ReportError, build_report, read_journal
 
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=timezone.utc).timestamp()  # shift A: 08:00-16:00 UTC
 H, M = 3600, 60

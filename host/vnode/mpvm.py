@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import LampwatchError
-from ..flash import build_firmware
+from ..flash.flasher import build_firmware
 from ..paths import REPO_DIR
 from .links import SentFrame
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from .vnode.scenario import Scenario
+from ..vnode.scenario import Scenario
 
 __all__ = [
     "LAMP_MAP",

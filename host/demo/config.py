@@ -11,8 +11,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from . import demo_plant
-from .errors import LampwatchError
+from ..errors import LampwatchError
+from . import plant as demo_plant
 
 __all__ = [
     "MARKER",

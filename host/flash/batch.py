@@ -6,8 +6,8 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import InputFileError
-from .flash import NodeSpec
+from ..errors import InputFileError
+from .flasher import NodeSpec
 
 REQUIRED = ("port", "node_id", "machine")
 OPTIONAL = ("plant", "line", "ideal_cycle_s", "transport")

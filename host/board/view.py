@@ -7,8 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from . import oee
-from .timeline import STOP_STATES, oee_data
+from .. import oee
+from ..timeline import STOP_STATES, oee_data
 
 __all__ = ["LOW_COVERAGE", "OperatorReason", "board_view", "fingerprint", "machine_view"]
 

@@ -16,8 +16,8 @@ from influxdb_client import InfluxDBClient, WritePrecision
 from influxdb_client.client.exceptions import InfluxDBError
 from influxdb_client.client.write_api import SYNCHRONOUS
 
-from .errors import SinkError
-from .influx import EventDataError, Placement, event_points, placements_from, rejects_points
+from ..errors import SinkError
+from .points import EventDataError, Placement, event_points, placements_from, rejects_points
 
 __all__ = ["Forwarder", "ForwarderStats", "InfluxWriter", "RetryPolicy", "Step", "WriteError"]
 
@@ -188,7 +188,7 @@ class Forwarder:
         target = config.influxdb
         if target is None:
             return None
-        from .journal import Journal
+        from ..journal import Journal
 
         writer = InfluxWriter(target.url, target.token(), target.org, target.bucket)
         path = config.journal_path

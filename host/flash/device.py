@@ -19,7 +19,7 @@ from mpremote.transport import TransportError, TransportExecError
 from mpremote.transport_serial import SerialTransport
 from typing_extensions import Self
 
-from .errors import LampwatchError
+from ..errors import LampwatchError
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from .errors import LampwatchError
-from .protocol import LAMP_NAMES
+from ..errors import LampwatchError
+from ..protocol import LAMP_NAMES
 
 __all__ = ["JournalFacts", "JournalReadError", "NodeFacts", "NodeRow", "UnknownSource",
            "connect_readonly", "format_table", "node_rows", "read_facts", "to_json"]
@@ -146,7 +146,7 @@ class UnknownSource:
 
 def reject_source(source: str) -> str:
     """The name rejects are counted under for a frame source: UDP counts per address
-    (`udp:ip`, as host/udp_source.py does), not per port; serial per port as it is."""
+    (`udp:ip`, as host/sources/udp.py does), not per port; serial per port as it is."""
     return source.rsplit(":", 1)[0] if source.startswith("udp:") else source
 
 

@@ -21,10 +21,10 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from . import oee
-from .errors import LampwatchError
-from .events import Event
-from .timeline import LOSS_KEYS, MachineTimeline, oee_data
+from .. import oee
+from ..errors import LampwatchError
+from ..events import Event
+from ..timeline import LOSS_KEYS, MachineTimeline, oee_data
 
 # Without a config the whole window is planned production time (a 24 h shift every day).
 ALL_DAY = oee.Calendar("UTC", (oee.Shift("day", "00:00", "00:00"),))

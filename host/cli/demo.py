@@ -10,8 +10,8 @@ from pathlib import Path
 
 import click
 
-from .cli_collect import setup_logging
-from .demo import DemoOptions, final_report, run_demo
+from ..demo.run import DemoOptions, final_report, run_demo
+from .collect import setup_logging
 
 
 @click.command("demo")

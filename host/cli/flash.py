@@ -9,9 +9,9 @@ from pathlib import Path
 
 import click
 
-from . import flash as fl
-from .errors import InputFileError, LampwatchError
-from .flash_batch import Outcome, read_batch, summary
+from ..errors import InputFileError, LampwatchError
+from ..flash import flasher as fl
+from ..flash.batch import Outcome, read_batch, summary
 
 PASSWORD_ENV = "LAMPWATCH_WIFI_PASSWORD"
 
@@ -86,7 +86,7 @@ def flash_command(port, node_id, machine, plant, line, ideal_cycle_s, transport,
     if verify:
         if collector_config is None:
             raise click.UsageError("--verify needs --config (the collector's config)")
-        from .config import load_config
+        from ..config import load_config
 
         journal = load_config(collector_config).journal_path
     tmpl = None

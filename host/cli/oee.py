@@ -1,4 +1,4 @@
-"""`lampwatch oee report`: parse the options, read the journal, print host/report.py's output."""
+"""`lampwatch oee report`: parse the options, read the journal, print host/report/oee_report.py's output."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from pathlib import Path
 
 import click
 
-from . import oee, report
+from .. import oee
+from ..report import oee_report as report
 
 
 @click.command("report")
@@ -35,7 +36,7 @@ def report_command(journal_path, config_path, from_, to, shift, day, machine, fm
     now = time.time()
     calendar, settings, short_stop_s = None, {}, oee.DEFAULT_SHORT_STOP_S
     if config_path is not None:
-        from .config import load_config
+        from ..config import load_config
 
         cfg = load_config(config_path)
         journal_path = journal_path or cfg.journal_path

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import click
 
-from . import commission as cm
-from .cli_collect import DEFAULT_CONFIG
-from .config import load_config
-from .nodes import connect_readonly, format_table, node_rows, read_facts, to_json
-from .protocol import LAMP_NAMES
-from .registry import read_nodes, update_node
+from ..config import load_config
+from ..flash import commission as cm
+from ..protocol import LAMP_NAMES
+from ..registry import read_nodes, update_node
+from ..report.nodes import connect_readonly, format_table, node_rows, read_facts, to_json
+from .collect import DEFAULT_CONFIG
 
 _CONFIG = click.option("--config", "config_path", type=click.Path(path_type=Path),
                        default=DEFAULT_CONFIG, show_default=True,

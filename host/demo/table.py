@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from . import oee
-from .derive import MachineSnapshot
+from .. import oee
+from ..derive import MachineSnapshot
 
 __all__ = ["Header", "format_header", "format_table", "hms", "pct"]
 

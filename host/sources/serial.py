@@ -14,8 +14,8 @@ import threading
 
 import serial
 
-from .errors import ProtocolError
-from .protocol import SerialDeframer, serial_frame
+from ..errors import ProtocolError
+from ..protocol import SerialDeframer, serial_frame
 
 __all__ = ["SerialSource"]
 

@@ -11,7 +11,7 @@ from typing import Any, NamedTuple
 
 from influxdb_client import Point, WritePrecision
 
-from .errors import SinkError
+from ..errors import SinkError
 
 __all__ = [
     "LAMP_CODES",

@@ -13,7 +13,7 @@ import logging
 import socket
 from typing import NamedTuple
 
-from .protocol import MAX_FRAME
+from ..protocol import MAX_FRAME
 
 __all__ = ["UdpReply", "UdpSource"]
 

@@ -1,8 +1,8 @@
 """The Andon board: a small HTTP server on the collector's own loop (page, JSON, SSE, reasons).
 
 Endpoints:
-    GET  /            the page (host/board_static/: no CDN, no external fonts)
-    GET  /api/board   the board as JSON (host/board_view.py)
+    GET  /            the page (host/board/static/: no CDN, no external fonts)
+    GET  /api/board   the board as JSON (host/board/view.py)
     GET  /events      server-sent events: the board whenever a state, lamp, count or warning
                       changes (checked every POLL_S), and every KEEPALIVE_S regardless
     POST /api/reason  {"pin", "machine", "reason", "start_s"?, "end_s"?}: a stop reason,
@@ -24,16 +24,16 @@ import math
 from pathlib import Path
 from typing import Any
 
-from . import oee
-from .board_view import OperatorReason, board_view, fingerprint
-from .errors import LampwatchError, SinkError
-from .timeline import STOP_STATES
+from .. import oee
+from ..errors import LampwatchError, SinkError
+from ..timeline import STOP_STATES
+from .view import OperatorReason, board_view, fingerprint
 
 __all__ = ["BoardServer", "RequestError"]
 
 log = logging.getLogger(__name__)
 
-STATIC_DIR = Path(__file__).resolve().parent / "board_static"
+STATIC_DIR = Path(__file__).resolve().parent / "static"
 _STATIC = {"/": ("index.html", "text/html; charset=utf-8"),
            "/board.css": ("board.css", "text/css; charset=utf-8"),
            "/board.js": ("board.js", "text/javascript; charset=utf-8")}

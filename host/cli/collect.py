@@ -12,8 +12,8 @@ from pathlib import Path
 
 import click
 
-from .config import Config, board_address, load_config
-from .errors import ConfigError
+from ..config import Config, board_address, load_config
+from ..errors import ConfigError
 
 DEFAULT_CONFIG = Path("/etc/lampwatch/collector.toml")
 # syslog priorities: journald reads a "<N>" line prefix as the entry's level.
@@ -80,7 +80,7 @@ def describe(cfg: Config) -> list[str]:
 
 
 async def _serve(cfg: Config) -> None:
-    from .runtime import CollectorRuntime
+    from ..runtime import CollectorRuntime
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

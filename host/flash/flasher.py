@@ -24,9 +24,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import registry
-from .flash_board import Board, FlashError
-from .paths import FIRMWARE_DIR
+from .. import registry
+from ..paths import FIRMWARE_DIR
+from .device import Board, FlashError
 
 __all__ = ["FlashError", "FlashResult", "NodeSpec", "build_firmware", "check_micropython",
            "flash_node", "last_event_id", "node_config", "plan_copy", "wait_hello"]

@@ -6,13 +6,14 @@ from pathlib import Path
 
 import click
 
-from . import __version__, logbook
-from .cli_collect import collect
-from .cli_commission import commission, nodes_command
-from .cli_demo import demo
-from .cli_flash import flash_command
-from .cli_report import report_command
-from .errors import LampwatchError
+from .. import __version__
+from ..errors import LampwatchError
+from ..report import logbook
+from .collect import collect
+from .commission import commission, nodes_command
+from .demo import demo
+from .flash import flash_command
+from .oee import report_command
 
 
 @click.group()

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from .errors import SinkError
+from ..errors import SinkError
 
 __all__ = ["FrameRow", "Journal", "StoredEvent", "StoredFrame", "event_row"]
 

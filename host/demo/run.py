@@ -21,9 +21,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import demo_plant, report
-from .config import board_address, load_config
-from .demo_config import (
+from ..config import board_address, load_config
+from ..errors import ConfigError
+from ..report import oee_report as report
+from ..runtime import CollectorThread
+from ..vnode import VirtualNode
+from . import plant as demo_plant
+from .config import (
     MARKER,
     DemoError,
     calendar_doc,
@@ -33,10 +37,7 @@ from .demo_config import (
     to_toml,
     write_private,
 )
-from .demo_table import Header, format_header, format_table
-from .errors import ConfigError
-from .runtime import CollectorThread
-from .vnode import VirtualNode
+from .table import Header, format_header, format_table
 
 __all__ = ["DemoError", "DemoOptions", "DemoResult", "PlantClock", "run_demo"]
 

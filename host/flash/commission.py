@@ -18,9 +18,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from .errors import LampwatchError
-from .nodes import connect_readonly
-from .protocol import LAMP_NAMES, T_HEARTBEAT
+from ..errors import LampwatchError
+from ..protocol import LAMP_NAMES, T_HEARTBEAT
+from ..report.nodes import connect_readonly
 
 __all__ = ["CheckResult", "CommissionError", "CommissionFailed", "JournalWatch", "Step",
            "build_report", "lamps_from_mask", "plan_steps", "render_markdown", "run_check",

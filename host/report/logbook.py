@@ -9,8 +9,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import oee
-from .errors import InputFileError
+from .. import oee
+from ..errors import InputFileError
 
 COLUMNS = ("period", "available_min", "pm_min", "setup_min", "breakdown_min", "processed",
            "good", "ideal_cycle_s")

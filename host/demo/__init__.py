@@ -1,0 +1,1 @@
+"""`lampwatch demo`: a rice-milling line of virtual nodes against a real collector."""

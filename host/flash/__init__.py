@@ -1,0 +1,1 @@
+"""A technician's tools at a node: build and flash the firmware, batches, commissioning."""

@@ -1,0 +1,1 @@
+"""The InfluxDB sink: journal events as line protocol, and the forwarder that ships them."""

@@ -1,0 +1,1 @@
+"""Where frames come from: a UDP listener and serial ports, each feeding Collector.submit."""
