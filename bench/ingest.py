@@ -41,7 +41,7 @@ _ACK = struct.Struct(">BHIBHI")
 _RUNNER = """
 import asyncio, signal, sys
 from lampwatch.cli.collect import setup_logging
-from lampwatch.collector import NullDeriver
+from lampwatch.derive import NullDeriver
 from lampwatch.config import load_config
 from lampwatch.runtime import CollectorRuntime
 cfg = load_config(sys.argv[1])

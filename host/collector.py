@@ -14,11 +14,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .derive import DeriverProtocol, NullDeriver
 from .errors import ProtocolError, SinkError
 from .journal import Journal, event_row
 from .protocol import decode, encode_ack
 
-__all__ = ["Collector", "CollectorStats", "NullDeriver", "SeenWindow"]
+__all__ = ["Collector", "CollectorStats", "SeenWindow"]
 
 log = logging.getLogger(__name__)
 
@@ -26,16 +27,6 @@ Reply = Callable[[bytes], None]
 MAX_BATCH = 4096          # frames per journal transaction, at most (> a UDP burst)
 REJECT_LOG_S = 10.0       # at most one reject log line per source per this many seconds
 MAX_REJECT_SOURCES = 1024  # distinct sources counted by name; more are pooled as "other"
-
-
-class NullDeriver:
-    """A deriver that derives nothing (tests, and `--no-derive` benchmarks)."""
-
-    def on_frame(self, frame, rx_s):
-        return []
-
-    def tick(self, now_s):
-        return []
 
 
 class SeenWindow:
@@ -149,18 +140,18 @@ class Collector:
     Args:
         config: a Config (keys from `config.key_of`, or any object with `key_of(node_id)`).
         journal: the open Journal this collector owns for writing.
-        deriver: on_frame(frame, rx_s) and tick(now_s) returning events (default none).
+        deriver: the DeriverProtocol whose events go into the journal (default none).
         clock: host wall time in epoch seconds.
         rebuild: returns a deriver rebuilt from the journal. Called after a failed commit:
             the deriver has already taken the batch's frames (count maxima, states) that
             are not stored and will come again, so its memory must go back to the journal's.
     """
 
-    def __init__(self, config: Any, journal: Journal, deriver: Any = None, *,
-                 clock: Callable[[], float] = time.time, max_batch: int = MAX_BATCH,
-                 rebuild: Callable[[], Any] | None = None):
+    def __init__(self, config: Any, journal: Journal, deriver: DeriverProtocol | None = None,
+                 *, clock: Callable[[], float] = time.time, max_batch: int = MAX_BATCH,
+                 rebuild: Callable[[], DeriverProtocol] | None = None):
         self.config, self.journal = config, journal
-        self.deriver = deriver if deriver is not None else NullDeriver()
+        self.deriver: DeriverProtocol = deriver if deriver is not None else NullDeriver()
         self.clock, self.max_batch, self.rebuild = clock, max_batch, rebuild
         self.stats = CollectorStats()
         self.seen = SeenWindow(journal)

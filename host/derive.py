@@ -27,7 +27,7 @@ import math
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from . import oee
 from .clock_anchor import AnchorFigures, ClockAnchor, NodeClock
@@ -36,7 +36,8 @@ from .machine_state import LampMap, MachineTracker
 from .protocol import COUNT_MOD, LAMP_NAMES, LAMP_STATES, Frame, Health, Heartbeat, Hello, Lamp
 from .timeline import MachineTimeline, oee_data
 
-__all__ = ["DeriveConfig", "Deriver", "Event", "MachineSnapshot", "NodeConfig"]
+__all__ = ["DeriveConfig", "Deriver", "DeriverProtocol", "Event", "MachineSnapshot",
+           "NodeConfig", "NullDeriver"]
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +123,53 @@ class _Node:
     # Per boot id: the highest seq of a frame whose lamp information was applied (a LAMP
     # frame or a heartbeat's lamp byte); see Deriver.on_frame. At most _BOOTS_KEPT boots.
     lamp_seq: dict[int, int] = field(default_factory=dict)
+
+
+class DeriverProtocol(Protocol):
+    """What the collector, the runtime, the board and the demo ask of a deriver.
+
+    Every implementation implements all of it (Deriver, NullDeriver, test doubles), so
+    callers never ask `hasattr`. Time is always passed in.
+    """
+
+    def on_frame(self, frame: Frame, rx_s: float) -> list[Event]:
+        """Events derived from one accepted frame received at host time `rx_s`."""
+        ...
+
+    def tick(self, now_s: float) -> list[Event]:
+        """Time-driven events (silence, the running shift's OEE), about once a second."""
+        ...
+
+    def snapshot(self, now_s: float) -> dict[str, MachineSnapshot]:
+        """The live view per machine."""
+        ...
+
+    def replay(self, frames: Iterable[tuple[Frame, float]], events: Iterable[Event] = ()) -> None:
+        """Rebuild memory from the journal after a restart, emitting nothing."""
+        ...
+
+    def add_reason(self, event: Event) -> None:
+        """Take an operator's journaled `reason` event into the running shift's figures."""
+        ...
+
+
+class NullDeriver:
+    """A deriver that derives nothing: frames are only journaled (benchmarks, tests)."""
+
+    def on_frame(self, frame: Frame, rx_s: float) -> list[Event]:
+        return []
+
+    def tick(self, now_s: float) -> list[Event]:
+        return []
+
+    def snapshot(self, now_s: float) -> dict[str, MachineSnapshot]:
+        return {}
+
+    def replay(self, frames: Iterable[tuple[Frame, float]], events: Iterable[Event] = ()) -> None:
+        return None
+
+    def add_reason(self, event: Event) -> None:
+        return None
 
 
 def _with_hz(events: list[Event], changes: list[tuple[int, int, float]],

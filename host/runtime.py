@@ -16,14 +16,16 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .collector import Collector, NullDeriver
+from .collector import Collector
+from .derive import Deriver, DeriverProtocol
 from .errors import ProtocolError
+from .events import Event
 from .journal import Journal
 from .protocol import decode
 from .sources.serial import SerialSource
 from .sources.udp import UdpSource
 
-__all__ = ["CollectorRuntime", "CollectorThread", "make_deriver"]
+__all__ = ["CollectorRuntime", "CollectorThread", "replay"]
 
 log = logging.getLogger(__name__)
 
@@ -32,27 +34,13 @@ _REPLAY_MIN_S = 600.0
 _DAY_S = 86400.0
 
 
-def make_deriver(config: Any):
-    """host/derive.py's Deriver for `config`, or a NullDeriver where it is not installed."""
-    try:
-        from .derive import Deriver
-    except ImportError:
-        log.warning("host/derive.py is missing: frames are journaled, nothing is derived")
-        return NullDeriver()
-    return Deriver(config)
-
-
-def replay(deriver: Any, journal: Journal, config: Any, now_s: float) -> int:
+def replay(deriver: DeriverProtocol, journal: Journal, config: Any, now_s: float) -> int:
     """Rebuild the deriver's memory from the journal after a restart; returns frames replayed.
 
     Frames: the last few heartbeat periods (clock anchors, lamps, last heard). Events: the
     last count of every boot (so per-boot totals never count twice), each machine's last
     state from before the running shift (or the last day), then everything since its start.
     """
-    if not hasattr(deriver, "replay"):
-        return 0
-    from .events import Event  # the deriver's event type; present wherever derive.py is
-
     periods = [3 * n.heartbeat_s for n in config.nodes.values()] or [0.0]
     frames = []
     for row in journal.recent_frames(now_s - max(_REPLAY_MIN_S, 3 * max(periods))):
@@ -79,17 +67,17 @@ class CollectorRuntime:
 
     Args:
         config: a validated Config.
-        deriver: default `make_deriver(config)`.
+        deriver: default a Deriver of `config` (any DeriverProtocol).
         clock: host wall time (epoch s); the collector's only clock.
         forward: start the InfluxDB forwarder when the config has an [influxdb] table.
     """
 
-    def __init__(self, config: Any, *, deriver: Any = None,
+    def __init__(self, config: Any, *, deriver: DeriverProtocol | None = None,
                  clock: Callable[[], float] = time.time, forward: bool = True,
                  serial_backoff_s: tuple[float, float] = (0.5, 10.0)):
         self.config, self.clock, self.forward = config, clock, forward
         self._own_deriver = deriver is None
-        self.deriver = deriver if deriver is not None else make_deriver(config)
+        self.deriver: DeriverProtocol = deriver if deriver is not None else Deriver(config)
         self.serial_backoff_s = serial_backoff_s
         self.journal: Journal | None = None
         self.collector: Collector | None = None
@@ -126,7 +114,7 @@ class CollectorRuntime:
                 self.serial.append(src)
             if self.forward and cfg.influxdb is not None:
                 self._start_forwarder()
-            if getattr(cfg, "board_listen", None) is not None:
+            if cfg.board_listen is not None:
                 from .board.server import BoardServer
 
                 pin = cfg.board_pin.value() if cfg.board_pin is not None else None
@@ -138,10 +126,10 @@ class CollectorRuntime:
         self._tick_task = asyncio.get_running_loop().create_task(self._ticker())
         log.info("collector running: %d node(s), journal %s", len(cfg.nodes), cfg.journal_path)
 
-    def _rebuild_deriver(self) -> Any:
+    def _rebuild_deriver(self) -> DeriverProtocol:
         """A fresh deriver replayed from the journal (after a failed commit), made the
         runtime's own so the board and snapshots read the same one."""
-        deriver = make_deriver(self.config)
+        deriver = Deriver(self.config)
         replay(deriver, self.journal, self.config, self.clock())
         self.deriver = deriver
         return deriver
@@ -197,15 +185,12 @@ class CollectorRuntime:
 
         Returns the Event. Raises SinkError if the journal cannot store it.
         """
-        from .events import Event
-
         node = next((n for n in self.config.nodes.values() if n.machine == machine), None)
         ev = Event(self.clock(), "reason", node.node_id if node else None, machine,
                    {"reason": reason, "start_s": start_s, "end_s": end_s, "by": by})
         self.collector.flush()  # what was derived before it goes into the journal first
         self.journal.commit(events=[ev])
-        if hasattr(self.deriver, "add_reason"):
-            self.deriver.add_reason(ev)
+        self.deriver.add_reason(ev)
         if self.board is not None:
             self.board.reason_added(machine, reason, start_s, end_s)
         if self.collector.on_commit is not None:
@@ -269,9 +254,8 @@ class CollectorThread:
         return asyncio.run_coroutine_threadsafe(run(), self._loop).result(timeout_s)
 
     def snapshot(self) -> dict:
-        """The deriver's live view per machine ({} without a deriver that has one)."""
-        snap = getattr(self.runtime.deriver, "snapshot", None)
-        return self.call(lambda: snap(self.runtime.clock())) if snap else {}
+        """The deriver's live view per machine."""
+        return self.call(lambda: self.runtime.deriver.snapshot(self.runtime.clock()))
 
     def stats(self):
         """A copy of the collector's counters."""

@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
-from lampwatch.collector import NullDeriver
 from lampwatch.config import load_config
+from lampwatch.derive import NullDeriver
 from lampwatch.journal import Journal
 from lampwatch.paths import FIRMWARE_DIR
 from lampwatch.protocol import SerialDeframer, serial_frame

@@ -489,3 +489,22 @@ def test_replay_ignores_the_same_stale_heartbeats_as_the_live_deriver():
               frame(hb(30, 0, green=ON), 8, 82_600), frame(lamp((R, ON, 90_000)), 9, 91_520)]:
         rx = T0 + f.header.uptime_ms / 1000 + 2.0
         assert again.on_frame(f, rx) == live.on_frame(f, rx)
+
+
+# --- the deriver interface ----------------------------------------------------------------
+
+def test_every_deriver_implements_the_whole_protocol_with_its_signatures():
+    import inspect
+
+    from lampwatch.derive import DeriverProtocol, NullDeriver
+
+    members = [n for n, v in vars(DeriverProtocol).items()
+               if callable(v) and not n.startswith("_")]
+    assert set(members) == {"on_frame", "tick", "snapshot", "replay", "add_reason"}
+    for impl in (Deriver, NullDeriver):
+        for name in members:
+            want = inspect.signature(getattr(DeriverProtocol, name))
+            got = inspect.signature(getattr(impl, name))
+            assert list(got.parameters) == list(want.parameters), (impl.__name__, name)
+    null = NullDeriver()
+    assert null.on_frame(None, 0.0) == [] and null.tick(0.0) == [] and null.snapshot(0.0) == {}

@@ -116,8 +116,7 @@ class BoardServer:
 
     def view(self) -> dict:
         now = self.runtime.clock()
-        snap = getattr(self.runtime.deriver, "snapshot", None)
-        return board_view(snap(now) if snap else {}, now, operator=self._pin is not None,
+        return board_view(self.runtime.deriver.snapshot(now), now, operator=self._pin is not None,
                           reasons=self.reasons)
 
     def reason_added(self, machine: str, reason: str, start_s: float,
@@ -263,8 +262,7 @@ class BoardServer:
             raise RequestError(400, f"reason must be one of {', '.join(oee.REASONS)}")
         machine = req.get("machine")
         now = self.runtime.clock()
-        snaps = self.runtime.deriver.snapshot(now) if hasattr(self.runtime.deriver,
-                                                               "snapshot") else {}
+        snaps = self.runtime.deriver.snapshot(now)
         if not isinstance(machine, str) or machine not in snaps:
             raise RequestError(400, f"unknown machine {machine!r}")
         start_s, end_s = _time(req, "start_s"), _time(req, "end_s")
