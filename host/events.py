@@ -6,8 +6,6 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-KINDS = ("state", "lamp", "count", "hello", "health", "reason", "oee")
-
 
 @dataclass(frozen=True)
 class Event:
@@ -22,10 +20,6 @@ class Event:
     node_id: int | None
     machine: str | None
     data: dict[str, Any] = field(default_factory=dict)
-
-    def data_json(self) -> str:
-        """`data` as compact JSON with sorted keys, as the journal stores it."""
-        return json.dumps(self.data, sort_keys=True, separators=(",", ":"))
 
     @classmethod
     def from_row(cls, ts_s: float, kind: str, node_id: int | None, machine: str | None,

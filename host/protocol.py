@@ -268,11 +268,6 @@ def encode_ack(node_id: int, boot_id: int, seqs, key: bytes) -> list[bytes]:
     return out
 
 
-def count_delta(previous: int, current: int) -> int:
-    """Increase of a per-boot cumulative counter that travels modulo 2**32."""
-    return (current - previous) % COUNT_MOD
-
-
 # --- COBS framing for serial links -------------------------------------------------------
 
 def cobs_encode(data: bytes) -> bytes:

@@ -135,16 +135,12 @@ class CollectorRuntime:
         return deriver
 
     def _start_forwarder(self) -> None:
-        from .influx.forwarder import Forwarder, InfluxWriter
-        from .influx.points import placements_from
+        from .influx.forwarder import forwarder_for
 
-        cfg = self.config
-        target = cfg.influxdb
-        writer = InfluxWriter(target.url, target.token(), target.org, target.bucket)
-        self.forwarder = Forwarder(lambda: Journal(cfg.journal_path, sync=cfg.journal_sync),
-                                   writer, placements_from(cfg.nodes.values()))
+        self.forwarder = forwarder_for(self.config)
         self.forwarder.start()
         self.collector.on_commit = lambda n: self.forwarder.notify()
+        target = self.config.influxdb
         log.info("forwarding to InfluxDB %s bucket %s", target.url, target.bucket)
 
     async def _ticker(self) -> None:

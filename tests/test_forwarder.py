@@ -8,9 +8,17 @@ from types import SimpleNamespace
 
 import pytest
 import servers
+from faultproxy import FaultProxy
 from lampwatch.config import InfluxTarget
-from lampwatch.influx.forwarder import Forwarder, InfluxWriter, RetryPolicy, WriteError
-from lampwatch.influx.points import Placement
+from lampwatch.influx.forwarder import (
+    Forwarder,
+    InfluxWriter,
+    RetryPolicy,
+    WriteError,
+    forwarder_for,
+)
+from lampwatch.influx.points import Placement, event_points
+from lampwatch.influx.writer import RETRY_AFTER_MAX_S, Failure, classify, retry_after_s
 from lampwatch.journal import Journal
 
 # The real-server fixtures, shared through tests/servers.py.
@@ -319,7 +327,7 @@ def test_rejects_table_is_written_when_it_changes(victoria_metrics, journal):
     }
 
 
-def test_from_config_runs_in_its_own_thread_with_its_own_journal(victoria_metrics, journal,
+def test_forwarder_for_config_runs_in_its_own_thread_with_its_own_journal(victoria_metrics, journal,
                                                                  journal_path, monkeypatch):
     monkeypatch.setenv("LW_TEST_INFLUX_TOKEN", "secret-token")
     config = SimpleNamespace(
@@ -327,7 +335,7 @@ def test_from_config_runs_in_its_own_thread_with_its_own_journal(victoria_metric
                               token_env="LW_TEST_INFLUX_TOKEN"),
         journal_path=journal_path,
         nodes={7: SimpleNamespace(node_id=7, machine="husker", plant="mill1", line="L1")})
-    fwd = Forwarder.from_config(config, poll_interval_s=0.05)
+    fwd = forwarder_for(config, poll_interval_s=0.05)
     assert "secret" not in repr(fwd.writer)
     add_counts(journal, 3)
     fwd.start()
@@ -338,4 +346,99 @@ def test_from_config_runs_in_its_own_thread_with_its_own_journal(victoria_metric
     finally:
         fwd.stop()
     assert good_totals(victoria_metrics) == [(T0_MS + i * 1000, 100 + i) for i in range(3)]
-    assert Forwarder.from_config(SimpleNamespace(influxdb=None)) is None
+    assert forwarder_for(SimpleNamespace(influxdb=None)) is None
+
+
+# --- failures classified once: rejected, too large, throttled or unavailable --------------
+
+@pytest.fixture
+def proxy(victoria_metrics):
+    p = FaultProxy(victoria_metrics.url).start()
+    yield p
+    p.stop()
+
+
+def test_failures_are_classified_by_status():
+    assert [classify(s) for s in (400, 422)] == [Failure.REJECTED] * 2
+    assert classify(413) is Failure.TOO_LARGE
+    # No answer, throttling, server trouble, and settings to fix (token, bucket): retried,
+    # never dropped, because the journal keeps every event until they are fixed.
+    assert {classify(s) for s in (None, 401, 403, 404, 429, 500, 502, 503, 504)} \
+        == {Failure.RETRY}
+
+
+def test_retry_after_in_seconds_or_as_a_date_capped():
+    assert retry_after_s("7") == 7.0 and retry_after_s(" 0 ") == 0.0
+    assert retry_after_s("Wed, 21 Oct 2015 07:28:30 GMT", now_s=1445412480.0) == 30.0
+    assert retry_after_s("Wed, 21 Oct 2015 07:28:00 GMT", now_s=1445412500.0) == 0.0
+    assert retry_after_s("86400") == RETRY_AFTER_MAX_S
+    assert retry_after_s(None) is None and retry_after_s("soon") is None
+    p = RetryPolicy(initial_s=1, max_s=60, jitter=0)
+    assert p.delay_s(1, retry_after_s=5.0) == 5.0 and p.delay_s(4, retry_after_s=5.0) == 8.0
+
+
+def test_too_large_batch_is_split_until_each_part_fits(proxy, victoria_metrics, journal):
+    add_counts(journal, 8)
+    one_line = len(next(p.to_line_protocol() for p in event_points(
+        journal.events_after(0, 1)[0], PLACES)).encode())
+    proxy.max_body = 2 * one_line + 8  # two events per write fit, three do not
+    fwd = Forwarder(journal, InfluxWriter(proxy.url, "t", "lampwatch", "lampwatch"), PLACES,
+                    batch_size=8)
+    step = fwd.drain()
+    assert (step.events, step.failed) == (8, False)
+    assert fwd.stats.events_skipped == 0 and fwd.stats.batches_split == 3  # 8 -> 4+4 -> 2x2
+    assert journal.get_cursor("influxdb") == 8
+    assert good_totals(victoria_metrics) == [(T0_MS + i * 1000, 100 + i) for i in range(8)]
+    assert [s for _, s, _ in proxy.log] == [413, 413, 204, 204, 413, 204, 204]
+
+
+def test_one_event_too_large_on_its_own_is_skipped_and_the_rest_written(proxy, journal,
+                                                                        victoria_metrics,
+                                                                        caplog):
+    add_counts(journal, 3)
+    journal.add_event(T0 + 3, "reason", 7, "husker", {"reason": "breakdown", "start_s": T0,
+                                                       "end_s": T0 + 3, "by": "x" * 5000})
+    add_counts(journal, 2, start=4)
+    proxy.max_body = 4000
+    fwd = Forwarder(journal, InfluxWriter(proxy.url, "t", "lampwatch", "lampwatch"), PLACES)
+    with caplog.at_level(logging.ERROR, logger="lampwatch.influx.forwarder"):
+        step = fwd.drain()
+    assert (step.events, step.failed) == (6, False)
+    assert fwd.stats.events_skipped == 1 and journal.get_cursor("influxdb") == 6
+    assert "skips event 4 (reason)" in caplog.text
+    assert [v for _, v in good_totals(victoria_metrics)] == [100, 101, 102, 104, 105]
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_throttled_write_waits_for_retry_after_then_lands(proxy, victoria_metrics, journal,
+                                                          journal_path, status):
+    add_counts(journal, 5)
+    proxy.answers = [(status, {"Retry-After": "1.5"})]
+    fwd = Forwarder(lambda: Journal(journal_path),
+                    InfluxWriter(proxy.url, "t", "lampwatch", "lampwatch"), PLACES,
+                    poll_interval_s=0.05, retry=RetryPolicy(initial_s=0.01, max_s=0.05))
+    fwd.start()
+    try:
+        deadline = time.monotonic() + 10
+        while journal.get_cursor("influxdb") != 5 and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        fwd.stop()
+    (t_refused, s_refused, _), (t_next, s_next, _) = proxy.log[:2]
+    assert (s_refused, s_next) == (status, 204)
+    # Our own backoff would have tried again after at most 50 ms.
+    assert t_next - t_refused >= 1.5
+    assert fwd.stats.write_failures == 1 and fwd.stats.events_skipped == 0
+    assert good_totals(victoria_metrics) == [(T0_MS + i * 1000, 100 + i) for i in range(5)]
+
+
+def test_wrong_token_is_retried_and_loses_nothing(proxy, victoria_metrics, journal):
+    add_counts(journal, 4)
+    proxy.answers = [(401, {}), (403, {})]
+    fwd = Forwarder(journal, InfluxWriter(proxy.url, "t", "lampwatch", "lampwatch"), PLACES)
+    for status in (401, 403):
+        step = fwd.run_once()
+        assert step.failed and step.error.status == status
+        assert journal.get_cursor("influxdb") is None and fwd.stats.events_skipped == 0
+    assert not fwd.drain().failed
+    assert good_totals(victoria_metrics) == [(T0_MS + i * 1000, 100 + i) for i in range(4)]

@@ -198,11 +198,6 @@ def test_firmware_rejects_acks_for_another_boot_node_or_key():
     assert codec.parse_ack(HB[:22], 0xDEADBEEF) is None  # a node frame is not an ACK
 
 
-def test_count_delta_is_modulo_2_32():
-    assert P.count_delta(10, 25) == 15
-    assert P.count_delta(2**32 - 3, 4) == 7
-
-
 def test_encoder_refuses_values_the_wire_cannot_carry():
     codec = lwproto.Codec(7, KEY)
     with pytest.raises(ValueError):

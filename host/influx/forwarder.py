@@ -7,113 +7,59 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
-import urllib3
-from influxdb_client import InfluxDBClient, WritePrecision
-from influxdb_client.client.exceptions import InfluxDBError
-from influxdb_client.client.write_api import SYNCHRONOUS
-
-from ..errors import SinkError
+from ..journal import StoredEvent
 from .points import EventDataError, Placement, event_points, placements_from, rejects_points
+from .writer import Failure, InfluxWriter, RetryPolicy, WriteError
 
-__all__ = ["Forwarder", "ForwarderStats", "InfluxWriter", "RetryPolicy", "Step", "WriteError"]
+__all__ = ["Forwarder", "ForwarderJournal", "ForwarderStats", "InfluxWriter", "RetryPolicy",
+           "Step", "WriteError", "forwarder_for"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_CURSOR = "influxdb"
-# HTTP statuses meaning "this data will never be accepted": isolate and skip the culprit.
-_REJECTED = frozenset({400, 413, 422})
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Exponential backoff with jitter, capped: how long to wait before write attempt n+1.
+class ForwarderJournal(Protocol):
+    """What the forwarder reads and writes of a journal (host/journal's Journal has it)."""
 
-    Attributes:
-        initial_s: wait after the first failure, seconds.
-        multiplier: growth factor per further failure.
-        max_s: cap on any wait, seconds (jitter never exceeds it).
-        jitter: fraction (0..1) by which a wait is randomly shortened, so many collectors
-            recovering together do not hit the server in step.
+    def get_cursor(self, name: str) -> int | None: ...
+
+    def set_cursor(self, name: str, last_id: int) -> None: ...
+
+    def events_after(self, last_id: int, limit: int = 1000) -> list[StoredEvent]: ...
+
+    def rejects(self) -> dict[tuple[str, str], tuple[int, float]]: ...
+
+
+class LineWriter(Protocol):
+    """Writes line protocol or raises WriteError (InfluxWriter)."""
+
+    def write(self, lines: list[str]) -> None: ...
+
+
+def forwarder_for(config: Any, **kwargs) -> Forwarder | None:
+    """The forwarder a collector Config asks for, or None without an [influxdb] table.
+
+    The token is read here (env var or file, see config.InfluxTarget) and handed only to the
+    client. The forwarder opens its own journal connection in its own thread on `start()`;
+    its only writes are its cursor, which a crash may set back (points are idempotent), so
+    that connection syncs "normal" whatever the collector's journal_sync.
+    Raises:
+        ConfigError: the token is not set or unreadable.
     """
+    target = config.influxdb
+    if target is None:
+        return None
+    from ..journal import Journal
 
-    initial_s: float = 1.0
-    multiplier: float = 2.0
-    max_s: float = 60.0
-    jitter: float = 0.2
-
-    def __post_init__(self):
-        if not (0 < self.initial_s <= self.max_s) or self.multiplier < 1:
-            raise ValueError("RetryPolicy needs 0 < initial_s <= max_s and multiplier >= 1")
-        if not 0 <= self.jitter <= 1:
-            raise ValueError("RetryPolicy jitter must be in range 0-1")
-
-    def delay_s(self, failures: int, rand: Callable[[], float] = random.random) -> float:
-        """Wait in seconds after `failures` consecutive failed attempts (>= 1)."""
-        exponent = min(max(failures, 1) - 1, 64)  # no float overflow after a long outage
-        base = min(self.max_s, self.initial_s * self.multiplier ** exponent)
-        return base * (1.0 - self.jitter * rand())
-
-
-class WriteError(SinkError):
-    """A write InfluxDB did not confirm. `status` is the HTTP status (None: no response)."""
-
-    def __init__(self, message: str, status: int | None = None):
-        super().__init__(message)
-        self.status = status
-
-    @property
-    def rejected(self) -> bool:
-        """The server refuses this data for good (bad line protocol, too large)."""
-        return self.status in _REJECTED
-
-
-class InfluxWriter:
-    """Synchronous writes through influxdb-client's /api/v2/write; every failure raises.
-
-    Works with InfluxDB 2.x, 3.x, Cloud, and 1.8+ (use `for_influxdb1`). The token is kept
-    only inside the client and never appears in repr or log output.
-    """
-
-    def __init__(self, url: str, token: str, org: str, bucket: str, *, timeout_ms: int = 10_000,
-                 verify_ssl: bool = True):
-        self.url, self.org, self.bucket = url, org, bucket
-        # retries=False: the forwarder owns the retry policy, a write call never hides one.
-        self._client = InfluxDBClient(url=url, token=token, org=org, timeout=timeout_ms,
-                                      verify_ssl=verify_ssl, retries=False)
-        self._api = self._client.write_api(write_options=SYNCHRONOUS)
-
-    @classmethod
-    def for_influxdb1(cls, url: str, database: str, retention_policy: str = "autogen",
-                      username: str = "", password: str = "", **kwargs) -> InfluxWriter:
-        """InfluxDB 1.8+ through its 2.x-compatible API: bucket "db/rp", token "user:pass"."""
-        return cls(url, f"{username}:{password}", "-", f"{database}/{retention_policy}",
-                   **kwargs)
-
-    def __repr__(self):
-        return f"InfluxWriter(url={self.url!r}, org={self.org!r}, bucket={self.bucket!r})"
-
-    def write(self, lines: list[str]) -> None:
-        """Write line protocol (ns precision) and return only once the server accepted it.
-
-        Raises:
-            WriteError: no response (refused, timeout, DNS) or a non-2xx status.
-        """
-        try:
-            self._api.write(bucket=self.bucket, org=self.org, record=lines,
-                            write_precision=WritePrecision.NS)
-        except InfluxDBError as exc:
-            status = getattr(exc, "status", None) or getattr(exc.response, "status", None)
-            raise WriteError(f"InfluxDB {self.url} answered {status}: {exc.message}",
-                             status) from None
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise WriteError(f"InfluxDB {self.url} unreachable: {type(exc).__name__}") from None
-
-    def close(self) -> None:
-        self._client.close()
+    writer = InfluxWriter(target.url, target.token(), target.org, target.bucket)
+    path = config.journal_path
+    return Forwarder(lambda: Journal(path, sync="normal"), writer,
+                     placements_from(config.nodes.values()), **kwargs)
 
 
 @dataclass
@@ -126,6 +72,7 @@ class ForwarderStats:
     write_failures: int = 0
     consecutive_failures: int = 0
     events_skipped: int = 0
+    batches_split: int = 0
     last_error: str | None = None
 
 
@@ -139,14 +86,17 @@ class Step(NamedTuple):
     error: WriteError | None = None
 
 
+_Rows = Sequence[tuple[StoredEvent, list[str]]]  # each event with its line protocol
+
+
 class Forwarder:
     """Journal `events` -> InfluxDB, in id order, tracking its position in `cursors`.
 
     Args:
-        journal: a Journal (events_after, get_cursor, set_cursor) or a callable that opens
-            one; with `start()` pass the callable, so the connection belongs to the
-            forwarder's own thread and never to the ingest path.
-        writer: anything with `write(lines)` raising WriteError (InfluxWriter).
+        journal: a ForwarderJournal, or a callable that opens one; with `start()` pass the
+            callable, so the connection belongs to the forwarder's own thread and never to
+            the ingest path.
+        writer: a LineWriter (InfluxWriter).
         placements: machine name -> Placement, for the plant and line tags.
         batch_size: events per write.
         retry: waits between failed attempts in the background runner.
@@ -154,14 +104,15 @@ class Forwarder:
         poll_interval_s: idle wait between looks at the journal (cut short by `notify()`).
     """
 
-    def __init__(self, journal: Any, writer: Any, placements: Mapping[str, Placement], *,
+    def __init__(self, journal: ForwarderJournal | Callable[[], ForwarderJournal],
+                 writer: LineWriter, placements: Mapping[str, Placement], *,
                  batch_size: int = 500, retry: RetryPolicy | None = None,
                  cursor: str = DEFAULT_CURSOR, poll_interval_s: float = 1.0,
                  flush_timeout_s: float = 5.0, rand: Callable[[], float] = random.random):
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
-        self._journal_arg = journal
-        self._journal = None if callable(journal) else journal
+        self._open = journal if callable(journal) else None
+        self._journal: Any = None if callable(journal) else journal
         self.writer = writer
         self.placements = placements
         self.batch_size = batch_size
@@ -176,34 +127,15 @@ class Forwarder:
         self._thread: threading.Thread | None = None
         self._rejects_sent: dict = {}
 
-    @classmethod
-    def from_config(cls, config: Any, **kwargs) -> Forwarder | None:
-        """The forwarder a collector Config asks for, or None without an [influxdb] section.
-
-        The token is read here (env var or file, see config.InfluxTarget) and handed only to
-        the client. The journal is opened by the forwarder's own thread on `start()`.
-        Raises:
-            ConfigError: the token is not set or unreadable.
-        """
-        target = config.influxdb
-        if target is None:
-            return None
-        from ..journal import Journal
-
-        writer = InfluxWriter(target.url, target.token(), target.org, target.bucket)
-        path = config.journal_path
-        return cls(lambda: Journal(path, sync="normal"), writer,
-                   placements_from(config.nodes.values()), **kwargs)
-
     # -- one step -------------------------------------------------------------------------
-    def _journal_now(self):
+    def _journal_now(self) -> ForwarderJournal:
         if self._journal is None:
-            self._journal = self._journal_arg()
+            self._journal = self._open()
         return self._journal
 
-    def _skip(self, row: Any, why: str) -> None:
+    def _skip(self, row: StoredEvent, why: str) -> None:
         self.stats.events_skipped += 1
-        log.error("InfluxDB forwarder skips event %s (%s): %s", _row_id(row), _kind(row), why)
+        log.error("InfluxDB forwarder skips event %s (%s): %s", row.id, row.kind, why)
 
     def _write(self, lines: list[str]) -> None:
         try:
@@ -212,8 +144,8 @@ class Forwarder:
             self.stats.write_failures += 1
             self.stats.consecutive_failures += 1
             self.stats.last_error = str(exc)
-            log.warning("InfluxDB write of %d points failed (%d in a row): %s",
-                        len(lines), self.stats.consecutive_failures, exc)
+            log.warning("InfluxDB write of %d points failed (%d in a row, %s): %s",
+                        len(lines), self.stats.consecutive_failures, exc.failure.value, exc)
             raise
         if self.stats.consecutive_failures:
             log.info("InfluxDB write succeeded again after %d failed attempts",
@@ -225,10 +157,11 @@ class Forwarder:
     def run_once(self) -> Step:
         """Read one batch after the cursor, write it, and advance the cursor on success.
 
-        A failed write leaves the cursor where it was (the batch is retried later, and
-        rewriting points that did arrive is harmless). Events that can never be written
-        (malformed data, refused by the server on their own) are logged, counted and passed.
-        Once caught up, the rejects table is written too if it changed.
+        A write to retry leaves the cursor after the last event that did go in (the rest
+        is retried later; rewriting points that did arrive is harmless). Events that can
+        never be written (malformed, or refused by the server on their own) are logged,
+        counted and passed; a batch too large is split. Once caught up, the rejects table is
+        written too if it changed.
         """
         journal = self._journal_now()
         step = self._events_step(journal)
@@ -238,38 +171,61 @@ class Forwarder:
         return step._replace(points=step.points + extra.points, failed=extra.failed,
                              error=extra.error)
 
-    def _events_step(self, journal) -> Step:
+    def _events_step(self, journal: ForwarderJournal) -> Step:
         last_id = journal.get_cursor(self.cursor) or 0
-        rows = list(journal.events_after(last_id, self.batch_size))
+        rows = journal.events_after(last_id, self.batch_size)
         if not rows:
             return Step(0, 0, False, False)
-        per_row: list[tuple[Any, list[str]]] = []
+        per_row: list[tuple[StoredEvent, list[str]]] = []
         for row in rows:
             try:
                 per_row.append((row, [p.to_line_protocol()
                                       for p in event_points(row, self.placements)]))
             except EventDataError as exc:
                 self._skip(row, str(exc))
-        lines = [line for _, row_lines in per_row for line in row_lines]
         more = len(rows) == self.batch_size
+        done, points, error = self._send(journal, per_row)
+        if error is not None:
+            return Step(done, points, True, more, error)
+        journal.set_cursor(self.cursor, rows[-1].id)
+        return Step(len(rows), points, False, more)
+
+    def _send(self, journal: ForwarderJournal, rows: _Rows) -> tuple[int, int, WriteError | None]:
+        """Write `rows` as one batch, or as the failure class says; (events done, points
+        written, the error to retry on). The cursor follows every part that is done."""
+        if not rows:
+            return 0, 0, None
+        lines = [line for _, row_lines in rows for line in row_lines]
         try:
             if lines:
                 self._write(lines)
         except WriteError as exc:
-            if not exc.rejected or len(per_row) == 1:
-                if exc.rejected:
-                    self._skip(per_row[0][0], str(exc))
-                    journal.set_cursor(self.cursor, _row_id(rows[-1]))
-                    return Step(len(rows), 0, False, more)
-                return Step(0, 0, True, more, exc)
-            return self._one_by_one(journal, rows, per_row, more)
-        journal.set_cursor(self.cursor, _row_id(rows[-1]))
-        self.stats.events_forwarded += len(per_row)
-        return Step(len(rows), len(lines), False, more)
+            if exc.failure is Failure.RETRY:
+                return 0, 0, exc
+            if len(rows) == 1:
+                self._skip(rows[0][0], str(exc))
+                journal.set_cursor(self.cursor, rows[0][0].id)
+                return 1, 0, None
+            if exc.failure is Failure.TOO_LARGE:
+                self.stats.batches_split += 1
+                mid = len(rows) // 2
+                parts = [rows[:mid], rows[mid:]]
+            else:  # REJECTED: find the culprits one by one, write the rest
+                parts = [rows[i:i + 1] for i in range(len(rows))]
+            done = points = 0
+            for part in parts:
+                n, p, err = self._send(journal, part)
+                done, points = done + n, points + p
+                if err is not None:
+                    return done, points, err
+            return done, points, None
+        self.stats.events_forwarded += len(rows)
+        journal.set_cursor(self.cursor, rows[-1][0].id)
+        return len(rows), len(lines), None
 
-    def _ship_rejects(self, journal) -> Step:
+    def _ship_rejects(self, journal: ForwarderJournal) -> Step:
         """Write the rejects table when it changed since the last successful write."""
-        snapshot = journal.rejects() if hasattr(journal, "rejects") else {}
+        snapshot = journal.rejects()
         if not snapshot or snapshot == self._rejects_sent:
             return Step(0, 0, False, False)
         try:
@@ -281,27 +237,13 @@ class Forwarder:
         try:
             self._write(lines)
         except WriteError as exc:
-            return Step(0, 0, True, False, exc)
+            if exc.failure is Failure.RETRY:
+                return Step(0, 0, True, False, exc)
+            log.error("InfluxDB refused the rejects table (%s): %s", exc.failure.value, exc)
+            self._rejects_sent = snapshot
+            return Step(0, 0, False, False)
         self._rejects_sent = snapshot
         return Step(0, len(lines), False, False)
-
-    def _one_by_one(self, journal, rows, per_row, more) -> Step:
-        """After the server refused a batch: find the culprits, keep the cursor exact."""
-        written = 0
-        for row, lines in per_row:
-            try:
-                if lines:
-                    self._write(lines)
-            except WriteError as exc:
-                if not exc.rejected:
-                    return Step(0, written, True, more, exc)
-                self._skip(row, str(exc))
-            else:
-                written += len(lines)
-                self.stats.events_forwarded += 1
-            journal.set_cursor(self.cursor, _row_id(row))
-        journal.set_cursor(self.cursor, _row_id(rows[-1]))
-        return Step(len(rows), written, False, more)
 
     def drain(self, max_batches: int = 1_000_000) -> Step:
         """run_once until the journal is caught up, a write fails, or max_batches ran.
@@ -366,7 +308,8 @@ class Forwarder:
                 step = self._guarded_step()
                 if step.failed:
                     failures += 1
-                    self._stop.wait(self.retry.delay_s(failures, self._rand))
+                    after = step.error.retry_after_s if step.error is not None else None
+                    self._stop.wait(self.retry.delay_s(failures, self._rand, after))
                     continue
                 failures = 0
                 if not step.more:
@@ -386,16 +329,6 @@ class Forwarder:
 
     def close_journal(self) -> None:
         """Close the journal if this forwarder opened it."""
-        if self._journal is not None and self._journal is not self._journal_arg:
-            close = getattr(self._journal, "close", None)
-            if close is not None:
-                close()
+        if self._open is not None and self._journal is not None:
+            self._journal.close()
             self._journal = None
-
-
-def _row_id(row: Any) -> int:
-    return row["id"] if isinstance(row, Mapping) else getattr(row, "id", None) or row["id"]
-
-
-def _kind(row: Any) -> str:
-    return row["kind"] if isinstance(row, Mapping) else getattr(row, "kind", None) or row["kind"]
