@@ -29,5 +29,9 @@ class InputFileError(LampwatchError):
     """A user-supplied data file (CSV logbook, ...) is malformed."""
 
 
+class JournalReadError(LampwatchError):
+    """The journal cannot be opened or read (missing, not a lampwatch journal, unreadable)."""
+
+
 class SinkError(LampwatchError):
     """A sink (journal, InfluxDB) could not store data."""

@@ -9,6 +9,7 @@ import time
 from click.testing import CliRunner
 from lampwatch.cli import cli
 from lampwatch.config import Node, load_config
+from lampwatch.journal import open_readonly
 from lampwatch.paths import FIRMWARE_DIR
 from lampwatch.registry import upsert_node
 from lampwatch.report.nodes import (
@@ -17,7 +18,6 @@ from lampwatch.report.nodes import (
     NodeFacts,
     NodeRow,
     UnknownSource,
-    connect_readonly,
     format_table,
     node_rows,
     read_facts,
@@ -163,9 +163,8 @@ def test_nodes_from_a_journal_filled_by_a_real_collector(tmp_path):
                 time.sleep(0.05)
     finally:
         ct.stop()  # commits the last frames, events and reject counts
-    db = connect_readonly(tmp_path / "journal.sqlite")
-    facts = read_facts(db, time.time())
-    db.close()
+    with open_readonly(tmp_path / "journal.sqlite") as journal:
+        facts = read_facts(journal, time.time())
     assert facts.nodes[node_id].lamp_state == {"green": "ON"}
     result = CliRunner().invoke(cli, ["nodes", "--config", str(cfg_path), "--format", "json"])
     assert result.exit_code == 0, result.output

@@ -14,7 +14,7 @@ from ..config import load_config
 from ..flash import commission as cm
 from ..protocol import LAMP_NAMES
 from ..registry import read_nodes, update_node
-from ..report.nodes import connect_readonly, format_table, node_rows, read_facts, to_json
+from ..report.nodes import format_table, node_rows, read_facts, to_json
 from .collect import DEFAULT_CONFIG
 
 _CONFIG = click.option("--config", "config_path", type=click.Path(path_type=Path),
@@ -150,13 +150,12 @@ def nodes_command(config_path, fmt):
     heard, never commissioned, not in the registry, a wired lamp not seen lit in a
     week, the GOOD counter stuck while the machine runs.
     """
+    from ..journal import open_readonly
+
     cfg = load_config(config_path)
     now_s = time.time()
-    db = connect_readonly(cfg.journal_path)
-    try:
-        facts = read_facts(db, now_s)
-    finally:
-        db.close()
+    with open_readonly(cfg.journal_path) as journal:
+        facts = read_facts(journal, now_s)
     rows, unknown = node_rows(cfg.nodes, facts, now_s)
     if fmt == "json":
         click.echo(json.dumps(to_json(rows, unknown, now_s), indent=2))

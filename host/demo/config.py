@@ -6,12 +6,12 @@ PIN paths next to the journal and replaces only a journal an earlier demo wrote.
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from ..errors import LampwatchError
+from ..journal import is_journal
 from . import plant as demo_plant
 
 __all__ = [
@@ -120,7 +120,7 @@ def prepare_files(journal: Path) -> tuple[Path, Path]:
     if journal.exists():
         written_by_demo = (config_path.is_file()
                            and config_path.read_text(errors="replace").startswith(MARKER))
-        if not (written_by_demo and _is_journal(journal)):
+        if not (written_by_demo and is_journal(journal)):
             raise DemoError(f"{journal} exists and is not a previous demo's journal: "
                             "choose another --journal")
         for p in (journal, Path(f"{journal}-wal"), Path(f"{journal}-shm")):
@@ -133,18 +133,6 @@ def prepare_files(journal: Path) -> tuple[Path, Path]:
     except OSError as exc:
         raise DemoError(f"cannot create {journal.parent}: {exc.strerror or exc}") from None
     return config_path, pin_path
-
-
-def _is_journal(path: Path) -> bool:
-    try:
-        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-        try:
-            return db.execute("SELECT 1 FROM sqlite_master WHERE name = 'frames'").fetchone() \
-                is not None
-        finally:
-            db.close()
-    except sqlite3.Error:
-        return False
 
 
 def write_private(path: Path, text: str) -> None:

@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from ..errors import LampwatchError
-from ..protocol import LAMP_NAMES, T_HEARTBEAT
-from ..report.nodes import connect_readonly
+from .. import journal
+from ..errors import JournalReadError, LampwatchError
+from ..protocol import LAMP_NAMES
 
 __all__ = ["CheckResult", "CommissionError", "CommissionFailed", "JournalWatch", "Step",
            "build_report", "lamps_from_mask", "plan_steps", "render_markdown", "run_check",
@@ -100,41 +99,31 @@ def parts_counted(step: Step, events: Iterable[tuple[str, dict]]) -> int:
 
 
 class JournalWatch:
-    """Reads one node's new events and heartbeats from the collector's journal, read-only."""
+    """Reads one node's new events and heartbeats from the collector's journal, read-only;
+    a read that fails raises JournalReadError."""
 
     def __init__(self, path: str | Path, node_id: int):
         self.node_id = node_id
         try:
-            self._db = connect_readonly(path)
-        except LampwatchError as exc:
+            self._journal = journal.open_readonly(path)
+        except JournalReadError as exc:
             raise CommissionError(f"{exc}: is the collector running with this config?") \
                 from None
 
     def close(self) -> None:
-        self._db.close()
-
-    def _query(self, sql: str, args: tuple) -> list:
-        try:
-            return self._db.execute(sql, args).fetchall()
-        except sqlite3.Error as exc:
-            raise CommissionError(f"cannot read the journal: {exc}") from None
+        self._journal.close()
 
     def last_event_id(self) -> int:
-        return self._query("SELECT coalesce(max(id), 0) FROM events", ())[0][0]
+        return self._journal.last_event_id()
 
     def last_hello(self) -> dict | None:
-        rows = self._query("SELECT data FROM events WHERE kind = 'hello' AND node_id = ? "
-                           "ORDER BY id DESC LIMIT 1", (self.node_id,))
-        return json.loads(rows[0][0]) if rows else None
+        return self._journal.last_hello(self.node_id)
 
     def last_heartbeat_id(self) -> int:
-        return self._query("SELECT coalesce(max(id), 0) FROM frames WHERE node_id = ? AND "
-                           "type = ?", (self.node_id, T_HEARTBEAT))[0][0]
+        return self._journal.last_heartbeat_id(self.node_id)
 
     def events_after(self, event_id: int) -> list[tuple[str, dict]]:
-        rows = self._query("SELECT kind, data FROM events WHERE id > ? AND node_id = ? "
-                           "ORDER BY id", (event_id, self.node_id))
-        return [(kind, json.loads(data or "{}")) for kind, data in rows]
+        return self._journal.node_events_after(self.node_id, event_id)
 
 
 class UI(Protocol):

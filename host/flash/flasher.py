@@ -15,7 +15,6 @@ import hashlib
 import importlib.util
 import json
 import logging
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -24,7 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import registry
+from .. import journal, registry
+from ..errors import JournalReadError
 from ..paths import FIRMWARE_DIR
 from .device import Board, FlashError
 
@@ -34,6 +34,7 @@ __all__ = ["FlashError", "FlashResult", "NodeSpec", "build_firmware", "check_mic
 log = logging.getLogger(__name__)
 
 MIN_MICROPYTHON = (1, 24, 0)  # firmware/README.md
+_READ_TIMEOUT_S = 5.0  # a journal read waiting on the collector's lock, within a poll
 _NOT_FROM_TEMPLATE = ("node_id", "key", "machine", "transport", "wifi", "collector", "comment")
 
 
@@ -229,9 +230,9 @@ def flash_node(spec: NodeSpec, firmware: dict[str, bytes], registry_path: Path, 
 def last_event_id(journal_path: Path) -> int:
     """The journal's last event id (0 when it is empty or not there yet)."""
     try:
-        with _ro(journal_path) as db:
-            return db.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()[0]
-    except sqlite3.Error:
+        with journal.open_readonly(journal_path, timeout_s=_READ_TIMEOUT_S) as j:
+            return j.last_event_id()
+    except JournalReadError:
         return 0
 
 
@@ -242,27 +243,13 @@ def wait_hello(journal_path: Path, node_id: int, after_id: int, timeout_s: float
     deadline = time.monotonic() + timeout_s
     while True:
         try:
-            with _ro(journal_path) as db:
-                row = db.execute("SELECT data FROM events WHERE kind = 'hello' AND node_id = ?"
-                                 " AND id > ? ORDER BY id LIMIT 1", (node_id, after_id)
-                                 ).fetchone()
-            if row is not None:
-                return json.loads(row[0])
-        except sqlite3.Error as exc:  # not created yet, or busy: the collector is starting
-            log.debug("journal %s: %s", journal_path, exc)
+            with journal.open_readonly(journal_path, timeout_s=_READ_TIMEOUT_S) as j:
+                hello = j.hello_after(node_id, after_id)
+            if hello is not None:
+                return hello
+        except JournalReadError as exc:  # not created yet, or busy: the collector is starting
+            log.debug("%s", exc)
         if time.monotonic() >= deadline:
             return None
         time.sleep(poll_s)
 
-
-class _ro:
-    """A read-only connection to the journal, closed on exit (beside a running collector)."""
-
-    def __init__(self, path: Path):
-        self.db = sqlite3.connect(f"file:{Path(path).resolve()}?mode=ro", uri=True, timeout=5)
-
-    def __enter__(self) -> sqlite3.Connection:
-        return self.db
-
-    def __exit__(self, *exc) -> None:
-        self.db.close()

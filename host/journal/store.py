@@ -1,8 +1,9 @@
 """The durable local journal (SQLite, WAL): accepted frames, derived events, rejects, cursors.
 
 Schema and meaning are in docs/architecture.md. One Journal object is one connection and
-belongs to one thread; other threads (forwarder, report, board) open their own Journal on
-the same file, which WAL lets them read while the collector writes.
+belongs to one thread; other threads (forwarder, board) open their own Journal on the same
+file, which WAL lets them read while the collector writes; readers that never write open it
+with reader.open_readonly.
 """
 
 from __future__ import annotations

@@ -10,18 +10,18 @@ with no node id: the rejects table does not keep one.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..errors import LampwatchError
 from ..protocol import LAMP_NAMES
 
-__all__ = ["JournalFacts", "JournalReadError", "NodeFacts", "NodeRow", "UnknownSource",
-           "connect_readonly", "format_table", "node_rows", "read_facts", "to_json"]
+if TYPE_CHECKING:  # read_facts only calls the reader it is given; the rest is pure
+    from ..journal import JournalReader
+
+__all__ = ["JournalFacts", "NodeFacts", "NodeRow", "UnknownSource", "format_table",
+           "node_rows", "read_facts", "to_json"]
 
 WEEK_S = 7 * 86400.0
 STATE_WINDOW_S = 86400.0  # RUN time without a part is looked for within the last day
@@ -29,23 +29,6 @@ SILENT_PERIODS = 3  # as the collector: silent after 3 heartbeat periods
 STUCK_MIN_S = 600.0  # RUN this long without a GOOD part: the counter looks stuck ...
 STUCK_CYCLES = 20  # ... or this many ideal cycles, whichever is longer
 STUCK_DEFAULT_S = 1800.0  # without an ideal cycle time
-
-
-class JournalReadError(LampwatchError):
-    """The journal cannot be opened or read."""
-
-
-def connect_readonly(path: str | Path) -> sqlite3.Connection:
-    """A read-only connection to an existing journal (WAL lets it read beside the writer)."""
-    path = Path(path)
-    if not path.is_file():
-        raise JournalReadError(f"no journal at {path}")
-    try:
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10.0)
-        db.execute("SELECT 1 FROM events LIMIT 1")
-    except sqlite3.Error as exc:
-        raise JournalReadError(f"cannot read the journal {path}: {exc}") from None
-    return db
 
 
 @dataclass
@@ -74,49 +57,30 @@ class JournalFacts:
         return self.nodes.setdefault(node_id, NodeFacts(node_id))
 
 
-def read_facts(db: sqlite3.Connection, now_s: float) -> JournalFacts:
+def read_facts(journal: JournalReader, now_s: float) -> JournalFacts:
     """Per node: frames heard and their sources, last HELLO and HEALTH, states of the last
-    day, each lamp's last state and last lit time, last GOOD part; and all reject counts."""
-    import json
+    day, each lamp's last state and last lit time, last GOOD part; and all reject counts.
 
+    Raises JournalReadError if the journal cannot be read."""
     f = JournalFacts()
-    q = db.execute
-    try:
-        for node, source, first, last in q("SELECT node_id, source, min(rx_s), max(rx_s) FROM "
-                                           "frames GROUP BY node_id, source"):
-            n = f.node(node)
-            n.sources.add(source)
-            n.first_rx_s = first if n.first_rx_s is None else min(n.first_rx_s, first)
-            n.last_rx_s = last if n.last_rx_s is None else max(n.last_rx_s, last)
-        last_of = ("SELECT node_id, machine, kind, data FROM events WHERE id IN (SELECT max(id) "
-                   "FROM events WHERE kind IN ('hello', 'health') GROUP BY node_id, kind)")
-        for node, machine, kind, data in q(last_of):
-            n = f.node(node)
-            n.machine = n.machine or machine
-            setattr(n, kind, json.loads(data))
-        since = now_s - STATE_WINDOW_S
-        for node, ts, state in q(
-                "SELECT node_id, ts_s, json_extract(data, '$.state') FROM events WHERE id IN "
-                "(SELECT max(id) FROM events WHERE kind = 'state' AND ts_s < ? GROUP BY node_id)"
-                " OR (kind = 'state' AND ts_s >= ?) ORDER BY id", (since, since)):
-            f.node(node).states.append((ts, state))
-        for node, lamp, state in q(
-                "SELECT node_id, json_extract(data, '$.lamp'), json_extract(data, '$.state') "
-                "FROM events WHERE id IN (SELECT max(id) FROM events WHERE kind = 'lamp' "
-                "GROUP BY node_id, json_extract(data, '$.lamp'))"):
-            f.node(node).lamp_state[lamp] = state
-        for node, lamp, ts in q(
-                "SELECT node_id, json_extract(data, '$.lamp'), max(ts_s) FROM events WHERE "
-                "kind = 'lamp' AND json_extract(data, '$.state') IN ('ON', 'BLINK') "
-                "GROUP BY node_id, json_extract(data, '$.lamp')"):
-            f.node(node).lamp_lit_s[lamp] = ts
-        for node, ts in q("SELECT node_id, max(ts_s) FROM events WHERE kind = 'count' AND "
-                          "json_extract(data, '$.good') > 0 GROUP BY node_id"):
-            f.node(node).last_good_s = ts
-        f.rejects = [tuple(r) for r in q("SELECT source, reason, count, last_s FROM rejects "
-                                         "ORDER BY source, reason")]
-    except sqlite3.Error as exc:
-        raise JournalReadError(f"cannot read the journal: {exc}") from None
+    for node, source, first, last in journal.frame_sources():
+        n = f.node(node)
+        n.sources.add(source)
+        n.first_rx_s = first if n.first_rx_s is None else min(n.first_rx_s, first)
+        n.last_rx_s = last if n.last_rx_s is None else max(n.last_rx_s, last)
+    for node, machine, kind, data in journal.last_hello_and_health():
+        n = f.node(node)
+        n.machine = n.machine or machine
+        setattr(n, kind, data)
+    for node, ts, state in journal.states_since(now_s - STATE_WINDOW_S):
+        f.node(node).states.append((ts, state))
+    for node, lamp, state in journal.last_lamp_states():
+        f.node(node).lamp_state[lamp] = state
+    for node, lamp, ts in journal.last_lit():
+        f.node(node).lamp_lit_s[lamp] = ts
+    for node, ts in journal.last_good_part():
+        f.node(node).last_good_s = ts
+    f.rejects = [tuple(r) for r in journal.reject_counts()]
     return f
 
 

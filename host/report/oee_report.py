@@ -14,15 +14,14 @@ from __future__ import annotations
 import csv
 import io
 import json
-import sqlite3
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from .. import oee
-from ..errors import LampwatchError
+from .. import journal, oee
+from ..errors import JournalReadError, LampwatchError
 from ..events import Event
 from ..timeline import LOSS_KEYS, MachineTimeline, oee_data
 
@@ -63,7 +62,7 @@ class Report:
     plant: Row
 
 
-# --- reading the journal: the one place that knows the tables ---------------------------
+# --- reading the journal ----------------------------------------------------------------
 
 def read_journal(path: str | Path, start_s: float,
                  end_s: float) -> tuple[list[Event], dict[int, float]]:
@@ -71,28 +70,17 @@ def read_journal(path: str | Path, start_s: float,
 
     Raises ReportError if the file is missing or is not a lampwatch journal.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ReportError(f"no journal at {path}")
-    lo, hi = start_s - _MARGIN_S, end_s + _MARGIN_S
     try:
-        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-        try:
-            rows = db.execute(
-                "SELECT ts_s, kind, node_id, machine, data FROM events WHERE "
-                "(kind IN ('state', 'count', 'hello') AND ts_s >= ? AND ts_s < ?) "
-                "OR (kind = 'reason' AND ts_s >= ?) "
-                "OR id IN (SELECT MAX(id) FROM events WHERE kind = 'state' AND ts_s < ? "
-                "GROUP BY machine) ORDER BY id", (lo, hi, lo, lo)).fetchall()
-            heard = dict(db.execute("SELECT node_id, MAX(rx_s) FROM frames GROUP BY node_id"))
-        finally:
-            db.close()
-    except sqlite3.Error as exc:
-        raise ReportError(f"cannot read journal {path}: {exc}") from None
+        with journal.open_readonly(path) as j:
+            rows = j.oee_events(start_s - _MARGIN_S, end_s + _MARGIN_S)
+            heard = j.last_rx()
+    except JournalReadError as exc:
+        raise ReportError(str(exc)) from None
     events = []
     for row in rows:
         try:
-            events.append(Event.from_row(*row))
+            events.append(Event.from_row(row.ts_s, row.kind, row.node_id, row.machine,
+                                         row.data))
         except (TypeError, ValueError):
             continue  # a malformed row is skipped, as the forwarder does
     return events, heard

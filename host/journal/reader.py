@@ -1,0 +1,194 @@
+"""Read-only access to a journal beside a running collector: one opener, named queries.
+
+Every module that reads the journal without writing it (nodes, report, commission, flash,
+demo) goes through `open_readonly`; no SQL lives outside this package. WAL lets a reader
+see each commit of the running collector as soon as it is made, without blocking it.
+
+What opening read-only does to the files (SQLite 3.40, checked in tests/test_journal_reader.py):
+the database file is never created or changed. On a journal whose writer is not running (its
+`-wal` and `-shm` were removed when the writer closed), the first query creates an empty
+`-wal` and a 32 KiB `-shm` beside it, as every WAL reader must, and leaves them: a
+read-only connection never checkpoints, and removing them could pull them from under a
+writer that started meanwhile. The next writer uses them as its own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from pathlib import Path
+from typing import Self
+
+from ..errors import JournalReadError
+from ..protocol import T_HEARTBEAT
+from .store import SCHEMA_VERSION, StoredEvent
+
+__all__ = ["JournalReader", "is_journal", "open_readonly"]
+
+_TABLES = ("frames", "events", "rejects")
+_EVENT = "SELECT id, ts_s, kind, node_id, machine, data FROM events "
+
+
+def open_readonly(path: str | os.PathLike, *, timeout_s: float = 10.0) -> JournalReader:
+    """Open an existing journal read-only; use as a context manager or close() it.
+
+    Args:
+        path: the journal file; any characters (spaces, `#`, `?`, `%`) are escaped.
+        timeout_s: how long a query waits while the writer holds a lock it needs.
+    Raises:
+        JournalReadError: no file there, or not a lampwatch journal (not SQLite, no
+            journal tables, a newer schema), or unreadable.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise JournalReadError(f"no journal at {path}")
+    try:
+        # mode=ro: never create the file or write it. as_uri() percent-escapes the path.
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True,
+                             timeout=timeout_s, isolation_level=None)
+    except sqlite3.Error as exc:
+        raise JournalReadError(f"cannot read the journal {path}: {exc}") from None
+    try:
+        tables = {row[0] for row in db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table'")}
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+    except sqlite3.OperationalError as exc:  # locked, I/O error, permission: not its content
+        db.close()
+        raise JournalReadError(f"cannot read the journal {path}: {exc}") from None
+    except sqlite3.DatabaseError as exc:  # "file is not a database"
+        db.close()
+        raise JournalReadError(f"{path} is not a lampwatch journal ({exc})") from None
+    missing = [t for t in _TABLES if t not in tables]
+    if missing:
+        db.close()
+        raise JournalReadError(f"{path} is not a lampwatch journal (no table "
+                               f"{', '.join(missing)})")
+    if version > SCHEMA_VERSION:
+        db.close()
+        raise JournalReadError(f"journal {path} has schema {version}, newer than this "
+                               f"lampwatch ({SCHEMA_VERSION})")
+    return JournalReader(db, path)
+
+
+def is_journal(path: str | os.PathLike) -> bool:
+    """Whether `path` is a lampwatch journal open_readonly can read."""
+    try:
+        open_readonly(path).close()
+    except JournalReadError:
+        return False
+    return True
+
+
+class JournalReader:
+    """A read-only connection to a journal, for one thread. Each query reads the newest
+    committed state; it raises JournalReadError if SQLite cannot answer it."""
+
+    def __init__(self, db: sqlite3.Connection, path: Path):
+        self._db = db
+        self.path = path
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _rows(self, sql: str, args: tuple = ()) -> list[tuple]:
+        try:
+            return self._db.execute(sql, args).fetchall()
+        except sqlite3.Error as exc:
+            raise JournalReadError(f"cannot read the journal {self.path}: {exc}") from None
+
+    # -- ids and HELLOs (flash, commission) --------------------------------------------------
+    def last_event_id(self) -> int:
+        """The newest event's id (0 when there is none)."""
+        return self._rows("SELECT coalesce(max(id), 0) FROM events")[0][0]
+
+    def last_hello(self, node_id: int) -> dict | None:
+        """The data of the node's newest HELLO (fw, boot_id, lamp_mask, ...), or None."""
+        rows = self._rows("SELECT data FROM events WHERE kind = 'hello' AND node_id = ? "
+                          "ORDER BY id DESC LIMIT 1", (node_id,))
+        return json.loads(rows[0][0]) if rows else None
+
+    def hello_after(self, node_id: int, event_id: int) -> dict | None:
+        """The data of the node's first HELLO with an id above `event_id`, or None."""
+        rows = self._rows("SELECT data FROM events WHERE kind = 'hello' AND node_id = ? "
+                          "AND id > ? ORDER BY id LIMIT 1", (node_id, event_id))
+        return json.loads(rows[0][0]) if rows else None
+
+    def last_heartbeat_id(self, node_id: int) -> int:
+        """The frame id of the node's newest heartbeat (0 when there is none)."""
+        return self._rows("SELECT coalesce(max(id), 0) FROM frames WHERE node_id = ? AND "
+                          "type = ?", (node_id, T_HEARTBEAT))[0][0]
+
+    def node_events_after(self, node_id: int, event_id: int) -> list[tuple[str, dict]]:
+        """(kind, data) of the node's events with an id above `event_id`, in id order."""
+        rows = self._rows("SELECT kind, data FROM events WHERE id > ? AND node_id = ? "
+                          "ORDER BY id", (event_id, node_id))
+        return [(kind, json.loads(data or "{}")) for kind, data in rows]
+
+    # -- the OEE report ----------------------------------------------------------------------
+    def last_rx(self) -> dict[int, float]:
+        """Node id -> the receive time of its newest frame."""
+        return dict(self._rows("SELECT node_id, MAX(rx_s) FROM frames GROUP BY node_id"))
+
+    def oee_events(self, start_s: float, end_s: float) -> list[StoredEvent]:
+        """What an OEE report over [start_s, end_s) reads, in id order: the state, count
+        and hello events in the window, the reason events from start_s on (a reason may be
+        given after its stop), and each machine's last state before start_s."""
+        return [StoredEvent(*row) for row in self._rows(
+            _EVENT + "WHERE (kind IN ('state', 'count', 'hello') AND ts_s >= ? AND ts_s < ?) "
+            "OR (kind = 'reason' AND ts_s >= ?) "
+            "OR id IN (SELECT MAX(id) FROM events WHERE kind = 'state' AND ts_s < ? "
+            "GROUP BY machine) ORDER BY id", (start_s, end_s, start_s, start_s))]
+
+    # -- the nodes view ----------------------------------------------------------------------
+    def frame_sources(self) -> list[tuple[int, str, float, float]]:
+        """(node id, source, first rx_s, last rx_s) for every source a node's frames came
+        from."""
+        return self._rows("SELECT node_id, source, min(rx_s), max(rx_s) FROM frames "
+                          "GROUP BY node_id, source")
+
+    def last_hello_and_health(self) -> list[tuple[int, str | None, str, dict]]:
+        """(node id, machine, kind, data) of each node's newest HELLO and newest HEALTH."""
+        rows = self._rows("SELECT node_id, machine, kind, data FROM events WHERE id IN "
+                          "(SELECT max(id) FROM events WHERE kind IN ('hello', 'health') "
+                          "GROUP BY node_id, kind)")
+        return [(node, machine, kind, json.loads(data)) for node, machine, kind, data in rows]
+
+    def states_since(self, since_s: float) -> list[tuple[int, float, str]]:
+        """(node id, ts_s, state): each node's last state before since_s and every state
+        from since_s on, in id order."""
+        return self._rows(
+            "SELECT node_id, ts_s, json_extract(data, '$.state') FROM events WHERE id IN "
+            "(SELECT max(id) FROM events WHERE kind = 'state' AND ts_s < ? GROUP BY node_id)"
+            " OR (kind = 'state' AND ts_s >= ?) ORDER BY id", (since_s, since_s))
+
+    def last_lamp_states(self) -> list[tuple[int, str, str]]:
+        """(node id, lamp, state) of each node's newest lamp event per lamp."""
+        return self._rows(
+            "SELECT node_id, json_extract(data, '$.lamp'), json_extract(data, '$.state') "
+            "FROM events WHERE id IN (SELECT max(id) FROM events WHERE kind = 'lamp' "
+            "GROUP BY node_id, json_extract(data, '$.lamp'))")
+
+    def last_lit(self) -> list[tuple[int, str, float]]:
+        """(node id, lamp, ts_s): when each node's lamp last went ON or BLINK."""
+        return self._rows(
+            "SELECT node_id, json_extract(data, '$.lamp'), max(ts_s) FROM events WHERE "
+            "kind = 'lamp' AND json_extract(data, '$.state') IN ('ON', 'BLINK') "
+            "GROUP BY node_id, json_extract(data, '$.lamp')")
+
+    def last_good_part(self) -> list[tuple[int, float]]:
+        """(node id, ts_s) of each node's newest count event with a GOOD part."""
+        return self._rows("SELECT node_id, max(ts_s) FROM events WHERE kind = 'count' AND "
+                          "json_extract(data, '$.good') > 0 GROUP BY node_id")
+
+    def reject_counts(self) -> list[tuple[str, str, int, float]]:
+        """(source, reason, count, last time seen) over the journal's life, by source and
+        reason."""
+        return self._rows("SELECT source, reason, count, last_s FROM rejects "
+                          "ORDER BY source, reason")
