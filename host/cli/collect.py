@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
-import dataclasses
 import logging
 import os
-import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from ..config import Config, board_address, load_config
 from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 DEFAULT_CONFIG = Path("/etc/lampwatch/collector.toml")
 # syslog priorities: journald reads a "<N>" line prefix as the entry's level.
@@ -80,6 +80,9 @@ def describe(cfg: Config) -> list[str]:
 
 
 async def _serve(cfg: Config) -> None:
+    import asyncio
+    import signal
+
     from ..runtime import CollectorRuntime
 
     stop = asyncio.Event()
@@ -103,6 +106,11 @@ def collect(config_path: Path, check: bool, board: str | None):
     token and the board's operator PIN come from the environment or a file named in the
     config, never from here.
     """
+    import asyncio
+    import dataclasses
+
+    from ..config import board_address, load_config
+
     cfg = load_config(config_path)
     if board is not None:
         cfg = dataclasses.replace(cfg, board_listen=board_address(board))
