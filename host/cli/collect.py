@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 from pathlib import Path
@@ -16,18 +15,20 @@ if TYPE_CHECKING:
     from ..config import Config
 
 DEFAULT_CONFIG = Path("/etc/lampwatch/collector.toml")
-# syslog priorities: journald reads a "<N>" line prefix as the entry's level.
-_SYSLOG = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3,
-           logging.CRITICAL: 2}
-
-
-class _JournaldFormatter(logging.Formatter):
-    def format(self, record):
-        return f"<{_SYSLOG.get(record.levelno, 6)}>{super().format(record)}"
 
 
 def setup_logging(level: str) -> None:
     """Log lines to stderr with a level prefix and no time (journald stamps them)."""
+    import logging  # here, not at the top: `lampwatch --help` has no use for it
+
+    # syslog priorities: journald reads a "<N>" line prefix as the entry's level.
+    syslog = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3,
+              logging.CRITICAL: 2}
+
+    class _JournaldFormatter(logging.Formatter):
+        def format(self, record):
+            return f"<{syslog.get(record.levelno, 6)}>{super().format(record)}"
+
     handler = logging.StreamHandler(sys.stderr)
     fmt = "%(levelname)s %(name)s: %(message)s"
     journald = bool(os.environ.get("JOURNAL_STREAM"))
