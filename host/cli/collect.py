@@ -1,4 +1,4 @@
-"""`lampwatch collect`: run the collector service, or `--check` a config and say what it would do."""
+"""`lampwatch collect`: run the collector, or `--check` a config and say what it would do."""
 
 from __future__ import annotations
 

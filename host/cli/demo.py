@@ -1,4 +1,4 @@
-"""`lampwatch demo`: parse the options, run host/demo/run.py with signals wired, print the result."""
+"""`lampwatch demo`: run host/demo/run.py with signals wired, print the result."""
 
 from __future__ import annotations
 
