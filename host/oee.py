@@ -14,7 +14,7 @@ from .shifts import Break, Calendar, Shift, ShiftInstance, finite
 # The calendar types are re-exported so that callers need only this module.
 __all__ = ["DEFAULT_SHORT_STOP_S", "PLANNED_REASONS", "REASONS", "STATES", "Break", "Calendar",
            "CountEvent", "OEEResult", "Ratios", "Shift", "ShiftInstance", "StateInterval",
-           "evaluate", "ratios", "rollup"]
+           "evaluate", "percent", "ratios", "rollup"]
 
 STATES = ("RUN", "IDLE", "STOP", "OFF", "UNKNOWN")
 REASONS = ("setup", "planned_maintenance", "breakdown", "no_order", "material", "other")
@@ -78,6 +78,14 @@ def ratios(planned_s: float, run_s: float, ideal_total_s: float, ideal_good_s: f
         quality=ideal_good_s / ideal_total_s if ideal_total_s else None,
         oee=ideal_good_s / planned_s if planned_s else None,
     )
+
+
+def percent(ratio: float | None, digits: int = 1) -> str:
+    """A ratio as every lampwatch table and message writes it: 0.8754 -> '87.5%'; None -> '-'.
+
+    The one percent formatter in Python (the board's page formats its own, in the browser).
+    """
+    return "-" if ratio is None else f"{100 * ratio:.{digits}f}%"
 
 
 @dataclass(frozen=True)

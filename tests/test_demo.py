@@ -22,7 +22,7 @@ from lampwatch import oee
 from lampwatch.config import parse_config
 from lampwatch.demo.config import calendar_doc, config_doc, first_shift_start, to_toml
 from lampwatch.demo.plant import LAMP_MAP, MACHINES, build_plant
-from lampwatch.demo.table import format_table, hms, pct
+from lampwatch.demo.table import Header, format_header, format_table, hms
 from lampwatch.derive import MachineSnapshot
 from lampwatch.machine_state import LampMap
 
@@ -153,7 +153,7 @@ def test_table_before_a_shift_and_without_ideal_cycle():
     lines = format_table({"grader-1": s}, 10.0)
     assert lines[2].split() == ["grader-1", "-", "-", "-", "-", "-", "-", "0", "0", "-"]
     assert lines[-1].split() == ["plant", "0/1", "RUN", "-", "-", "-", "-", "-", "-", "-"]
-    assert (hms(3723), hms(59), hms(None), pct(0.5), pct(None)) == (
+    assert (hms(3723), hms(59), hms(None), oee.percent(0.5), oee.percent(None)) == (
         "1:02:03", "0:59", "-", "50.0%", "-")
 
 
@@ -287,3 +287,13 @@ def test_influx_url_writes_points(tmp_path, victoria_metrics):
         if item["metric"].get("plant") == "demo-mill":
             machines[item["metric"].get("machine")] += len(item["values"])
     assert set(MACHINE_NAMES) <= set(machines), machines
+
+
+def test_header_exact():
+    start = datetime(2026, 3, 2, 6, 0, tzinfo=ZoneInfo("Asia/Jakarta")).timestamp()
+    h = Header("Asia/Jakarta", "A", start, start + 8 * 3600, 240.0, 238.4, 1234, resent=5)
+    assert format_header(h, start + 4.24 * 3600) == (
+        "simulated 2026-03-02 10:14:24 Asia/Jakarta | shift A 06:00-14:00 53% done | "
+        "speed 240x (now 238x) | frames 1,234 (5 resent)")
+    after = format_header(h, start + 9 * 3600)  # past the end: the progress stays at 100%
+    assert "shift A 06:00-14:00 100% done" in after

@@ -17,6 +17,7 @@ from lampwatch.oee import (
     Shift,
     StateInterval,
     evaluate,
+    percent,
     ratios,
     rollup,
 )
@@ -500,3 +501,19 @@ def test_property_splitting_an_interval_changes_nothing(day, data):
     kw = {"short_stop_s": 600, "startup_window_s": 300}
     assert evaluate(split, events, ideal, CAL, a, b, **kw) == evaluate(
         states, events, ideal, CAL, a, b, **kw)
+
+
+# --- percent: how every Python table and message writes a ratio ---------------------------
+
+def test_percent_exact():
+    assert [percent(v) for v in (0.8754, 0.5, 1.0, 0.0, 1.234, None)] == [
+        "87.5%", "50.0%", "100.0%", "0.0%", "123.4%", "-"]
+    assert (percent(0.53, 0), percent(0.004, 0), percent(None, 0)) == ("53%", "0%", "-")
+
+
+@given(st.floats(min_value=0, max_value=2, allow_nan=False))
+@settings(max_examples=300, deadline=None)
+def test_percent_writes_what_the_replaced_formatters_wrote(x):
+    # The demo header used format's '%' type, the tables f"{100 * v:.1f}%" or v * 100.
+    assert percent(x, 0) == f"{x:.0%}"
+    assert percent(x) == f"{x:.1%}" == f"{x * 100:.1f}%"

@@ -61,7 +61,7 @@ def machine_view(snap: Any, now_s: float, operator_reason: OperatorReason | None
     elif snap.state is None:
         warnings.append("no lamp state yet")
     if low:
-        warnings.append(f"coverage {100 * coverage:.0f}%")
+        warnings.append(f"coverage {oee.percent(coverage, 0)}")
     lamps = {name: st for name, st in snap.lamps.items() if st is not None}
     return {
         "machine": snap.machine,

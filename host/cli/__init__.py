@@ -1,75 +1,45 @@
-"""The `lampwatch` command line: thin handlers that parse, build objects and call the library."""
+"""The `lampwatch` command line: a table of commands whose modules load only when asked for."""
 
-import json
+import importlib
 import sys
-from pathlib import Path
 
 import click
 
 from .. import __version__
 from ..errors import LampwatchError
-from ..report import logbook
-from .collect import collect
-from .commission import commission, nodes_command
-from .demo import demo
-from .flash import flash_command
-from .oee import report_command
+
+# Command name -> (module in lampwatch.cli, attribute), as mpremote's _COMMANDS. Each module
+# imports only click at import time and the library inside its command, so `lampwatch --help`
+# (which reads every command's short help) loads no asyncio, SQLite, board, demo or mpremote;
+# tests/test_cli_lazy.py holds that.
+_COMMANDS = {
+    "collect": ("collect", "collect"),
+    "commission": ("commission", "commission"),
+    "demo": ("demo", "demo"),
+    "flash": ("flash", "flash_command"),
+    "nodes": ("commission", "nodes_command"),
+    "oee": ("oee", "oee"),
+}
 
 
-@click.group()
+class _CommandTable(click.Group):
+    """A click group whose commands come from _COMMANDS, each imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(_COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        where = _COMMANDS.get(cmd_name)
+        if where is None:
+            return None
+        module, attr = where
+        return getattr(importlib.import_module(f"{__name__}.{module}"), attr)
+
+
+@click.group(cls=_CommandTable)
 @click.version_option(__version__, prog_name="lampwatch")
 def cli():
     """lampwatch: real-time OEE from tower lamps and part counters."""
-
-
-cli.add_command(collect)
-cli.add_command(commission)
-cli.add_command(nodes_command)
-cli.add_command(demo)
-cli.add_command(flash_command)
-
-
-@cli.group()
-def oee():
-    """Compute OEE."""
-
-
-oee.add_command(report_command)
-
-
-@oee.command("calc")
-@click.argument("logbook_csv", metavar="LOGBOOK.csv", type=click.Path(path_type=Path))
-@click.option("--locale", type=click.Choice(sorted(logbook.SEPARATORS)), default="en",
-              show_default=True,
-              help="How numbers are written: en = 5,325,000.5; id = 5.325.000,5.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON, ratios as fractions.")
-def calc(logbook_csv, locale, as_json):
-    """OEE per period and in TOTAL from a logbook CSV.
-
-    \b
-    Header (row 1), one period (shift, day, ...) per row after it:
-    period,available_min,pm_min,setup_min,breakdown_min,processed,good,ideal_cycle_s
-
-    \b
-    run time     = available - pm - setup - breakdown
-    availability = run / (available - pm)
-    performance  = processed x ideal_cycle_s / run
-    quality      = good / processed
-    OEE          = availability x performance x quality
-
-    Planned maintenance (pm_min) is planned downtime: it is taken out of planned
-    production time rather than counted as lost availability, as in the OEE engine.
-    TOTAL comes from the summed columns, never from averaged percentages; ideal
-    time is summed as processed x ideal_cycle_s, so periods may differ in cycle
-    time (TOTAL quality is weighted the same way). A period with nothing processed
-    has quality - (undefined) and OEE 0. The delimiter may be ',' or ';'.
-    See docs/oee.md.
-    """
-    rows, total = logbook.summarize(logbook.read_logbook(logbook_csv, locale))
-    if as_json:
-        click.echo(json.dumps(logbook.report(rows, total), indent=2))
-    else:
-        click.echo(logbook.format_table(rows, total))
 
 
 def main(argv=None):

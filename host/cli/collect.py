@@ -1,33 +1,34 @@
-"""`lampwatch collect`: run the collector service, or `--check` a config and say what it would do."""
+"""`lampwatch collect`: run the collector, or `--check` a config and say what it would do."""
 
 from __future__ import annotations
 
-import asyncio
-import dataclasses
-import logging
 import os
-import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from ..config import Config, board_address, load_config
 from ..errors import ConfigError
 
+if TYPE_CHECKING:
+    from ..config import Config
+
 DEFAULT_CONFIG = Path("/etc/lampwatch/collector.toml")
-# syslog priorities: journald reads a "<N>" line prefix as the entry's level.
-_SYSLOG = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3,
-           logging.CRITICAL: 2}
-
-
-class _JournaldFormatter(logging.Formatter):
-    def format(self, record):
-        return f"<{_SYSLOG.get(record.levelno, 6)}>{super().format(record)}"
 
 
 def setup_logging(level: str) -> None:
     """Log lines to stderr with a level prefix and no time (journald stamps them)."""
+    import logging  # here, not at the top: `lampwatch --help` has no use for it
+
+    # syslog priorities: journald reads a "<N>" line prefix as the entry's level.
+    syslog = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3,
+              logging.CRITICAL: 2}
+
+    class _JournaldFormatter(logging.Formatter):
+        def format(self, record):
+            return f"<{syslog.get(record.levelno, 6)}>{super().format(record)}"
+
     handler = logging.StreamHandler(sys.stderr)
     fmt = "%(levelname)s %(name)s: %(message)s"
     journald = bool(os.environ.get("JOURNAL_STREAM"))
@@ -80,6 +81,9 @@ def describe(cfg: Config) -> list[str]:
 
 
 async def _serve(cfg: Config) -> None:
+    import asyncio
+    import signal
+
     from ..runtime import CollectorRuntime
 
     stop = asyncio.Event()
@@ -103,6 +107,11 @@ def collect(config_path: Path, check: bool, board: str | None):
     token and the board's operator PIN come from the environment or a file named in the
     config, never from here.
     """
+    import asyncio
+    import dataclasses
+
+    from ..config import board_address, load_config
+
     cfg = load_config(config_path)
     if board is not None:
         cfg = dataclasses.replace(cfg, board_listen=board_address(board))

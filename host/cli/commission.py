@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import time
-from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from ..config import load_config
-from ..flash import commission as cm
-from ..protocol import LAMP_NAMES
-from ..registry import read_nodes, update_node
-from ..report.nodes import format_table, node_rows, read_facts, to_json
 from .collect import DEFAULT_CONFIG
+
+if TYPE_CHECKING:
+    from ..flash import commission as cm
 
 _CONFIG = click.option("--config", "config_path", type=click.Path(path_type=Path),
                        default=DEFAULT_CONFIG, show_default=True,
@@ -38,6 +35,8 @@ class _ConsoleUI:
 
 
 def _lamp_list(text: str) -> list[str]:
+    from ..protocol import LAMP_NAMES
+
     lamps = [s.strip().lower() for s in text.split(",") if s.strip()]
     bad = [s for s in lamps if s not in LAMP_NAMES]
     if bad or not lamps:
@@ -73,6 +72,12 @@ def commission(node_id, config_path, lamps, parts, timeout_s, checked_by, out_di
     action, r (retry) or s (skip) after a miss. Only if every input passes is the
     node marked commissioned in the registry; otherwise the exit code is 1.
     """
+    from datetime import datetime
+
+    from ..config import load_config
+    from ..flash import commission as cm
+    from ..registry import read_nodes, update_node
+
     lamp_names = _lamp_list(lamps) if lamps else None
     cfg = load_config(config_path)
     registry = registry or cfg.nodes_file
@@ -150,7 +155,11 @@ def nodes_command(config_path, fmt):
     heard, never commissioned, not in the registry, a wired lamp not seen lit in a
     week, the GOOD counter stuck while the machine runs.
     """
+    import json
+
+    from ..config import load_config
     from ..journal import open_readonly
+    from ..report.nodes import format_table, node_rows, read_facts, to_json
 
     cfg = load_config(config_path)
     now_s = time.time()

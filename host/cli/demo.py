@@ -1,16 +1,11 @@
-"""`lampwatch demo`: parse the options, run host/demo.py with signals wired, print the result."""
+"""`lampwatch demo`: run host/demo/run.py with signals wired, print the result."""
 
 from __future__ import annotations
 
-import logging
-import signal
-import sys
-import threading
 from pathlib import Path
 
 import click
 
-from ..demo.run import DemoOptions, final_report, run_demo
 from .collect import setup_logging
 
 
@@ -48,6 +43,13 @@ def demo(speed, shifts, shift_hours, journal, board, operator_pin, influx_url, i
     `lampwatch oee report` afterwards covers a finished shift; the exact command is
     printed at the end. Ctrl-C stops cleanly and keeps the journal.
     """
+    import logging
+    import signal
+    import sys
+    import threading
+
+    from ..demo.run import DemoOptions, final_report, run_demo
+
     setup_logging("warning")  # INFO lines would tear the live table
     # On an accelerated clock an ACK 5 ms late is a second of node time, so the nodes resend
     # now and then and the collector warns of each replay; the header counts them instead.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -10,8 +9,6 @@ from pathlib import Path
 import click
 
 from ..errors import InputFileError, LampwatchError
-from ..flash import flasher as fl
-from ..flash.batch import Outcome, read_batch, summary
 
 PASSWORD_ENV = "LAMPWATCH_WIFI_PASSWORD"
 
@@ -72,6 +69,11 @@ def flash_command(port, node_id, machine, plant, line, ideal_cycle_s, transport,
     (sha256), writes config.json with the node's key and adds or updates the node in
     the registry. The key stays the same on a re-flash unless --new-key.
     """
+    import json
+
+    from ..flash import flasher as fl
+    from ..flash.batch import Outcome, read_batch, summary
+
     defaults = {"plant": plant, "line": line, "ideal_cycle_s": ideal_cycle_s,
                 "transport": transport}
     if batch is not None:
@@ -131,6 +133,8 @@ def flash_command(port, node_id, machine, plant, line, ideal_cycle_s, transport,
 
 def _one(spec, firmware, registry, wifi, collector, new_key, template, journal,
          verify_timeout) -> str:
+    from ..flash import flasher as fl
+
     after = fl.last_event_id(journal) if journal is not None else 0
 
     def progress(msg: str) -> None:

@@ -1,18 +1,20 @@
-"""`lampwatch oee report`: parse the options, read the journal, print host/report/oee_report.py's output."""
+"""`lampwatch oee report` and `oee calc`: OEE from the journal and from a logbook CSV."""
 
 from __future__ import annotations
 
-import time
-from datetime import datetime
 from pathlib import Path
 
 import click
 
-from .. import oee
-from ..report import oee_report as report
+from ..report import LOGBOOK_LOCALES, REPORT_FORMATS
 
 
-@click.command("report")
+@click.group()
+def oee():
+    """Compute OEE."""
+
+
+@oee.command("report")
 @click.option("--journal", "journal_path", type=click.Path(path_type=Path),
               help="The collector's SQLite journal (default: the one --config names).")
 @click.option("--config", "config_path", type=click.Path(path_type=Path),
@@ -24,7 +26,7 @@ from ..report import oee_report as report
 @click.option("--day", metavar="DATE", help="A whole local day: 2026-03-02 or 'today' "
               "(the default window).")
 @click.option("--machine", help="Only this machine.")
-@click.option("--format", "fmt", type=click.Choice(sorted(report.FORMATS)), default="table",
+@click.option("--format", "fmt", type=click.Choice(REPORT_FORMATS), default="table",
               show_default=True)
 def report_command(journal_path, config_path, from_, to, shift, day, machine, fmt):
     """OEE per machine and for the plant, with the six big losses and data coverage.
@@ -33,6 +35,12 @@ def report_command(journal_path, config_path, from_, to, shift, day, machine, fm
     times, performance and OEE are shown as '-'. Ratios cover the part of planned
     time with data; coverage says how much of the window that is.
     """
+    import time
+    from datetime import datetime
+
+    from .. import oee
+    from ..report import oee_report as report
+
     now = time.time()
     calendar, settings, short_stop_s = None, {}, oee.DEFAULT_SHORT_STOP_S
     if config_path is not None:
@@ -68,3 +76,41 @@ def report_command(journal_path, config_path, from_, to, shift, day, machine, fm
                               settings=settings, machine=machine, now_s=now,
                               short_stop_s=short_stop_s)
     click.echo(report.FORMATS[fmt](rep).rstrip("\n"))
+
+
+@oee.command("calc")
+@click.argument("logbook_csv", metavar="LOGBOOK.csv", type=click.Path(path_type=Path))
+@click.option("--locale", type=click.Choice(LOGBOOK_LOCALES), default="en", show_default=True,
+              help="How numbers are written: en = 5,325,000.5; id = 5.325.000,5.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON, ratios as fractions.")
+def calc(logbook_csv, locale, as_json):
+    """OEE per period and in TOTAL from a logbook CSV.
+
+    \b
+    Header (row 1), one period (shift, day, ...) per row after it:
+    period,available_min,pm_min,setup_min,breakdown_min,processed,good,ideal_cycle_s
+
+    \b
+    run time     = available - pm - setup - breakdown
+    availability = run / (available - pm)
+    performance  = processed x ideal_cycle_s / run
+    quality      = good / processed
+    OEE          = availability x performance x quality
+
+    Planned maintenance (pm_min) is planned downtime: it is taken out of planned
+    production time rather than counted as lost availability, as in the OEE engine.
+    TOTAL comes from the summed columns, never from averaged percentages; ideal
+    time is summed as processed x ideal_cycle_s, so periods may differ in cycle
+    time (TOTAL quality is weighted the same way). A period with nothing processed
+    has quality - (undefined) and OEE 0. The delimiter may be ',' or ';'.
+    See docs/oee.md.
+    """
+    import json
+
+    from ..report import logbook
+
+    rows, total = logbook.summarize(logbook.read_logbook(logbook_csv, locale))
+    if as_json:
+        click.echo(json.dumps(logbook.report(rows, total), indent=2))
+    else:
+        click.echo(logbook.format_table(rows, total))

@@ -14,8 +14,9 @@ from zoneinfo import ZoneInfo
 
 from .. import oee
 from ..derive import MachineSnapshot
+from ..oee import percent
 
-__all__ = ["Header", "format_header", "format_table", "hms", "pct"]
+__all__ = ["Header", "format_header", "format_table", "hms"]
 
 HEAD = ("machine", "state", "in state", "A", "P", "Q", "OEE", "good", "NG", "unit",
         "coverage")
@@ -34,10 +35,6 @@ class Header:
     frames: int
     resent: int = 0  # duplicates: a node resent a frame whose ACK came late
     rejected: int = 0  # anything else refused (bad tag, unknown node, ...)
-
-
-def pct(v: float | None) -> str:
-    return "-" if v is None else f"{100 * v:.1f}%"
 
 
 def hms(seconds: float | None) -> str:
@@ -62,9 +59,9 @@ def _state(s: MachineSnapshot) -> str:
 def _row(s: MachineSnapshot, now_s: float, unit: str) -> tuple[str, ...]:
     d = s.oee_data()
     since = None if s.since_s is None else now_s - s.since_s
-    return (s.machine, _state(s), hms(since), pct(d.get("availability")),
-            pct(d.get("performance")), pct(d.get("quality")), pct(d.get("oee")),
-            _count(s.good), _count(s.ng), unit, pct(d.get("coverage")))
+    return (s.machine, _state(s), hms(since), percent(d.get("availability")),
+            percent(d.get("performance")), percent(d.get("quality")), percent(d.get("oee")),
+            _count(s.good), _count(s.ng), unit, percent(d.get("coverage")))
 
 
 def format_table(snaps: Mapping[str, MachineSnapshot], now_s: float,
@@ -84,9 +81,9 @@ def format_table(snaps: Mapping[str, MachineSnapshot], now_s: float,
         plant = oee.rollup(results, "plant")
         known = all(snaps[m].ideal_known for m in names if snaps[m].result is not None)
         r = plant.ratios
-        rows.append(("plant", f"{running}/{len(names)} RUN", "", pct(r.availability),
-                     pct(r.performance if known else None), pct(r.quality),
-                     pct(r.oee if known else None), "-", "-", "", pct(plant.coverage)))
+        rows.append(("plant", f"{running}/{len(names)} RUN", "", percent(r.availability),
+                     percent(r.performance if known else None), percent(r.quality),
+                     percent(r.oee if known else None), "-", "-", "", percent(plant.coverage)))
     else:
         rows.append(("plant", f"{running}/{len(names)} RUN", "", "-", "-", "-", "-", "-", "-",
                      "", "-"))
@@ -109,7 +106,7 @@ def format_header(h: Header, now_s: float) -> str:
         a = datetime.fromtimestamp(h.shift_start_s, zone).strftime("%H:%M")
         b = datetime.fromtimestamp(h.shift_end_s, zone).strftime("%H:%M")
         done = (now_s - h.shift_start_s) / (h.shift_end_s - h.shift_start_s)
-        parts.append(f"shift {h.shift} {a}-{b} {min(max(done, 0.0), 1.0):.0%} done")
+        parts.append(f"shift {h.shift} {a}-{b} {percent(min(max(done, 0.0), 1.0), 0)} done")
     else:
         parts.append("between shifts")
     actual = f" (now {h.actual_speed:.0f}x)" if h.actual_speed else ""

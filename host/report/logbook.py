@@ -198,10 +198,6 @@ def summarize(periods: Iterable[Period]) -> tuple[list[Summary], Summary]:
     return rows, Summary.total(rows)
 
 
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{value * 100:.1f}%"
-
-
 def _minutes(value: float) -> str:
     return f"{value:.0f}" if float(value).is_integer() else f"{value:.1f}"
 
@@ -212,8 +208,8 @@ def format_table(rows: list[Summary], total: Summary) -> str:
     body = []
     for s in [*rows, total]:
         r = s.ratios
-        body.append((s.period, _minutes(s.run_min), _pct(r.availability), _pct(r.performance),
-                     _pct(r.quality), _pct(r.oee)))
+        body.append((s.period, _minutes(s.run_min),
+                     *map(oee.percent, (r.availability, r.performance, r.quality, r.oee))))
     widths = [max(len(line[i]) for line in [head, *body]) for i in range(len(head))]
 
     def fmt(line):

@@ -213,10 +213,6 @@ def format_csv(report: Report) -> str:
     return buf.getvalue()
 
 
-def _pct(v: float | None) -> str:
-    return "-" if v is None else f"{100 * v:.1f}%"
-
-
 def _min(v: float | None) -> str:
     return "-" if v is None else f"{v / 60:.1f}"
 
@@ -228,9 +224,9 @@ def format_table(report: Report) -> str:
     lines, losses = [], []
     for row in [*report.rows, report.plant]:
         r = row.data()
-        lines.append((row.machine, _pct(r["availability"]), _pct(r["performance"]),
-                      _pct(r["quality"]), _pct(r["oee"]), f"{r['good']:g}", f"{r['ng']:g}",
-                      f"{r['planned_s'] / 3600:.2f}", _pct(r["coverage"])))
+        ratios = (r["availability"], r["performance"], r["quality"], r["oee"])
+        lines.append((row.machine, *map(oee.percent, ratios), f"{r['good']:g}", f"{r['ng']:g}",
+                      f"{r['planned_s'] / 3600:.2f}", oee.percent(r["coverage"])))
         losses.append((row.machine, *(_min(r["losses"][k]) for k in LOSS_KEYS)))
     out = [f"OEE {report.calendar.iso(report.start)} .. {report.calendar.iso(report.end)}", ""]
     out += _grid(head, lines) + ["", "six big losses (minutes)"] + _grid(loss_head, losses)

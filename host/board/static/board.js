@@ -15,6 +15,8 @@ let dialogReason = null;
 
 const $ = (id) => document.getElementById(id);
 
+// The server sends ratios as fractions and the page writes them (lampwatch.oee.percent is
+// the Python side's one formatter; here whole percent, an en dash when unknown).
 function pct(v) { return v === null || v === undefined ? "–" : `${Math.round(100 * v)}%`; }
 function num(v) { return Math.round(v || 0).toLocaleString("en-US"); }
 function duration(s) {
