@@ -12,9 +12,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lampwatch import protocol as P
 from lampwatch.errors import ProtocolError
+from lampwatch.node_files import firmware_dir
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "firmware"))
+sys.path.insert(0, str(firmware_dir()))
 sys.path.insert(0, str(ROOT / "tests" / "vectors"))
 
 import lwproto

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from typing_extensions import Self
 
-from ..paths import FIRMWARE_DIR
+from .. import node_files
 from . import sim as simmod
 from .links import Link, MemoryLink, PtyLink, SentFrame, UdpLink
 from .scenario import Scenario
@@ -146,7 +146,7 @@ class VirtualNode:
     def __init__(self, config: dict, scenario: Scenario, engine: str = "cpython", *,
                  collector: tuple[str, int] | None = None, serial: bool = False,
                  auto_ack: bool = True, speed: float | None = None, seed: int = 1,
-                 ack_wait_s: float = 0.2, firmware_dir: Path = FIRMWARE_DIR,
+                 ack_wait_s: float = 0.2, firmware_dir: Path | None = None,
                  vm_mpy: bool = False, vm_timeout_s: float = 120.0, **sim_options):
         if engine not in ("cpython", "micropython"):
             raise ValueError("engine must be 'cpython' or 'micropython'")
@@ -162,7 +162,7 @@ class VirtualNode:
         self.vm_timeout_s = vm_timeout_s
         self.sim_options = sim_options
         self.console: list[str] = []
-        self.firmware_dir = Path(firmware_dir)
+        self.firmware_dir = node_files.firmware_dir() if firmware_dir is None else Path(firmware_dir)
         key = bytes.fromhex(self.config.get("key", "")) if self.config.get("key") else None
         node_id = self.config.get("node_id", 0)
         if serial:
