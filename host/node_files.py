@@ -1,4 +1,4 @@
-"""The node's firmware as lampwatch ships it: package data (`lampwatch.firmware`), not a path.
+"""What lampwatch puts on a node: the firmware (package data `lampwatch.firmware`), config.json.
 
 The firmware ships inside the package, so a wheel install flashes and simulates a node as an
 editable one does: pyproject.toml maps the package `lampwatch.firmware` to firmware/, and it
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.resources
 import json
+from collections.abc import Mapping
 from pathlib import Path
 
 from .errors import LampwatchError
@@ -44,3 +45,9 @@ def example_config() -> dict:
     """firmware/config.example.json: the pins and timings a node gets unless told otherwise."""
     return json.loads((firmware_dir() / "config.example.json").read_text(encoding="utf-8"))
 
+
+def config_json(config: Mapping) -> bytes:
+    """The node's config.json, byte for byte: what `lampwatch flash` writes to a board and
+    what a virtual node reads (both engines). The node reports the first 4 bytes of its
+    sha256 in HELLO, so every copy must be these same bytes: this is the one writer."""
+    return json.dumps(dict(config)).encode()

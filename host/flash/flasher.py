@@ -25,7 +25,7 @@ from pathlib import Path
 
 from .. import registry
 from ..firmware import config as firmware_config
-from ..node_files import example_config, firmware_dir, firmware_sources
+from ..node_files import config_json, example_config, firmware_dir, firmware_sources
 from .device import Board, FlashError
 
 __all__ = ["FlashError", "FlashResult", "NodeSpec", "build_firmware", "check_micropython",
@@ -138,8 +138,8 @@ def plan_copy(files: dict[str, bytes], board_hashes: dict[str, str | None],
 def node_config(spec: NodeSpec, key_hex: str, *, wifi: tuple[str, str] | None = None,
                 collector: tuple[str, int] | None = None, template: dict | None = None
                 ) -> bytes:
-    """The node's config.json (compact JSON, as the virtual node serializes it), checked by
-    the firmware's own validator. Pins and timings come from `template` (default:
+    """The node's config.json (node_files.config_json, as a virtual node reads it), checked
+    by the firmware's own validator. Pins and timings come from `template` (default:
     firmware/config.example.json).
 
     Raises:
@@ -158,7 +158,7 @@ def node_config(spec: NodeSpec, key_hex: str, *, wifi: tuple[str, str] | None = 
         cfg["wifi"] = {"ssid": wifi[0], "password": wifi[1]}
         cfg["collector"] = {"host": collector[0], "port": collector[1]}
     cfg.update((k, v) for k, v in template.items() if k not in _NOT_FROM_TEMPLATE)
-    text = json.dumps(cfg).encode()
+    text = config_json(cfg)
     _, problems = firmware_config.parse(text)
     if problems:
         raise FlashError(f"node {spec.node_id}: config.json: {problems[0]}")

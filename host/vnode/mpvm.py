@@ -7,11 +7,10 @@ reproducible; frames are ACKed inside the VM (there is no socket in this port).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 
 from ..flash.flasher import build_firmware
-from ..node_files import firmware_sources
+from ..node_files import config_json, firmware_sources
 from .links import SentFrame
 from .vm import MicroPythonEngineError, package_file, run_micropython
 
@@ -120,7 +119,7 @@ def vm_files(node) -> tuple[dict[str, str], dict[str, str]]:
     files = {n: d.decode("utf-8") for n, d in built.items() if n.endswith(".py")}
     mpy = {n[:-4]: d.hex() for n, d in built.items() if n.endswith(".mpy")}
     files["sim.py"] = package_file("sim.py").read_text(encoding="utf-8")
-    files["config.json"] = json.dumps(node.config)
+    files["config.json"] = config_json(node.config).decode()
     return files, mpy
 
 

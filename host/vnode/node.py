@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import builtins
 import io
-import json
 import logging
 import types
 from pathlib import Path
@@ -68,7 +67,7 @@ class CPythonLoader:
     `print` goes to the node's console.
     """
 
-    def __init__(self, sim: simmod.Sim, config_text: str, firmware_dir: Path,
+    def __init__(self, sim: simmod.Sim, config_text: bytes, firmware_dir: Path,
                  console: list[str]):
         self.sim = sim
         self.config_text = config_text
@@ -102,8 +101,8 @@ class CPythonLoader:
 
         def fopen(path, mode="r", *a, **kw):
             if str(path).endswith("config.json"):
-                data = self.config_text.encode()
-                return io.BytesIO(data) if "b" in mode else io.StringIO(self.config_text)
+                data = self.config_text
+                return io.BytesIO(data) if "b" in mode else io.StringIO(data.decode())
             raise OSError(2, "ENOENT")
 
         def fprint(*args, sep=" ", end="\n", **kw):
@@ -175,8 +174,8 @@ class VirtualNode:
         self._mp_result = None
         if engine == "cpython":
             self.sim = simmod.Sim(self._compiled, seed=seed, link=self.link, **sim_options)
-            self.loader = CPythonLoader(self.sim, json.dumps(self.config), self.firmware_dir,
-                                        self.console)
+            self.loader = CPythonLoader(self.sim, node_files.config_json(self.config),
+                                        self.firmware_dir, self.console)
 
     # --- running ------------------------------------------------------------------------
 
