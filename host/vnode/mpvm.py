@@ -2,28 +2,34 @@
 MicroPython VM (the official WebAssembly port under Node.js, run through vm.run_micropython).
 
 Each run starts a fresh VM and plays the scenario from power-up to the stop time, so runs are
-reproducible; frames are ACKed inside the VM (there is no socket in this port).
+reproducible; frames are ACKed inside the VM (there is no socket in this port), by the host's
+one ACK encoder (ackcodec.py, loaded into the VM) with the VM's own hmac module: the node's
+codec checks them, so a fault in its HMAC cannot hide behind an ACK made with the same code.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from .. import ackcodec
 from ..flash.flasher import build_firmware
 from ..node_files import config_json, firmware_sources
 from .links import SentFrame
 from .vm import MicroPythonEngineError, package_file, run_micropython
 
+ACKCODEC = Path(ackcodec.__file__)  # the host's ACK encoder, loaded into the VM as a file
 _MARK = "@@ "
 
 # The program run in the VM: simulated modules into sys.modules; at each boot (as after a
 # reset) main.py runs and imports the firmware fresh; results printed as marked lines.
 _PROGRAM = """
-import sys, gc, hashlib, struct
+import sys, gc, hashlib, hmac, struct
 for _n, _hex in {mpy}.items():
     with open(_n + ".mpy", "wb") as _f:
         _f.write(bytes.fromhex(_hex))
 import sim as S
+import ackcodec
 
 SC = {scenario}
 OPTS = {options}
@@ -33,13 +39,7 @@ AUTO_ACK = {auto_ack}
 HW = ("machine", "network", "time", "socket", "os", "select")
 
 def hmac_sha256(key, msg):
-    k = bytearray(64)
-    k[:len(key)] = key
-    inner = hashlib.sha256(bytes(b ^ 0x36 for b in k))
-    inner.update(msg)
-    outer = hashlib.sha256(bytes(b ^ 0x5C for b in k))
-    outer.update(inner.digest())
-    return outer.digest()
+    return hmac.new(key, msg, hashlib.sha256).digest()
 
 class Link:
     def __init__(self):
@@ -51,7 +51,7 @@ class Link:
         if AUTO_ACK:
             boot = struct.unpack_from(">I", data, 3)[0]
             seq = (data[7] << 16) | (data[8] << 8) | data[9]
-            self.acks.append(S.ack_frame(NODE_ID, KEY, boot, seq, hmac_sha256))
+            self.acks += ackcodec.encode_acks(NODE_ID, boot, [seq], KEY, hmac_sha256)
     def receive(self, sim):
         return self.acks.pop(0) if self.acks else None
 
@@ -119,6 +119,7 @@ def vm_files(node) -> tuple[dict[str, str], dict[str, str]]:
     files = {n: d.decode("utf-8") for n, d in built.items() if n.endswith(".py")}
     mpy = {n[:-4]: d.hex() for n, d in built.items() if n.endswith(".mpy")}
     files["sim.py"] = package_file("sim.py").read_text(encoding="utf-8")
+    files["ackcodec.py"] = ACKCODEC.read_text(encoding="utf-8")
     files["config.json"] = config_json(node.config).decode()
     return files, mpy
 
