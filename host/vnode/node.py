@@ -161,7 +161,7 @@ class VirtualNode:
         self.vm_timeout_s = vm_timeout_s
         self.sim_options = sim_options
         self.console: list[str] = []
-        self.firmware_dir = node_files.firmware_dir() if firmware_dir is None else Path(firmware_dir)
+        self.firmware_dir = Path(firmware_dir or node_files.firmware_dir())
         key = bytes.fromhex(self.config.get("key", "")) if self.config.get("key") else None
         node_id = self.config.get("node_id", 0)
         if serial:
