@@ -32,8 +32,9 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "firmware"))
+from lampwatch.node_files import firmware_dir
+
+sys.path.insert(0, str(firmware_dir()))
 import lwproto
 
 BOOT = 0x0B0B0001

@@ -13,15 +13,15 @@ import struct
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from . import ackcodec
+from .ackcodec import T_ACK, TAG_LEN, VERSION
 from .errors import ProtocolError
 
-VERSION = 1
-T_HELLO, T_LAMP, T_HEARTBEAT, T_HEALTH, T_ACK = 1, 2, 3, 4, 5
+# VERSION, T_ACK and TAG_LEN live with the ACK encoder, which runs in the MicroPython VM too.
+T_HELLO, T_LAMP, T_HEARTBEAT, T_HEALTH = 1, 2, 3, 4
 TYPE_NAMES = {T_HELLO: "HELLO", T_LAMP: "LAMP", T_HEARTBEAT: "HEARTBEAT",
               T_HEALTH: "HEALTH", T_ACK: "ACK"}
-TAG_LEN = 8
 HEADER_LEN = 15
-ACK_LEN = 22
 MAX_FRAME = 200
 MAX_LAMP_EVENTS = 24
 LAMP_PERIOD = 0x20  # chan_state bit 5: a u16 blink period in ms follows the event
@@ -36,7 +36,6 @@ _HEADER = struct.Struct(">BHIBHBI")
 _HELLO = struct.Struct(">BBBB4sBBH")
 _HEARTBEAT = struct.Struct(">IIB")
 _HEALTH = struct.Struct(">bIHHHHB")
-_ACK = struct.Struct(">BHIBHI")
 
 # Reasons a frame is rejected: the collector counts rejections under these names.
 REASONS = ("truncated", "oversized", "bad_cobs", "bad_version", "bad_type", "bad_body",
@@ -129,6 +128,7 @@ def _pads(key: bytes) -> tuple:
 
 
 def hmac_tag(key: bytes, msg: bytes) -> bytes:
+    """The frame tag: the first TAG_LEN bytes of HMAC-SHA256(key, msg); the host's one HMAC."""
     inner_pad, outer_pad = _pads(bytes(key))
     inner = inner_pad.copy()
     inner.update(msg)
@@ -247,25 +247,10 @@ _BODY_DECODERS = {T_HELLO: _hello, T_LAMP: _lamp, T_HEARTBEAT: _heartbeat, T_HEA
 def encode_ack(node_id: int, boot_id: int, seqs, key: bytes) -> list[bytes]:
     """ACK frames acknowledging `seqs` of one node's boot, as few frames as possible.
 
-    Each ACK names a base sequence and a 32-bit map of the 32 sequences after it.
+    Each ACK names a base sequence and a 32-bit map of the 32 sequences after it
+    (ackcodec.encode_acks, which the MicroPython VM runs too, tagged with hmac_tag).
     """
-    out = []
-    pending = sorted(set(seqs))
-    while pending:
-        base = pending[0]
-        bitmap = 0
-        rest = []
-        for s in pending[1:]:
-            d = s - base - 1
-            if d < 32:
-                bitmap |= 1 << d
-            else:
-                rest.append(s)
-        msg = _ACK.pack((VERSION << 4) | T_ACK, node_id, boot_id, base >> 16, base & 0xFFFF,
-                        bitmap)
-        out.append(msg + hmac_tag(key, msg))
-        pending = rest
-    return out
+    return ackcodec.encode_acks(node_id, boot_id, seqs, key, hmac_tag)
 
 
 # --- COBS framing for serial links -------------------------------------------------------

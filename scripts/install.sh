@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install lampwatch into ./.venv (idempotent). `--test` also installs what the test suite needs:
-# Python test tools, the MicroPython VM (npm) and the real servers the tests start on loopback.
+# Python test tools, the MicroPython VM (npm, into host/vnode/) and the real servers the tests
+# start on loopback.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -48,10 +49,10 @@ if [ "$want_test" -eq 1 ]; then
     # chromium + chromium-driver: the Andon board's real-browser test (headless, Selenium).
     apt_install victoria-metrics influxdb chromium chromium-driver
     pip_install -e '.[test]'
-    if [ -f tests/mpvm/package.json ]; then
-        (cd tests/mpvm && { [ -d node_modules ] && npm ls --silent >/dev/null 2>&1 \
-            || npm ci --silent --no-audit --no-fund; })
-    fi
+    # The MicroPython VM (npm) beside its runner in host/vnode/, where lampwatch.vnode.vm looks
+    # (LAMPWATCH_NODE_MODULES may name another node_modules); git-ignored, not in the wheel.
+    (cd host/vnode && { [ -d node_modules ] && npm ls --silent >/dev/null 2>&1 \
+        || npm ci --silent --no-audit --no-fund; })
 else
     pip_install -e .
 fi

@@ -4,18 +4,17 @@ import sys
 from pathlib import Path
 
 import pytest
+from lampwatch.vnode import vm
 
-# tests/ is not a package; its helpers (mpvm_runner, ...) are imported by top-level name.
+# tests/ is not a package; its helpers (servers, ...) are imported by top-level name.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import mpvm_runner
 
 
 @pytest.fixture
 def micropython_vm():
-    """run_micropython, after checking the VM is installed: a missing VM FAILS the test, with
-    the command that installs it; it never skips."""
-    reason = mpvm_runner.vm_missing_reason()
+    """lampwatch.vnode.vm.run_micropython, after checking the VM is installed: a missing VM
+    FAILS the test, with the command that installs it; it never skips."""
+    reason = vm.vm_missing_reason()
     if reason is not None:
         pytest.fail(reason, pytrace=False)
-    return mpvm_runner.run_micropython
+    return vm.run_micropython

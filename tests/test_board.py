@@ -16,10 +16,10 @@ from lampwatch.board.view import LOW_COVERAGE, OperatorReason, board_view, finge
 from lampwatch.config import load_config
 from lampwatch.derive import MachineSnapshot
 from lampwatch.journal import Journal
-from lampwatch.paths import FIRMWARE_DIR
+from lampwatch.node_files import firmware_dir
 from lampwatch.runtime import CollectorThread
 
-sys.path.insert(0, str(FIRMWARE_DIR))
+sys.path.insert(0, str(firmware_dir()))
 import lwproto
 
 PIN = "4711"

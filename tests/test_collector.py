@@ -14,11 +14,11 @@ import pytest
 from lampwatch.config import load_config
 from lampwatch.derive import NullDeriver
 from lampwatch.journal import Journal
-from lampwatch.paths import FIRMWARE_DIR
+from lampwatch.node_files import firmware_dir
 from lampwatch.protocol import SerialDeframer, serial_frame
 from lampwatch.runtime import CollectorThread
 
-sys.path.insert(0, str(FIRMWARE_DIR))
+sys.path.insert(0, str(firmware_dir()))
 import lwproto
 
 KEY7, KEY8 = bytes(range(16)), bytes(range(16, 48))

@@ -8,10 +8,10 @@ from lampwatch.cli.collect import setup_logging
 from lampwatch.collector import REJECT_LOG_S, Collector
 from lampwatch.config import load_config
 from lampwatch.journal import Journal
-from lampwatch.paths import FIRMWARE_DIR
+from lampwatch.node_files import firmware_dir
 from test_collector import write_config
 
-sys.path.insert(0, str(FIRMWARE_DIR))
+sys.path.insert(0, str(firmware_dir()))
 import lwproto
 
 

@@ -5,19 +5,18 @@ making parts in real time, and the command answered from stdin."""
 import json
 import threading
 from datetime import datetime, timezone
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 from lampwatch.cli import cli
 from lampwatch.config import load_config
 from lampwatch.flash import commission as cm
+from lampwatch.node_files import example_config
 from lampwatch.registry import read_nodes, update_node, upsert_node
 from lampwatch.runtime import CollectorThread
 from lampwatch.vnode import Scenario, VirtualNode
 
-ROOT = Path(__file__).resolve().parent.parent
-BASE = json.loads((ROOT / "firmware" / "config.example.json").read_text())
+BASE = example_config()
 NODE = BASE["node_id"]
 CONFIG = dict(BASE, lamps={"green": {"pin": 34, "active_low": True}}, heartbeat_ms=1000,
               poll_ms=10)

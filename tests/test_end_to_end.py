@@ -29,18 +29,17 @@ from lampwatch import protocol
 from lampwatch.derive import DeriveConfig, Deriver, NodeConfig
 from lampwatch.errors import ProtocolError
 from lampwatch.journal import Journal
-from lampwatch.paths import FIRMWARE_DIR
+from lampwatch.node_files import example_config, firmware_dir
 from lampwatch.vnode import Scenario, VirtualNode, run_plant
 
-sys.path.insert(0, str(FIRMWARE_DIR))
+sys.path.insert(0, str(firmware_dir()))
 import lwproto
 
 # Simulated seconds per real second. A node clock 25x the host's looks to the clock anchor
 # like a huge drift, so event timestamps are not checked here (tests/test_derive.py does).
 SPEED = 25.0
 DURATION_S = 240.0
-BASE = dict(json.loads((FIRMWARE_DIR / "config.example.json").read_text()), poll_ms=20,
-            heartbeat_ms=2000)
+BASE = dict(example_config(), poll_ms=20, heartbeat_ms=2000)
 MACHINES = {21: "husker", 22: "whitener", 23: "packer"}
 KEYS = {n: bytes([n]) * 16 for n in MACHINES}
 LAMP_CODES = {"OFF": 0, "ON": 1, "BLINK": 2}

@@ -8,10 +8,12 @@ from importlib.metadata import distribution
 from pathlib import Path, PurePosixPath
 
 import pytest
-from mpvm_runner import FIRMWARE_DIR, ROOT
+from lampwatch.node_files import firmware_dir, firmware_sources
 
+ROOT = Path(__file__).resolve().parent.parent
 TYPECHECK_CONFIG = ROOT / "tests" / "firmware-typecheck.ini"
-FIRMWARE_FILES = sorted(FIRMWARE_DIR.glob("*.py"))
+FIRMWARE_DIR = firmware_dir()
+FIRMWARE_FILES = firmware_sources()
 # The ESP32's architecture: mpy-cross then also compiles @micropython.native / viper code for it.
 MPY_ARCH = "xtensawin"
 MPY_VERSION = 6

@@ -8,16 +8,17 @@ from pathlib import Path
 
 import pytest
 from lampwatch import protocol
+from lampwatch.node_files import example_config, firmware_dir
 from lampwatch.vnode import Scenario, VirtualNode
 from lampwatch.vnode.mpvm import live_heap_after_setup
-from mpvm_runner import firmware_files
+from lampwatch.vnode.vm import firmware_files
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "firmware"))
+sys.path.insert(0, str(firmware_dir()))
 
 import sensor_node
 
-CONFIG = json.loads((ROOT / "firmware" / "config.example.json").read_text())
+CONFIG = example_config()
 VECTORS = json.loads((ROOT / "tests" / "vectors" / "frames.json").read_text())
 HEAP_BUDGET = 32 * 1024
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
 from click.testing import CliRunner
+from lampwatch import protocol
 from lampwatch.cli import cli
 from lampwatch.errors import InputFileError
 from lampwatch.flash.batch import Outcome, read_batch, summary
@@ -20,6 +22,7 @@ from lampwatch.flash.flasher import (
     registry_entry,
     sha256_hex,
 )
+from lampwatch.vnode import Scenario, VirtualNode
 
 KEY = "ab" * 32
 SPEC = NodeSpec("socket://127.0.0.1:1", 12, "husker-1", "mill", "line-2", 1.5)
@@ -161,3 +164,12 @@ def test_summary_table():
 def test_password_is_never_an_option():
     r = CliRunner().invoke(cli, ["flash", "--help"])
     assert "--wifi-password" not in r.output and "LAMPWATCH_WIFI_PASSWORD" in r.output
+
+
+def test_a_virtual_node_reads_the_config_json_flash_writes_byte_for_byte():
+    # HELLO carries the first 4 bytes of the sha256 of the config.json the node read: one
+    # writer (node_files.config_json) makes the flashed file and the virtual node's the same.
+    text = node_config(SPEC, KEY, wifi=("plant-iot", "pw"), collector=("10.0.0.5", 4210))
+    node = VirtualNode(json.loads(text), Scenario(duration_s=10)).run_until(10)
+    hello = protocol.decode(node.frames[0].data, {12: bytes.fromhex(KEY)}).body
+    assert hello.config_hash == hashlib.sha256(text).digest()[:4]

@@ -16,6 +16,7 @@ from pathlib import Path
 import serial
 from lampwatch import registry
 from lampwatch.config import load_config
+from lampwatch.node_files import firmware_dir
 from lampwatch.runtime import CollectorThread
 from lampwatch.vnode import Scenario, VirtualNode
 from lampwatch.vnode.repl import ReplServer
@@ -26,8 +27,7 @@ PASSWORD = "s3cret-wifi-pw"
 ENV = dict(os.environ, LAMPWATCH_WIFI_PASSWORD=PASSWORD)
 FIRMWARE_FILES = {"main.py", "lwmain.mpy", "app.mpy", "config.mpy", "lwproto.mpy",
                   "nodestate.mpy", "outbox.mpy", "sensor_node.mpy", "config.json"}
-ROOT = Path(__file__).resolve().parent.parent
-STUB = (ROOT / "firmware" / "main.py").read_bytes()
+STUB = (firmware_dir() / "main.py").read_bytes()
 
 
 def mpremote(port: int, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess:
@@ -115,7 +115,7 @@ def test_flash_reflash_and_boot_to_a_running_collector(tmp_path):
     reg = tmp_path / "nodes.toml"
     # a board flashed before the boot stub: main.py held the whole seam, as source
     (tmp_path / "board").mkdir()
-    old_main = (ROOT / "firmware" / "lwmain.py").read_bytes()
+    old_main = (firmware_dir() / "lwmain.py").read_bytes()
     (tmp_path / "board" / "main.py").write_bytes(old_main)
     with ReplServer(root_dir=tmp_path / "board") as b:
         t0 = time.monotonic()

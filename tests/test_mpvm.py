@@ -3,9 +3,10 @@
 import statistics
 import time
 
-import mpvm_runner
 import pytest
-from mpvm_runner import (
+from lampwatch.node_files import firmware_sources
+from lampwatch.vnode import sim, vm
+from lampwatch.vnode.vm import (
     MicroPythonError,
     MicroPythonTimeout,
     MicroPythonVMMissing,
@@ -139,18 +140,26 @@ def test_a_malformed_job_is_a_harness_error_not_a_python_one(micropython_vm):
 
 
 def test_a_missing_vm_fails_with_the_install_command(monkeypatch, tmp_path):
-    monkeypatch.setattr(mpvm_runner, "VM_MODULE", tmp_path / "micropython.mjs")
+    monkeypatch.setenv(vm.NODE_MODULES_ENV, str(tmp_path))
     with pytest.raises(MicroPythonVMMissing, match=r"scripts/install\.sh --test"):
-        mpvm_runner.run_micropython("pass")
+        vm.run_micropython("pass")
 
 
-def test_firmware_files_are_the_firmware_sources():
-    files = mpvm_runner.firmware_files()
-    assert files, "firmware/ has no .py files"
-    expected = sorted(p.name for p in mpvm_runner.FIRMWARE_DIR.glob("*.py"))
-    assert sorted(files) == expected
-    for name, source in files.items():
-        assert source == (mpvm_runner.FIRMWARE_DIR / name).read_text(encoding="utf-8")
+def test_the_vm_is_found_where_lampwatch_node_modules_points(micropython_vm, monkeypatch,
+                                                             tmp_path):
+    # the npm package installed elsewhere (e.g. for a wheel install): the same VM runs
+    (tmp_path / "@micropython").symlink_to(vm.vm_package_dir().parent, target_is_directory=True)
+    monkeypatch.setenv(vm.NODE_MODULES_ENV, str(tmp_path))
+    assert vm.vm_package_dir() == tmp_path / vm.VM_PACKAGE
+    assert micropython_vm("print(6 * 7)") == "42\n"
+
+
+def test_firmware_files_are_the_node_s_modules_not_the_package_marker():
+    files = vm.firmware_files()
+    assert "__init__.py" not in files
+    assert sorted(files) == sorted([f"{m}.py" for m in sim.FIRMWARE] + ["main.py"])
+    for path in firmware_sources():
+        assert files[path.name] == path.read_text(encoding="utf-8")
 
 
 def test_vm_start_cost(micropython_vm, capsys):

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from lampwatch.cli import cli
 from lampwatch.config import Node, load_config
 from lampwatch.journal import open_readonly
-from lampwatch.paths import FIRMWARE_DIR
+from lampwatch.node_files import example_config, firmware_dir
 from lampwatch.registry import upsert_node
 from lampwatch.report.nodes import (
     WEEK_S,
@@ -26,7 +26,7 @@ from lampwatch.report.nodes import (
 from lampwatch.runtime import CollectorThread
 from lampwatch.vnode import Scenario, VirtualNode
 
-sys.path.insert(0, str(FIRMWARE_DIR))
+sys.path.insert(0, str(firmware_dir()))
 import lwproto
 
 NOW = 1_800_000_000.0
@@ -136,8 +136,7 @@ def test_row_fields_table_and_json_exactly():
 # --- a real journal -----------------------------------------------------------------------
 
 def test_nodes_from_a_journal_filled_by_a_real_collector(tmp_path):
-    config = dict(json.loads((FIRMWARE_DIR / "config.example.json").read_text()),
-                  health_ms=5000, heartbeat_ms=1000, poll_ms=20)
+    config = dict(example_config(), health_ms=5000, heartbeat_ms=1000, poll_ms=20)
     node_id = config["node_id"]
     upsert_node(tmp_path / "nodes.toml", {"id": node_id, "plant": "karawang", "line": "mill-1",
                                           "machine": "husker-1", "key": config["key"]})

@@ -10,11 +10,13 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from lampwatch import ackcodec
 from lampwatch import protocol as P
 from lampwatch.errors import ProtocolError
+from lampwatch.node_files import firmware_dir
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "firmware"))
+sys.path.insert(0, str(firmware_dir()))
 sys.path.insert(0, str(ROOT / "tests" / "vectors"))
 
 import lwproto
@@ -196,6 +198,22 @@ def test_firmware_rejects_acks_for_another_boot_node_or_key():
     assert lwproto.Codec(7, bytes(16)).parse_ack(ack, 0xDEADBEEF) is None
     assert codec.parse_ack(ack[:-1], 0xDEADBEEF) is None
     assert codec.parse_ack(HB[:22], 0xDEADBEEF) is None  # a node frame is not an ACK
+
+
+def test_the_one_ack_encoder_makes_the_same_bytes_in_the_micropython_vm(micropython_vm):
+    # ackcodec encodes every ACK the host makes: protocol.encode_ack in CPython, and the
+    # virtual node's stand-in collector inside the VM (with the VM's hmac), where
+    # lampwatch.protocol cannot be imported. The node's own codec reads what both made.
+    seqs = [41, 5, 100, 6, 9, 40, 6]
+    code = (f"import ackcodec, hashlib, hmac\n"
+            f"for a in ackcodec.encode_acks(7, 0xDEADBEEF, {seqs}, {KEY!r},\n"
+            f"        lambda k, m: hmac.new(k, m, hashlib.sha256).digest()):\n"
+            f"    print(a.hex())\n")
+    in_vm = micropython_vm(code, files={"ackcodec.py": Path(ackcodec.__file__).read_text()})
+    acks = P.encode_ack(7, 0xDEADBEEF, seqs, KEY)
+    assert in_vm.split() == [a.hex() for a in acks]
+    codec = lwproto.Codec(7, KEY)
+    assert [codec.parse_ack(a, 0xDEADBEEF) for a in acks] == [[5, 6, 9], [40, 41], [100]]
 
 
 def test_encoder_refuses_values_the_wire_cannot_carry():

@@ -2,12 +2,11 @@
 RTC state block, outbox and config validation, with exact expected values."""
 
 import sys
-from pathlib import Path
 
 import pytest
+from lampwatch.node_files import firmware_dir
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "firmware"))
+sys.path.insert(0, str(firmware_dir()))
 
 import config
 import lwproto
@@ -403,7 +402,7 @@ def test_outbox_retransmits_with_backoff_until_acked():
 
 # --- config ----------------------------------------------------------------------------------
 
-EXAMPLE = (ROOT / "firmware" / "config.example.json").read_text()
+EXAMPLE = (firmware_dir() / "config.example.json").read_text()
 
 
 def test_example_config_is_valid():

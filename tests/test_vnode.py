@@ -1,21 +1,19 @@
 """The unmodified firmware on the virtual node (CPython engine), driven by scenario timelines;
 every frame is decoded with lampwatch.protocol and checked exactly."""
 
-import json
 import sys
-from pathlib import Path
 
 import pytest
 from lampwatch import protocol
+from lampwatch.node_files import example_config, firmware_dir
 from lampwatch.vnode import Scenario, VirtualNode, run_plant
 from lampwatch.vnode import sim as simmod
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "firmware"))
+sys.path.insert(0, str(firmware_dir()))
 
 import nodestate
 
-CONFIG = json.loads((ROOT / "firmware" / "config.example.json").read_text())
+CONFIG = example_config()
 KEY = bytes.fromhex(CONFIG["key"])
 KEYS = {CONFIG["node_id"]: KEY}
 GREEN, YELLOW, RED = 0, 1, 2

@@ -1,17 +1,15 @@
 """The virtual node's transports with real OS endpoints: a pty opened like a USB serial port,
 and real-time pacing."""
 
-import json
 import os
 import select
 import time
-from pathlib import Path
 
 from lampwatch import protocol
+from lampwatch.node_files import example_config
 from lampwatch.vnode import Scenario, VirtualNode
 
-ROOT = Path(__file__).resolve().parent.parent
-CONFIG = json.loads((ROOT / "firmware" / "config.example.json").read_text())
+CONFIG = example_config()
 KEY = bytes.fromhex(CONFIG["key"])
 NODE = CONFIG["node_id"]
 

@@ -3,19 +3,17 @@ pulses, a 5-minute Wi-Fi outage and one watchdog reset, sent by the unmodified f
 virtual node to a real UDP socket on loopback, where a small collector decodes, dedupes and ACKs
 every frame. Every lamp change and every count must be accounted for."""
 
-import json
 import socket
 import threading
 import time
-from pathlib import Path
 
 import pytest
 from lampwatch import protocol
+from lampwatch.node_files import example_config
 from lampwatch.vnode import Scenario, VirtualNode
 
-ROOT = Path(__file__).resolve().parent.parent
-CONFIG = dict(json.loads((ROOT / "firmware" / "config.example.json").read_text()),
-              poll_ms=20)  # 20 ms passes keep an hour at a few seconds; edges are stamped by IRQ
+# 20 ms passes keep an hour at a few seconds; edges are stamped by IRQ
+CONFIG = dict(example_config(), poll_ms=20)
 KEY = bytes.fromhex(CONFIG["key"])
 NODE = CONFIG["node_id"]
 GREEN, YELLOW, RED = 0, 1, 2

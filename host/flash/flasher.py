@@ -12,7 +12,6 @@ asked for), and written to exactly two places: the node's config.json and the re
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import logging
 import subprocess
@@ -25,7 +24,8 @@ from pathlib import Path
 
 from .. import journal, registry
 from ..errors import JournalReadError
-from ..paths import FIRMWARE_DIR
+from ..firmware import config as firmware_config
+from ..node_files import config_json, example_config, firmware_dir, firmware_sources
 from .device import Board, FlashError
 
 __all__ = ["FlashError", "FlashResult", "NodeSpec", "build_firmware", "check_micropython",
@@ -65,12 +65,14 @@ class FlashResult:
     micropython: str = ""
 
 
-def build_firmware(firmware_dir: Path = FIRMWARE_DIR) -> dict[str, bytes]:
+def build_firmware(folder: Path | None = None) -> dict[str, bytes]:
     """{file name on the board: bytes}: main.py (the boot stub) as source, every other module
-    as .mpy. The virtual node boots this same set (VirtualNode(vm_mpy=True))."""
-    out = {"main.py": (firmware_dir / "main.py").read_bytes()}
+    as .mpy, from `folder` (default: the installed firmware). The virtual node boots this same
+    set (VirtualNode(vm_mpy=True))."""
+    folder = firmware_dir() if folder is None else folder
+    out = {"main.py": (folder / "main.py").read_bytes()}
     with tempfile.TemporaryDirectory() as tmp:
-        for src in sorted(firmware_dir.glob("*.py")):
+        for src in firmware_sources(folder):
             if src.name == "main.py":
                 continue
             dst = Path(tmp) / f"{src.stem}.mpy"
@@ -134,27 +136,18 @@ def plan_copy(files: dict[str, bytes], board_hashes: dict[str, str | None],
     return copy, same, [n for n in stale if n in board_files]
 
 
-def _firmware_config():
-    """firmware/config.py, imported from its file: the node's own validator."""
-    spec = importlib.util.spec_from_file_location("lampwatch_fw_config",
-                                                  FIRMWARE_DIR / "config.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def node_config(spec: NodeSpec, key_hex: str, *, wifi: tuple[str, str] | None = None,
                 collector: tuple[str, int] | None = None, template: dict | None = None
                 ) -> bytes:
-    """The node's config.json (compact JSON, as the virtual node serializes it), checked by
-    the firmware's own validator. Pins and timings come from `template` (default:
+    """The node's config.json (node_files.config_json, as a virtual node reads it), checked
+    by the firmware's own validator. Pins and timings come from `template` (default:
     firmware/config.example.json).
 
     Raises:
         FlashError: the result would not start the node (the firmware's first problem).
     """
     if template is None:
-        template = json.loads((FIRMWARE_DIR / "config.example.json").read_text("utf-8"))
+        template = example_config()
     cfg: dict = {"node_id": spec.node_id, "key": key_hex, "machine": spec.machine,
                  "transport": spec.transport}
     if spec.transport == "udp":
@@ -166,8 +159,8 @@ def node_config(spec: NodeSpec, key_hex: str, *, wifi: tuple[str, str] | None = 
         cfg["wifi"] = {"ssid": wifi[0], "password": wifi[1]}
         cfg["collector"] = {"host": collector[0], "port": collector[1]}
     cfg.update((k, v) for k, v in template.items() if k not in _NOT_FROM_TEMPLATE)
-    text = json.dumps(cfg).encode()
-    _, problems = _firmware_config().parse(text)
+    text = config_json(cfg)
+    _, problems = firmware_config.parse(text)
     if problems:
         raise FlashError(f"node {spec.node_id}: config.json: {problems[0]}")
     return text

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 from .. import protocol
 from ..errors import ProtocolError
-from .sim import ack_frame
 
 
 @dataclass(frozen=True)
@@ -77,18 +76,10 @@ class MemoryLink(Link):
         self._record(sim, data)
         if self.ack:
             h = protocol.decode(data, {self.node_id: self.key}).header
-            self._acks.append(ack_frame(self.node_id, self.key, h.boot_id, h.seq,
-                                        _hmac_sha256))
+            self._acks += protocol.encode_ack(self.node_id, h.boot_id, [h.seq], self.key)
 
     def receive(self, sim) -> bytes | None:
         return self._acks.pop(0) if self._acks else None
-
-
-def _hmac_sha256(key: bytes, msg: bytes) -> bytes:
-    import hashlib
-    import hmac
-
-    return hmac.new(key, msg, hashlib.sha256).digest()
 
 
 class UdpLink(Link):

@@ -1,37 +1,35 @@
 """The MicroPython engine: the firmware and the simulator (sim.py) run inside the real
-MicroPython VM (the official WebAssembly port, npm @micropython/micropython-webassembly-pyscript,
-under Node.js; installed in tests/mpvm by `scripts/install.sh --test`).
+MicroPython VM (the official WebAssembly port under Node.js, run through vm.run_micropython).
 
 Each run starts a fresh VM and plays the scenario from power-up to the stop time, so runs are
-reproducible; frames are ACKed inside the VM (there is no socket in this port).
+reproducible; frames are ACKed inside the VM (there is no socket in this port), by the host's
+one ACK encoder (ackcodec.py, loaded into the VM) with the VM's own hmac module: the node's
+codec checks them, so a fault in its HMAC cannot hide behind an ACK made with the same code.
 """
 
 from __future__ import annotations
 
-import json
-import shutil
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import LampwatchError
+from .. import ackcodec
 from ..flash.flasher import build_firmware
-from ..paths import REPO_DIR
+from ..node_files import config_json, firmware_sources
 from .links import SentFrame
+from .vm import MicroPythonEngineError, package_file, run_micropython
 
-MPVM_DIR = REPO_DIR / "tests" / "mpvm"
-RUNNER = MPVM_DIR / "run.mjs"
-SIM_SOURCE = Path(__file__).resolve().parent / "sim.py"
+ACKCODEC = Path(ackcodec.__file__)  # the host's ACK encoder, loaded into the VM as a file
 _MARK = "@@ "
 
 # The program run in the VM: simulated modules into sys.modules; at each boot (as after a
 # reset) main.py runs and imports the firmware fresh; results printed as marked lines.
 _PROGRAM = """
-import sys, gc, hashlib, struct
+import sys, gc, hashlib, hmac, struct
 for _n, _hex in {mpy}.items():
     with open(_n + ".mpy", "wb") as _f:
         _f.write(bytes.fromhex(_hex))
 import sim as S
+import ackcodec
 
 SC = {scenario}
 OPTS = {options}
@@ -41,13 +39,7 @@ AUTO_ACK = {auto_ack}
 HW = ("machine", "network", "time", "socket", "os", "select")
 
 def hmac_sha256(key, msg):
-    k = bytearray(64)
-    k[:len(key)] = key
-    inner = hashlib.sha256(bytes(b ^ 0x36 for b in k))
-    inner.update(msg)
-    outer = hashlib.sha256(bytes(b ^ 0x5C for b in k))
-    outer.update(inner.digest())
-    return outer.digest()
+    return hmac.new(key, msg, hashlib.sha256).digest()
 
 class Link:
     def __init__(self):
@@ -59,7 +51,7 @@ class Link:
         if AUTO_ACK:
             boot = struct.unpack_from(">I", data, 3)[0]
             seq = (data[7] << 16) | (data[8] << 8) | data[9]
-            self.acks.append(S.ack_frame(NODE_ID, KEY, boot, seq, hmac_sha256))
+            self.acks += ackcodec.encode_acks(NODE_ID, boot, [seq], KEY, hmac_sha256)
     def receive(self, sim):
         return self.acks.pop(0) if self.acks else None
 
@@ -102,10 +94,6 @@ print("@@ S sent", SIM.sent)
 """
 
 
-class MicroPythonEngineError(LampwatchError):
-    """The MicroPython VM is missing, or the firmware failed inside it."""
-
-
 @dataclass
 class VMResult:
     frames: list[SentFrame] = field(default_factory=list)
@@ -125,32 +113,15 @@ def vm_files(node) -> tuple[dict[str, str], dict[str, str]]:
     if node.vm_mpy:
         built = build_firmware(node.firmware_dir)
     else:
-        built = {p.name: p.read_bytes() for p in sorted(node.firmware_dir.iterdir())
-                 if p.suffix in (".py", ".mpy")}
+        built = {p.name: p.read_bytes()
+                 for p in [*firmware_sources(node.firmware_dir),
+                           *sorted(node.firmware_dir.glob("*.mpy"))]}
     files = {n: d.decode("utf-8") for n, d in built.items() if n.endswith(".py")}
     mpy = {n[:-4]: d.hex() for n, d in built.items() if n.endswith(".mpy")}
-    files["sim.py"] = SIM_SOURCE.read_text(encoding="utf-8")
-    files["config.json"] = json.dumps(node.config)
+    files["sim.py"] = package_file("sim.py").read_text(encoding="utf-8")
+    files["ackcodec.py"] = ACKCODEC.read_text(encoding="utf-8")
+    files["config.json"] = config_json(node.config).decode()
     return files, mpy
-
-
-def run_job(code: str, files: dict[str, str], timeout: float, then=()) -> str:
-    """Run one job through tests/mpvm/run.mjs (`then`: further top-level steps); returns
-    stdout."""
-    if shutil.which("node") is None or not RUNNER.is_file():
-        raise MicroPythonEngineError(
-            "the MicroPython VM is not installed: run `bash scripts/install.sh --test`")
-    job = json.dumps({"code": code, "files": files, "then": list(then)})
-    try:
-        proc = subprocess.run(["node", str(RUNNER)], input=job.encode(), capture_output=True,
-                              timeout=timeout, cwd=MPVM_DIR, check=False)
-    except subprocess.TimeoutExpired:
-        raise MicroPythonEngineError(f"the MicroPython VM ran longer than {timeout} s") from None
-    out = proc.stdout.decode("utf-8", "replace")
-    if proc.returncode != 0:
-        raise MicroPythonEngineError(
-            f"firmware failed in the MicroPython VM:\n{proc.stderr.decode('utf-8', 'replace')}")
-    return out
 
 
 def _program(node, mpy: dict[str, str]) -> str:
@@ -176,7 +147,7 @@ def live_heap_after_setup(node, until_us: int = 2_000_000, timeout: float = 60.0
     settle = ["gc.collect()"] * 3
     steps = [*settle, "A0 = gc.mem_alloc()", _RUN.format(until=until_us), *settle,
              "print('@@ L', gc.mem_alloc() - A0)"]
-    out = run_job(_program(node, mpy), files, timeout, then=steps)
+    out = run_micropython(_program(node, mpy), files, timeout, then=steps)
     for line in out.splitlines():
         if line.startswith(_MARK + "L "):
             return int(line.split()[2])
@@ -187,7 +158,7 @@ def run_in_vm(node, until_us: int, timeout: float = 120.0) -> VMResult:
     """Play node's scenario from power-up to until_us in a fresh MicroPython VM; with
     node.vm_mpy the firmware goes in as `lampwatch flash` builds it (vm_files)."""
     files, mpy = vm_files(node)
-    out = run_job(_program(node, mpy) + _RUN.format(until=until_us), files, timeout)
+    out = run_micropython(_program(node, mpy) + _RUN.format(until=until_us), files, timeout)
     res = VMResult()
     boots = []
     for line in out.splitlines():

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import builtins
 import io
-import json
 import logging
 import types
 from pathlib import Path
 
 from typing_extensions import Self
 
-from ..paths import FIRMWARE_DIR
+from .. import node_files
 from . import sim as simmod
 from .links import Link, MemoryLink, PtyLink, SentFrame, UdpLink
 from .scenario import Scenario
@@ -68,7 +67,7 @@ class CPythonLoader:
     `print` goes to the node's console.
     """
 
-    def __init__(self, sim: simmod.Sim, config_text: str, firmware_dir: Path,
+    def __init__(self, sim: simmod.Sim, config_text: bytes, firmware_dir: Path,
                  console: list[str]):
         self.sim = sim
         self.config_text = config_text
@@ -102,8 +101,8 @@ class CPythonLoader:
 
         def fopen(path, mode="r", *a, **kw):
             if str(path).endswith("config.json"):
-                data = self.config_text.encode()
-                return io.BytesIO(data) if "b" in mode else io.StringIO(self.config_text)
+                data = self.config_text
+                return io.BytesIO(data) if "b" in mode else io.StringIO(data.decode())
             raise OSError(2, "ENOENT")
 
         def fprint(*args, sep=" ", end="\n", **kw):
@@ -146,7 +145,7 @@ class VirtualNode:
     def __init__(self, config: dict, scenario: Scenario, engine: str = "cpython", *,
                  collector: tuple[str, int] | None = None, serial: bool = False,
                  auto_ack: bool = True, speed: float | None = None, seed: int = 1,
-                 ack_wait_s: float = 0.2, firmware_dir: Path = FIRMWARE_DIR,
+                 ack_wait_s: float = 0.2, firmware_dir: Path | None = None,
                  vm_mpy: bool = False, vm_timeout_s: float = 120.0, **sim_options):
         if engine not in ("cpython", "micropython"):
             raise ValueError("engine must be 'cpython' or 'micropython'")
@@ -162,7 +161,7 @@ class VirtualNode:
         self.vm_timeout_s = vm_timeout_s
         self.sim_options = sim_options
         self.console: list[str] = []
-        self.firmware_dir = Path(firmware_dir)
+        self.firmware_dir = Path(firmware_dir or node_files.firmware_dir())
         key = bytes.fromhex(self.config.get("key", "")) if self.config.get("key") else None
         node_id = self.config.get("node_id", 0)
         if serial:
@@ -175,8 +174,8 @@ class VirtualNode:
         self._mp_result = None
         if engine == "cpython":
             self.sim = simmod.Sim(self._compiled, seed=seed, link=self.link, **sim_options)
-            self.loader = CPythonLoader(self.sim, json.dumps(self.config), self.firmware_dir,
-                                        self.console)
+            self.loader = CPythonLoader(self.sim, node_files.config_json(self.config),
+                                        self.firmware_dir, self.console)
 
     # --- running ------------------------------------------------------------------------
 

@@ -21,10 +21,7 @@ from pathlib import Path
 
 from typing_extensions import Self
 
-from .mpvm import MPVM_DIR, MicroPythonEngineError
-
-BRIDGE = Path(__file__).resolve().parent / "repl_bridge.mjs"
-PACKAGE_DIR = MPVM_DIR / "node_modules" / "@micropython" / "micropython-webassembly-pyscript"
+from .vm import MicroPythonEngineError, package_file, require_vm, vm_package_dir
 
 
 class ReplServer:
@@ -49,17 +46,16 @@ class ReplServer:
 
     def start(self, port: int = 0) -> int:
         """Start the VM and listen; returns the TCP port."""
-        if shutil.which("node") is None or not (PACKAGE_DIR / "micropython.mjs").is_file():
-            raise MicroPythonEngineError(
-                "the MicroPython VM is not installed: run `bash scripts/install.sh --test`")
+        require_vm()
         files = self.initial
         if self.root_dir is not None and self.root_dir.is_dir():
             files = {p.relative_to(self.root_dir).as_posix(): p.read_bytes()
                      for p in sorted(self.root_dir.rglob("*")) if p.is_file()}
-        self._proc = subprocess.Popen(["node", str(BRIDGE)], stdin=subprocess.PIPE,
+        self._proc = subprocess.Popen(["node", str(package_file("repl_bridge.mjs"))],
+                                      stdin=subprocess.PIPE,
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         threading.Thread(target=self._read, daemon=True, name="repl-bridge").start()
-        self._send({"pkg": str(PACKAGE_DIR), "port": port, "quota_bytes": self.quota_bytes,
+        self._send({"pkg": str(vm_package_dir()), "port": port, "quota_bytes": self.quota_bytes,
                     "files": {n: base64.b64encode(d).decode() for n, d in files.items()}})
         self.port = int(self._reply("listening")["port"])
         return self.port

@@ -2,7 +2,6 @@
 # and its life (boot, resets, power loss), driven by a scenario timeline in microseconds.
 # Written in the subset shared by CPython and MicroPython: the same file runs in both engines.
 import heapq
-import struct
 
 TICKS_PERIOD = 1 << 30  # ESP32: ticks_us wraps every ~17.9 min, ticks_ms every ~12.4 days
 _HALF = TICKS_PERIOD >> 1
@@ -569,12 +568,6 @@ class _CounterFactory:
 
     def __call__(self, unit, src, edge=1, filter_ns=0, direction=1):
         return self.sim.counter(unit, src, edge, filter_ns, direction)
-
-
-def ack_frame(node_id, key, boot_id, seq, hmac_sha256):
-    """An ACK of one frame, as the collector would send it (for runs without a collector)."""
-    msg = struct.pack(">BHIBHI", 0x15, node_id, boot_id, seq >> 16, seq & 0xFFFF, 0)
-    return msg + hmac_sha256(key, msg)[:8]
 
 
 def boot(loader, seam, stub, env):

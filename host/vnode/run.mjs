@@ -1,6 +1,9 @@
-// run.mjs: run one job in the real MicroPython VM (the official WebAssembly port) for the tests.
+// run.mjs: run one job in the real MicroPython VM (the official WebAssembly port); driven by
+// lampwatch.vnode.vm.run_micropython, for the virtual node's engine and the tests alike.
 //
-// Job, as JSON on stdin: {"files": {"name.py": "source", ...}, "code": "source", "heap_kb": 110}
+// Job, as JSON on stdin: {"pkg": "<dir>", "files": {"name.py": "source", ...}, "code": "source"}
+//   pkg      the npm package @micropython/micropython-webassembly-pyscript's directory (the
+//            caller finds it: beside this file, or where LAMPWATCH_NODE_MODULES points)
 //   files    written to / (the working directory, as on a node's flash), so `import name` works;
 //            sys.path is ['', '.frozen', '/lib'] as on the ESP32: these shadow frozen modules
 //   code     run as __main__ (its tracebacks name it "<job>")
@@ -16,7 +19,7 @@
 // with a non-zero code; 2 on a malformed job or a crash of the VM itself.
 // Time limits are the caller's: a busy VM blocks Node's event loop, so only a kill can stop it.
 import { readFileSync, writeSync } from "node:fs";
-import { loadMicroPython } from "@micropython/micropython-webassembly-pyscript";
+import { pathToFileURL } from "node:url";
 
 const FILES_DIR = ""; // the root, which is the working directory
 const FLUSH_BYTES = 4096;
@@ -68,6 +71,7 @@ function readJob() {
         finish(2, `mpvm: bad job: ${e.message}`);
     }
     const files = job.files ?? {};
+    if (typeof job.pkg !== "string") finish(2, 'mpvm: bad job: "pkg" must be a directory');
     if (typeof job.code !== "string") finish(2, 'mpvm: bad job: "code" must be a string');
     if (typeof files !== "object" || Array.isArray(files)) {
         finish(2, 'mpvm: bad job: "files" must be an object');
@@ -84,7 +88,7 @@ function readJob() {
     if (!Array.isArray(then) || then.some((s) => typeof s !== "string")) {
         finish(2, 'mpvm: bad job: "then" must be a list of sources');
     }
-    return { code: job.code, then, files, heapKb: job.heap_kb };
+    return { pkg: job.pkg, code: job.code, then, files, heapKb: job.heap_kb };
 }
 
 // The job runs inside exec() so that this wrapper can release micropython.heap_lock() before an
@@ -126,6 +130,7 @@ if (job.heapKb != null) options.heapsize = job.heapKb * 1024;
 
 let mp;
 try {
+    const { loadMicroPython } = await import(pathToFileURL(`${job.pkg}/micropython.mjs`).href);
     mp = await loadMicroPython(options);
     for (const [name, source] of Object.entries(job.files)) {
         const path = `${FILES_DIR}/${name}`;
