@@ -77,7 +77,7 @@ def port_error(port: str) -> FlashError:
     return FlashError(f"port {port} could not be opened by mpremote")
 
 
-class Board:
+class Device:
     """An open board in the raw REPL. Use as a context manager; close() leaves the raw REPL.
 
     Raises FlashError from every method.

@@ -26,7 +26,7 @@ from .. import journal, registry
 from ..errors import JournalReadError
 from ..firmware import config as firmware_config
 from ..node_files import config_json, example_config, firmware_dir, firmware_sources
-from .device import Board, FlashError
+from .device import Device, FlashError
 
 __all__ = ["FlashError", "FlashResult", "NodeSpec", "build_firmware", "check_micropython",
            "flash_node", "last_event_id", "node_config", "plan_copy", "wait_hello"]
@@ -196,7 +196,7 @@ def flash_node(spec: NodeSpec, firmware: dict[str, bytes], registry_path: Path, 
                                        template=template)
     entry = registry_entry(spec, key_hex, files["config.json"])
     res = FlashResult(spec.node_id, new_key=fresh)
-    with Board(spec.port) as board:
+    with Device(spec.port) as board:
         info = board.probe(sorted(files))
         res.micropython = f"{_v(info['version'])} on {info['machine']}"
         check_micropython(info["mpy"], tuple(info["version"]), mpy_header(files))
