@@ -88,7 +88,6 @@ class CollectorRuntime:
                  clock: Callable[[], float] = time.time, forward: bool = True,
                  serial_backoff_s: tuple[float, float] = (0.5, 10.0)):
         self.config, self.clock, self.forward = config, clock, forward
-        self._own_deriver = deriver is None
         self.deriver = deriver if deriver is not None else make_deriver(config)
         self.serial_backoff_s = serial_backoff_s
         self.journal: Journal | None = None
@@ -113,10 +112,7 @@ class CollectorRuntime:
         self.journal = Journal(cfg.journal_path, sync=cfg.journal_sync)
         try:
             replay(self.deriver, self.journal, cfg, self.clock())
-            # Only a deriver of our own making can be remade from the journal.
-            rebuild = self._rebuild_deriver if self._own_deriver else None
-            self.collector = Collector(cfg, self.journal, self.deriver, clock=self.clock,
-                                       rebuild=rebuild)
+            self.collector = Collector(cfg, self.journal, self.deriver, clock=self.clock)
             if cfg.udp_listen is not None:
                 self.udp = UdpSource(self.collector, *cfg.udp_listen)
                 await self.udp.start()
@@ -137,14 +133,6 @@ class CollectorRuntime:
             raise
         self._tick_task = asyncio.get_running_loop().create_task(self._ticker())
         log.info("collector running: %d node(s), journal %s", len(cfg.nodes), cfg.journal_path)
-
-    def _rebuild_deriver(self) -> Any:
-        """A fresh deriver replayed from the journal (after a failed commit), made the
-        runtime's own so the board and snapshots read the same one."""
-        deriver = make_deriver(self.config)
-        replay(deriver, self.journal, self.config, self.clock())
-        self.deriver = deriver
-        return deriver
 
     def _start_forwarder(self) -> None:
         from .influx.forwarder import Forwarder, InfluxWriter
@@ -202,8 +190,7 @@ class CollectorRuntime:
         node = next((n for n in self.config.nodes.values() if n.machine == machine), None)
         ev = Event(self.clock(), "reason", node.node_id if node else None, machine,
                    {"reason": reason, "start_s": start_s, "end_s": end_s, "by": by})
-        self.collector.flush()  # what was derived before it goes into the journal first
-        self.journal.commit(events=[ev])
+        self.collector.store_now([ev])  # after what was derived before it
         if hasattr(self.deriver, "add_reason"):
             self.deriver.add_reason(ev)
         if self.board is not None:
