@@ -358,8 +358,9 @@ def test_check_prints_plan_with_masked_token(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "listen: udp 127.0.0.1:4210" in r.stdout
     assert "node 7: p / l / m7" in r.stdout
-    assert "token ******** (18 chars, from $LW_T)" in r.stdout
+    assert "token ******** (set, from $LW_T)" in r.stdout
     assert "super-secret" not in r.stdout + r.stderr
+    assert "18" not in r.stdout + r.stderr  # not even the token's length
     env.pop("LW_T")
     r = run_cli("collect", "--check", "--config", str(cfg), env=env)
     assert r.returncode == 1 and "LW_T is not set" in r.stderr
