@@ -126,7 +126,8 @@ class CollectorRuntime:
                 from .board.server import BoardServer
 
                 pin = cfg.board_pin.value() if cfg.board_pin is not None else None
-                self.board = BoardServer(self, *cfg.board_listen, pin=pin)
+                self.board = BoardServer(self, *cfg.board_listen, pin=pin,
+                                         hosts=cfg.board_hosts, sse_slots=cfg.board_sse_slots)
                 await self.board.start()
         except BaseException:
             await self.stop()
