@@ -13,6 +13,8 @@ import urllib.parse
 
 import pytest
 from lampwatch import oee
+from lampwatch.board.auth import HostCheck, PinGate, client_key
+from lampwatch.board.limits import MAX_IDLE, Refusals
 from lampwatch.board.view import LOW_COVERAGE, OperatorReason, board_view, fingerprint
 from lampwatch.config import load_config
 from lampwatch.derive import MachineSnapshot
@@ -253,6 +255,67 @@ def test_fingerprint_ignores_time_but_not_state_lamps_or_counts():
     d = board_view({"press": snap("press", "STOP", T0 + 50, PRESS, {"green": "ON"})}, T0 + 99)
     assert fingerprint(a) == fingerprint(b)
     assert len({fingerprint(a), fingerprint(c), fingerprint(d)}) == 3
+
+
+# --- who may use the board (pure) ------------------------------------------------------------
+
+def test_pin_backoff_is_per_address_and_doubles_after_three_free_tries():
+    gate = PinGate("471108")
+    waits = []
+    for i in range(16):
+        t = 1000.0 + 10_000 * i  # each try well after the last wait ended
+        assert gate.wait_s("10.0.0.7", t) == 0
+        assert gate.check("10.0.0.7", f"{i:06d}", t) is False
+        waits.append(gate.wait_s("10.0.0.7", t))
+    assert waits == [0, 0, 0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 900, 900, 900]
+    assert gate.wait_s("10.0.0.8", 1000.0) == 0 and gate.check("10.0.0.8", "471108", 1000.0)
+    t = 1000.0 + 10_000 * 16
+    assert gate.check("10.0.0.7", "471108", t) is True  # the right PIN clears the record
+    assert gate.check("10.0.0.7", "x", t) is False and gate.wait_s("10.0.0.7", t) == 0
+    gate.check("10.0.0.9", "1", 0.0)
+    for k in range(3):
+        gate.check("10.0.0.9", "1", 0.0)
+    assert gate.wait_s("10.0.0.9", 0.5) == 0.5
+    assert gate.wait_s("10.0.0.9", 86_400.0 + 1) == 0  # forgotten a day after
+
+
+def test_addresses_are_counted_per_ipv4_and_per_ipv6_64():
+    assert client_key("192.168.1.20") == "192.168.1.20"
+    assert client_key("2001:db8:1:2:aaaa::1") == client_key("2001:db8:1:2:bbbb::2") == \
+        "2001:db8:1:2::/64"
+    assert client_key("::ffff:10.1.2.3") == "10.1.2.3"
+
+
+def test_host_check_names_ip_literals_and_origins():
+    check = HostCheck(["andon.plant.local"], "0.0.0.0")
+    for host in ("andon.plant.local", "ANDON.plant.local.:8080", "10.0.0.5:8080", "[fe80::1]:80",
+                 "localhost", "0.0.0.0:8080", socket.gethostname()):
+        assert check.host_ok(host), host
+    for host in ("evil.example", "andon.plant.local.evil.example", "10.0.0.5.nip.io", "", None):
+        assert not check.host_ok(host), host
+    assert check.origin_ok("http://10.0.0.5:8080", "10.0.0.5:8080")
+    assert check.origin_ok("http://andon.plant.local", "andon.plant.local")
+    assert not check.origin_ok("http://evil.example", "evil.example")  # a foreign Host
+    assert not check.origin_ok("http://andon.plant.local", "10.0.0.5:8080")
+    assert not check.origin_ok(None, "10.0.0.5:8080")
+
+
+def test_an_address_that_causes_refusals_is_barred_for_a_while():
+    now = [0.0]
+    refusals = Refusals(clock=lambda: now[0])
+    for _ in range(10):
+        assert not refusals.barred("10.0.0.66")
+        refusals.refused("10.0.0.66", 400, "junk")
+    assert refusals.barred("10.0.0.66") and not refusals.barred("10.0.0.67")
+    now[0] = 1.0
+    assert not refusals.barred("10.0.0.66")  # a refusal a second comes back
+    refusals.refused("10.0.0.66", 400, "junk")
+    for _ in range(30):  # requests in flight when it ran dry: a debt, so a longer bar
+        refusals.refused("10.0.0.66", 400, "junk")
+    now[0] = 10.0
+    assert refusals.barred("10.0.0.66")
+    now[0] = 12.0
+    assert not refusals.barred("10.0.0.66")
 
 
 # --- HTTP against a running collector --------------------------------------------------------
@@ -556,12 +619,17 @@ def test_collect_check_prints_the_board_line(tmp_path):
 
 
 def raw(board, data):
-    """Send raw bytes to the board; its whole answer (it closes after a refusal)."""
+    """Send raw bytes to the board; its whole answer (it closes after a refusal), or None
+    when it reset the connection (it refuses a request after reading 16 KiB of it at
+    most: what was sent beyond that is never read)."""
     with socket.create_connection((board.host, board.port), timeout=5) as s:
-        s.sendall(data)
         out = b""
-        while chunk := s.recv(65536):
-            out += chunk
+        try:
+            s.sendall(data)
+            while chunk := s.recv(65536):
+                out += chunk
+        except ConnectionResetError:
+            return None
     return out
 
 
@@ -574,18 +642,59 @@ def test_oversized_and_malformed_requests_get_a_4xx_and_the_board_carries_on(col
                  b"Connection: close\r\nContent-Type: application/json\r\n"
                  b"Content-Length: %d\r\n\r\n" % len(big) + big)
     assert answer.startswith(b"HTTP/1.1 413 ") and b"at most 4096 bytes" in answer
-    answer = raw(board, b"GET /" + b"a" * 100_000 + b" HTTP/1.1\r\n\r\n")
+    answer = raw(board, b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\n\r\n")
     assert answer.startswith(b"HTTP/1.0 400 ") and b"longer than 8190 bytes" in answer
-    answer = raw(board, b"GET / HTTP/1.1\r\n" + b"X-Big: " + b"b" * 65536 + b"\r\n\r\n")
+    answer = raw(board, b"GET / HTTP/1.1\r\n" + b"X-Big: " + b"b" * 9000 + b"\r\n\r\n")
     assert answer.startswith(b"HTTP/1.0 400 ") and b"longer than 8190 bytes" in answer
+    for junk in (b"GET /" + b"a" * 100_000 + b" HTTP/1.1\r\n\r\n",
+                 b"GET / HTTP/1.1\r\nX-Big: " + b"b" * 65536 + b"\r\n\r\n"):
+        answer = raw(board, junk)  # refused after 16 KiB: the 400, or a reset if still sending
+        assert answer is None or (answer.startswith(b"HTTP/1.0 400 ") and
+                                  b"longer than 8190 bytes" in answer)
     many = b"".join(b"X-%d: 1\r\n" % i for i in range(40))
     answer = raw(board, b"GET / HTTP/1.1\r\n" + head.encode() + many + b"\r\n")
     assert answer.startswith(b"HTTP/1.0 400 ") and b"Too many headers" in answer
     assert raw(board, b"HELLO\r\n\r\n").startswith(b"HTTP/1.0 400 ")
     assert request(collector.runtime.board_url + "api/board")[0] == 200
     lines = [r.getMessage() for r in caplog.records if r.name.startswith("lampwatch.board")]
-    assert len(lines) == 5 and all(line.startswith("Andon board: 4") for line in lines)
+    assert len(lines) == 7 and all(line.startswith("Andon board: 4") for line in lines)
     assert "Traceback" not in caplog.text and all(r.exc_info is None for r in caplog.records)
+
+
+def test_a_flood_of_idle_connections_closes_the_flooders_own_not_others(collector):
+    board = collector.runtime.board
+    mine = socket.create_connection((board.host, board.port), 5, ("127.0.0.3", 0))
+    flood = []
+    try:
+        mine.sendall(f"GET /api/board HTTP/1.1\r\nHost: 127.0.0.1:{board.port}\r\n\r\n"
+                     .encode())
+        first = mine.recv(65536)
+        assert first.startswith(b"HTTP/1.1 200 ")  # now idle, kept alive
+        for _ in range(3 * MAX_IDLE):
+            flood.append(socket.create_connection((board.host, board.port), 5,
+                                                  ("127.0.0.2", 0)))
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and board.conns.closed_idle < 2 * MAX_IDLE:
+            time.sleep(0.05)
+        assert board.conns.closed_idle >= 2 * MAX_IDLE and board.conns.idle <= MAX_IDLE
+        closed = 0
+        for s in flood:
+            s.settimeout(0.01)
+            try:
+                closed += s.recv(1) == b""
+            except TimeoutError:
+                pass
+            except ConnectionResetError:
+                closed += 1
+        assert closed >= 2 * MAX_IDLE  # the flooder's oldest went
+        # The other address's idle connection was never touched: it still answers.
+        mine.sendall(f"GET /api/board HTTP/1.1\r\nHost: 127.0.0.1:{board.port}\r\n\r\n"
+                     .encode())
+        assert mine.recv(65536).startswith(b"HTTP/1.1 200 ")
+    finally:
+        mine.close()
+        for s in flood:
+            s.close()
 
 
 def test_a_client_that_never_finishes_its_headers_is_closed(collector):

@@ -3,6 +3,7 @@ client address. Pure: time is passed in."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import ipaddress
@@ -19,6 +20,7 @@ FORGET_S = 86400.0      # an address's record goes a day after its last wrong PI
 MAX_ADDRESSES = 10_000  # records kept at most; the least recently wrong go first
 
 
+@functools.lru_cache(maxsize=4096)  # every connection asks; a flood asks for the same few
 def client_key(remote: str | None) -> str:
     """The unit that backoff and connection limits count: an IPv4 address, or an IPv6 /64
     (one host usually holds a whole /64, so counting single IPv6 addresses counts nothing)."""

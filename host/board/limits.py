@@ -3,6 +3,9 @@ live-viewer slots sized from RLIMIT_NOFILE, and one rate-limited log line per re
 
 from __future__ import annotations
 
+import asyncio
+import collections
+import contextlib
 import logging
 import resource
 import time
@@ -13,7 +16,8 @@ from aiohttp.http_exceptions import LineTooLong
 from ..errors import ConfigError
 from .auth import client_key
 
-__all__ = ["Connection", "ConnectionGuard", "RefusalLog", "handler_args", "viewer_slots"]
+__all__ = ["Connection", "ConnectionGuard", "Gate", "Refusals", "handler_args",
+           "viewer_slots"]
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +32,11 @@ MAX_BODY = 4096  # client_max_size: a stop reason is under 300 bytes
 # a whole request by then (slow headers) is closed, as is one idle this long between requests.
 KEEPALIVE_S = 10.0
 LINGER_S = 1.0  # reading an unread body after answering, at most
+# Bytes read from a connection per event-loop turn (asyncio's default is 256 KiB). A board
+# request fits; a client streaming junk is refused after the first read, and what the
+# refusal keeps alive until it is answered is this much, not a quarter of a megabyte.
+# (Such a sender, still sending when the refusal closes the connection, gets a reset.)
+READ_SIZE = 16 << 10
 BODY_TIMEOUT_S = 5.0
 SHUTDOWN_S = 1.0
 
@@ -37,12 +46,28 @@ SHUTDOWN_S = 1.0
 MAX_IDLE = 64
 MAX_BUSY = 64          # plain requests (not the live stream) handled at once
 MAX_PER_ADDRESS = 16   # requests in progress from one address, live streams included
+# The listen backlog. asyncio accepts up to this many connections per readiness event,
+# each a file descriptor before any is counted by the guard below, so it must fit in the
+# reserve; and a short kernel queue makes a connection flood throttle itself (its SYNs
+# wait for room) instead of costing the loop an accept per attempt.
+BACKLOG = 64
 # File descriptors left for the journal, UDP, serial ports, the forwarder and logging.
 RESERVED_FDS = 128
 MAX_AUTO_SLOTS = 1000  # live viewers when not configured: more screens than any plant has
 
 _LOG_BURST = 10        # refusal lines logged back to back at most...
 _LOG_PER_S = 1.0       # ...then this many a second; the rest are counted in the next line
+# Refused requests one address may cause back to back, then this many a second. Past that
+# its new connections are closed unanswered: junk costs the collector's loop an accept,
+# not a parse, a response and a log line each. (A browser gets a 404 for its favicon.)
+REFUSAL_BURST = 10
+REFUSALS_PER_S = 1.0
+_MAX_TRACKED = 4096    # addresses whose refusals are counted; the longest quiet go first
+# A barred address's connection is held unread for HOLD_S, not reset: its sender waits
+# instead of reconnecting at once, so a flood of reconnects costs a few accepts a second,
+# not thousands. At most HOLD_MAX are held (each is an open file); past that, reset.
+HOLD_MAX = 256
+HOLD_S = 10.0
 
 
 def handler_args() -> dict:
@@ -62,7 +87,7 @@ def viewer_slots(configured: int | None, nofile: int | None = None) -> int:
         nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     if nofile == resource.RLIM_INFINITY:
         nofile = 1 << 20
-    others = RESERVED_FDS + MAX_IDLE + MAX_BUSY
+    others = RESERVED_FDS + BACKLOG + MAX_IDLE + MAX_BUSY + HOLD_MAX
     room = nofile - others
     want = configured if configured is not None else 1
     if want > room:
@@ -72,21 +97,68 @@ def viewer_slots(configured: int | None, nofile: int | None = None) -> int:
     return configured if configured is not None else min(MAX_AUTO_SLOTS, room)
 
 
-class RefusalLog:
-    """One line per refused request, at most _LOG_BURST at once and _LOG_PER_S after that;
-    lines held back are counted in the next one, so an attack cannot flood the log."""
+class _Bucket:
+    """A token bucket refilled `rate` a second up to `burst`; it may go into debt down to
+    -burst (requests already in flight when it ran dry), which keeps it empty longer."""
+
+    __slots__ = ("at", "burst", "rate", "tokens")
+
+    def __init__(self, burst: float, rate: float, now: float):
+        self.burst, self.rate, self.tokens, self.at = burst, rate, burst, now
+
+    def level(self, now: float) -> float:
+        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        return self.tokens
+
+    def take(self, now: float) -> bool:
+        """One token if there is one."""
+        if self.level(now) < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+    def charge(self, now: float) -> None:
+        """One token, or one more of debt."""
+        self.tokens = max(-self.burst, self.level(now) - 1)
+
+
+class Refusals:
+    """Refused requests: one log line each, at most _LOG_BURST at once and _LOG_PER_S after
+    that (lines held back are counted in the next one, so an attack cannot flood the log);
+    and per address a budget of REFUSAL_BURST, refilled REFUSALS_PER_S, past which the
+    address is `barred`."""
 
     def __init__(self, clock=time.monotonic):
-        self._clock, self._tokens, self._at, self._held = clock, float(_LOG_BURST), clock(), 0
+        self._clock = clock
+        self._log = _Bucket(_LOG_BURST, _LOG_PER_S, clock())
+        self._held = 0
+        self._by_address: dict[str, _Bucket] = {}  # least recently refused first
+        self.unanswered = 0  # connections closed at once, from barred addresses
 
     def refused(self, who: str, status: int, what: str) -> None:
         now = self._clock()
-        self._tokens = min(_LOG_BURST, self._tokens + (now - self._at) * _LOG_PER_S)
-        self._at = now
-        if self._tokens < 1:
+        bucket = self._by_address.pop(who, None) or _Bucket(REFUSAL_BURST, REFUSALS_PER_S, now)
+        bucket.charge(now)
+        self._by_address[who] = bucket
+        if len(self._by_address) > _MAX_TRACKED:
+            del self._by_address[next(iter(self._by_address))]
+        self._line(status, who, what, now)
+
+    def barred(self, who: str) -> bool:
+        """Whether `who` has used up its refusals: then its connection is closed at once."""
+        bucket = self._by_address.get(who)
+        if bucket is None or bucket.level(self._clock()) >= 1:
+            return False
+        self.unanswered += 1
+        self._line(429, who, "too many refused requests: its connections are held "
+                   "unanswered, then reset", self._clock())
+        return True
+
+    def _line(self, status: int, who: str, what: str, now: float) -> None:
+        if not self._log.take(now):
             self._held += 1
             return
-        self._tokens -= 1
         more = f" ({self._held} more refused, not logged)" if self._held else ""
         self._held = 0
         log.warning("Andon board: %d for %s: %s%s", status, who, what, more)
@@ -104,6 +176,41 @@ class ConnectionGuard:
         self._busy: dict[str, int] = {}
         self.busy_plain = 0
         self.closed_idle = 0  # idle connections closed to make room (for tests and logs)
+        self._held: collections.deque = collections.deque()  # (release at, transport)
+        self._sweeper: asyncio.TimerHandle | None = None
+
+    @property
+    def held(self) -> int:
+        return len(self._held)
+
+    def hold(self, transport: asyncio.Transport) -> None:
+        """Keep a barred address's connection unread for HOLD_S (HOLD_MAX at most; past
+        that it is reset at once)."""
+        if len(self._held) >= HOLD_MAX:
+            transport.abort()
+            return
+        loop = asyncio.get_running_loop()
+        transport.pause_reading()
+        self._held.append((loop.time() + HOLD_S, transport))
+        if self._sweeper is None:
+            self._sweeper = loop.call_later(HOLD_S, self._release)
+
+    def _release(self) -> None:
+        now = asyncio.get_running_loop().time()
+        while self._held and self._held[0][0] <= now:
+            self._held.popleft()[1].abort()
+        self._sweeper = None
+        if self._held:
+            delay = self._held[0][0] - now
+            self._sweeper = asyncio.get_running_loop().call_later(delay, self._release)
+
+    def release_all(self) -> None:
+        """Reset every held connection (the board stops)."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+        while self._held:
+            self._held.popleft()[1].abort()
 
     @property
     def idle(self) -> int:
@@ -159,18 +266,43 @@ class ConnectionGuard:
                 del self._idle[conn.who]
 
 
+class Gate(asyncio.Protocol):
+    """The first protocol of every board connection: one from a barred address is held
+    unread by the guard, then reset (it costs an accept: no parser, no task, no answer);
+    any other is handed to a new Connection (asyncio's transport.set_protocol)."""
+
+    def __init__(self, guard: ConnectionGuard, refusals: Refusals, make_connection):
+        self.guard, self.refusals, self.make_connection = guard, refusals, make_connection
+
+    def connection_made(self, transport) -> None:
+        peer = transport.get_extra_info("peername")
+        who = client_key(peer[0] if peer else None)
+        if self.refusals.barred(who):
+            self.guard.hold(transport)
+            return
+        conn = self.make_connection()
+        conn.who = who
+        transport.set_protocol(conn)
+        conn.connection_made(transport)
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        pass  # a barred connection: nothing was made for it
+
+
 class Connection(web.RequestHandler):
     """aiohttp's per-connection protocol, counted by a ConnectionGuard, answering a request
     the parser refuses (line or header too long, too many headers, not HTTP) with a JSON 400
     and one rate-limited log line instead of a traceback."""
 
-    def __init__(self, guard: ConnectionGuard, refusals: RefusalLog, *args, **kwargs):
+    def __init__(self, guard: ConnectionGuard, refusals: Refusals, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.guard, self.refusals, self.who = guard, refusals, "?"
+        self.guard, self.refusals, self.who = guard, refusals, "?"  # `who`: set by the Gate
+        self._refused = False
 
     def connection_made(self, transport) -> None:
-        peer = transport.get_extra_info("peername")
-        self.who = client_key(peer[0] if peer else None)
+        # asyncio's selector transports read `max_size` bytes per recv (a class attribute).
+        with contextlib.suppress(AttributeError):
+            transport.max_size = READ_SIZE
         super().connection_made(transport)
         self.guard.opened(self)
 
@@ -178,10 +310,24 @@ class Connection(web.RequestHandler):
         self.guard.closed(self)
         super().connection_lost(exc)
 
+    def data_received(self, data: bytes) -> None:
+        # After a refusal the connection only gets its answer and closes. aiohttp would
+        # go on parsing what still arrives, queueing an error (whose traceback holds the
+        # chunk read) per chunk: 150 clients streaming headers held hundreds of MB.
+        if not self._refused:
+            super().data_received(data)
+
     def handle_error(self, request, status: int = 500, exc: BaseException | None = None,
                      message: str | None = None) -> web.StreamResponse:
         if status >= 500:  # a bug: aiohttp logs it with its traceback
             return super().handle_error(request, status, exc, message)
+        self._refused = True
+        if self.transport is not None:
+            self.transport.pause_reading()
+        if exc is not None:
+            # The parser error's traceback holds aiohttp's data_received frame, which holds
+            # the error: a cycle keeping the chunk read alive until the cyclic GC runs.
+            exc.__traceback__ = None
         if isinstance(exc, LineTooLong):
             what = f"request line or header longer than {MAX_FIELD_SIZE} bytes"
         else:
