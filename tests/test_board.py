@@ -14,10 +14,11 @@ import urllib.parse
 import pytest
 from lampwatch import oee
 from lampwatch.board.auth import HostCheck, PinGate, client_key
-from lampwatch.board.limits import MAX_IDLE, Refusals
+from lampwatch.board.limits import MAX_IDLE, Refusals, viewer_slots
 from lampwatch.board.view import LOW_COVERAGE, OperatorReason, board_view, fingerprint
 from lampwatch.config import load_config
 from lampwatch.derive import MachineSnapshot
+from lampwatch.errors import ConfigError
 from lampwatch.journal import Journal
 from lampwatch.paths import FIRMWARE_DIR
 from lampwatch.runtime import CollectorThread
@@ -608,6 +609,28 @@ def test_without_a_pin_the_board_is_read_only(tmp_path):
     finally:
         ct.stop()
     assert ct.runtime.board_url is None  # stopped with the collector
+
+
+def test_live_slots_are_sized_from_the_open_file_limit():
+    assert viewer_slots(None, 4096) == 1000  # the unit's LimitNOFILE: the most by default
+    assert viewer_slots(None, 1024) == 448
+    assert viewer_slots(40, 1024) == 40
+    with pytest.raises(ConfigError, match=r"^the board needs an open-file limit of at least "
+                       r"577 \(systemd: LimitNOFILE\); it is 400$"):
+        viewer_slots(None, 400)
+    with pytest.raises(ConfigError, match="board.sse_slots = 2000 needs an open-file limit"):
+        viewer_slots(2000, 1024)
+
+
+def test_start_up_refuses_more_live_slots_than_the_open_file_limit_allows(tmp_path):
+    path = board_config(tmp_path, pin=False)
+    path.write_text(path.read_text().replace("[board]\n", "[board]\nsse_slots = 100000\n"))
+    r = subprocess.run([sys.executable, "-c", "from lampwatch.cli import main; main()",
+                        "collect", "--config", str(path)], capture_output=True, text=True,
+                       timeout=60, check=False)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert r.stderr.splitlines()[-1].startswith(
+        "lampwatch: board.sse_slots = 100000 needs an open-file limit of at least 100576")
 
 
 def test_collect_check_prints_the_board_line(tmp_path):

@@ -145,8 +145,13 @@ class Refusals:
             del self._by_address[next(iter(self._by_address))]
         self._line(status, who, what, now)
 
+    def standing(self, who: str) -> float:
+        """How much refusal budget `who` has left (REFUSAL_BURST: never refused lately)."""
+        bucket = self._by_address.get(who)
+        return REFUSAL_BURST if bucket is None else bucket.level(self._clock())
+
     def barred(self, who: str) -> bool:
-        """Whether `who` has used up its refusals: then its connection is closed at once."""
+        """Whether `who` has used up its refusals: then its connection is held, not served."""
         bucket = self._by_address.get(who)
         if bucket is None or bucket.level(self._clock()) >= 1:
             return False
@@ -166,10 +171,16 @@ class Refusals:
 
 class ConnectionGuard:
     """Counts the board's connections per client address; closes idle ones past MAX_IDLE and
-    refuses requests past MAX_BUSY / MAX_PER_ADDRESS (see `begin`)."""
+    refuses requests past MAX_BUSY / MAX_PER_ADDRESS (see `begin`).
 
-    def __init__(self, max_idle: int = MAX_IDLE, max_busy: int = MAX_BUSY,
+    The idle connection closed to make room is the oldest of the worst-behaved address:
+    the one with the least refusal budget left, then the one holding the most idle
+    connections. A flood costs its senders their own connections, not a quiet screen's.
+    """
+
+    def __init__(self, refusals: Refusals, max_idle: int = MAX_IDLE, max_busy: int = MAX_BUSY,
                  per_address: int = MAX_PER_ADDRESS):
+        self.refusals = refusals
         self.max_idle, self.max_busy, self.per_address = max_idle, max_busy, per_address
         self._idle: dict[str, dict[Connection, None]] = {}  # address -> idle, oldest first
         self._idle_n = 0
@@ -219,8 +230,9 @@ class ConnectionGuard:
     def opened(self, conn: Connection) -> None:
         self._park(conn)
         while self._idle_n > self.max_idle:
-            heaviest = max(self._idle.values(), key=len)
-            oldest = next(iter(heaviest))
+            worst = min(self._idle, key=lambda who: (self.refusals.standing(who),
+                                                     -len(self._idle[who])))
+            oldest = next(iter(self._idle[worst]))
             self._unpark(oldest)
             self.closed_idle += 1
             oldest.force_close()

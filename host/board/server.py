@@ -75,8 +75,8 @@ class BoardServer:
         self.reasons: dict[str, OperatorReason] = {}
         self.slots = limits.viewer_slots(sse_slots)  # ConfigError before anything listens
         self.hosts = HostCheck(hosts, host)
-        self.conns = limits.ConnectionGuard()
         self.refusals = limits.Refusals()
+        self.conns = limits.ConnectionGuard(self.refusals)
         self._gate = PinGate(pin) if pin is not None else None
         self._runner: web.AppRunner | None = None
         self._listener: asyncio.AbstractServer | None = None
