@@ -641,11 +641,11 @@ def test_collect_check_prints_the_board_line(tmp_path):
     assert "board: http://0.0.0.0:8088/; read-only (no operator PIN)" in out.splitlines()
 
 
-def raw(board, data):
+def raw(board, data, source="127.0.0.1"):
     """Send raw bytes to the board; its whole answer (it closes after a refusal), or None
     when it reset the connection (it refuses a request after reading 16 KiB of it at
     most: what was sent beyond that is never read)."""
-    with socket.create_connection((board.host, board.port), timeout=5) as s:
+    with socket.create_connection((board.host, board.port), 5, (source, 0)) as s:
         out = b""
         try:
             s.sendall(data)
@@ -678,9 +678,17 @@ def test_oversized_and_malformed_requests_get_a_4xx_and_the_board_carries_on(col
     answer = raw(board, b"GET / HTTP/1.1\r\n" + head.encode() + many + b"\r\n")
     assert answer.startswith(b"HTTP/1.0 400 ") and b"Too many headers" in answer
     assert raw(board, b"HELLO\r\n\r\n").startswith(b"HTTP/1.0 400 ")
+    post = b"POST /api/reason HTTP/1.1\r\n" + head.encode() + b"Content-Type: application/json\r\n"
+    for framing in (b"Transfer-Encoding: chunked\r\n\r\nzz471108\r\n{}\r\n0\r\n\r\n",
+                    b"Content-Length: 2\r\nContent-Length: 3\r\n\r\n{}",
+                    b"Content-Length: -1\r\n\r\n{}"):
+        # (from another address: ten refusals in a second would bar this one)
+        assert raw(board, post + framing, "127.0.0.9").startswith(b"HTTP/1.0 400 "), framing
     assert request(collector.runtime.board_url + "api/board")[0] == 200
     lines = [r.getMessage() for r in caplog.records if r.name.startswith("lampwatch.board")]
-    assert len(lines) == 7 and all(line.startswith("Andon board: 4") for line in lines)
+    assert len(lines) == 10 and all(line.startswith("Andon board: 4") for line in lines)
+    assert not any("barred" in line or "held" in line for line in lines)
+    assert "471108" not in caplog.text  # what a client sent is not quoted in the log
     assert "Traceback" not in caplog.text and all(r.exc_info is None for r in caplog.records)
 
 

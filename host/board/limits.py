@@ -344,7 +344,10 @@ class Connection(web.RequestHandler):
             what = f"request line or header longer than {MAX_FIELD_SIZE} bytes"
         else:
             what = str(getattr(exc, "message", "") or message or "bad request")
-            what = " ".join(what.split())[:120]
+            # aiohttp quotes the offending bytes ("...: b'...' ^"): they stay out of the
+            # log, which must never hold what a client sent in place of a header.
+            what = " ".join(what.split())
+            what = what.split(": b'")[0].split(': b"')[0][:120]
         self.refusals.refused(self.who, status, what)
         resp = web.json_response({"error": what}, status=status)
         resp.force_close()

@@ -240,8 +240,8 @@ class BoardServer:
     async def _guarded(self, request: web.Request, handler) -> web.StreamResponse:
         """Host, Origin and the connection guard before any handler; every refusal a JSON
         error and one (rate-limited) log line, never a traceback."""
-        conn = request.protocol
-        who = getattr(conn, "who", "?")
+        conn = request.protocol  # a limits.Connection: this server makes no other
+        who = conn.who
         try:
             host = request.headers.get("Host")
             if not self.hosts.host_ok(host):
