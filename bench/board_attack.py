@@ -27,7 +27,6 @@ import json
 import os
 import resource
 import selectors
-import signal
 import socket
 import subprocess
 import sys
@@ -310,11 +309,7 @@ def run(args) -> dict:
             result["after"] = {"rss_mib": round(rss_kib(proc.pid) / 1024, 1),
                                "peak_rss_mib": round(rss_kib(proc.pid, "VmHWM") / 1024, 1)}
         finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            ingest.stop(proc)
         log = (tmp / "collector.log").read_text(errors="replace")
         if os.environ.get("LW_BENCH_KEEP_LOG"):
             Path(os.environ["LW_BENCH_KEEP_LOG"]).write_text(log)

@@ -204,12 +204,17 @@ def main() -> None:
         try:
             result = run(proc, port, args, tmp)
         finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop(proc)
         print(json.dumps(result, indent=2))
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """SIGTERM the collector (it commits what is pending and exits); kill it after 30 s."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
 
 
 def run(proc, port: int, args, tmp: Path) -> dict:
