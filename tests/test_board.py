@@ -14,7 +14,8 @@ import urllib.parse
 import pytest
 from lampwatch import oee
 from lampwatch.board.auth import HostCheck, PinGate, client_key
-from lampwatch.board.limits import MAX_IDLE, Refusals, viewer_slots
+from lampwatch.board.limits import MAX_IDLE, viewer_slots
+from lampwatch.board.refusals import Refusals
 from lampwatch.board.view import LOW_COVERAGE, OperatorReason, board_view, fingerprint
 from lampwatch.config import load_config
 from lampwatch.derive import MachineSnapshot

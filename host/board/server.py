@@ -33,6 +33,7 @@ from ..errors import RequestError, SinkError
 from . import limits
 from .auth import HostCheck, PinGate
 from .reasons import checked, parse_body, pin_of
+from .refusals import Refusals
 from .view import OperatorReason, board_view, fingerprint
 
 __all__ = ["BoardServer"]
@@ -75,7 +76,7 @@ class BoardServer:
         self.reasons: dict[str, OperatorReason] = {}
         self.slots = limits.viewer_slots(sse_slots)  # ConfigError before anything listens
         self.hosts = HostCheck(hosts, host)
-        self.refusals = limits.Refusals()
+        self.refusals = Refusals()
         self.conns = limits.ConnectionGuard(self.refusals)
         self._gate = PinGate(pin) if pin is not None else None
         self._runner: web.AppRunner | None = None
