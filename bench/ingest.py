@@ -135,15 +135,18 @@ def max_throughput(sock, addr, frames: list[tuple[int, int, bytes]], window: int
 frames_by_key: dict[tuple[int, int], bytes] = {}
 
 
-def steady(sock, nodes: int, seconds: float) -> dict:
+def steady(sock, nodes: int, seconds: float, start_s: int = 0) -> dict:
+    """Each node sends one LAMP frame a second for `seconds`; `start_s`: seconds of the
+    nodes' boot already sent (a later run continues their sequence numbers)."""
     codecs = [lwproto.Codec(n, key(n)) for n in range(1, nodes + 1)]
     total = int(nodes * seconds)
     plan = []  # (offset_s, node, seq, frame): node n sends at n/nodes + k seconds
     for k in range(int(seconds)):
+        seq = 100000 + start_s + k
         for i, c in enumerate(codecs):
-            up = 1000 * k + i
+            up = 1000 * (start_s + k) + i
             ev = [(lwproto.GREEN, k % 2, up)]
-            plan.append((k + i / nodes, c.node_id, 100000 + k, c.lamp(BOOT, 100000 + k, up, ev)))
+            plan.append((k + i / nodes, c.node_id, seq, c.lamp(BOOT, seq, up, ev)))
     sent_at: dict[tuple[int, int], float] = {}
     lat: list[float] = []
 
@@ -202,12 +205,17 @@ def main() -> None:
         try:
             result = run(proc, port, args, tmp)
         finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop(proc)
         print(json.dumps(result, indent=2))
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """SIGTERM the collector (it commits what is pending and exits); kill it after 30 s."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
 
 
 def run(proc, port: int, args, tmp: Path) -> dict:

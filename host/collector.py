@@ -2,8 +2,10 @@
 
 Sources (udp_source, serial_source) hand every received chunk to `Collector.submit`, which
 never raises. Accepted frames wait in a batch; `flush()` commits the batch, with the events
-the deriver made of it, in one journal transaction, and only then sends the ACKs. The clock
-is read here, once per chunk, and passed down (`rx_s`): no later stage reads it.
+the deriver made of it, in one journal transaction, and only then sends the ACKs. A commit
+that fails (disk full) keeps the batch, ACKs nothing and is retried: the deriver has taken
+those frames once and will not see them again. The clock is read here, once per chunk, and
+passed down (`rx_s`): no later stage reads it.
 """
 
 from __future__ import annotations
@@ -27,6 +29,11 @@ Reply = Callable[[bytes], None]
 MAX_BATCH = 4096          # frames per journal transaction, at most (> a UDP burst)
 REJECT_LOG_S = 10.0       # at most one reject log line per source per this many seconds
 MAX_REJECT_SOURCES = 1024  # distinct sources counted by name; more are pooled as "other"
+# While the journal cannot commit, the batch is kept for the retry, up to this many frames
+# (a few MB); frames beyond are refused unACKed and unapplied, and the nodes resend them.
+MAX_HELD = 16 * MAX_BATCH
+RETRY_S = 1.0             # a failed commit is retried by the next tick, or flush this later
+FAILURE_LOG_S = 60.0      # while commits keep failing, one error line this often
 
 
 class SeenWindow:
@@ -58,12 +65,6 @@ class SeenWindow:
             entry[0] = seq
         return True
 
-    def forget(self, node_id: int, boot_id: int, seq: int) -> None:
-        """Undo `add` for a frame whose commit failed."""
-        entry = self._boots.get((node_id, boot_id))
-        if entry is not None:
-            entry[1].discard(seq)
-
     def prune(self) -> None:
         for entry in self._boots.values():
             if len(entry[1]) > 2 * self._span:
@@ -83,6 +84,7 @@ class CollectorStats:
     ack_errors: int = 0
     commits: int = 0
     commit_failures: int = 0
+    refused_held: int = 0  # frames refused (unACKed) while MAX_HELD frames waited for the disk
     events: int = 0
     deriver_errors: int = 0
     rejects: dict[tuple[str, str], int] = field(default_factory=dict)
@@ -142,17 +144,13 @@ class Collector:
         journal: the open Journal this collector owns for writing.
         deriver: the DeriverProtocol whose events go into the journal (default none).
         clock: host wall time in epoch seconds.
-        rebuild: returns a deriver rebuilt from the journal. Called after a failed commit:
-            the deriver has already taken the batch's frames (count maxima, states) that
-            are not stored and will come again, so its memory must go back to the journal's.
     """
 
     def __init__(self, config: Any, journal: Journal, deriver: DeriverProtocol | None = None,
-                 *, clock: Callable[[], float] = time.time, max_batch: int = MAX_BATCH,
-                 rebuild: Callable[[], DeriverProtocol] | None = None):
+                 *, clock: Callable[[], float] = time.time, max_batch: int = MAX_BATCH):
         self.config, self.journal = config, journal
         self.deriver: DeriverProtocol = deriver if deriver is not None else NullDeriver()
-        self.clock, self.max_batch, self.rebuild = clock, max_batch, rebuild
+        self.clock, self.max_batch = clock, max_batch
         self.stats = CollectorStats()
         self.seen = SeenWindow(journal)
         self._key_of = config.key_of
@@ -160,6 +158,9 @@ class Collector:
         self._events: list[tuple] = []
         self._acks: dict[tuple[int, int, Reply], list[int]] = {}
         self._rejects = _RejectLog()
+        self._retry_at: float | None = None  # set while commits fail: no retry before it
+        self._failed_at = 0.0  # when the last failure was logged
+        self._failures = 0  # consecutive failed commits
         self.on_commit: Callable[[int], None] | None = None  # e.g. Forwarder.notify
 
     # -- per chunk -----------------------------------------------------------------------
@@ -178,6 +179,9 @@ class Collector:
             return
         h = frame.header
         node_id, boot_id, seq = h.node_id, h.boot_id, h.seq
+        if len(self._frames) >= MAX_HELD:  # the disk is failing: let the node resend later
+            self.stats.refused_held += 1
+            return
         self.stats.last_seen_s[node_id] = rx_s
         if reply is not None:
             seqs = self._acks.get((node_id, boot_id, reply))
@@ -197,7 +201,7 @@ class Collector:
         self._frames.append((rx_s, source, node_id, boot_id, seq, h.type, h.uptime_ms,
                              frame.raw))
         self._derived(self.deriver.on_frame, frame, rx_s)
-        if len(self._frames) >= self.max_batch:
+        if len(self._frames) >= self.max_batch and self._retry_at is None:
             self.flush()
 
     def reject(self, source: str, exc: ProtocolError, rx_s: float | None = None) -> None:
@@ -229,27 +233,32 @@ class Collector:
     def pending(self) -> int:
         return len(self._frames) + len(self._events) + len(self._acks)
 
-    def flush(self) -> int:
+    def flush(self, *, retry_now: bool = False) -> int:
         """Commit the batch (frames, their events, reject counts), then send its ACKs.
 
-        Returns the number of frames committed. On a journal failure nothing is ACKed (the
-        nodes resend) and the error is logged; the collector carries on.
+        Returns the number of frames committed. On a journal failure nothing is ACKed and
+        the batch is kept whole (frames, events, ACKs owed, reject counts) for the next
+        try, which is not before RETRY_S unless `retry_now` (tick, stop); the collector
+        carries on taking frames into it, up to MAX_HELD.
         """
         if not (self._frames or self._events or self._acks or self._rejects.unsaved):
             return 0
-        frames, events, acks = self._frames, self._events, self._acks
+        if self._retry_at is not None and not retry_now and self.clock() < self._retry_at:
+            return 0
+        frames, events = self._frames, self._events
         rejects = {k: (n, t) for k, (n, t) in self._rejects.unsaved.items()}
-        self._frames, self._events, self._acks = [], [], {}
-        self._rejects.unsaved = {}
         try:
             self.journal.commit(frames, events, rejects)
         except SinkError as exc:
-            self.stats.commit_failures += 1
-            log.error("journal commit of %d frames failed, not ACKed: %s", len(frames), exc)
-            for _, _, node_id, boot_id, seq, *_ in frames:
-                self.seen.forget(node_id, boot_id, seq)
-            self._rebuild_deriver()
+            self._failed(exc)
             return 0
+        if self._retry_at is not None:
+            log.warning("journal commits work again after %d failed: %d frames and %d events "
+                        "held meanwhile are stored", self._failures, len(frames), len(events))
+            self._retry_at, self._failures = None, 0
+        acks = self._acks
+        self._frames, self._events, self._acks = [], [], {}
+        self._rejects.unsaved = {}
         self.stats.commits += 1
         self.stats.accepted += len(frames)
         self.stats.events += len(events)
@@ -259,14 +268,23 @@ class Collector:
             self.on_commit(len(events))
         return len(frames)
 
-    def _rebuild_deriver(self) -> None:
-        if self.rebuild is None:
-            return
-        try:
-            self.deriver = self.rebuild()
-        except Exception:  # the journal unreadable too: keep going, frames still come first
-            log.exception("rebuilding the deriver from the journal failed; its counts may "
-                          "miss the frames of the failed commit")
+    def _failed(self, exc: SinkError) -> None:
+        now = self.clock()
+        self.stats.commit_failures += 1
+        self._failures += 1
+        self._retry_at = now + RETRY_S
+        if self._failures == 1 or now - self._failed_at >= FAILURE_LOG_S:
+            self._failed_at = now
+            log.error("journal commit failed (%d time(s) in a row), %d frames held, not ACKed, "
+                      "retrying: %s", self._failures, len(self._frames), exc)
+
+    def store_now(self, events: list) -> None:
+        """Commit what is pending and then `events`, now (an operator's reason: the caller
+        must know it is stored). Raises SinkError, and then keeps nothing of `events`."""
+        self.flush(retry_now=True)
+        if self._retry_at is not None:
+            raise SinkError("the journal cannot store anything now (see the log); try again")
+        self.journal.commit(events=events)
 
     def _send_acks(self, acks) -> None:
         for (node_id, boot_id, reply), seqs in acks.items():
@@ -280,8 +298,9 @@ class Collector:
                     log.debug("ACK to node %d not sent: %s", node_id, exc)
 
     def tick(self) -> int:
-        """Once a second: the deriver's time-driven events, reject log lines, then a flush."""
+        """Once a second: the deriver's time-driven events, reject log lines, then a flush
+        (which retries a failed commit)."""
         now = self.clock()
         self._derived(self.deriver.tick, now)
         self._rejects.tick(now)
-        return self.flush()
+        return self.flush(retry_now=True)

@@ -8,6 +8,8 @@ is documented option by option in examples/collector.toml.
 from __future__ import annotations
 
 import os
+import re
+import stat
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -31,6 +33,13 @@ __all__ = ["BoardPin", "Config", "InfluxTarget", "Node", "SerialPort", "board_ad
 DEFAULT_UDP = "0.0.0.0:4210"
 DEFAULT_TOKEN_ENV = "LAMPWATCH_INFLUX_TOKEN"
 DEFAULT_BOARD = "127.0.0.1:8080"
+# A PIN guards what operators write into the journal; with per-address backoff (host/board/
+# auth.py) six digits take years to guess from one address.
+MIN_PIN_LENGTH = 6
+# Options whose value is a secret: an error about them never shows the value.
+_SECRET_OPTIONS = frozenset({"key", "token", "operator_pin"})
+_LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
+_HOST_NAME = re.compile(rf"^{_LABEL}(\.{_LABEL})*$")
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
@@ -96,10 +105,11 @@ class InfluxTarget:
         return value
 
     def describe_token(self) -> str:
-        """Where the token comes from and whether it is there, never the token itself."""
+        """Where the token comes from and whether it is there: never the token nor its length."""
         where = f"file {self.token_file}" if self.token_file else f"${self.token_env}"
         try:
-            return f"{'*' * 8} ({len(self.token())} chars, from {where})"
+            self.token()
+            return f"******** (set, from {where})"
         except ConfigError:
             return f"MISSING (expected in {where})"
 
@@ -115,27 +125,32 @@ class BoardPin:
     pin_file: Path | None = None
 
     def value(self) -> str:
-        """The PIN, read now. Raises ConfigError if it is not set or unreadable."""
+        """The PIN, read now. Raises ConfigError if it is not set, unreadable or shorter
+        than MIN_PIN_LENGTH (the message says neither the PIN nor its length)."""
         if self.pin_file is not None:
+            where = f"board operator PIN file {self.pin_file}"
             try:
                 value = self.pin_file.read_text().strip()
             except OSError as exc:
-                raise ConfigError(f"board operator PIN file {self.pin_file}: "
-                                  f"{exc.strerror or exc}") from None
+                raise ConfigError(f"{where}: {exc.strerror or exc}") from None
             if not value:
-                raise ConfigError(f"board operator PIN file {self.pin_file} is empty")
-            return value
-        value = os.environ.get(self.pin_env or "", "").strip()
-        if not value:
-            raise ConfigError(f"board operator PIN: environment variable {self.pin_env} "
-                              "is not set")
+                raise ConfigError(f"{where} is empty")
+        else:
+            where = f"board operator PIN from environment variable {self.pin_env}"
+            value = os.environ.get(self.pin_env or "", "").strip()
+            if not value:
+                raise ConfigError(f"board operator PIN: environment variable {self.pin_env} "
+                                  "is not set")
+        if len(value) < MIN_PIN_LENGTH:
+            raise ConfigError(f"{where} is too short: use at least {MIN_PIN_LENGTH} digits")
         return value
 
     def describe(self) -> str:
-        """Where the PIN comes from and whether it is there, never the PIN itself."""
+        """Where the PIN comes from and whether it is there: never the PIN nor its length."""
         where = f"file {self.pin_file}" if self.pin_file else f"${self.pin_env}"
         try:
-            return f"{'*' * 8} ({len(self.value())} chars, from {where})"
+            self.value()
+            return f"******** (set, from {where})"
         except ConfigError:
             return f"MISSING (expected in {where})"
 
@@ -160,6 +175,8 @@ class Config:
     board_pin: BoardPin | None = None  # None: the board is read-only
     # The node registry file (`lampwatch flash` and `commission` write it), if one is named.
     nodes_file: Path | None = None
+    board_hosts: tuple[str, ...] = ()  # names the board answers to, besides its listen address
+    board_sse_slots: int | None = None  # live board viewers at once; None: from RLIMIT_NOFILE
 
     def key_of(self, node_id: int) -> bytes | None:
         """The node's key, or None for a node not in the registry (protocol.decode lookup)."""
@@ -187,11 +204,11 @@ class _Table:
                 self.fail(self._at(key), "is required")
             return default
         value = self.data[key]
-        if isinstance(value, bool) and bool not in (kinds if isinstance(kinds, tuple)
-                                                    else (kinds,)):
-            self.fail(self._at(key), f"must be {what or _kind_name(kinds)}, not {value!r}")
-        if not isinstance(value, kinds):
-            self.fail(self._at(key), f"must be {what or _kind_name(kinds)}, not {value!r}")
+        wrong = isinstance(value, bool) and bool not in (kinds if isinstance(kinds, tuple)
+                                                         else (kinds,))
+        if wrong or not isinstance(value, kinds):
+            shown = " (in quotes)" if key in _SECRET_OPTIONS else f", not {value!r}"
+            self.fail(self._at(key), f"must be {what or _kind_name(kinds)}{shown}")
         return value
 
     def text(self, key: str, default: Any = ...) -> str:
@@ -314,27 +331,38 @@ def parse_config(data: Mapping[str, Any], path: Path | None = None) -> Config:
     ot = root.table("oee") or _Table({}, "oee", fail)
     refresh_s, short_stop_s = ot.number("refresh_s", 60.0), ot.number("short_stop_s", 300.0)
     ot.done()
-    board_listen, board_pin = _board(root.table("board"), base, fail)
+    board_listen, board_pin, hosts, slots = _board(root.table("board"), base, fail)
     root.done()
     return Config(path, udp_listen, tuple(serial), journal, sync, level, influx, nodes,
                   calendar, heartbeat_s, refresh_s, short_stop_s, board_listen, board_pin,
-                  registry)
+                  registry, hosts, slots)
 
 
-def _board(t: _Table | None, base: Path, fail) -> tuple[tuple[str, int] | None, BoardPin | None]:
-    """[board]: the Andon board's listen address and where its operator PIN comes from."""
+def _board(t: _Table | None, base: Path, fail):
+    """[board]: the Andon board's listen address, where its operator PIN comes from, the
+    host names it answers to and its live viewer slots."""
     if t is None:
-        return None, None
+        return None, None, (), None
     listen = t.get("listen", (str, bool), DEFAULT_BOARD, "'host:port', or false")
     address = None
     if listen is True or (listen is not False and listen != ""):
         address = _address(DEFAULT_BOARD if listen is True else listen, fail, "board.listen")
     pin_env, pin_file = t.text("operator_pin_env", ""), t.text("operator_pin_file", "")
+    hosts = t.get("hosts", list, [], "an array of host names like ['andon.plant.local']")
+    for name in hosts:
+        if not isinstance(name, str) or not _HOST_NAME.match(name.lower().rstrip(".")):
+            fail("board.hosts", f"must hold host names like 'andon.plant.local' (no scheme, "
+                 f"no port), not {name!r}")
+    slots = t.get("sse_slots", int, None, "a whole number of live viewers")
+    if slots is not None and not 1 <= slots <= 100_000:
+        fail("board.sse_slots", f"must be 1 to 100000, not {slots}")
     t.done()
+    names = tuple(dict.fromkeys(h.lower().rstrip(".") for h in hosts))
     if not (pin_env or pin_file):
-        return address, None  # no PIN: the board is read-only
+        return address, None, names, slots  # no PIN: the board is read-only
     return address, BoardPin(pin_env or None,
-                             base / Path(pin_file).expanduser() if pin_file else None)
+                             base / Path(pin_file).expanduser() if pin_file else None), \
+        names, slots
 
 
 def board_address(text: str) -> tuple[str, int]:
@@ -353,9 +381,17 @@ def _failer(label: str):
 def _registry_file(path: Path) -> list[_Table]:
     """Node entries from a separate registry (nodes.toml, as `lampwatch flash` writes it)."""
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        with open(path, "rb") as f:
+            mode = os.fstat(f.fileno()).st_mode
+            text = f.read()
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the node registry: {exc.strerror or exc}") from None
+    if mode & 0o077:
+        # Like ssh with a private key: every node's key is in this file.
+        raise ConfigError(f"{path}: the node registry holds the nodes' keys but is open to "
+                          f"group or others (mode {stat.S_IMODE(mode):04o}): chmod 600 {path}")
+    try:
+        data = tomllib.loads(text.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
     root = _Table(data, "", _failer(str(path)))
@@ -384,7 +420,7 @@ def _node(t: _Table, heartbeat_s: float) -> Node:
     except ValueError:
         fail(f"{t.where}.key", "must be hexadecimal")
     if not 16 <= len(key) <= 64:
-        fail(f"{t.where}.key", f"must be 16 to 64 bytes (32 to 128 hex digits), not {len(key)}")
+        fail(f"{t.where}.key", "must be 16 to 64 bytes (32 to 128 hex digits)")
     lamp_map = t.get("lamp_map", dict, None, "a table like { red = \"STOP\", green = \"RUN\" }")
     if lamp_map is not None:
         if not all(isinstance(v, str) for v in lamp_map.values()):

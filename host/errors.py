@@ -35,3 +35,12 @@ class JournalReadError(LampwatchError):
 
 class SinkError(LampwatchError):
     """A sink (journal, InfluxDB) could not store data."""
+
+
+class RequestError(LampwatchError):
+    """A request the Andon board refuses; `status` is its HTTP status (4xx, or 503 when
+    full). The message is one line for the client and the log, never holding a secret."""
+
+    def __init__(self, status: int, message: str, retry_after_s: int | None = None):
+        super().__init__(message)
+        self.status, self.retry_after_s = status, retry_after_s

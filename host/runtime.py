@@ -76,7 +76,6 @@ class CollectorRuntime:
                  clock: Callable[[], float] = time.time, forward: bool = True,
                  serial_backoff_s: tuple[float, float] = (0.5, 10.0)):
         self.config, self.clock, self.forward = config, clock, forward
-        self._own_deriver = deriver is None
         self.deriver: DeriverProtocol = deriver if deriver is not None else Deriver(config)
         self.serial_backoff_s = serial_backoff_s
         self.journal: Journal | None = None
@@ -101,10 +100,7 @@ class CollectorRuntime:
         self.journal = Journal(cfg.journal_path, sync=cfg.journal_sync)
         try:
             replay(self.deriver, self.journal, cfg, self.clock())
-            # Only a deriver of our own making can be remade from the journal.
-            rebuild = self._rebuild_deriver if self._own_deriver else None
-            self.collector = Collector(cfg, self.journal, self.deriver, clock=self.clock,
-                                       rebuild=rebuild)
+            self.collector = Collector(cfg, self.journal, self.deriver, clock=self.clock)
             if cfg.udp_listen is not None:
                 self.udp = UdpSource(self.collector, *cfg.udp_listen)
                 await self.udp.start()
@@ -118,21 +114,14 @@ class CollectorRuntime:
                 from .board.server import BoardServer
 
                 pin = cfg.board_pin.value() if cfg.board_pin is not None else None
-                self.board = BoardServer(self, *cfg.board_listen, pin=pin)
+                self.board = BoardServer(self, *cfg.board_listen, pin=pin,
+                                         hosts=cfg.board_hosts, sse_slots=cfg.board_sse_slots)
                 await self.board.start()
         except BaseException:
             await self.stop()
             raise
         self._tick_task = asyncio.get_running_loop().create_task(self._ticker())
         log.info("collector running: %d node(s), journal %s", len(cfg.nodes), cfg.journal_path)
-
-    def _rebuild_deriver(self) -> DeriverProtocol:
-        """A fresh deriver replayed from the journal (after a failed commit), made the
-        runtime's own so the board and snapshots read the same one."""
-        deriver = Deriver(self.config)
-        replay(deriver, self.journal, self.config, self.clock())
-        self.deriver = deriver
-        return deriver
 
     def _start_forwarder(self) -> None:
         from .influx.forwarder import forwarder_for
@@ -184,8 +173,7 @@ class CollectorRuntime:
         node = next((n for n in self.config.nodes.values() if n.machine == machine), None)
         ev = Event(self.clock(), "reason", node.node_id if node else None, machine,
                    {"reason": reason, "start_s": start_s, "end_s": end_s, "by": by})
-        self.collector.flush()  # what was derived before it goes into the journal first
-        self.journal.commit(events=[ev])
+        self.collector.store_now([ev])  # after what was derived before it
         self.deriver.add_reason(ev)
         if self.board is not None:
             self.board.reason_added(machine, reason, start_s, end_s)

@@ -12,7 +12,7 @@ import pytest
 from lampwatch.config import load_config
 from lampwatch.journal import Journal
 from lampwatch.runtime import CollectorThread
-from test_board import BLINK, OFF, ON, PIN, PIN_ENV, G, Node, R, Y, board_config
+from test_board import BLINK, OFF, ON, PIN, PIN_ENV, Events, G, Node, R, Y, board_config
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
@@ -137,6 +137,33 @@ def test_board_recolors_within_a_second_and_takes_a_reason(browser, tmp_path, mo
     finally:
         for n in nodes:
             n.close()
+        ct.stop()
+
+
+def test_a_screen_over_the_live_slots_shows_the_board_and_goes_live_when_one_frees(
+        browser, tmp_path, monkeypatch):
+    """One live slot, taken: the page gets 503 + Retry-After, shows the board once from
+    /api/board with the offline banner, and retries the stream until it gets the slot."""
+    monkeypatch.setenv(PIN_ENV, PIN)
+    path = board_config(tmp_path)
+    path.write_text(path.read_text().replace("[board]\n", "[board]\nsse_slots = 1\n"))
+    ct = CollectorThread(load_config(path)).start()
+    node = Node(7, ct.udp_address)
+    other = Events(ct.runtime.board, "127.0.0.2")  # another screen holds the only slot
+    try:
+        node.lamp((G, ON))
+        assert other.res.status == 200
+        browser.get(ct.runtime.board_url)
+        wait_for(browser, f"{tile('press-07')} && {tile('press-07')}.dataset.state == 'RUN'")
+        assert browser.execute_script("return document.getElementById('offline').hidden") \
+            is False  # shown, but not live
+        other.close()  # the slot frees: the page's next retry (5-10 s) gets it
+        wait_for(browser, "document.getElementById('offline').hidden", timeout_s=15.0)
+        node.lamp((G, OFF), (R, ON))
+        wait_for(browser, f"{tile('press-07')}.dataset.state == 'STOP'", timeout_s=2.0)
+    finally:
+        other.close()
+        node.close()
         ct.stop()
 
 

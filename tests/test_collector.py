@@ -358,16 +358,18 @@ def test_check_prints_plan_with_masked_token(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "listen: udp 127.0.0.1:4210" in r.stdout
     assert "node 7: p / l / m7" in r.stdout
-    assert "token ******** (18 chars, from $LW_T)" in r.stdout
+    assert "token ******** (set, from $LW_T)" in r.stdout
     assert "super-secret" not in r.stdout + r.stderr
+    assert "18" not in r.stdout + r.stderr  # not even the token's length
     env.pop("LW_T")
     r = run_cli("collect", "--check", "--config", str(cfg), env=env)
     assert r.returncode == 1 and "LW_T is not set" in r.stderr
 
 
 def test_failed_commit_loses_no_count_when_the_node_resends(tmp_path, node_sock):
-    """A commit that fails (the disk full) is not ACKed; the node resends, and its counts
-    still add up: the deriver, which had taken the lost batch, is rebuilt from the journal."""
+    """A commit that fails (the disk full) is not ACKed; the batch is kept and committed when
+    there is space again, and the node's resends are ACKed then, never applied twice: its
+    counts add up exactly, with the same deriver (never rebuilt), and no reject count is lost."""
     ct = CollectorThread(load_config(write_config(tmp_path))).start()
     try:
         codec = lwproto.Codec(7, KEY7)
@@ -375,23 +377,37 @@ def test_failed_commit_loses_no_count_when_the_node_resends(tmp_path, node_sock)
         for f in first.values():
             node_sock.sendto(f, ct.udp_address)
         assert acked(node_sock, codec, want=set(first)) == set(first)
+        deriver = ct.runtime.deriver
         db = ct.runtime.journal._db
         pages = ct.call(lambda: db.execute("PRAGMA page_count").fetchone()[0])
         ct.call(lambda: db.execute(f"PRAGMA max_page_count = {pages}"))  # the disk is full
         later = {s: heartbeat(s, codec, good=5 * s) for s in range(4, 400)}  # > a page
-        for f in later.values():
+        forged = bytearray(heartbeat(400, codec))
+        forged[-1] ^= 1  # a wrong tag: rejected, and counted while nothing can be stored
+        for f in [*later.values(), bytes(forged)]:
             node_sock.sendto(f, ct.udp_address)
         got = acked(node_sock, codec, timeout_s=1.0)  # until the last page filled up
         assert len(got) < len(later) and ct.stats().commit_failures >= 1
+        for _ in range(3):  # resends while the disk is still full: nothing applied twice
+            node_sock.sendto(later[399], ct.udp_address)
+        time.sleep(1.2)  # a tick retries, and fails again
+        failures = ct.stats().commit_failures
+        assert failures >= 2 and acked(node_sock, codec, timeout_s=0.2) == set()
         ct.call(lambda: db.execute("PRAGMA max_page_count = 1073741823"))  # space again
         for s, f in later.items():  # the node resends what was never ACKed
             if s not in got:
                 node_sock.sendto(f, ct.udp_address)
         assert acked(node_sock, codec, want=set(later) - got) == set(later) - got
+        assert ct.runtime.deriver is deriver  # kept, not rebuilt from the journal
+        stats = ct.stats()
     finally:
         ct.stop()
     with Journal(tmp_path / "journal.sqlite") as j:
         counts = [json.loads(e.data) for e in j.events_after(0, 10**6) if e.kind == "count"]
         assert sorted(r.seq for r in j.frames_after(0, 10**6)) == list(range(1, 400))
+        rejects = j.rejects()
     assert sum(c["good"] for c in counts) == 5 * 399
     assert counts[-1]["good_total"] == 5 * 399
+    # Every reject counted while the disk was full reached the journal, and matches the stats.
+    assert {k: n for k, (n, _) in rejects.items()} == stats.rejects
+    assert sum(n for (_, reason), n in stats.rejects.items() if reason != "replay") == 1

@@ -71,10 +71,32 @@ refresh_s = 30
 
 
 def test_registry_file_is_merged(tmp_path):
-    write(tmp_path, NODE.replace("7", "9").replace('"m9"', '"m9"'), "nodes.toml")
+    write(tmp_path, NODE.replace("7", "9").replace('"m9"', '"m9"'), "nodes.toml").chmod(0o600)
     cfg = load_config(write(tmp_path, '[collector]\nnodes_file = "nodes.toml"\n' + NODE))
     assert sorted(cfg.nodes) == [7, 9]
     assert cfg.nodes_file == tmp_path / "nodes.toml"  # where flash and commission write
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o660])
+def test_registry_open_to_group_or_others_is_refused_like_an_ssh_key(tmp_path, mode):
+    write(tmp_path, NODE.replace("7", "9"), "nodes.toml").chmod(mode)
+    with pytest.raises(ConfigError) as exc:
+        load_config(write(tmp_path, '[collector]\nnodes_file = "nodes.toml"\n'))
+    assert str(exc.value) == (f"{tmp_path / 'nodes.toml'}: the node registry holds the nodes' "
+                              f"keys but is open to group or others (mode {mode:04o}): "
+                              f"chmod 600 {tmp_path / 'nodes.toml'}")
+    (tmp_path / "nodes.toml").chmod(0o400)  # owner read-only is fine
+    assert list(load_config(tmp_path / "c.toml").nodes) == [9]
+
+
+@pytest.mark.parametrize("line", [f"key = {int(KEY, 16)}", "key = 0x" + KEY, f"key = [{KEY!r}]"])
+def test_a_key_given_unquoted_is_never_echoed(tmp_path, line):
+    text = NODE.replace(f'key = "{KEY}"', line)
+    with pytest.raises(ConfigError) as exc:
+        load_config(write(tmp_path, text))
+    assert "nodes[0].key must be a string (in quotes)" in str(exc.value)
+    for shown in (KEY, str(int(KEY, 16)), KEY.lstrip("0")):
+        assert shown not in str(exc.value)
 
 
 def test_influx_token_from_env_or_file_and_masked(tmp_path, monkeypatch):
@@ -92,7 +114,7 @@ token_env = "LW_TEST_TOKEN"
     monkeypatch.setenv("LW_TEST_TOKEN", "s3cret-token")
     assert cfg.influxdb.token() == "s3cret-token"
     assert "s3cret" not in cfg.influxdb.describe_token()
-    assert cfg.influxdb.describe_token() == "******** (12 chars, from $LW_TEST_TOKEN)"
+    assert cfg.influxdb.describe_token() == "******** (set, from $LW_TEST_TOKEN)"
     (tmp_path / "tok").write_text("filetoken\n")
     cfg = load_config(write(tmp_path, NODE + """
 [influxdb]
@@ -155,10 +177,28 @@ def test_example_config_has_a_board_with_a_pin_from_the_environment(monkeypatch)
     cfg = load_config(ROOT / "examples" / "collector.toml")
     assert cfg.board_listen == ("0.0.0.0", 8080)
     assert cfg.board_pin.pin_env == "LAMPWATCH_BOARD_PIN"
-    monkeypatch.setenv("LAMPWATCH_BOARD_PIN", " 4711 \n")
-    assert cfg.board_pin.value() == "4711"
-    assert "4711" not in cfg.board_pin.describe()
-    assert "4 chars, from $LAMPWATCH_BOARD_PIN" in cfg.board_pin.describe()
+    monkeypatch.setenv("LAMPWATCH_BOARD_PIN", " 471108 \n")
+    assert cfg.board_pin.value() == "471108"
+    assert cfg.board_pin.describe() == "******** (set, from $LAMPWATCH_BOARD_PIN)"
+    assert cfg.board_hosts == ("andon.plant.local",) and cfg.board_sse_slots is None
+
+
+@pytest.mark.parametrize("pin", ["4711", "12345", "a"])
+def test_a_pin_shorter_than_six_is_refused_without_saying_its_length(tmp_path, monkeypatch, pin):
+    monkeypatch.setenv("LW_TEST_PIN", pin)
+    cfg = load_config(write(tmp_path, '[board]\noperator_pin_env = "LW_TEST_PIN"\n' + NODE))
+    with pytest.raises(ConfigError) as exc:
+        cfg.board_pin.value()
+    assert str(exc.value) == ("board operator PIN from environment variable LW_TEST_PIN is "
+                              "too short: use at least 6 digits")
+    assert cfg.board_pin.describe() == "MISSING (expected in $LW_TEST_PIN)"
+
+
+def test_board_hosts_and_live_viewer_slots(tmp_path):
+    cfg = load_config(write(tmp_path, '[board]\nhosts = ["Andon.Plant.local.", "collector-2"]\n'
+                            'sse_slots = 40\n' + NODE))
+    assert cfg.board_hosts == ("andon.plant.local", "collector-2")
+    assert cfg.board_sse_slots == 40
 
 
 def test_no_board_table_means_no_board(tmp_path):
@@ -174,12 +214,12 @@ def test_board_defaults_to_loopback_and_read_only(tmp_path):
 
 
 def test_board_pin_from_a_file_relative_to_the_config(tmp_path, monkeypatch):
-    (tmp_path / "pin").write_text("2468\n")
+    (tmp_path / "pin").write_text("246813\n")
     monkeypatch.delenv("LAMPWATCH_BOARD_PIN", raising=False)
     cfg = load_config(write(tmp_path, '[board]\nlisten = "[::1]:0"\noperator_pin_file = "pin"\n'
                             + NODE))
     assert cfg.board_listen == ("::1", 0)
-    assert cfg.board_pin.value() == "2468"
+    assert cfg.board_pin.value() == "246813"
     (tmp_path / "pin").write_text("  \n")
     with pytest.raises(ConfigError, match="PIN file .* is empty"):
         cfg.board_pin.value()
@@ -200,6 +240,11 @@ def test_board_pin_missing_from_the_environment_is_one_line(tmp_path, monkeypatc
      "a file (operator_pin_file) or an environment variable (operator_pin_env)")),
     ('[board]\noperator_pin_env = ""\noperator_pin_file = 5\n', "board.operator_pin_file must"),
     ('[board]\ncolour = "red"\n', "board.colour is not a known option"),
+    ('[board]\nhosts = "andon"\n', "board.hosts must be an array of host names"),
+    ('[board]\nhosts = ["http://andon"]\n', "board.hosts must hold host names like"),
+    ('[board]\nhosts = ["andon:8080"]\n', "board.hosts must hold host names like"),
+    ('[board]\nsse_slots = 0\n', "board.sse_slots must be 1 to 100000, not 0"),
+    ('[board]\nsse_slots = "auto"\n', "board.sse_slots must be a whole number"),
     ('board = 1\n', "board must be a table"),
 ])
 def test_bad_board_config_is_one_clear_line(tmp_path, text, message):

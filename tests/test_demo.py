@@ -187,14 +187,14 @@ def test_a_short_shift_end_to_end(tmp_path):
     journal = tmp_path / "demo.sqlite"
     t0 = time.monotonic()
     r = run_lampwatch("demo", "--speed", "100000", "--shift-hours", "1", "--journal",
-                      str(journal), "--board", "127.0.0.1:0", "--operator-pin", "4321")
+                      str(journal), "--board", "127.0.0.1:0", "--operator-pin", "432109")
     wall = time.monotonic() - t0
     assert r.returncode == 0, r.stderr
     assert "Traceback" not in r.stdout + r.stderr
     out = r.stdout
     print(f"\none simulated hour in {wall:.1f} s:",
           next(x for x in out.splitlines() if x.startswith("the shift ended")))
-    assert re.search(r"board: http://127\.0\.0\.1:\d+/ +\(operator PIN 4321\)", out)
+    assert re.search(r"board: http://127\.0\.0\.1:\d+/ +\(operator PIN 432109\)", out)
     for m in MACHINE_NAMES:
         assert re.search(rf"^{m} ", out, re.MULTILINE), m
     assert "the shift ended" in out

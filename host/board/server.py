@@ -1,4 +1,4 @@
-"""The Andon board: a small HTTP server on the collector's own loop (page, JSON, SSE, reasons).
+"""The Andon board: aiohttp on the collector's own loop (page, JSON, SSE, reasons), limits set.
 
 Endpoints:
     GET  /            the page (host/board/static/: no CDN, no external fonts)
@@ -8,28 +8,35 @@ Endpoints:
     POST /api/reason  {"pin", "machine", "reason", "start_s"?, "end_s"?}: a stop reason,
                       journaled as a `reason` event and taken into the running shift's OEE
 
-Without an operator PIN in the config the board is read-only (POST is always 403). A POST
-must be `application/json`, which a cross-site form cannot send without a CORS preflight
-this server never grants. Wrong PINs lock reason entry for LOCKOUT_S after MAX_WRONG_PINS.
+Why aiohttp: it is a kept HTTP/1.1 server whose parser has the limits a plant LAN needs
+(line, header size and count, body size, a deadline for a request's headers), and it runs
+in the collector's event loop through AppRunner, so the board reads the deriver without
+threads or locks. The connection caps and live-viewer slots are ours (host/board/limits.py);
+Host, Origin and the PIN are host/board/auth.py; the posted reason host/board/reasons.py.
+Without an operator PIN in the config the board is read-only (POST is always 403).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
+import functools
 import json
 import logging
 import math
 from pathlib import Path
 from typing import Any
 
-from .. import oee
-from ..errors import LampwatchError, SinkError
-from ..timeline import STOP_STATES
+from aiohttp import web
+
+from ..errors import RequestError, SinkError
+from . import limits
+from .auth import HostCheck, PinGate
+from .reasons import checked, parse_body, pin_of
+from .refusals import Refusals
 from .view import OperatorReason, board_view, fingerprint
 
-__all__ = ["BoardServer", "RequestError"]
+__all__ = ["BoardServer"]
 
 log = logging.getLogger(__name__)
 
@@ -42,26 +49,13 @@ POLL_S = 0.1
 # may take at most this share of the collector's loop.
 _VIEW_SHARE = 0.2
 KEEPALIVE_S = 2.0
-MAX_CLIENTS = 64
-MAX_BODY = 4096
-MAX_WRONG_PINS = 5
-LOCKOUT_S = 60.0
-_HEADER_TIMEOUT_S = 10.0
-_SLOW_CLIENT_BYTES = 1 << 20  # an SSE viewer this far behind is dropped, not buffered for
-_REASON_FIELDS = {"pin", "machine", "reason", "start_s", "end_s"}
-_STATUS = {200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found",
-           405: "Method Not Allowed", 429: "Too Many Requests", 500: "Internal Server Error",
-           503: "Service Unavailable"}
-_HEADERS = ("Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n"
-            "Content-Security-Policy: default-src 'self'; frame-ancestors 'none'\r\n")
-
-
-class RequestError(LampwatchError):
-    """A request the board refuses; `status` is its HTTP status."""
-
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = status
+# A view older than this is computed again for a request or a new viewer (if the share
+# above allows); the page's clocks tick on their own in between.
+_VIEW_MAX_AGE_S = 1.0
+RETRY_AFTER_S = 5  # what a viewer over the slot limit is told (board.js retries about so)
+_WRITE_TIMEOUT_S = 30.0  # a live viewer that takes longer to take one update is dropped
+_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff",
+            "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'"}
 
 
 class BoardServer:
@@ -71,18 +65,34 @@ class BoardServer:
         runtime: reads `deriver.snapshot`, `collector.stats`, `clock`; calls `add_reason`.
         host, port: where to listen (port 0: any free port, see `url`).
         pin: the operator PIN; None makes the board read-only.
+        hosts: further host names the board answers to (besides its listen address,
+            localhost, this machine's name and any IP literal).
+        sse_slots: live viewers at once; None: sized from RLIMIT_NOFILE (limits.viewer_slots).
     """
 
-    def __init__(self, runtime: Any, host: str, port: int, *, pin: str | None = None):
-        self.runtime, self.host, self.port, self._pin = runtime, host, port, pin
+    def __init__(self, runtime: Any, host: str, port: int, *, pin: str | None = None,
+                 hosts: tuple[str, ...] = (), sse_slots: int | None = None):
+        self.runtime, self.host, self.port = runtime, host, port
         self.reasons: dict[str, OperatorReason] = {}
-        self._server: asyncio.Server | None = None
+        self.slots = limits.viewer_slots(sse_slots)  # ConfigError before anything listens
+        self.hosts = HostCheck(hosts, host)
+        self.refusals = Refusals()
+        self.conns = limits.ConnectionGuard(self.refusals)
+        self._gate = PinGate(pin) if pin is not None else None
+        self._runner: web.AppRunner | None = None
+        self._listener: asyncio.AbstractServer | None = None
         self._watch_task: asyncio.Task | None = None
-        self._clients: set[asyncio.StreamWriter] = set()
-        self._tasks: set[asyncio.Task] = set()  # one per open connection
+        self._static: dict[str, tuple[bytes, str]] = {}
+        self.viewers = 0
+        self._pushed = asyncio.Event()  # replaced at each push; viewers wait on it
+        self._latest = b""              # the last pushed event
+        self._closing = False
         self._changed = False  # a reason was entered: push at the next poll
-        self._wrong_pins = 0
-        self._locked_until = 0.0
+        # The last view, shared by the watcher, /api/board and new viewers: (view, JSON,
+        # loop time computed, collector events then, reasons version then).
+        self._cached: tuple[dict, bytes, float, int, int] | None = None
+        self._reasons_version = 0
+        self._next_view = -math.inf  # no view is computed before this (loop time)
 
     @property
     def url(self) -> str:
@@ -90,33 +100,57 @@ class BoardServer:
         return f"http://{host}:{self.port}/"
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._handle, self.host, self.port)
-        self.port = self._server.sockets[0].getsockname()[1]
-        self._watch_task = asyncio.get_running_loop().create_task(self._watch())
-        log.info("Andon board at %s (%s)", self.url,
-                 "operator reasons need the PIN" if self._pin else "read-only: no operator PIN")
+        self._static = {path: ((STATIC_DIR / name).read_bytes(), ctype)
+                        for path, (name, ctype) in _STATIC.items()}
+        app = web.Application(client_max_size=limits.MAX_BODY, middlewares=[self._guarded])
+        app.router.add_get("/", self._static_file)
+        app.router.add_get("/board.css", self._static_file)
+        app.router.add_get("/board.js", self._static_file)
+        app.router.add_get("/api/board", self._board)
+        app.router.add_get("/events", self._events, allow_head=False)
+        app.router.add_post("/api/reason", self._reason)
+        # handler_cancellation: a viewer that goes away frees its slot at once.
+        self._runner = web.AppRunner(app, handler_cancellation=True,
+                                     shutdown_timeout=limits.SHUTDOWN_S, **limits.handler_args())
+        await self._runner.setup()
+        loop = asyncio.get_running_loop()
+        # Our own listener, so every connection passes the Gate and is a limits.Connection
+        # the guard counts.
+        make = functools.partial(limits.Connection, self.conns, self.refusals,
+                                 self._runner.server, loop=loop, **limits.handler_args())
+        factory = functools.partial(limits.Gate, self.conns, self.refusals, make)
+        try:
+            self._listener = await loop.create_server(factory, self.host, self.port,
+                                                      reuse_address=True,
+                                                      backlog=limits.BACKLOG)
+        except BaseException:
+            await self._runner.cleanup()
+            raise
+        self.port = self._listener.sockets[0].getsockname()[1]
+        self._watch_task = loop.create_task(self._watch())
+        log.info("Andon board at %s (%s; %d live viewer slots)", self.url,
+                 "operator reasons need the PIN" if self._gate else
+                 "read-only: no operator PIN", self.slots)
 
     async def stop(self) -> None:
+        self._closing = True
+        self._pushed.set()  # live viewers end their streams
         if self._watch_task is not None:
             self._watch_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watch_task
             self._watch_task = None
-        if self._server is not None:
-            self._server.close()
-            self._server = None
-        for w in list(self._clients):
-            w.close()
-        self._clients.clear()
-        # Let open connections see their end, so none is left pending when the loop closes.
-        if self._tasks:
-            _, pending = await asyncio.wait(list(self._tasks), timeout=1.0)
-            for task in pending:
-                task.cancel()
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+        self.conns.release_all()
+        if self._runner is not None:
+            await self._runner.cleanup()  # closes connections, waits SHUTDOWN_S for handlers
+            self._runner = None
 
     def view(self) -> dict:
         now = self.runtime.clock()
-        return board_view(self.runtime.deriver.snapshot(now), now, operator=self._pin is not None,
+        return board_view(self.runtime.deriver.snapshot(now), now, operator=self._gate is not None,
                           reasons=self.reasons)
 
     def reason_added(self, machine: str, reason: str, start_s: float,
@@ -124,17 +158,38 @@ class BoardServer:
         """CollectorRuntime.add_reason took a reason (from here or elsewhere): show it now."""
         self.reasons[machine] = OperatorReason(reason, start_s, end_s)
         self._changed = True
+        self._reasons_version += 1
+        self._next_view = -math.inf  # an operator waits for it: the next view may be now
+
+    def _current(self, fresh: bool = False) -> tuple[dict, bytes]:
+        """The view and its JSON: cached unless it is stale (older than _VIEW_MAX_AGE_S, or
+        events committed / a reason entered since) or `fresh`, and only computed again when
+        the last computation's time allows it (views take at most _VIEW_SHARE of the loop,
+        however many requests ask: on a plant of 1,000 machines one takes 30-200 ms)."""
+        loop = asyncio.get_running_loop()
+        now, events = loop.time(), self.runtime.collector.stats.events
+        c = self._cached
+        stale = c is None or fresh or now - c[2] > _VIEW_MAX_AGE_S or c[3] != events \
+            or c[4] != self._reasons_version
+        if c is not None and (not stale or now < self._next_view):
+            return c[0], c[1]
+        view = self.view()
+        took = loop.time() - now
+        self._next_view = now + took / _VIEW_SHARE
+        data = json.dumps(view, separators=(",", ":")).encode()
+        self._cached = (view, data, now, events, self._reasons_version)
+        return view, data
 
     # --- live updates -------------------------------------------------------------------
 
     async def _watch(self) -> None:
-        """Push the board to SSE viewers when it changes (new events committed, a reason
+        """Push the board to live viewers when it changes (new events committed, a reason
         entered) and every KEEPALIVE_S; the snapshot is only computed when someone watches."""
         loop = asyncio.get_running_loop()
-        seen_events, last_fp, last_push, next_view = -1, None, -math.inf, -math.inf
+        seen_events, last_fp, last_push = -1, None, -math.inf
         while True:
             await asyncio.sleep(POLL_S)
-            if not self._clients or loop.time() < next_view:
+            if not self.viewers or loop.time() < self._next_view:
                 continue
             try:
                 events = self.runtime.collector.stats.events
@@ -143,185 +198,119 @@ class BoardServer:
                     continue
                 self._changed = False
                 seen_events = events
-                t = loop.time()
-                view = self.view()
-                next_view = t + (loop.time() - t) / _VIEW_SHARE
+                view, data = self._current(fresh=True)
                 fp = fingerprint(view)
                 if fp == last_fp and not due:
                     continue
                 last_fp, last_push = fp, loop.time()
-                self._broadcast(_sse(view))
+                self._push(b"data: " + data + b"\n\n")
             except Exception:  # a dying watcher must not be silent, nor stop the board
                 log.exception("Andon board update failed")
 
-    def _broadcast(self, data: bytes) -> None:
-        for w in list(self._clients):
-            if w.is_closing() or w.transport.get_write_buffer_size() > _SLOW_CLIENT_BYTES:
-                self._clients.discard(w)
-                w.close()
-            else:
-                w.write(data)
+    def _push(self, data: bytes) -> None:
+        """Every viewer sends the latest event when it can: a slow one skips to the newest
+        instead of queueing, so it holds one event and its socket buffer, never a backlog."""
+        self._latest = data
+        pushed, self._pushed = self._pushed, asyncio.Event()
+        pushed.set()
+
+    async def _events(self, request: web.Request) -> web.StreamResponse:
+        if self.viewers >= self.slots:
+            raise RequestError(503, f"all {self.slots} live board slots are taken",
+                               retry_after_s=RETRY_AFTER_S)
+        self.viewers += 1
+        try:
+            resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", **_HEADERS})
+            await resp.prepare(request)
+            data = b"retry: 1000\n\ndata: " + self._current()[1] + b"\n\n"
+            while not self._closing:
+                await asyncio.wait_for(resp.write(data), _WRITE_TIMEOUT_S)
+                pushed = self._pushed
+                await pushed.wait()
+                data = self._latest
+        except (ConnectionError, asyncio.TimeoutError):
+            pass  # the viewer went away, or was too slow to keep
+        finally:
+            self.viewers -= 1
+        return resp
 
     # --- HTTP ---------------------------------------------------------------------------
 
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
-        task = asyncio.current_task()
-        self._tasks.add(task)
+    @web.middleware
+    async def _guarded(self, request: web.Request, handler) -> web.StreamResponse:
+        """Host, Origin and the connection guard before any handler; every refusal a JSON
+        error and one (rate-limited) log line, never a traceback."""
+        conn = request.protocol  # a limits.Connection: this server makes no other
+        who = conn.who
         try:
+            host = request.headers.get("Host")
+            if not self.hosts.host_ok(host):
+                raise RequestError(421, "this board does not answer to that Host name; add "
+                                        "it to [board] hosts if it is this collector's")
+            if request.method not in ("GET", "HEAD") and not self.hosts.origin_ok(
+                    request.headers.get("Origin"), host):
+                raise RequestError(403, "the request must come from the board's own page "
+                                        "(Origin)")
+            plain = request.path != "/events"
+            refused = self.conns.begin(conn, plain)
+            if refused:
+                raise RequestError(429, refused, retry_after_s=1)
             try:
-                method, path, headers, body = await asyncio.wait_for(
-                    _read_request(reader), _HEADER_TIMEOUT_S)
-                if path == "/events" and method == "GET":
-                    await self._events(reader, writer)
-                    return
-                status, ctype, payload = await self._route(method, path, headers, body)
-            except RequestError as exc:
-                status, ctype, payload = exc.status, "application/json", _error(exc)
-            except (asyncio.TimeoutError, asyncio.IncompleteReadError, ConnectionError):
-                raise
-            except ValueError:  # a request or header line longer than the reader's limit
-                status, ctype, payload = 400, "application/json", _error("request too long")
-            except Exception:  # a bug here must not go unanswered, nor unlogged
-                log.exception("Andon board request failed")
-                status, ctype, payload = 500, "application/json", _error("internal error")
-            writer.write(_response(status, ctype, payload))
-            await writer.drain()
-        except (asyncio.TimeoutError, asyncio.IncompleteReadError, ConnectionError):
-            pass  # the viewer went away or never finished its request
-        finally:
-            self._clients.discard(writer)
-            self._tasks.discard(task)
-            writer.close()
+                resp = await handler(request)
+            finally:
+                self.conns.end(conn, plain)
+        except RequestError as exc:
+            return self._refuse(who, exc.status, str(exc), exc.retry_after_s)
+        except web.HTTPException as exc:  # the router's 404 / 405, the body's 413
+            allowed = ", ".join(sorted(getattr(exc, "allowed_methods", ())))
+            what = {404: f"no such page: {request.path[:60]}",
+                    405: f"{request.path[:60]} takes {allowed}",
+                    413: f"the body must be at most {limits.MAX_BODY} bytes"}.get(
+                        exc.status, exc.reason)
+            return self._refuse(who, exc.status, what)
+        if not resp.prepared:
+            resp.headers.update(_HEADERS)
+        return resp
 
-    async def _route(self, method: str, path: str, headers: dict[str, str], body: bytes):
-        if path in _STATIC or path in ("/api/board", "/api/reason"):
-            want = "POST" if path == "/api/reason" else "GET"
-            if method != want:
-                raise RequestError(405, f"{path} takes {want}")
-        else:
-            raise RequestError(404, f"no such page: {path}")
-        if path == "/api/board":
-            return 200, "application/json", json.dumps(self.view()).encode()
-        if path == "/api/reason":
-            return 200, "application/json", json.dumps(self._reason(headers, body)).encode()
-        name, ctype = _STATIC[path]
-        return 200, ctype, await asyncio.to_thread((STATIC_DIR / name).read_bytes)
+    def _refuse(self, who: str, status: int, what: str, retry_after_s: int | None = None):
+        self.refusals.refused(who, status, what)
+        resp = web.json_response({"error": what}, status=status, headers=_HEADERS)
+        if retry_after_s is not None:
+            resp.headers["Retry-After"] = str(retry_after_s)
+        return resp
 
-    async def _events(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
-        if len(self._clients) >= MAX_CLIENTS:
-            raise RequestError(503, "too many board viewers")
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n" +
-                     _HEADERS.encode() + b"Connection: keep-alive\r\n\r\nretry: 1000\n\n" +
-                     _sse(self.view()))
-        await writer.drain()
-        self._clients.add(writer)
-        while await reader.read(1024):  # until the viewer disconnects
-            pass
+    async def _static_file(self, request: web.Request) -> web.Response:
+        body, ctype = self._static[request.path]
+        return web.Response(body=body, headers={"Content-Type": ctype})
 
-    # --- operator reasons ---------------------------------------------------------------
+    async def _board(self, request: web.Request) -> web.Response:
+        return web.Response(body=self._current()[1], content_type="application/json")
 
-    def _reason(self, headers: dict[str, str], body: bytes) -> dict:
-        if self._pin is None:
+    async def _reason(self, request: web.Request) -> web.Response:
+        if self._gate is None:
             raise RequestError(403, "the board is read-only: no operator PIN is configured")
-        loop = asyncio.get_running_loop()
-        if loop.time() < self._locked_until:
-            raise RequestError(429, "too many wrong PINs: try again in a minute")
-        if headers.get("content-type", "").split(";")[0].strip() != "application/json":
+        if request.content_type != "application/json":
             raise RequestError(400, "send JSON (Content-Type: application/json)")
+        who, now = request.protocol.who, self.runtime.clock()
+        wait = self._gate.wait_s(who, now)
+        if wait > 0:
+            raise RequestError(429, "too many wrong PINs from this address: wait "
+                               f"{math.ceil(wait)} s", retry_after_s=math.ceil(wait))
         try:
-            req = json.loads(body)
-        except (UnicodeDecodeError, ValueError):
-            raise RequestError(400, "the body is not valid JSON") from None
-        if not isinstance(req, dict):
-            raise RequestError(400, "send a JSON object")
-        if not hmac.compare_digest(str(req.get("pin", "")).encode(), self._pin.encode()):
-            self._wrong_pins += 1
-            if self._wrong_pins >= MAX_WRONG_PINS:
-                self._wrong_pins, self._locked_until = 0, loop.time() + LOCKOUT_S
-            log.warning("Andon board: wrong operator PIN")
+            body = await asyncio.wait_for(request.read(), limits.BODY_TIMEOUT_S)
+        except asyncio.TimeoutError:
+            raise RequestError(408, "the body took too long") from None
+        req = parse_body(body)
+        if not self._gate.check(who, pin_of(req), now):
             raise RequestError(403, "wrong PIN")
-        self._wrong_pins = 0
-        machine, reason, start_s, end_s = self._checked(req)
+        snap = getattr(self.runtime.deriver, "snapshot", None)
+        r = checked(req, snap(now) if snap else {}, now)
         try:
-            self.runtime.add_reason(machine, reason, start_s, end_s, by="board")
+            self.runtime.add_reason(r.machine, r.reason, r.start_s, r.end_s, by="board")
         except SinkError as exc:
-            raise RequestError(500, f"not saved: {exc}") from None
-        log.info("Andon board: reason %s for %s from %.3f to %s", reason, machine, start_s,
-                 "the end of the stop" if end_s is None else f"{end_s:.3f}")
-        return {"ok": True, "machine": machine, "reason": reason, "start_s": start_s,
-                "end_s": end_s}
+            raise RequestError(503, f"not saved: {exc}", retry_after_s=RETRY_AFTER_S) from None
+        log.info("Andon board: reason %s for %s from %.3f to %s (from %s)", r.reason, r.machine,
+                 r.start_s, "the end of the stop" if r.end_s is None else f"{r.end_s:.3f}", who)
+        return web.json_response({"ok": True, "machine": r.machine, "reason": r.reason,
+                                  "start_s": r.start_s, "end_s": r.end_s})
 
-    def _checked(self, req: dict) -> tuple[str, str, float, float | None]:
-        """Validated (machine, reason, start_s, end_s); start_s defaults to the start of the
-        machine's current stop. Raises RequestError(400)."""
-        extra = sorted(set(req) - _REASON_FIELDS)
-        if extra:
-            raise RequestError(400, f"unknown field {extra[0]!r}")
-        reason = req.get("reason")
-        if reason not in oee.REASONS:
-            raise RequestError(400, f"reason must be one of {', '.join(oee.REASONS)}")
-        machine = req.get("machine")
-        now = self.runtime.clock()
-        snaps = self.runtime.deriver.snapshot(now)
-        if not isinstance(machine, str) or machine not in snaps:
-            raise RequestError(400, f"unknown machine {machine!r}")
-        start_s, end_s = _time(req, "start_s"), _time(req, "end_s")
-        if start_s is None:
-            snap = snaps[machine]
-            if snap.state not in STOP_STATES or snap.since_s is None:
-                raise RequestError(400, f"{machine} is not stopped now: give start_s")
-            start_s = snap.since_s
-        if start_s > now:
-            raise RequestError(400, "start_s is in the future")
-        if end_s is not None and end_s <= start_s:
-            raise RequestError(400, "end_s must be after start_s")
-        return machine, reason, start_s, end_s
-
-
-def _time(req: dict, key: str) -> float | None:
-    value = req.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise RequestError(400, f"{key} must be epoch seconds (a number) or null")
-    return float(value)
-
-
-async def _read_request(reader: asyncio.StreamReader):
-    """(method, path without query, lower-cased headers, body) of one HTTP/1.x request."""
-    line = (await reader.readline()).decode("latin-1").split()
-    if not line:
-        raise asyncio.IncompleteReadError(b"", None)
-    if len(line) != 3 or not line[2].startswith("HTTP/1."):
-        raise RequestError(400, "not an HTTP/1.x request")
-    headers: dict[str, str] = {}
-    while True:
-        h = (await reader.readline()).decode("latin-1").strip()
-        if not h:
-            break
-        if len(headers) > 100:
-            raise RequestError(400, "too many headers")
-        name, _, value = h.partition(":")
-        headers[name.strip().lower()] = value.strip()
-    try:
-        length = int(headers.get("content-length", "0"))
-    except ValueError:
-        raise RequestError(400, "bad Content-Length") from None
-    if not 0 <= length <= MAX_BODY:
-        raise RequestError(400, f"the body must be at most {MAX_BODY} bytes")
-    body = await reader.readexactly(length) if length else b""
-    return line[0].upper(), line[1].split("?", 1)[0], headers, body
-
-
-def _sse(view: dict) -> bytes:
-    return b"data: " + json.dumps(view, separators=(",", ":")).encode() + b"\n\n"
-
-
-def _error(exc: Exception | str) -> bytes:
-    return json.dumps({"error": str(exc)}).encode()
-
-
-def _response(status: int, ctype: str, body: bytes) -> bytes:
-    head = (f"HTTP/1.1 {status} {_STATUS.get(status, 'Error')}\r\nContent-Type: {ctype}\r\n"
-            f"Content-Length: {len(body)}\r\n{_HEADERS}Connection: close\r\n\r\n")
-    return head.encode() + body

@@ -23,7 +23,7 @@ from .collect import setup_logging
 @click.option("--board", default="127.0.0.1:8080", show_default=True, metavar="HOST:PORT",
               help="Andon board address ('off': none); a taken port falls back to a free one.")
 @click.option("--operator-pin", metavar="PIN",
-              help="The board's operator PIN (default: a random 4-digit one, printed).")
+              help="The board's operator PIN (default: a random 6-digit one, printed).")
 @click.option("--influx-url", metavar="URL",
               help="Also write to InfluxDB here (token from $LAMPWATCH_INFLUX_TOKEN).")
 @click.option("--influx-org", default="lampwatch", show_default=True)

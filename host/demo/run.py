@@ -54,7 +54,7 @@ class DemoOptions:
     shift_hours: float = 8.0
     journal: Path = Path("lampwatch-demo.sqlite")
     board: str | None = "127.0.0.1:8080"  # None: no board
-    operator_pin: str | None = None  # None: a random 4-digit PIN
+    operator_pin: str | None = None  # None: a random 6-digit PIN
     influx_url: str | None = None
     influx_org: str = "lampwatch"
     influx_bucket: str = "lampwatch"
@@ -161,7 +161,7 @@ def run_demo(opts: DemoOptions, out: Callable[[str], None] = print,
     journal = opts.journal.expanduser().absolute()
     config_path, pin_path = prepare_files(journal)
     board, board_note = _board(opts.board)
-    pin = opts.operator_pin or f"{secrets.randbelow(10_000):04d}"
+    pin = opts.operator_pin or f"{secrets.randbelow(1_000_000):06d}"
     if board is not None:
         write_private(pin_path, pin + "\n")
         board["operator_pin_file"] = pin_path.name

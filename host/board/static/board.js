@@ -187,10 +187,29 @@ async function submitReason(ev) {
   }
 }
 
+// EventSource reconnects by itself after a network error, but gives up on an HTTP error,
+// such as the 503 a screen gets when all live slots are taken (Retry-After: 5). Then the
+// page shows the board once from /api/board and tries the stream again in 5-10 s, spread
+// out so that many screens do not come back at the same moment.
+const RETRY_MS = 5000;
+
+async function snapshot() {
+  try {
+    const res = await fetch("/api/board");
+    if (res.ok) render(await res.json());
+  } catch (e) { /* the collector is away: the offline banner says so */ }
+}
+
 function connect() {
   const es = new EventSource("/events");
   es.onmessage = (e) => { $("offline").hidden = true; render(JSON.parse(e.data)); };
-  es.onerror = () => { $("offline").hidden = false; };  // EventSource reconnects by itself
+  es.onerror = () => {
+    $("offline").hidden = false;
+    if (es.readyState === EventSource.CLOSED) {
+      snapshot();
+      setTimeout(connect, RETRY_MS * (1 + Math.random()));
+    }
+  };
 }
 
 document.addEventListener("DOMContentLoaded", () => {
