@@ -18,10 +18,11 @@ from ..errors import LampwatchError
 from ..flash.flasher import build_firmware
 from ..paths import REPO_DIR
 from .links import SentFrame
+from .sim import SIM_FILES
 
 MPVM_DIR = REPO_DIR / "tests" / "mpvm"
 RUNNER = MPVM_DIR / "run.mjs"
-SIM_SOURCE = Path(__file__).resolve().parent / "sim.py"
+SIM_DIR = Path(__file__).resolve().parent  # sim.py and the modules it imports (SIM_FILES)
 _MARK = "@@ "
 
 # The program run in the VM: simulated modules into sys.modules; at each boot (as after a
@@ -98,6 +99,9 @@ for t, cause in SIM.boots:
 print("@@ S now", SIM.now)
 print("@@ S irq_run", SIM.irq_run)
 print("@@ S irq_dropped", SIM.irq_dropped)
+print("@@ S irq_max_queue", SIM.irq_max_queue)
+print("@@ S gcs", SIM.gcs)
+print("@@ S dns_queries", SIM.dns_queries)
 print("@@ S sent", SIM.sent)
 """
 
@@ -120,7 +124,7 @@ def vm_files(node) -> tuple[dict[str, str], dict[str, str]]:
 
     With node.vm_mpy, the firmware as `lampwatch flash` builds it (main.py source, every other
     module .mpy); else the files in node.firmware_dir as they are: the firmware's sources, or a
-    flashed board's files byte for byte. Plus sim.py and config.json.
+    flashed board's files byte for byte. Plus the simulator's modules and config.json.
     """
     if node.vm_mpy:
         built = build_firmware(node.firmware_dir)
@@ -129,7 +133,8 @@ def vm_files(node) -> tuple[dict[str, str], dict[str, str]]:
                  if p.suffix in (".py", ".mpy")}
     files = {n: d.decode("utf-8") for n, d in built.items() if n.endswith(".py")}
     mpy = {n[:-4]: d.hex() for n, d in built.items() if n.endswith(".mpy")}
-    files["sim.py"] = SIM_SOURCE.read_text(encoding="utf-8")
+    for name in SIM_FILES:
+        files[f"{name}.py"] = (SIM_DIR / f"{name}.py").read_text(encoding="utf-8")
     files["config.json"] = json.dumps(node.config)
     return files, mpy
 
