@@ -78,3 +78,30 @@ def test_real_time_pacing():
     node.run_until(3.0)
     wall = time.monotonic() - t0
     assert 0.2 <= wall <= 1.5  # paced from the first loop pass (after the 0.6 s boot)
+
+
+def test_serial_frames_never_mix_with_console_output():
+    # the firmware prints at every boot while frames flow; UART0 (the console) carries the
+    # text, the frame UART only frames: not one chunk on the pty fails to decode
+    sc = (Scenario(duration_s=20)
+          .pulses("good", 1.0, n=15, every_s=1.0)
+          .fault("soft_reset", 8.2))  # reboots in 0.6 s, between two pulses
+    node = VirtualNode(CONFIG, sc, serial=True, ack_wait_s=0)
+    col = PtyCollector(node.serial_port)
+    try:
+        t = 0.0
+        while t < 20:
+            t += 0.25
+            node.run_until(t)
+            col.pump()
+    finally:
+        col.close()
+        node.close()
+    banner = "lampwatch: frames on UART2 (tx GPIO 17, rx GPIO 16, 115200 baud)"
+    assert node.console.count(banner) == 2  # one per boot, on the console
+    assert node.sim.uart0 == b""  # no frame bytes were written to the console UART
+    assert col.bad == []
+    frames = sorted(col.frames.values(), key=lambda f: f.header.seq)
+    assert [f.body.reset_cause for f in frames if f.header.type == protocol.T_HELLO] == [
+        "power_on", "soft"]
+    assert [f for f in frames if f.header.type == protocol.T_HEARTBEAT][-1].body.good == 15

@@ -146,3 +146,38 @@ class Scenario:
                 last = pat[-1][0] if pat else 0
                 total += parts * sum(1 for k in range(n) if t0 + k * period + last < t1)
         return total
+
+
+def _spikes(t0_s: float, burst_s: float, spike_s: float, every_s: float
+            ) -> list[tuple[float, int]]:
+    out = []
+    k = 0
+    while k * every_s + spike_s <= burst_s + 1e-12:
+        t = t0_s + k * every_s
+        out += [(t, 1), (t + spike_s, 0)]
+        k += 1
+    return out
+
+
+def chattering_part(width_s: float, spike_s: float, every_s: float,
+                    burst_s: float = 0.002) -> list[tuple[float, int]]:
+    """Edges of one part (for Scenario.pattern) on a chattering contact: a burst of spikes
+    (spike_s wide, one every every_s) for burst_s as it closes, the closure of width_s, the
+    same burst as it opens, and a burst of noise on the idle line 20 ms later (the pattern's
+    every_s must leave room: width_s + 3 burst_s + 20 ms)."""
+    make = _spikes(0.0, burst_s, spike_s, every_s)
+    close = burst_s + every_s
+    opened = close + width_s
+    brk = _spikes(opened + every_s, burst_s, spike_s, every_s)
+    noise = _spikes(opened + burst_s + 0.020, burst_s, spike_s, every_s)
+    return make + [(close, 1), (opened, 0)] + brk + noise
+
+
+def bouncing_part(width_s: float) -> list[tuple[float, int]]:
+    """Edges of one part on a mechanical contact: it bounces for 2.1 ms as it closes (three
+    contacts of 0.1-0.3 ms) and for 1.5 ms as it opens (two), closed width_s in between."""
+    make = [(0.0, 1), (0.0003, 0), (0.0007, 1), (0.0009, 0), (0.0015, 1), (0.0016, 0),
+            (0.0021, 1)]
+    t = 0.0021 + width_s
+    brk = [(t, 0), (t + 0.0003, 1), (t + 0.0008, 0), (t + 0.0011, 1), (t + 0.0015, 0)]
+    return make + brk
