@@ -175,11 +175,12 @@ class CountInput:
                 off = self.pc._diff(t, prev) + LATE_US
             self._apply(e, t, off)
             return
-        new = e - self.e
-        if new > 0:
+        if e != self.e:
             off = self.pc._diff(t, self.t_obs)  # after the last reading, exactly
-            if new == 1 and blind_off < 0 and off > LATE_US:
-                off = LATE_US  # most likely this handler's own edge
+            if blind_off < 0 and off > LATE_US:
+                # a handler runs within LATE_US of its edge, and this one's edge is the
+                # oldest of these (readings are dense while handlers queue up)
+                off = LATE_US
             self._apply(e, t, off)
         self.t_obs = t
 
