@@ -1,6 +1,7 @@
 """Pure firmware logic in CPython: classifier, uptime clock, edge ring, pulse counting,
 RTC state block, outbox and config validation, with exact expected values."""
 
+import json
 import sys
 from pathlib import Path
 
@@ -400,3 +401,34 @@ def test_config_reports_every_problem_on_its_own_line():
         "unknown setting 'colour'",
     ]
     assert config.parse("{")[1] == ["config.json is not valid JSON"]
+
+
+def test_serial_link_settings_are_checked_against_the_console_and_the_inputs():
+    cfg = json.loads(EXAMPLE)
+    cfg.update(transport="serial", serial={"uart": 0, "tx": 34, "rx": 25, "baud": 12345})
+    _, problems = config.parse(json.dumps(cfg))
+    assert problems == [
+        "serial.uart must be 1 or 2 (UART0 is the console; got 0)",
+        "serial.tx: 34 is not a usable ESP32 GPIO for a UART TX (not 1 / 3, the console; "
+        "TX not 34-39)",
+        "serial.baud must be one of 9600, 19200, 38400, 57600, 115200, 230400, 460800, "
+        "921600 (got 12345)",
+        "counts.good.pin: GPIO 25 is already used by serial.rx",
+    ]
+    cfg["serial"] = {"uart": 1, "tx": 4, "rx": 5}
+    parsed, problems = config.parse(json.dumps(cfg))
+    assert problems == [] and parsed["serial"] == (1, 4, 5, 115200)
+
+
+def test_collector_by_name_and_line_rate_are_checked():
+    cfg = json.loads(EXAMPLE)
+    cfg["collector"]["host"] = "collector.plant.local"
+    parsed, problems = config.parse(json.dumps(cfg))
+    assert problems == [] and parsed["collector"] == ("collector.plant.local", 4210)
+    assert parsed["max_rate_hz"] == 50
+    cfg["collector"]["host"] = "collector_1 .plant"
+    cfg["max_rate_hz"] = 500
+    _, problems = config.parse(json.dumps(cfg))
+    assert problems == [
+        "collector.host: 'collector_1 .plant' is neither an IPv4 address nor a host name",
+        "max_rate_hz must be a number from 0.1 to 400 (got 500)"]
