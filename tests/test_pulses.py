@@ -212,3 +212,24 @@ def test_a_pulse_hidden_by_a_stall_is_a_part_only_while_the_line_makes_parts():
     stall(pc, [1, 0], 921_000, 900_500)
     pc.tick(1_000_000, LATE)
     assert (pc.total, pc.short, pc.inferred) == (0, 3, 0)
+
+
+def test_pulses_a_stall_hid_before_any_was_measured_wait_for_the_next_one():
+    # the line starts inside a GC: two 5 ms pulses (100 and 110 ms) hidden, then it stops
+    # until 140 ms. Whether they were parts is decided by the next pulse measured: a part
+    pc = counter(min_us=2500, gap_us=8750)
+    stall(pc, [1, 0, 1, 0], 117_050, 100_000)
+    pc.tick(125_000, LATE)  # the gap after them is long: settled, nothing measured yet
+    assert (pc.total, pc.pend, pc.open) == (0, 2, 0)
+    pc.edge(1, 140_060, LATE)
+    pc.edge(0, 145_070, LATE)
+    pc.tick(151_000, LATE)
+    assert (pc.total, pc.inferred, pc.pend) == (3, 2, 0)
+    # had it been a rejected short pulse, they would not have counted
+    pc = counter(min_us=2500, gap_us=8750)
+    stall(pc, [1, 0, 1, 0], 117_050, 100_000)
+    pc.tick(125_000, LATE)
+    pc.edge(1, 140_060, LATE)
+    pc.edge(0, 140_560, LATE)
+    pc.tick(151_000, LATE)
+    assert (pc.total, pc.short, pc.pend) == (0, 1, 0)

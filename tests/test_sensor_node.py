@@ -409,10 +409,10 @@ def test_serial_link_settings_are_checked_against_the_console_and_the_inputs():
     _, problems = config.parse(json.dumps(cfg))
     assert problems == [
         "serial.uart must be 1 or 2 (UART0 is the console; got 0)",
-        "serial.tx: 34 is not a usable ESP32 GPIO for a UART TX (not 1 / 3, the console; "
-        "TX not 34-39)",
-        "serial.baud must be one of 9600, 19200, 38400, 57600, 115200, 230400, 460800, "
-        "921600 (got 12345)",
+        ("serial.tx: 34 is not a usable ESP32 GPIO for a UART TX (not 1 / 3, the console; "
+         "TX not 34-39)"),
+        ("serial.baud must be one of 9600, 19200, 38400, 57600, 115200, 230400, 460800, "
+         "921600 (got 12345)"),
         "counts.good.pin: GPIO 25 is already used by serial.rx",
     ]
     cfg["serial"] = {"uart": 1, "tx": 4, "rx": 5}
