@@ -42,21 +42,27 @@ class PtyCollector:
         os.close(self.fd)
 
 
-def test_serial_transport_over_a_pty_with_acks():
-    sc = (Scenario(duration_s=30)
-          .lamp("red", 2.0, "on")
-          .pulses("good", 1.0, n=20, every_s=0.5))
-    node = VirtualNode(CONFIG, sc, serial=True, ack_wait_s=0)  # the collector is this thread
+def run_with_collector(node, until_s):
+    """Run the node in slices, the collector reading and ACKing its pty between them."""
     col = PtyCollector(node.serial_port)
     try:
         t = 0.0
-        while t < 30:
+        while t < until_s:
             t += 0.25
             node.run_until(t)
             col.pump()
     finally:
         col.close()
         node.close()
+    return col
+
+
+def test_serial_transport_over_a_pty_with_acks():
+    sc = (Scenario(duration_s=30)
+          .lamp("red", 2.0, "on")
+          .pulses("good", 1.0, n=20, every_s=0.5))
+    node = VirtualNode(CONFIG, sc, serial=True, ack_wait_s=0)  # the collector is this thread
+    col = run_with_collector(node, 30)
     frames = sorted(col.frames.values(), key=lambda f: f.header.seq)
     assert col.bad == []
     hello = frames[0]
@@ -87,16 +93,7 @@ def test_serial_frames_never_mix_with_console_output():
           .pulses("good", 1.0, n=15, every_s=1.0)
           .fault("soft_reset", 8.2))  # reboots in 0.6 s, between two pulses
     node = VirtualNode(CONFIG, sc, serial=True, ack_wait_s=0)
-    col = PtyCollector(node.serial_port)
-    try:
-        t = 0.0
-        while t < 20:
-            t += 0.25
-            node.run_until(t)
-            col.pump()
-    finally:
-        col.close()
-        node.close()
+    col = run_with_collector(node, 20)
     banner = "lampwatch: frames on UART2 (tx GPIO 17, rx GPIO 16, 115200 baud)"
     assert node.console.count(banner) == 2  # one per boot, on the console
     assert node.sim.uart0 == b""  # no frame bytes were written to the console UART

@@ -104,16 +104,6 @@ def edges(timeline, end_us):
                 yield t1, 0
 
 
-def _is_ip(host):
-    parts = host.split(".")
-    if len(parts) != 4:
-        return False
-    for p in parts:
-        if not p.isdigit() or int(p) > 255:
-            return False
-    return True
-
-
 class Sim:
     """One simulated ESP32 and everything around it.
 
@@ -358,7 +348,7 @@ class Sim:
     def getaddrinfo(self, host, port, *a):
         """socket.getaddrinfo: an address at once, a name only after a blocking DNS lookup
         (the main loop stops; IRQ handlers still run; the watchdog does not wait)."""
-        if not _is_ip(host):
+        if not host.replace(".", "").isdigit():  # a name, not an address
             wait = self.dns_us
             if self.now < self.dns_down_until:
                 wait += self.dns_down_until - self.now
