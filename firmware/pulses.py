@@ -206,15 +206,14 @@ class CountInput:
         if stalled:  # handlers of the stall may still be queued
             self.mis_recs = -1
             return
-        pc.tick(now, LATE_US)
         level = self.base ^ (self.e & 1)
-        diff = pc._diff
-        if diff(now, self.t_rec) > LATE_US and self.read != level:
+        if pc._diff(now, self.t_rec) > LATE_US and self.read != level:
             self._resync(now)  # the last handler read another level, nothing followed
             return
         if self.pin.value() ^ self.inv == level:
             self.mis_recs = -1
             self.t_ok = now
+            pc.tick(now, LATE_US)  # only while the level is not in doubt
         elif self.mis_recs != self.recs:
             self.mis_recs = self.recs  # may be an edge whose handler is still queued
         else:

@@ -178,7 +178,7 @@ def test_edges_no_handler_reported_are_taken_from_the_counter_a_pass_later():
 
 def test_irq_only_counts_the_handlers_runs_and_finds_a_lost_edge_by_level():
     pin = Pin(0)
-    pc = counter()
+    pc = counter(gap_us=87_500)  # a line of 10 parts/s at most
     ci = pulses.CountInput(pc, pin, 0, None, 0, 0, 0)
     n = 0
     t = 0
@@ -193,7 +193,9 @@ def test_irq_only_counts_the_handlers_runs_and_finds_a_lost_edge_by_level():
         for p in range(5):
             ci.poll(t + 50_000 + 10_000 * p, False)
         t += 100_000
-    assert (pc.total, ci.missed, pc.state) == (5, 1, 0)
+    # the lost fall is found a pass later; part 3's width is then unknown (it ended some
+    # time after its rise), so it counts by the line-rate rule
+    assert (pc.total, ci.missed, pc.inferred, pc.state) == (5, 1, 1, 0)
 
 
 def test_min_pulse_width_is_capped_by_the_line_rate():

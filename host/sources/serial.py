@@ -10,6 +10,7 @@ and reopens it with capped exponential backoff until it is back (or `stop()`).
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import threading
 
@@ -42,7 +43,12 @@ def open_port(port: str, baud: int) -> serial.SerialBase:
     ser.dtr = True
     ser.rts = False
     ser.open()
-    ser.dtr = False
+    try:
+        ser.dtr = False
+    except OSError as exc:  # a pty or a link without modem lines: nothing to release
+        if exc.errno not in (errno.EINVAL, errno.ENOTTY):
+            ser.close()
+            raise
     return ser
 
 
