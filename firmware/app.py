@@ -26,7 +26,7 @@ class App:
         cfg: the validated config (config.parse).
         config_hash: 4 bytes, sent in HELLO.
         board: the hardware seam: ticks_ms/ticks_us/ticks_diff, pin(gpio, active_low),
-            counter(unit, pin, active_low, min_pulse_ms) (None without hardware counter),
+            counter(unit, pin) (both edges; None without a hardware counter),
             irq_trigger, rtc_read()/rtc_write(buf), feed(), reset_cause (lwproto RESET_*),
             urandom(n), free_heap().
         link: transport with poll(now_ms), up, send(frame) -> bool, recv() -> bytes or None,
@@ -57,20 +57,23 @@ class App:
             pin = board.pin(gpio, low)
             hw = None
             if cfg["counter"] != "irq":
-                hw = board.counter(idx, pin, low, cfg["min_pulse_ms"])
+                hw = board.counter(idx, pin)
                 self.hw_counter = self.hw_counter or hw is not None
             counts.append((idx, pin, low, hw))
         thresholds = {k: cfg[k] for k in ("flicker_gap_ms", "glitch_ms", "max_phase_ms",
-                                          "min_pulse_ms", "poll_ms")}
+                                          "min_pulse_ms", "max_rate_hz", "poll_ms")}
         self.sensor = SensorNode(self.clock, board.ticks_us, board.ticks_diff, lamps, counts,
                                  board.irq_trigger, thresholds, restore)
         self.outbox = Outbox(cfg["unacked_max"], cfg["retry_ms"])
+        self._carry = (0, 0, 0)
         if restore:  # the health counters are per boot, and the boot goes on
             h = st.health
             self.outbox.dropped = h[0]
             link.reconnects = h[1]
             self.sensor.irq_resyncs = h[2]
             self.sensor.ring.idx[2] = h[3]
+            self._carry = (h[4], h[5], h[6])
+            self.outbox.dropped_lamp = h[7]
         self.acks_rejected = 0
         self._saved_at = -_SAVE_MS
         now = self.clock.now_ms()
@@ -103,7 +106,7 @@ class App:
         st.next_seq = 0
         for c in self.sensor.counters:
             if c is not None:
-                c[0].total = 0
+                c.pc.total = 0
         seq = 0
         st.next_seq = 1
         self._save(now)
@@ -141,10 +144,20 @@ class App:
         seq = self._next_seq(now)
         link = self.link
         s = self.sensor
+        ob = self.outbox
+        h = self._health_counts()
         frame = self.codec.health(self.state.boot_id, seq, now, link.rssi,
-                                  self.board.free_heap(), link.reconnects, self.outbox.dropped,
-                                  s.irq_resyncs, s.events_dropped, len(self.outbox))
+                                  self.board.free_heap(), link.reconnects, ob.dropped,
+                                  s.irq_resyncs, s.events_dropped, len(ob), h[4:])
         self._queue(lwproto.T_HEALTH, seq, now, frame)
+
+    def _health_counts(self):  # the per-boot health counters, as NodeState.health
+        s = self.sensor
+        c = self._carry
+        m, sh, inf = s.count_health()
+        ob = self.outbox
+        return (ob.dropped, self.link.reconnects, s.irq_resyncs, s.events_dropped,
+                c[0] + m, c[1] + sh, c[2] + inf, ob.dropped_lamp)
 
     # --- the loop -----------------------------------------------------------------------
 
@@ -178,9 +191,7 @@ class App:
         if not self._link_up:  # the link is back: retry everything now
             self._link_up = True
             self.outbox.reschedule_all(now)
-        for frame in self.outbox.due(now, _SENDS_PER_STEP):
-            if not link.send(frame):
-                break
+        self.outbox.due(now, _SENDS_PER_STEP, link.send)
         for _ in range(_ACKS_PER_STEP):
             data = link.recv()
             if data is None:
@@ -196,8 +207,7 @@ class App:
     def _save(self, now):
         st = self.state
         st.good, st.ng = self.sensor.counts()
-        s = self.sensor
-        st.health = (self.outbox.dropped, self.link.reconnects, s.irq_resyncs, s.events_dropped)
+        st.health = self._health_counts()
         st.uptime_ms = now
         st.lamps = lwproto.pack_lamps(self.sensor.lamp_states())
         self.board.rtc_write(st.pack())

@@ -6,6 +6,7 @@ COUNT_NAMES = ("good", "ng")
 # ESP32 GPIOs that can take an input and are safe to use (no flash pins 6-11).
 _GPIO_OK = (0, 1, 2, 3, 4, 5, 12, 13, 14, 15, 16, 17, 18, 19, 21, 22, 23, 25, 26, 27,
             32, 33, 34, 35, 36, 37, 38, 39)
+_BAUDS = (9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600)
 
 # name: (default, min, max); times in ms
 _NUMBERS = {
@@ -14,6 +15,7 @@ _NUMBERS = {
     "poll_ms": (5, 1, 50),
     "wdt_ms": (8000, 2000, 60000),
     "min_pulse_ms": (5, 0, 1000),
+    "max_rate_hz": (50, 0.1, 400),
     "flicker_gap_ms": (16, 1, 200),
     "glitch_ms": (20, 1, 1000),
     "max_phase_ms": (1500, 100, 10000),
@@ -65,6 +67,42 @@ def _pins(cfg, section, names, problems, used):
     return out
 
 
+def _host_ok(host):
+    if len(host) > 253:
+        return False
+    for label in host.split("."):
+        if not 0 < len(label) < 64 or label[0] == "-" or label[-1] == "-":
+            return False
+        for ch in label:
+            if not (ch.isalpha() or ch.isdigit() or ch == "-"):
+                return False
+    return True
+
+
+def _serial(sec, problems, used):
+    """The frame link's UART: (id, tx GPIO, rx GPIO, baud). UART0 (GPIO 1 / 3) is the REPL
+    console and stays so; its pins are refused."""
+    if not isinstance(sec, dict):
+        problems.append("serial must be {\"uart\": 2, \"tx\": 17, \"rx\": 16, \"baud\": 115200}")
+        sec = {}
+    uart, tx, rx, baud = sec.get("uart", 2), sec.get("tx", 17), sec.get("rx", 16), \
+        sec.get("baud", 115200)
+    if uart not in (1, 2) or isinstance(uart, bool):
+        problems.append(f"serial.uart must be 1 or 2 (UART0 is the console; got {uart!r})")
+    for name, pin in (("tx", tx), ("rx", rx)):
+        if pin not in _GPIO_OK or isinstance(pin, bool) or pin in (1, 3) \
+                or (name == "tx" and pin >= 34):
+            problems.append(f"serial.{name}: {pin!r} is not a usable ESP32 GPIO for a UART "
+                            f"{name.upper()} (not 1 / 3, the console; TX not 34-39)")
+        elif pin in used:
+            problems.append(f"serial.{name}: GPIO {pin} is already used by {used[pin]}")
+        else:
+            used[pin] = "serial." + name
+    if baud not in _BAUDS:
+        problems.append(f"serial.baud must be one of {', '.join(map(str, _BAUDS))} (got {baud!r})")
+    return uart, tx, rx, baud
+
+
 def parse(text):
     """Validate config.json text. Returns (config dict, list of problems); the node refuses
     to run unless the list is empty."""
@@ -106,12 +144,16 @@ def parse(text):
                 or not col.get("host"):
             problems.append("collector.host is required for the udp transport")
             col = {}
+        host = col.get("host", "")
+        if host and not _host_ok(host):
+            problems.append(f"collector.host: {host!r} is neither an IPv4 address nor a host name")
         port = col.get("port", 4210)
         if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
             problems.append(f"collector.port must be 1..65535 (got {port!r})")
             port = 4210
         out["collector"] = (col.get("host", ""), port)
     used = {}
+    out["serial"] = _serial(cfg.get("serial", {}), problems, used if transport == "serial" else {})
     out["lamps"] = _pins(cfg, "lamps", LAMP_NAMES, problems, used)
     out["counts"] = _pins(cfg, "counts", COUNT_NAMES, problems, used)
     if not out["lamps"] and not out["counts"]:
@@ -127,7 +169,7 @@ def parse(text):
         problems.append(f"counter must be \"auto\", \"hw\" or \"irq\" (got {counter!r})")
     out["counter"] = counter
     known = ("node_id", "key", "transport", "wifi", "collector", "lamps", "counts", "counter",
-             "machine", "comment")
+             "serial", "machine", "comment")
     for k in cfg:
         if k not in known and k not in _NUMBERS:
             problems.append(f"unknown setting {k!r}")

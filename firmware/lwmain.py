@@ -1,6 +1,6 @@
 # lwmain: the node's hardware seam. Builds pins, counters, RTC, watchdog, Wi-Fi / UDP or the
-# serial link from config.json, then runs app.App in a loop that never blocks on the network.
-# main.py (the boot stub) calls main(); this module goes to the node compiled, as lwmain.mpy.
+# serial link from config.json, then runs app.App in a loop that never blocks on the network
+# (not even on DNS). main.py (the boot stub) calls main(); this goes to the node as lwmain.mpy.
 import gc
 import hashlib
 import os
@@ -13,7 +13,7 @@ import machine
 import network
 from app import App
 
-FW = (0, 2, 0)  # 0.2: LAMP events carry the measured blink period
+FW = (0, 3, 0)  # 0.3: counts exact under IRQ latency and GC pauses; HEALTH extension
 _CONNECT_TIMEOUT_MS = 20000
 _BACKOFF_MIN_MS = 1000
 _BACKOFF_MAX_MS = 30000
@@ -52,18 +52,18 @@ class Board:
         pull = machine.Pin.PULL_UP if active_low else machine.Pin.PULL_DOWN
         return machine.Pin(gpio, machine.Pin.IN, pull)
 
-    def counter(self, unit, pin, active_low, min_pulse_ms):
-        """A hardware pulse counter on the activation edge, or None where the port has none
-        (ESP32-C3, MicroPython < 1.26). Its filter is the PCNT's, at most 12.8 us; the
-        configured min_pulse_ms is enforced in software (sensor_node.PulseCounter)."""
+    # The PCNT's glitch filter, at its longest (12.8 us), removes spikes before they are
+    # counted; the minimum pulse width is enforced in software (pulses.PulseCounter), from
+    # the exact edge count this gives.
+    def counter(self, unit, pin):
+        """A hardware pulse counter on both edges, or None where the port has none
+        (ESP32-C3, MicroPython < 1.26)."""
         ctr = getattr(machine, "Counter", None)
         if ctr is None:
             return None
-        edge = ctr.FALLING if active_low else ctr.RISING
-        filter_ns = min(int(min_pulse_ms * 1000000), _FILTER_MAX_NS)
         try:
-            return ctr(unit, pin, edge=edge, filter_ns=filter_ns)
-        except (OSError, ValueError):
+            return ctr(unit, pin, edge=ctr.RISING | ctr.FALLING, filter_ns=_FILTER_MAX_NS)
+        except (OSError, ValueError, TypeError):
             return None
 
     def rtc_read(self):
@@ -82,6 +82,15 @@ class Board:
         return gc.mem_free()
 
 
+def _udp():
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.setblocking(False)
+    return s
+
+
+# A collector given by name is resolved by a DNS query of our own (lwdns), sent and read
+# without blocking: socket.getaddrinfo would stop the loop and starve the watchdog. Frames
+# wait in the outbox until the first answer; later answers only refresh the address.
 class WifiLink:
     """Wi-Fi station + one non-blocking UDP socket. poll() drives the connection: connect,
     wait, give up after a timeout, back off (doubling, with jitter) and try again, forever."""
@@ -105,12 +114,19 @@ class WifiLink:
         self._backoff = _BACKOFF_MIN_MS
         self._sock = None
         self._addr = None
+        self._dns = None
+        if lwproto.is_ip(host):
+            self._addr = (host, port)
+        else:
+            import lwdns
+
+            self._dns = lwdns.Resolver(host)
 
     def poll(self, now):
         connected = self.wlan.isconnected()
-        if connected and not self.up:
+        if connected and self._sock is None:
             self._open()
-        elif not connected and self.up:
+        elif not connected and self._sock is not None:
             print("lampwatch: Wi-Fi lost")
             self._close()
             self._next_try = now
@@ -119,6 +135,13 @@ class WifiLink:
                 self.rssi = self.wlan.status("rssi")
             except (OSError, ValueError, TypeError):
                 pass
+            if self._dns is not None:
+                ip = self._dns.step(now, _udp, self.wlan.ifconfig()[3])
+                if ip is not None:
+                    if self._addr is None or self._addr[0] != ip:
+                        print("lampwatch:", self._host, "is", ip)
+                    self._addr = (ip, self._port)
+            self.up = self._sock is not None and self._addr is not None
             return
         if self._connecting:
             if now - self._since > _CONNECT_TIMEOUT_MS:
@@ -140,15 +163,11 @@ class WifiLink:
 
     def _open(self):
         try:
-            # An IP address resolves at once; a host name blocks here once per connection.
-            self._addr = socket.getaddrinfo(self._host, self._port)[0][-1]
-            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            s.setblocking(False)
+            s = _udp()
         except OSError as e:
             print("lampwatch: cannot open UDP to collector:", e)
             return
         self._sock = s
-        self.up = True
         self._connecting = False
         self._backoff = _BACKOFF_MIN_MS
         if self._ever_up:
@@ -164,7 +183,7 @@ class WifiLink:
 
     def send(self, frame):
         s = self._sock
-        if s is None:
+        if s is None or self._addr is None:
             return False
         try:
             s.sendto(frame, self._addr)
@@ -180,68 +199,6 @@ class WifiLink:
             return s.recv(64)
         except OSError:  # EAGAIN: nothing waiting
             return None
-
-
-class SerialLink:
-    """Frames as 0x00, COBS(frame), 0x00 on the USB console; ACKs come back the same way.
-    Ctrl-C is disabled (an ACK may contain 0x03): interrupt the node with a reset."""
-
-    serial = True
-    up = True
-    rssi = 0
-    reconnects = 0
-
-    def __init__(self):
-        import select
-
-        import micropython
-
-        micropython.kbd_intr(-1)
-        self._out = sys.stdout.buffer
-        self._in = sys.stdin.buffer
-        self._poll = select.poll()
-        self._poll.register(sys.stdin, select.POLLIN)
-        self._buf = bytearray()
-
-    def poll(self, now):
-        pass
-
-    def send(self, frame):
-        self._out.write(b"\x00" + lwproto.cobs_encode(frame) + b"\x00")
-        return True
-
-    def recv(self):
-        while self._poll.poll(0):
-            b = self._in.read(1)
-            if not b:
-                return None
-            if b[0]:
-                if len(self._buf) < 64:
-                    self._buf.append(b[0])
-                continue
-            chunk = bytes(self._buf)
-            self._buf = bytearray()
-            if chunk:
-                frame = cobs_decode(chunk)
-                if frame is not None:
-                    return frame
-        return None
-
-
-def cobs_decode(data):
-    """Inverse of lwproto.cobs_encode; None if data is not valid COBS."""
-    out = bytearray()
-    i = 0
-    n = len(data)
-    while i < n:
-        code = data[i]
-        if code == 0 or i + code > n:
-            return None
-        out += data[i + 1:i + code]
-        i += code
-        if code < 0xFF and i < n:
-            out.append(0)
-    return bytes(out)
 
 
 def start(path="config.json"):
@@ -266,7 +223,11 @@ def start(path="config.json"):
         return None
     board = Board(cfg["wdt_ms"])
     if cfg["transport"] == "serial":
-        link = SerialLink()
+        import lwserial
+
+        uid, tx, rx, baud = cfg["serial"]
+        link = lwserial.SerialLink(machine.UART(uid, baudrate=baud, tx=tx, rx=rx, timeout=0))
+        print(f"lampwatch: frames on UART{uid} (tx GPIO {tx}, rx GPIO {rx}, {baud} baud)")
     else:
         ssid, password = cfg["wifi"]
         host, port = cfg["collector"]

@@ -89,6 +89,17 @@ def unpack_lamps(v):
     return out
 
 
+def is_ip(host):
+    """True for a dotted IPv4 address (no DNS needed)."""
+    parts = host.split(".")
+    if len(parts) != 4:
+        return False
+    for p in parts:
+        if not p.isdigit() or int(p) > 255:
+            return False
+    return True
+
+
 def cobs_encode(data):
     """COBS-encode data (no 0x00 in the result); the caller adds the 0x00 delimiters."""
     out = bytearray()
@@ -193,8 +204,10 @@ class Codec:
         return self._seal(self._header(T_HEARTBEAT, boot_id, seq, uptime_ms) + body)
 
     def health(self, boot_id, seq, uptime_ms, rssi, free_heap, reconnects, frames_dropped,
-               irq_resyncs, events_dropped, unacked):
-        """HEALTH: counters are cumulative per boot and saturate at their field size."""
+               irq_resyncs, events_dropped, unacked, counts=None):
+        """HEALTH: counters are cumulative per boot and saturate at their field size.
+        counts: (edges_missed, short_pulses, inferred_parts, lamp_frames_dropped), the
+        extension of firmware 0.3; None sends the 15-byte body of older firmware."""
         body = struct.pack(
             ">bIHHHHB",
             max(-128, min(127, rssi)),
@@ -205,6 +218,9 @@ class Codec:
             min(events_dropped, 0xFFFF),
             min(unacked, 0xFF),
         )
+        if counts is not None:
+            body += struct.pack(">HIHH", min(counts[0], 0xFFFF), min(counts[1], 0xFFFFFFFF),
+                                min(counts[2], 0xFFFF), min(counts[3], 0xFFFF))
         return self._seal(self._header(T_HEALTH, boot_id, seq, uptime_ms) + body)
 
     def parse_ack(self, data, boot_id):

@@ -9,15 +9,14 @@ except ImportError:  # CPython
         return x
 
 
-_T_HELLO = const(1)
 _T_LAMP = const(2)
-_T_HEARTBEAT = const(3)
-_T_HEALTH = const(4)
 
-# Overflow victims, best first: a HEALTH, then a HEARTBEAT that a newer one supersedes
-# (counts are cumulative, so the newer one repairs it), then the oldest LAMP frame.
-# HELLO goes last: it tells the host about the reset.
-_VICTIMS = (_T_HEALTH, _T_HEARTBEAT, _T_LAMP, _T_HELLO)
+# What a frame is worth when the ring overflows, by type: a HEALTH least, then a HEARTBEAT
+# (counts and lamp states are cumulative: the next one repairs a lost one), then a LAMP frame
+# (a lost lamp change is lost for good), then HELLO (it tells the host about the reset).
+# The victim is the oldest frame of the least worth, the new frame included: a LAMP frame is
+# never dropped while a heartbeat could be.
+_WORTH = b"\x00\x03\x02\x01\x00"  # by type: -, HELLO, LAMP, HEARTBEAT, HEALTH
 
 
 class Outbox:
@@ -42,38 +41,40 @@ class Outbox:
         return len(self.items)
 
     def add(self, boot_id, seq, ftype, frame, now_ms):
-        """Queue a new frame; it is due at once."""
-        if len(self.items) >= self.capacity:
-            self._drop_one()
-        self.items.append([boot_id, seq, ftype, frame, now_ms, 0])
-
-    def _drop_one(self):
+        """Queue a new frame; it is due at once. A full ring drops its least valuable frame,
+        which may be this one."""
         items = self.items
-        for victim in _VICTIMS:
-            last = -1
-            if victim == _T_HEARTBEAT:  # never the newest heartbeat
-                for i in range(len(items) - 1, -1, -1):
-                    if items[i][2] == victim:
-                        last = i
-                        break
-            for i in range(len(items)):
-                if items[i][2] == victim and i != last:
-                    if victim == _T_LAMP:
-                        self.dropped_lamp += 1
-                    del items[i]
-                    self.dropped += 1
-                    return
-        del items[0]
-        self.dropped += 1
+        if len(items) >= self.capacity:
+            worth = 4
+            victim = 0
+            for i in range(len(items)):  # the oldest of the least worth
+                w = _WORTH[items[i][2]]
+                if w < worth:
+                    worth = w
+                    victim = i
+            if worth > _WORTH[ftype]:  # everything queued is worth more: the new frame goes
+                self._count(ftype)
+                return
+            self._count(items[victim][2])
+            del items[victim]
+        items.append([boot_id, seq, ftype, frame, now_ms, 0])
 
-    def due(self, now_ms, limit):
-        """Up to `limit` frames whose (re)send time has come, oldest first; each returned
-        frame is rescheduled with exponential backoff."""
+    def _count(self, ftype):
+        self.dropped += 1
+        if ftype == _T_LAMP:
+            self.dropped_lamp += 1
+
+    def due(self, now_ms, limit, send=None):
+        """Up to `limit` frames whose (re)send time has come, oldest first; each one returned
+        is rescheduled with exponential backoff. With `send`, each frame is passed to it,
+        and the first it refuses (False: the link is busy) ends the pass unrescheduled."""
         out = []
         for it in self.items:
             if len(out) >= limit:
                 break
             if now_ms - it[4] >= 0:
+                if send is not None and not send(it[3]):
+                    break
                 delay = self.retry_ms << min(it[5], 8)
                 it[4] = now_ms + (min(self.retry_max_ms, delay))
                 it[5] += 1

@@ -3,6 +3,8 @@
 # same code runs on the ESP32, in CPython and in the virtual node (docs/firmware.md).
 from array import array
 
+from pulses import LATE_US, CountInput, PulseCounter
+
 try:
     from micropython import const
 except ImportError:  # CPython
@@ -19,7 +21,8 @@ _RING = const(64)  # edge records; a power of two
 _MASK = const(63)
 _MASK2 = const(127)  # indices run modulo 2 * _RING so "full" and "empty" differ
 _COUNT_BASE = const(5)  # capture codes: lamp channels 0..4, then GOOD 5, NG 6
-_HW_MOD = const(0x10000)
+_STALL_US = const(1500)  # a pass this much later than poll_ms: the VM stalled (GC, C call)
+_TAIL_US = const(2000)  # after a stall the queued handlers have run within this
 
 
 class UptimeClock:
@@ -48,7 +51,7 @@ class UptimeClock:
 
 
 class _Tap:
-    """One input's IRQ handler. Bound once at init (binding a method per call allocates);
+    """One lamp's IRQ handler. Bound once at init (binding a method per call allocates);
     the handler only stores the capture code with the pin level and ticks_us into the
     preallocated ring: no heap allocation, so it is safe however the port schedules it."""
 
@@ -58,13 +61,43 @@ class _Tap:
 
     def irq(self, pin):
         r = self.ring
+        t = r.ticks_us()
         idx = r.idx
         head = idx[0]
         if (head - idx[1]) & _MASK2 == _RING:
             idx[2] += 1  # full: the record is lost, and counted
             return
         i = head & _MASK
-        r.tbuf[i] = r.ticks_us()
+        r.tbuf[i] = t
+        r.cbuf[i] = self.code | pin.value()
+        idx[0] = (head + 1) & _MASK2
+
+
+# A count input's IRQ handler: like _Tap, plus the running edge count, so an edge whose
+# record is late, or lost with a full ring, is still counted: the pulse counter's (both
+# edges) or, without one, how often this handler ran. Allocation-free too.
+class _CountTap:
+
+    def __init__(self, ring, code, hw):
+        self.ring = ring
+        self.code = code << 1
+        self.hw = hw
+        self.n = 0
+
+    def irq(self, pin):
+        r = self.ring
+        t = r.ticks_us()
+        self.n += 1
+        hw = self.hw
+        e = hw.value() if hw is not None else self.n
+        idx = r.idx
+        head = idx[0]
+        if (head - idx[1]) & _MASK2 == _RING:
+            idx[2] += 1
+            return
+        i = head & _MASK
+        r.tbuf[i] = t
+        r.ebuf[i] = e & 0xFFFF
         r.cbuf[i] = self.code | pin.value()
         idx[0] = (head + 1) & _MASK2
 
@@ -79,9 +112,11 @@ class EdgeRing:
     def __init__(self, ticks_us):
         self.ticks_us = ticks_us
         self.tbuf = array("I", [0] * _RING)
+        self.ebuf = array("H", [0] * _RING)
         self.cbuf = bytearray(_RING)
         self.idx = array("I", [0, 0, 0])
         self.t = 0  # ticks_us of the record pop() returned last
+        self.e = 0  # ... and its edge count (count inputs)
 
     def tap(self, code):
         return _Tap(self, code).irq
@@ -94,6 +129,7 @@ class EdgeRing:
             return -1
         i = tail & _MASK
         self.t = self.tbuf[i]
+        self.e = self.ebuf[i]
         c = self.cbuf[i]
         idx[1] = (tail + 1) & _MASK2
         return c
@@ -195,68 +231,16 @@ class LampClassifier:
             self.changes.append((state, began))
 
 
-class PulseCounter:
-    """Counts GOOD or NG pulses, enforcing a minimum pulse width.
-
-    Edges come from the IRQ ring (ticks_us) and the polling safety net; a pulse counts once
-    it has been active for min_pulse_us, so contact bounce and noise shorter than that are
-    not parts. With a hardware counter (machine.Counter, whose own filter stops at 12.8 us)
-    hw_sync() adds the rising edges the hardware saw but the IRQ path never reported
-    (a full scheduler queue): those cannot be width-checked, and are counted rather than
-    lost. The hardware reading is taken modulo 2**16 and extended here, so a raw 16-bit
-    unit works as well as the port's already-extended Counter.
-    """
-
-    def __init__(self, min_pulse_us, ticks_diff, level=0, total=0, hw=False):
-        self.min_us = min_pulse_us
-        self._diff = ticks_diff
-        self.level = level
-        self.total = total  # pulses of record (continues across soft/watchdog resets)
-        self.rising = 0  # rising edges the software saw
-        self._rise_t = 0
-        self._pending = False
-        self.hw = hw
-        self.hw_total = 0
-        self._hw_last = 0
-        self._hw_prev = 0  # hw_total at the previous sync
-        self.missed = 0  # rising edges only the hardware saw (included in total)
-
-    def edge(self, level, t_us):
-        if level == self.level:
-            return
-        self.level = level
-        if level:
-            self.rising += 1
-            self._rise_t = t_us
-            self._pending = True
-        else:
-            if self._pending and self._diff(t_us, self._rise_t) >= self.min_us:
-                self.total += 1
-            self._pending = False
-
-    def tick(self, now_us):
-        if self._pending and self._diff(now_us, self._rise_t) >= self.min_us:
-            self.total += 1
-            self._pending = False
-
-    def hw_sync(self, raw):
-        """Feed a hardware counter reading (rising edges since its init)."""
-        raw &= _HW_MOD - 1
-        self.hw_total += (raw - self._hw_last) & (_HW_MOD - 1)
-        self._hw_last = raw
-        # Edges the hardware had counted by the previous sync have reached the IRQ path
-        # by now (soft IRQs run as soon as the VM runs bytecode again): any shortfall is
-        # edges the scheduler dropped.
-        lost = self._hw_prev - self.rising - self.missed
-        if lost > 0:
-            self.missed += lost
-            self.total += lost
-        self._hw_prev = self.hw_total
-
-
 def _stamp(now_ms, now_us, t_us, diff):
+    # uptime ms of a record: the ms its handler ran in (edges and passes share one clock)
     age = diff(now_us, t_us)
-    return now_ms - (age // 1000 if age > 0 else 0)
+    return now_ms - ((age + 999) // 1000 if age > 0 else 0)
+
+
+# The minimum width of a part's pulse: min_pulse_ms, but never more than a quarter period
+# at the line's top rate, so a fast line is never silently zero.
+def min_pulse_us(min_pulse_ms, max_rate_hz):
+    return int(min(min_pulse_ms * 1000, 250000 / max_rate_hz))
 
 
 class SensorNode:
@@ -265,9 +249,11 @@ class SensorNode:
     Args:
         clock: UptimeClock. ticks_us, ticks_diff: the port's functions.
         lamps: list of (channel 0..4, pin, active_low).
-        counts: list of (0 GOOD / 1 NG, pin, active_low, hardware counter or None).
+        counts: list of (0 GOOD / 1 NG, pin, active_low, hardware counter or None); a
+            hardware counter counts both edges.
         irq_trigger: Pin.IRQ_RISING | Pin.IRQ_FALLING of the port.
-        thresholds: dict with flicker_gap_ms, glitch_ms, max_phase_ms, min_pulse_ms, poll_ms.
+        thresholds: dict with flicker_gap_ms, glitch_ms, max_phase_ms, min_pulse_ms,
+            max_rate_hz, poll_ms.
         restore: (lamp states [5], good, ng) continued from RTC memory, or None.
     """
 
@@ -279,11 +265,19 @@ class SensorNode:
         self.ring = EdgeRing(ticks_us)
         self.irq_resyncs = 0
         now = clock.now_ms()
+        now_us = ticks_us()
         self._last_ms = now
+        self._last_us = now_us
+        poll_ms = thresholds.get("poll_ms", 5)
         # a pass later than this after the previous one means the VM stalled
-        self._blind_ms = thresholds.get("poll_ms", 5) + thresholds.get("flicker_gap_ms", 16) // 2
+        self._blind_ms = poll_ms + thresholds.get("flicker_gap_ms", 16) // 2
+        self._stall_us = poll_ms * 1000 + _STALL_US
+        self._bl = 0  # a stall's shadow: records in (_bl_from, _bl_to + _TAIL_US] are late
+        self._bl_from = 0
+        self._bl_to = 0
         states = restore[0] if restore else [OFF] * 5
-        # per input: [code, pin, invert, known level, first mismatch ms or -1, its ticks_us]
+        # per lamp: [code, pin, invert, known level, first mismatch ms or -1, its ticks_us,
+        #            records seen, records seen at the first mismatch]
         self.inputs = []
         self.lamps = {}  # channel: LampClassifier
         self.lamp_mask = 0
@@ -293,27 +287,37 @@ class SensorNode:
                 thresholds.get("flicker_gap_ms", 16), thresholds.get("glitch_ms", 20),
                 thresholds.get("max_phase_ms", 1500), states[ch], lit, now)
             self.lamp_mask |= 1 << ch
-            self.inputs.append([ch, pin, 1 if low else 0, lit, -1, 0])
-        self.counters = [None, None]  # GOOD, NG: (PulseCounter, hardware counter or None)
-        min_us = int(thresholds.get("min_pulse_ms", 5) * 1000)
+            self.inputs.append([ch, pin, 1 if low else 0, lit, -1, 0, 0, 0])
+        for inp in self.inputs:
+            inp[1].irq(handler=self.ring.tap(inp[0]), trigger=irq_trigger)
+        rate = thresholds.get("max_rate_hz", 50)
+        self.min_us = min_pulse_us(thresholds.get("min_pulse_ms", 5), rate)
+        gap_us = int(875000 / rate)  # real parts start at least 7/8 of a period apart
+        self.counters: list = [None, None]  # GOOD, NG: CountInput
         for idx, pin, low, hw in counts:
             level = pin.value() ^ low
             base = restore[1 + idx] if restore else 0
-            self.counters[idx] = (PulseCounter(min_us, ticks_diff, level, base, hw is not None),
-                                  hw)
-            self.inputs.append([_COUNT_BASE + idx, pin, 1 if low else 0, level, -1, 0])
-        for inp in self.inputs:
-            inp[1].irq(handler=self.ring.tap(inp[0]), trigger=irq_trigger)
+            e0 = hw.value() & 0xFFFF if hw is not None else 0
+            pc = PulseCounter(self.min_us, gap_us, ticks_diff, level, base, now_us)
+            self.counters[idx] = CountInput(pc, pin, 1 if low else 0, hw, level, e0, now_us)
+            tap = _CountTap(self.ring, _COUNT_BASE + idx, hw)
+            pin.irq(handler=tap.irq, trigger=irq_trigger)
 
     @property
     def events_dropped(self):
         return self.ring.dropped
 
-    def _apply(self, code, level, t_ms, t_us):
-        if code < _COUNT_BASE:
-            self.lamps[code].edge(level, t_ms)
-        else:
-            self.counters[code - _COUNT_BASE][0].edge(level, t_us)
+    # (edges the IRQ path missed: the hardware counter saw them, or without one the level
+    # check found them; pulses rejected as too short; parts counted by the line-rate rule
+    # across a stall), both inputs
+    def count_health(self):
+        m = sh = inf = 0
+        for ci in self.counters:
+            if ci is not None:
+                m += ci.missed
+                sh += ci.pc.short
+                inf += ci.pc.inferred
+        return m, sh, inf
 
     def service(self):
         """Drain the edge ring, run the polling safety net, classify and count.
@@ -323,45 +327,64 @@ class SensorNode:
         """
         now_ms = self.clock.now_ms()
         now_us = self._us()
+        diff = self._diff
         if now_ms - self._last_ms > self._blind_ms:
             for lc in self.lamps.values():
                 lc.blind_until = now_ms
+        stalled = diff(now_us, self._last_us) > self._stall_us
+        if stalled:
+            self._bl = 1
+            self._bl_from = self._last_us
+            self._bl_to = now_us
         self._last_ms = now_ms
+        self._last_us = now_us
         ring = self.ring
-        diff = self._diff
         inputs = self.inputs
+        counters = self.counters
         while True:
             c = ring.pop()
             if c < 0:
                 break
             code = c >> 1
+            if code >= _COUNT_BASE:
+                ci = counters[code - _COUNT_BASE]
+                t = ring.t
+                late = -1
+                if self._bl and diff(t, self._bl_from) > 0 \
+                        and diff(t, self._bl_to) <= _TAIL_US:
+                    late = diff(t, self._bl_from) + LATE_US
+                ci.record(t, ring.e, (c & 1) ^ ci.inv, late)
+                continue
             for inp in inputs:
                 if inp[0] == code:
+                    inp[6] += 1
                     level = (c & 1) ^ inp[2]
                     if level != inp[3]:
                         inp[3] = level
                         inp[4] = -1
-                        self._apply(code, level, _stamp(now_ms, now_us, ring.t, diff), ring.t)
+                        self.lamps[code].edge(level, _stamp(now_ms, now_us, ring.t, diff))
                     break
-        # Safety net: a level that differs from the last edge, on two polls in a row, is an
-        # edge the IRQ path lost (one poll could race an IRQ that is merely pending).
+        if self._bl and diff(now_us, self._bl_to) > _TAIL_US:
+            self._bl = 0
+        # Safety net: a level that differs from the last edge on two polls in a row, with no
+        # record of that input in between, is an edge the IRQ path lost (one poll could race
+        # a handler that is merely queued).
         for inp in inputs:
             level = inp[1].value() ^ inp[2]
             if level == inp[3]:
                 inp[4] = -1
-            elif inp[4] < 0:
+            elif inp[4] < 0 or inp[7] != inp[6]:
                 inp[4] = now_ms
                 inp[5] = now_us
+                inp[7] = inp[6]
             else:
                 inp[3] = level
                 self.irq_resyncs += 1
-                self._apply(inp[0], level, inp[4], inp[5])
+                self.lamps[inp[0]].edge(level, inp[4])
                 inp[4] = -1
-        for c in self.counters:
-            if c is not None:
-                c[0].tick(now_us)
-                if c[1] is not None:
-                    c[0].hw_sync(c[1].value())
+        for ci in counters:
+            if ci is not None:
+                ci.poll(now_us, stalled)
         out = []
         for ch in range(5):
             lc = self.lamps.get(ch)
@@ -380,7 +403,7 @@ class SensorNode:
 
     def counts(self):
         """[GOOD, NG] pulses of record (0 for an input that is not wired)."""
-        return [c[0].total if c is not None else 0 for c in self.counters]
+        return [ci.pc.total if ci is not None else 0 for ci in self.counters]
 
     def lamp_states(self):
         return [self.lamps[ch].state if ch in self.lamps else OFF for ch in range(5)]

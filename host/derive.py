@@ -263,13 +263,18 @@ class Deriver:
             out += _with_hz(tr.lamps_changed(changes), changes, body)
         elif isinstance(body, Health):
             fig = anchor.figures()
-            out.append(Event(ts, "health", h.node_id, tr.machine, {
+            data = {
                 "rssi": body.rssi, "free_heap": body.free_heap, "reconnects": body.reconnects,
                 "frames_dropped": body.frames_dropped, "irq_resyncs": body.irq_resyncs,
                 "events_dropped": body.events_dropped, "unacked": body.unacked,
                 "boot_id": h.boot_id, "clock_offset_ms": round(fig.offset_ms, 3),
                 "clock_uncertainty_ms": round(fig.uncertainty_ms, 3),
-                "clock_drift_ppm": round(fig.drift_ppm, 3)}))
+                "clock_drift_ppm": round(fig.drift_ppm, 3)}
+            if body.short_pulses is not None:  # firmware 0.3+: how far the counts are proven
+                data.update(edges_missed=body.edges_missed, short_pulses=body.short_pulses,
+                            inferred_parts=body.inferred_parts,
+                            lamp_frames_dropped=body.lamp_frames_dropped)
+            out.append(Event(ts, "health", h.node_id, tr.machine, data))
         self._absorb(out)
         return out
 

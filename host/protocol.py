@@ -36,6 +36,7 @@ _HEADER = struct.Struct(">BHIBHBI")
 _HELLO = struct.Struct(">BBBB4sBBH")
 _HEARTBEAT = struct.Struct(">IIB")
 _HEALTH = struct.Struct(">bIHHHHB")
+_HEALTH_COUNTS = struct.Struct(">HIHH")  # firmware 0.3+: appended to the HEALTH body
 
 # Reasons a frame is rejected: the collector counts rejections under these names.
 REASONS = ("truncated", "oversized", "bad_cobs", "bad_version", "bad_type", "bad_body",
@@ -107,6 +108,11 @@ class Health:
     irq_resyncs: int
     events_dropped: int
     unacked: int
+    # the count extension (firmware 0.3+); None in a HEALTH from older firmware
+    edges_missed: int | None = None  # count edges the IRQ path missed (hardware vs software)
+    short_pulses: int | None = None  # count pulses rejected as shorter than the minimum width
+    inferred_parts: int | None = None  # parts counted by the line-rate rule across a stall
+    lamp_frames_dropped: int | None = None  # LAMP frames dropped from the full retransmit ring
 
 
 @dataclass(frozen=True)
@@ -237,8 +243,12 @@ def _heartbeat(body: bytes) -> Heartbeat:
 
 
 def _health(body: bytes) -> Health:
-    _need(body, _HEALTH.size, "HEALTH")
-    return Health(*_HEALTH.unpack(body))
+    if len(body) == _HEALTH.size:  # firmware before 0.3
+        return Health(*_HEALTH.unpack(body))
+    if len(body) != _HEALTH.size + _HEALTH_COUNTS.size:
+        raise ProtocolError("bad_body", f"HEALTH body is {len(body)} bytes, expected "
+                            f"{_HEALTH.size} or {_HEALTH.size + _HEALTH_COUNTS.size}")
+    return Health(*_HEALTH.unpack_from(body), *_HEALTH_COUNTS.unpack_from(body, _HEALTH.size))
 
 
 _BODY_DECODERS = {T_HELLO: _hello, T_LAMP: _lamp, T_HEARTBEAT: _heartbeat, T_HEALTH: _health}

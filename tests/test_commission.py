@@ -197,7 +197,7 @@ def test_commission_passes_a_working_node_and_marks_it(plant, tmp_path):
     blink["hz"] = 2.0
     assert _strip(rep) == {
         "node_id": NODE, "machine": "husker-1", "plant": "karawang", "line": "mill-1",
-        "firmware": "0.2.0", "config_hash": rep["config_hash"], "result": "PASSED",
+        "firmware": "0.3.0", "config_hash": rep["config_hash"], "result": "PASSED",
         "checked_by": WHO, "timeout_s": 6.0,
         "inputs": [
             {"input": "green", "kind": "lamp", "result": "pass", "checks": [

@@ -23,7 +23,8 @@ VECTORS = json.loads((ROOT / "tests" / "vectors" / "frames.json").read_text())
 HEAP_BUDGET = 32 * 1024
 
 
-def test_irq_handlers_do_not_allocate(micropython_vm):
+@pytest.mark.parametrize("counter", ["hardware", "irq-only"])
+def test_irq_handlers_do_not_allocate(micropython_vm, counter):
     code = """
 import micropython, sensor_node
 T = [1000]
@@ -36,14 +37,20 @@ class P:
         return self.v
     def irq(self, handler=None, trigger=3):
         self.handler = handler
+class C:  # a pulse counter on both edges, as machine.Counter reads
+    def __init__(self):
+        self.n = 0
+    def value(self):
+        return self.n
 def tms():
     return T[0] // 1000
 def diff(a, b):
     return ((a - b + 0x20000000) & 0x3FFFFFFF) - 0x20000000
 clock = sensor_node.UptimeClock(tms, diff)
 pins = [P() for _ in range(7)]
+hw = [C(), C()] if HW else [None, None]
 node = sensor_node.SensorNode(clock, tus, diff, [(i, pins[i], True) for i in range(5)],
-                              [(0, pins[5], True, None), (1, pins[6], True, None)], 3,
+                              [(0, pins[5], True, hw[0]), (1, pins[6], True, hw[1])], 3,
                               {"min_pulse_ms": 5})
 handlers = [p.handler for p in pins]
 ok = 0
@@ -52,6 +59,8 @@ try:
     for k in range(300):  # 300 edges: the 64-record ring fills and the overflow path runs too
         p = pins[k % 7]
         p.v ^= 1
+        if k % 7 >= 5 and HW:
+            hw[k % 7 - 5].n += 1
         T[0] += 137
         handlers[k % 7](p)
         ok += 1
@@ -59,7 +68,7 @@ except MemoryError:
     pass
 micropython.heap_unlock()
 print("handled", ok, "dropped", node.events_dropped)
-"""
+""".replace("HW", str(counter == "hardware"))
     out = micropython_vm(code, files=firmware_files(), timeout=30)
     assert out.split() == ["handled", "300", "dropped", str(300 - 64)]
 
@@ -162,7 +171,7 @@ def encode(codec, v):
         return codec.lamp(h[0], h[1], h[2], [tuple(e) for e in f["events"]])
     return codec.health(h[0], h[1], h[2], f["rssi"], f["free_heap"], f["reconnects"],
                         f["frames_dropped"], f["irq_resyncs"], f["events_dropped"],
-                        f["unacked"])
+                        f["unacked"], f.get("counts"))
 """
 
 

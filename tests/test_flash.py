@@ -63,7 +63,8 @@ def test_registry_entry_takes_the_heartbeat_from_config_json():
 def test_firmware_build_is_a_boot_stub_and_mpy_modules():
     fw = build_firmware()
     assert set(fw) == {"main.py", "lwmain.mpy", "app.mpy", "config.mpy", "lwproto.mpy",
-                       "nodestate.mpy", "outbox.mpy", "sensor_node.mpy"}
+                       "lwdns.mpy", "lwserial.mpy", "nodestate.mpy", "outbox.mpy",
+                       "pulses.mpy", "sensor_node.mpy"}
     assert mpy_header(fw) == (6, 0)  # bytecode, no sub-version: any MicroPython with .mpy v6
     # main.py is the only source on the board (MicroPython runs it at boot, compiling it
     # there): two lines that hand over to the precompiled seam

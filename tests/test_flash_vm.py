@@ -26,7 +26,8 @@ LAMPWATCH = Path(sys.executable).with_name("lampwatch")
 PASSWORD = "s3cret-wifi-pw"
 ENV = dict(os.environ, LAMPWATCH_WIFI_PASSWORD=PASSWORD)
 FIRMWARE_FILES = {"main.py", "lwmain.mpy", "app.mpy", "config.mpy", "lwproto.mpy",
-                  "nodestate.mpy", "outbox.mpy", "sensor_node.mpy", "config.json"}
+                  "lwdns.mpy", "lwserial.mpy", "nodestate.mpy", "outbox.mpy", "pulses.mpy",
+                  "sensor_node.mpy", "config.json"}
 STUB = (firmware_dir() / "main.py").read_bytes()
 
 
@@ -122,7 +123,7 @@ def test_flash_reflash_and_boot_to_a_running_collector(tmp_path):
         first = lampwatch(flash_args(b.port, reg))
         first_s = time.monotonic() - t0
         assert first.returncode == 0, first.stderr
-        assert "9 file(s) copied" in first.stdout and "new key" in first.stdout
+        assert "12 file(s) copied" in first.stdout and "new key" in first.stdout
         assert b.files()["main.py"] == STUB != old_main
         print(f"\nfirst flash {first_s:.1f} s: {first.stdout.strip()}")
         # what mpremote itself sees on the board
@@ -142,7 +143,7 @@ def test_flash_reflash_and_boot_to_a_running_collector(tmp_path):
         again = lampwatch(flash_args(b.port, reg))
         again_s = time.monotonic() - t0
         assert again.returncode == 0, again.stderr
-        assert "0 file(s) copied (0 bytes), 9 unchanged, key kept" in again.stdout
+        assert "0 file(s) copied (0 bytes), 12 unchanged, key kept" in again.stdout
         assert "copying" not in again.stderr
         print(f"re-flash {again_s:.1f} s: {again.stdout.strip()}")
         assert registry.read_nodes(reg)[0]["key"] == entry["key"]
@@ -171,7 +172,7 @@ def test_flash_reflash_and_boot_to_a_running_collector(tmp_path):
         finally:
             ct.stop()
     assert proc.returncode == 0, "".join(err_lines) + err
-    assert "verified: firmware 0.2.0, reset cause power_on" in out, out
+    assert "verified: firmware 0.3.0, reset cause power_on" in out, out
     assert entry["key"] not in out + err + "".join(err_lines)
     journal = load_config(tmp_path / "collector.toml").journal_path
     import sqlite3

@@ -112,18 +112,23 @@ def test_rejects_go_to_the_node_of_their_source_or_are_listed_unknown():
 def test_row_fields_table_and_json_exactly():
     facts = JournalFacts({1: heard(
         1, NOW - 4.0, hello={"fw": "0.1.0", "heartbeat_ms": 5000, "lamp_mask": 7},
-        health={"rssi": -67, "frames_dropped": 2, "clock_offset_ms": None},
+        health={"rssi": -67, "frames_dropped": 2, "clock_offset_ms": None,
+                "lamp_frames_dropped": 1, "short_pulses": 12, "inferred_parts": 3,
+                "edges_missed": 0},
         states=[(NOW - 60, "RUN")])},
         [("udp:10.0.0.66", "unknown_node", 7, NOW - 120)])
     nodes = {1: reg(1, "press-1", "2026-11-23T10:00:00+07:00"), 2: reg(2, "press-2")}
     rows, unknown = node_rows(nodes, facts, NOW)
+    lamp_flag = "1 LAMP frames dropped: lamp history has gaps"
     assert rows[0] == NodeRow(1, "press-1", True, "RUN", NOW - 4.0, "0.1.0", -67, None, None,
-                              0, 2, "2026-11-23T10:00:00+07:00", ())
+                              0, 2, "2026-11-23T10:00:00+07:00", (lamp_flag,), 1, 12, 3, 0)
     assert format_table(rows, unknown, NOW).splitlines() == [
-        "ID  MACHINE  STATE  LAST SEEN  FW     RSSI     CLOCK (boot at)  REJ/DROP  COMM.  FLAGS",
-        "1   press-1  RUN    4 s ago    0.1.0  -67 dBm  -                0/2       yes    ok",
-        ("2   press-2  -      never      -      -        -                0/-       no     "
-         "never heard; never commissioned"),
+        ("ID  MACHINE  STATE  LAST SEEN  FW     RSSI     CLOCK (boot at)  REJ/DROP/LAMP  "
+         "SHORT/INFER/MISS  COMM.  FLAGS"),
+        ("1   press-1  RUN    4 s ago    0.1.0  -67 dBm  -                0/2/1          "
+         "12/3/0            yes    " + lamp_flag),
+        ("2   press-2  -      never      -      -        -                0/-/-          "
+         "-/-/-             no     never heard; never commissioned"),
         "",
         "Rejected frames from sources no accepted frame came from (node unknown):",
         "  udp:10.0.0.66: unknown_node 7 (last 2 min ago)"]
@@ -170,8 +175,11 @@ def test_nodes_from_a_journal_filled_by_a_real_collector(tmp_path):
     got = json.loads(result.output)
     a, b = got["nodes"]
     assert (a["node_id"], a["machine"], a["state"], a["firmware"], a["rssi"]) == (
-        node_id, "husker-1", "RUN", "0.2.0", -61)
+        node_id, "husker-1", "RUN", "0.3.0", -61)
     assert (a["frames_rejected"], a["frames_dropped"], a["commissioned"]) == (0, 0, None)
+    # the HEALTH extension of firmware 0.3, through the journal: 20 clean parts
+    assert (a["lamp_frames_dropped"], a["short_pulses"], a["inferred_parts"],
+            a["edges_missed"]) == (0, 0, 0, 0)
     assert a["flags"] == ["never commissioned"]
     assert time.time() - a["last_seen_s"] < 30 and a["clock_uncertainty_ms"] is not None
     assert (b["node_id"], b["commissioned"], b["flags"]) == (

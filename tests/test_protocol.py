@@ -62,6 +62,9 @@ def test_host_decodes_golden_frame(v):
         for name in ("rssi", "free_heap", "reconnects", "frames_dropped", "irq_resyncs",
                      "events_dropped", "unacked"):
             assert getattr(b, name) == want[name], name
+        counts = [b.edges_missed, b.short_pulses, b.inferred_parts, b.lamp_frames_dropped]
+        # a frame of older firmware decodes with the extension absent (compatibility)
+        assert counts == want.get("counts", [None] * 4)
 
 
 @pytest.mark.parametrize("v", NODE_FRAMES, ids=lambda v: v["name"])

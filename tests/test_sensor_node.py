@@ -1,6 +1,7 @@
 """Pure firmware logic in CPython: classifier, uptime clock, edge ring, pulse counting,
 RTC state block, outbox and config validation, with exact expected values."""
 
+import json
 import sys
 
 import pytest
@@ -217,67 +218,6 @@ def test_ring_records_in_order_and_counts_overflow():
         assert ring.pop() == -1
 
 
-# --- pulse counting --------------------------------------------------------------------------
-
-def test_min_pulse_width_rejects_bounce_and_counts_once():
-    pc = sn.PulseCounter(5000, ticks_diff)
-    # relay closes with 3 ms of bounce, stays closed 40 ms, bounces 1 ms on release
-    for lvl, t in [(1, 0), (0, 300), (1, 900), (0, 1500), (1, 3000), (0, 43000),
-                   (1, 43500), (0, 44000)]:
-        pc.edge(lvl, t)
-    assert pc.total == 1
-    assert pc.rising == 4
-
-
-def test_min_pulse_width_boundary():
-    pc = sn.PulseCounter(5000, ticks_diff)
-    pc.edge(1, 0)
-    pc.edge(0, 4999)
-    pc.edge(1, 10000)
-    pc.edge(0, 15000)
-    assert pc.total == 1
-
-
-def test_pulse_counts_while_still_active_once_wide_enough():
-    pc = sn.PulseCounter(5000, ticks_diff)
-    pc.edge(1, PERIOD - 2000)  # across the ticks_us wrap
-    pc.tick(2000)
-    assert pc.total == 0
-    pc.tick(3000)
-    assert pc.total == 1
-    pc.edge(0, 9000)
-    assert pc.total == 1
-
-
-def test_hardware_count_is_extended_across_16_bit_overflow():
-    pc = sn.PulseCounter(5000, ticks_diff, hw=True)
-    raw = 0
-    for _ in range(5):  # 5 x 20000 pulses, the hardware wraps at 2**16
-        raw = (raw + 20000) % 65536
-        pc.rising += 20000  # the IRQ path saw them all
-        pc.hw_sync(raw)
-    assert pc.hw_total == 100000
-    assert pc.missed == 0
-
-
-def test_hardware_counts_edges_the_irq_path_lost_one_sync_later():
-    pc = sn.PulseCounter(5000, ticks_diff, hw=True)
-    pc.edge(1, 0)
-    pc.edge(0, 10000)
-    pc.hw_sync(3)  # the hardware saw 3 pulses, the IRQ path 1 (2 lost to a full queue)
-    assert pc.total == 1  # one sync of grace: IRQs may still be pending
-    pc.hw_sync(3)
-    assert (pc.total, pc.missed) == (3, 2)
-    pc.hw_sync(3)
-    assert pc.total == 3
-    # a port Counter whose value() is already extended past 16 bits works the same
-    # (read at least every 65535 pulses, as the main loop does every few ms)
-    pc.rising += 70000
-    pc.hw_sync(40003)
-    pc.hw_sync(70003)
-    assert (pc.hw_total, pc.total, pc.missed) == (70003, 3, 2)
-
-
 # --- sensor node: polling safety net ---------------------------------------------------------
 
 def make_node(lamp_pins, count_pins=()):
@@ -300,6 +240,8 @@ def make_node(lamp_pins, count_pins=()):
 def test_safety_net_catches_an_edge_the_irq_path_lost():
     red = FakePin(0)
     node, now = make_node([(2, red)])
+    now["us"] = 995_000
+    node.service()
     now["us"] = 1_000_000
     red.v = 1  # no IRQ: the scheduler queue was full
     assert node.service() == []
@@ -341,26 +283,31 @@ def test_safety_net_does_not_double_count_a_late_irq():
 def test_sensor_node_counts_pulses_from_irq_records():
     good = FakePin(0)
     node, now = make_node([], [(0, good)])
-    for k in range(10):
-        now["us"] = 100_000 * k + 1
-        good.v = 1
-        good.handler(good)
-        now["us"] += 3000 if k == 4 else 20000  # pulse 4 is too short
-        good.v = 0
-        good.handler(good)
+    edges = []
+    for k in range(10):  # 20 ms pulses every 100 ms; pulse 4 lasts 3 ms: too short
+        edges += [(100_000 * k + 1, 1), (100_000 * k + (3001 if k == 4 else 20001), 0)]
+    for t in range(0, 1_005_000, 5000):  # a pass every 5 ms, handlers at the edges
+        while edges and edges[0][0] <= t:
+            now["us"], good.v = edges.pop(0)
+            good.handler(good)
+        now["us"] = t
         node.service()
     assert node.counts() == [9, 0]
+    assert node.count_health() == (0, 1, 0)  # the short one is reported, not lost silently
 
 
 # --- RTC block -------------------------------------------------------------------------------
 
 def test_node_state_round_trip_and_integrity():
     st = nodestate.NodeState(0xDEADBEEF, 4711, 2**32 + 5, 300, 5_000_000_000,
-                             lwproto.pack_lamps([1, 0, 2, 0, 0]), (3, 1, 70000, 9))
+                             lwproto.pack_lamps([1, 0, 2, 0, 0]),
+                             (3, 1, 70000, 9, 12, 2**32 + 7, 4, 2))
     block = bytes(st.pack())
+    assert len(block) == nodestate.SIZE
     back = nodestate.NodeState.load(block)
     assert (back.boot_id, back.next_seq, back.good, back.ng, back.uptime_ms, back.lamps,
-            back.health) == (0xDEADBEEF, 4711, 5, 300, 5_000_000_000, 19, (3, 1, 65535, 9))
+            back.health) == (0xDEADBEEF, 4711, 5, 300, 5_000_000_000, 19,
+                             (3, 1, 65535, 9, 12, 2**32 - 1, 4, 2))
     for i in range(len(block)):
         bad = bytearray(block)
         bad[i] ^= 0x01
@@ -371,7 +318,7 @@ def test_node_state_round_trip_and_integrity():
 
 # --- outbox ----------------------------------------------------------------------------------
 
-def test_outbox_drops_health_then_superseded_heartbeats_then_oldest_lamp():
+def test_outbox_drops_health_then_heartbeats_then_oldest_lamp():
     ob = outbox.Outbox(capacity=4)
     ob.add(1, 0, lwproto.T_HELLO, b"h", 0)
     ob.add(1, 1, lwproto.T_LAMP, b"l1", 0)
@@ -379,9 +326,33 @@ def test_outbox_drops_health_then_superseded_heartbeats_then_oldest_lamp():
     ob.add(1, 3, lwproto.T_HEARTBEAT, b"b1", 0)
     ob.add(1, 4, lwproto.T_HEARTBEAT, b"b2", 0)  # drops the HEALTH
     ob.add(1, 5, lwproto.T_LAMP, b"l2", 0)  # drops heartbeat 3 (superseded by 4)
-    ob.add(1, 6, lwproto.T_LAMP, b"l3", 0)  # drops the oldest LAMP
-    assert [it[1] for it in ob.items] == [0, 4, 5, 6]
-    assert (ob.dropped, ob.dropped_lamp) == (3, 1)
+    ob.add(1, 6, lwproto.T_LAMP, b"l3", 0)  # drops heartbeat 4 too: never a LAMP before it
+    assert [it[1] for it in ob.items] == [0, 1, 5, 6]
+    ob.add(1, 7, lwproto.T_HEARTBEAT, b"b3", 0)  # worth less than all queued: not kept
+    ob.add(1, 8, lwproto.T_HEALTH, b"y", 0)
+    assert [it[1] for it in ob.items] == [0, 1, 5, 6]
+    assert (ob.dropped, ob.dropped_lamp) == (5, 0)
+    ob.add(1, 9, lwproto.T_LAMP, b"l4", 0)  # only now does a LAMP frame go: the oldest
+    assert [it[1] for it in ob.items] == [0, 5, 6, 9]
+    assert (ob.dropped, ob.dropped_lamp) == (6, 1)
+
+
+def test_outbox_leaves_a_frame_the_busy_link_refused_due():
+    ob = outbox.Outbox(capacity=8, retry_ms=1000)
+    for s in range(3):
+        ob.add(9, s, lwproto.T_LAMP, bytes([s]), 0)
+    sent = []
+
+    def send(frame):  # a serial line that takes one frame per pass
+        if sent and sent[-1][0] == t:
+            return False
+        sent.append((t, frame))
+        return True
+
+    for t in (0, 5, 10):
+        ob.due(t, 4, send)
+    assert sent == [(0, b"\x00"), (5, b"\x01"), (10, b"\x02")]
+    assert ob.due(999, 4) == []
 
 
 def test_outbox_retransmits_with_backoff_until_acked():
@@ -429,3 +400,34 @@ def test_config_reports_every_problem_on_its_own_line():
         "unknown setting 'colour'",
     ]
     assert config.parse("{")[1] == ["config.json is not valid JSON"]
+
+
+def test_serial_link_settings_are_checked_against_the_console_and_the_inputs():
+    cfg = json.loads(EXAMPLE)
+    cfg.update(transport="serial", serial={"uart": 0, "tx": 34, "rx": 25, "baud": 12345})
+    _, problems = config.parse(json.dumps(cfg))
+    assert problems == [
+        "serial.uart must be 1 or 2 (UART0 is the console; got 0)",
+        ("serial.tx: 34 is not a usable ESP32 GPIO for a UART TX (not 1 / 3, the console; "
+         "TX not 34-39)"),
+        ("serial.baud must be one of 9600, 19200, 38400, 57600, 115200, 230400, 460800, "
+         "921600 (got 12345)"),
+        "counts.good.pin: GPIO 25 is already used by serial.rx",
+    ]
+    cfg["serial"] = {"uart": 1, "tx": 4, "rx": 5}
+    parsed, problems = config.parse(json.dumps(cfg))
+    assert problems == [] and parsed["serial"] == (1, 4, 5, 115200)
+
+
+def test_collector_by_name_and_line_rate_are_checked():
+    cfg = json.loads(EXAMPLE)
+    cfg["collector"]["host"] = "collector.plant.local"
+    parsed, problems = config.parse(json.dumps(cfg))
+    assert problems == [] and parsed["collector"] == ("collector.plant.local", 4210)
+    assert parsed["max_rate_hz"] == 50
+    cfg["collector"]["host"] = "collector_1 .plant"
+    cfg["max_rate_hz"] = 500
+    _, problems = config.parse(json.dumps(cfg))
+    assert problems == [
+        "collector.host: 'collector_1 .plant' is neither an IPv4 address nor a host name",
+        "max_rate_hz must be a number from 0.1 to 400 (got 500)"]

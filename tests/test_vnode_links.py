@@ -40,21 +40,27 @@ class PtyCollector:
         os.close(self.fd)
 
 
-def test_serial_transport_over_a_pty_with_acks():
-    sc = (Scenario(duration_s=30)
-          .lamp("red", 2.0, "on")
-          .pulses("good", 1.0, n=20, every_s=0.5))
-    node = VirtualNode(CONFIG, sc, serial=True, ack_wait_s=0)  # the collector is this thread
+def run_with_collector(node, until_s):
+    """Run the node in slices, the collector reading and ACKing its pty between them."""
     col = PtyCollector(node.serial_port)
     try:
         t = 0.0
-        while t < 30:
+        while t < until_s:
             t += 0.25
             node.run_until(t)
             col.pump()
     finally:
         col.close()
         node.close()
+    return col
+
+
+def test_serial_transport_over_a_pty_with_acks():
+    sc = (Scenario(duration_s=30)
+          .lamp("red", 2.0, "on")
+          .pulses("good", 1.0, n=20, every_s=0.5))
+    node = VirtualNode(CONFIG, sc, serial=True, ack_wait_s=0)  # the collector is this thread
+    col = run_with_collector(node, 30)
     frames = sorted(col.frames.values(), key=lambda f: f.header.seq)
     assert col.bad == []
     hello = frames[0]
@@ -76,3 +82,21 @@ def test_real_time_pacing():
     node.run_until(3.0)
     wall = time.monotonic() - t0
     assert 0.2 <= wall <= 1.5  # paced from the first loop pass (after the 0.6 s boot)
+
+
+def test_serial_frames_never_mix_with_console_output():
+    # the firmware prints at every boot while frames flow; UART0 (the console) carries the
+    # text, the frame UART only frames: not one chunk on the pty fails to decode
+    sc = (Scenario(duration_s=20)
+          .pulses("good", 1.0, n=15, every_s=1.0)
+          .fault("soft_reset", 8.2))  # reboots in 0.6 s, between two pulses
+    node = VirtualNode(CONFIG, sc, serial=True, ack_wait_s=0)
+    col = run_with_collector(node, 20)
+    banner = "lampwatch: frames on UART2 (tx GPIO 17, rx GPIO 16, 115200 baud)"
+    assert node.console.count(banner) == 2  # one per boot, on the console
+    assert node.sim.uart0 == b""  # no frame bytes were written to the console UART
+    assert col.bad == []
+    frames = sorted(col.frames.values(), key=lambda f: f.header.seq)
+    assert [f.body.reset_cause for f in frames if f.header.type == protocol.T_HELLO] == [
+        "power_on", "soft"]
+    assert [f for f in frames if f.header.type == protocol.T_HEARTBEAT][-1].body.good == 15

@@ -100,7 +100,8 @@ class Device:
             self.close()
             raise FlashError(f"no MicroPython raw REPL on {self.port}: the board is not "
                              "running MicroPython (flash MicroPython first, or reset the "
-                             "board: a node on the serial transport ignores Ctrl-C)") from None
+                             "board: firmware before 0.3 on the serial transport ignores "
+                             "Ctrl-C)") from None
         return self
 
     def probe(self, names: list[str]) -> dict:

@@ -44,7 +44,9 @@ _COUNTS = {"good": _I, "ng": _I, "good_total": _I, "ng_total": _I, "boot_id": _I
 _HELLO = {"boot_id": _I, "fw": _S, "reset_cause": _S, "config_hash": _S}
 _HEALTH = {"rssi": _I, "free_heap": _I, "reconnects": _I, "frames_dropped": _I,
            "irq_resyncs": _I, "events_dropped": _I, "unacked": _I,
-           "clock_offset_ms": _F, "clock_uncertainty_ms": _F}
+           "clock_offset_ms": _F, "clock_uncertainty_ms": _F,
+           "edges_missed": _I, "short_pulses": _I, "inferred_parts": _I,
+           "lamp_frames_dropped": _I}
 _OEE = {"availability": _F, "performance": _F, "quality": _F, "oee": _F, "teep": _F,
         "utilization": _F, "coverage": _F, "planned_coverage": _F, "good": _F, "ng": _F,
         "planned_s": _F, "run_s": _F, "unknown_s": _F, "shift_start_s": _F}

@@ -99,6 +99,13 @@ class NodeRow:
     frames_dropped: int | None
     commissioned: str | None
     flags: tuple[str, ...]
+    # from the last HEALTH of firmware 0.3+ (None before): LAMP frames among frames_dropped,
+    # count pulses rejected as too short, parts counted by the line-rate rule across a stall,
+    # count edges the IRQ path missed
+    lamp_frames_dropped: int | None = None
+    short_pulses: int | None = None
+    inferred_parts: int | None = None
+    edges_missed: int | None = None
 
 
 @dataclass(frozen=True)
@@ -149,6 +156,11 @@ def _flags(cfg: Any, n: NodeFacts | None, now_s: float) -> list[str]:
     return out
 
 
+def _health_flags(health: dict) -> list[str]:
+    lamp = health.get("lamp_frames_dropped")
+    return [f"{lamp} LAMP frames dropped: lamp history has gaps"] if lamp else []
+
+
 def node_rows(nodes: Mapping[int, Any], facts: JournalFacts,
               now_s: float) -> tuple[list[NodeRow], list[UnknownSource]]:
     """Rows for the registry's nodes and every node heard, by id; and unknown sources.
@@ -186,7 +198,9 @@ def node_rows(nodes: Mapping[int, Any], facts: JournalFacts,
             health.get("rssi"), health.get("clock_offset_ms"),
             health.get("clock_uncertainty_ms"), rejected.get(node_id, 0),
             health.get("frames_dropped"), getattr(cfg, "commissioned", None),
-            tuple(_flags(cfg, n, now_s))))
+            tuple(_flags(cfg, n, now_s) + _health_flags(health)),
+            health.get("lamp_frames_dropped"), health.get("short_pulses"),
+            health.get("inferred_parts"), health.get("edges_missed")))
     return rows, sorted(unknown.values(), key=lambda u: u.source)
 
 
@@ -200,10 +214,17 @@ def _age(s: float | None, now_s: float) -> str:
     return f"{d:.0f} s ago"
 
 
+def _dash(v: int | None) -> str:
+    return "-" if v is None else str(v)
+
+
 def format_table(rows: list[NodeRow], unknown: list[UnknownSource], now_s: float) -> str:
-    """The plain-text table; the clock column shows when the node's boot began (offset)."""
-    head = ("ID", "MACHINE", "STATE", "LAST SEEN", "FW", "RSSI", "CLOCK (boot at)", "REJ/DROP",
-            "COMM.", "FLAGS")
+    """The plain-text table; the clock column shows when the node's boot began (offset).
+    REJ/DROP/LAMP: frames rejected, frames the node dropped, LAMP frames among them;
+    SHORT/INFER/MISS: count pulses rejected as too short, parts counted across a stall by
+    the line-rate rule, count edges the IRQ path missed (this boot; "-" before fw 0.3)."""
+    head = ("ID", "MACHINE", "STATE", "LAST SEEN", "FW", "RSSI", "CLOCK (boot at)",
+            "REJ/DROP/LAMP", "SHORT/INFER/MISS", "COMM.", "FLAGS")
     table = [head]
     for r in rows:
         clock = "-"
@@ -213,7 +234,10 @@ def format_table(rows: list[NodeRow], unknown: list[UnknownSource], now_s: float
         table.append((str(r.node_id), r.machine or "?", r.state or "-",
                       _age(r.last_seen_s, now_s), r.firmware or "-",
                       "-" if r.rssi is None else f"{r.rssi} dBm", clock,
-                      f"{r.frames_rejected}/{'-' if r.frames_dropped is None else r.frames_dropped}",
+                      "/".join(_dash(v) for v in (r.frames_rejected, r.frames_dropped,
+                                                  r.lamp_frames_dropped)),
+                      "/".join(_dash(v) for v in (r.short_pulses, r.inferred_parts,
+                                                  r.edges_missed)),
                       "yes" if r.commissioned else "no", "; ".join(r.flags) or "ok"))
     widths = [max(len(row[i]) for row in table) for i in range(len(head) - 1)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[-1]

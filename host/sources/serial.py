@@ -1,7 +1,8 @@
 """Serial listener: COBS frames from a USB UART -> Collector.submit, ACKs back on the line.
 
 A reader thread owns the port: it opens it through `serial.serial_for_url` (device paths,
-socket:// and rfc2217:// alike), deframes with protocol.SerialDeframer and hands the chunks
+socket:// and rfc2217:// alike) so that DTR / RTS never reset the node (`open_port`),
+deframes with protocol.SerialDeframer and hands the chunks
 to the event loop. When the adapter is unplugged the read fails; the thread closes the port
 and reopens it with capped exponential backoff until it is back (or `stop()`).
 """
@@ -9,6 +10,7 @@ and reopens it with capped exponential backoff until it is back (or `stop()`).
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import threading
 
@@ -17,12 +19,37 @@ import serial
 from ..errors import ProtocolError
 from ..protocol import SerialDeframer, serial_frame
 
-__all__ = ["SerialSource"]
+__all__ = ["SerialSource", "open_port"]
 
 log = logging.getLogger(__name__)
 
 _READ_TIMEOUT_S = 0.2     # how soon the reader notices stop()
 _WRITE_TIMEOUT_S = 0.1    # an ACK that cannot leave in this time is dropped (node resends)
+
+
+def open_port(port: str, baud: int) -> serial.SerialBase:
+    """Open a node's port without ever resetting it through DTR / RTS.
+
+    On an ESP32-DevKitC (and most boards wired for esptool's auto-reset) RTS asserted with
+    DTR released pulls EN low: the chip resets. pyserial asserts both by default and, on
+    open, sets DTR before RTS, so releasing both would pass through exactly that state. The
+    lines go instead from (DTR, RTS) asserted, as the OS opens the port, to DTR asserted
+    only (GPIO0 low, which matters only during a reset), to both released.
+    """
+    ser = serial.serial_for_url(port, baudrate=baud, timeout=_READ_TIMEOUT_S,
+                                do_not_open=True)
+    if not port.startswith("rfc2217://"):  # pyserial's RFC 2217 client refuses one
+        ser.write_timeout = _WRITE_TIMEOUT_S
+    ser.dtr = True
+    ser.rts = False
+    ser.open()
+    try:
+        ser.dtr = False
+    except OSError as exc:  # a pty or a link without modem lines: nothing to release
+        if exc.errno not in (errno.EINVAL, errno.ENOTTY):
+            ser.close()
+            raise
+    return ser
 
 
 class SerialSource:
@@ -84,9 +111,7 @@ class SerialSource:
         failed_before = False
         while not self._stop.is_set():
             try:
-                ser = serial.serial_for_url(self.port, baudrate=self.baud,
-                                            timeout=_READ_TIMEOUT_S,
-                                            write_timeout=_WRITE_TIMEOUT_S)
+                ser = open_port(self.port, self.baud)
             except (serial.SerialException, OSError, ValueError) as exc:
                 if not failed_before:
                     log.warning("serial %s cannot be opened (retrying): %s", self.port, exc)

@@ -16,6 +16,7 @@ from .. import ackcodec
 from ..flash.flasher import build_firmware
 from ..node_files import config_json, firmware_sources
 from .links import SentFrame
+from .sim import SIM_FILES
 from .vm import MicroPythonEngineError, package_file, run_micropython
 
 ACKCODEC = Path(ackcodec.__file__)  # the host's ACK encoder, loaded into the VM as a file
@@ -90,6 +91,9 @@ for t, cause in SIM.boots:
 print("@@ S now", SIM.now)
 print("@@ S irq_run", SIM.irq_run)
 print("@@ S irq_dropped", SIM.irq_dropped)
+print("@@ S irq_max_queue", SIM.irq_max_queue)
+print("@@ S gcs", SIM.gcs)
+print("@@ S dns_queries", SIM.dns_queries)
 print("@@ S sent", SIM.sent)
 """
 
@@ -108,7 +112,7 @@ def vm_files(node) -> tuple[dict[str, str], dict[str, str]]:
 
     With node.vm_mpy, the firmware as `lampwatch flash` builds it (main.py source, every other
     module .mpy); else the files in node.firmware_dir as they are: the firmware's sources, or a
-    flashed board's files byte for byte. Plus sim.py and config.json.
+    flashed board's files byte for byte. Plus the simulator's modules and config.json.
     """
     if node.vm_mpy:
         built = build_firmware(node.firmware_dir)
@@ -118,7 +122,8 @@ def vm_files(node) -> tuple[dict[str, str], dict[str, str]]:
                            *sorted(node.firmware_dir.glob("*.mpy"))]}
     files = {n: d.decode("utf-8") for n, d in built.items() if n.endswith(".py")}
     mpy = {n[:-4]: d.hex() for n, d in built.items() if n.endswith(".mpy")}
-    files["sim.py"] = package_file("sim.py").read_text(encoding="utf-8")
+    for name in SIM_FILES:
+        files[f"{name}.py"] = package_file(f"{name}.py").read_text(encoding="utf-8")
     files["ackcodec.py"] = ACKCODEC.read_text(encoding="utf-8")
     files["config.json"] = config_json(node.config).decode()
     return files, mpy

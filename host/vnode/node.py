@@ -139,7 +139,9 @@ class VirtualNode:
         seed: makes boot ids reproducible.
         vm_mpy: micropython engine: the firmware as `lampwatch flash` builds it (main.py
             source, every other module .mpy) instead of every module from source.
-        sim_options: has_counter, counter_raw16, boot_us, connect_us, irq_latency_us, rssi.
+        sim_options: has_counter, counter_raw16, boot_us, connect_us, irq ("soft", the ESP32
+            port's scheduled handlers, or "instant" for tests about something else),
+            irq_latency_us, handler_us, counter_read_us, rssi, dns, dns_us (sim.Sim).
     """
 
     def __init__(self, config: dict, scenario: Scenario, engine: str = "cpython", *,
@@ -230,7 +232,8 @@ class VirtualNode:
         return self.loader.app if self.engine == "cpython" else None
 
     def stats(self) -> dict:
-        """Simulator-side counters: boots, IRQs run / dropped by the full scheduler queue;
+        """Simulator-side counters: boots, IRQs run / dropped by the full scheduler queue, the
+        deepest the queue got, GC pauses taken, DNS queries;
         micropython engine: also setup_alloc, bytes allocated by each boot's import + setup."""
         if self.engine == "micropython":
             if self._mp_result is None:
@@ -238,6 +241,7 @@ class VirtualNode:
             return dict(self._mp_result.stats, setup_alloc=self._mp_result.setup_alloc)
         s = self.sim
         return {"boots": list(s.boots), "irq_run": s.irq_run, "irq_dropped": s.irq_dropped,
+                "irq_max_queue": s.irq_max_queue, "gcs": s.gcs, "dns_queries": s.dns_queries,
                 "sent": s.sent, "wifi_attempts": s.wifi_attempts}
 
     def close(self) -> None:

@@ -1,15 +1,28 @@
 # sim: the virtual node's simulated ESP32 (machine, network, time, socket, os, sys, select)
 # and its life (boot, resets, power loss), driven by a scenario timeline in microseconds.
 # Written in the subset shared by CPython and MicroPython: the same file runs in both engines.
+#
+# Pin IRQs behave as on the ESP32 port (py/scheduler.c, ports/esp32/machine_pin.c): the GPIO
+# ISR only mp_sched_schedule()s the handler into a queue of 8 (MICROPY_SCHEDULER_DEPTH; when
+# it is full the call is lost); the VM runs queued handlers one at a time, in order, after a
+# latency the scenario sets (tens to hundreds of us), never during a GC pause or VM stall, and
+# each handler reads the pin when it runs, not when the edge happened. irq="instant" keeps
+# the old ideal model (the handler at the edge) for tests about something else.
 import heapq
+
+try:
+    from . import periph as P
+except ImportError:  # inside the MicroPython VM sim.py and periph.py are top-level modules
+    import periph as P
 
 TICKS_PERIOD = 1 << 30  # ESP32: ticks_us wraps every ~17.9 min, ticks_ms every ~12.4 days
 _HALF = TICKS_PERIOD >> 1
 IRQ_QUEUE = 8  # the ESP32 port's scheduler queue: a full queue drops callbacks
 PWRON_RESET, HARD_RESET, WDT_RESET, DEEPSLEEP_RESET, SOFT_RESET = 1, 2, 3, 4, 5
-FIRMWARE = ("lwmain", "app", "sensor_node", "config", "lwproto", "outbox", "nodestate")
+FIRMWARE = ("lwmain", "app", "sensor_node", "pulses", "config", "lwproto", "lwdns", "lwserial",
+            "outbox", "nodestate")
 SEAM = "lwmain"  # the module main.py (the boot stub) imports and calls
-_EAGAIN = 11
+SIM_FILES = ("sim", "periph")  # this engine's own modules (copied into the MicroPython VM)
 
 
 class Pause(Exception):
@@ -30,7 +43,8 @@ def ticks_diff(a, b):
 
 def edges(timeline, end_us):
     """(t_us, level) edges of one input's timeline: [(t_us, mode), ...] sorted, where mode is
-    ("level", v), ("square", hz, duty) or ("pulses", n, width_us, period_us); logical levels
+    ("level", v), ("square", hz, duty), ("pulses", n, width_us, period_us) or
+    ("pattern", n, period_us, ((offset_us, level), ...), parts); logical levels
     (1 = lamp lit / count pulse active)."""
     level = 0
     for i in range(len(timeline)):
@@ -71,182 +85,22 @@ def edges(timeline, end_us):
                     break
                 yield r, 1
                 yield min(r + width, t1), 0
-
-
-class _Obj:
-    """A namespace standing in for a module (sys.modules accepts any object)."""
-
-
-class Pin:
-    IN = 1
-    OUT = 3
-    PULL_UP = 2
-    PULL_DOWN = 1
-    IRQ_RISING = 1
-    IRQ_FALLING = 2
-
-    def __init__(self, sim, gpio, invert):
-        self.sim = sim
-        self.gpio = gpio
-        self.invert = invert
-        self.level = invert  # logical 0
-        self.handler = None
-        self.trigger = 0
-
-    def value(self, v=None):
-        return self.level
-
-    def irq(self, handler=None, trigger=3, hard=False):
-        if hard:
-            raise ValueError("hard IRQs are not supported on this port")
-        self.handler = handler
-        self.trigger = trigger
-
-
-class Counter:
-    RISING = 1
-    FALLING = 2
-    UP = 1
-
-    def __init__(self, sim, unit, src, edge=1, filter_ns=0, direction=1):
-        self.sim = sim
-        self.gpio = src.gpio
-        self.edge = edge
-        self.filter_us = filter_ns // 1000
-        self.count = 0
-        self._last_change = -1 << 40
-
-    def on_edge(self, level, t):
-        short = t - self._last_change < self.filter_us
-        self._last_change = t
-        if short:
-            return
-        if (level and self.edge & 1) or (not level and self.edge & 2):
-            self.count += 1
-
-    def value(self, v=None):
-        c = self.count
-        if self.sim.counter_raw16:
-            c &= 0xFFFF
-        if v is not None:
-            self.count = v
-        return c
-
-    def deinit(self):
-        pass
-
-
-class WDT:
-    def __init__(self, sim, timeout=5000, id=0):
-        self.sim = sim
-        sim.wdt_us = timeout * 1000
-        sim.wdt_fed = sim.now
-
-    def feed(self):
-        self.sim.wdt_fed = self.sim.now
-
-
-class RTC:
-    def __init__(self, sim):
-        self.sim = sim
-
-    def memory(self, data=None):
-        if data is None:
-            return self.sim.rtc_mem
-        if len(data) > 2048:
-            raise ValueError("RTC memory holds 2048 bytes")
-        self.sim.rtc_mem = bytes(data)
-
-
-class WLAN:
-    def __init__(self, sim):
-        self.sim = sim
-        self._active = False
-        self._connect_at = -1
-
-    def active(self, v=None):
-        if v is None:
-            return self._active
-        self._active = bool(v)
-
-    def connect(self, ssid=None, key=None):
-        s = self.sim
-        s.wifi_attempts += 1
-        self._connect_at = s.now + s.connect_us
-
-    def disconnect(self):
-        self._connect_at = -1
-
-    def isconnected(self):
-        s = self.sim
-        if s.wifi_down:
-            return False
-        return self._active and self._connect_at >= 0 and s.now >= self._connect_at
-
-    def ap_lost(self):
-        if self._connect_at >= 0 and self.sim.now >= self._connect_at:
-            self._connect_at = -1  # the association is gone: the firmware must reconnect
-
-    def ap_back(self):
-        if self._connect_at >= 0:  # an attempt under way completes once the AP answers
-            self._connect_at = max(self._connect_at, self.sim.now + self.sim.connect_us)
-
-    def status(self, param=None):
-        if param == "rssi":
-            return self.sim.rssi
-        return 1010 if self.isconnected() else 1001
-
-
-class Socket:
-    def __init__(self, sim):
-        self.sim = sim
-
-    def setblocking(self, flag):
-        pass
-
-    def sendto(self, data, addr):
-        s = self.sim
-        if s.wifi_down:
-            raise OSError(113)  # EHOSTUNREACH
-        s.transmit(bytes(data))
-        return len(data)
-
-    def recv(self, n):
-        data = self.sim.receive()
-        if data is None:
-            raise OSError(_EAGAIN)
-        return data[:n]
-
-    def close(self):
-        pass
-
-
-class _SerialOut:
-    def __init__(self, sim):
-        self.sim = sim
-
-    def write(self, data):
-        self.sim.serial_out(bytes(data))
-        return len(data)
-
-
-class _SerialIn:
-    def __init__(self, sim):
-        self.sim = sim
-
-    def read(self, n):
-        return self.sim.serial_in(n)
-
-
-class _Poll:
-    def __init__(self, sim):
-        self.sim = sim
-
-    def register(self, obj, mask=1):
-        pass
-
-    def poll(self, timeout=-1):
-        return [(0, 1)] if self.sim.serial_waiting() else []
+        elif kind == "pattern":
+            n, period, pattern = mode[1], mode[2], mode[3]
+            for k in range(n):
+                base = t0 + k * period
+                if base >= t1:
+                    break
+                for off, v in pattern:
+                    t = base + off
+                    if t >= t1:
+                        break
+                    if v != level:
+                        level = v
+                        yield t, v
+            if level:
+                level = 0
+                yield t1, 0
 
 
 class Sim:
@@ -254,14 +108,26 @@ class Sim:
 
     Args:
         scenario: {"inputs": {gpio: (invert, timeline)}, "faults": [(t_us, kind, arg)],
-            "end_us": int} (see lampwatch.vnode.scenario).
-        seed: makes os.urandom (and so boot ids) reproducible.
+            "end_us": int, "latency": [(t_us, lo_us, hi_us)]} (lampwatch.vnode.scenario).
+        seed: makes os.urandom (and so boot ids) and the IRQ latencies reproducible.
         link: the transport outside the node: transmit(bytes), receive() -> bytes or None,
             serial_out/serial_in/serial_waiting for the serial transport; on_sleep(sim).
+        irq: "soft" (the ESP32 port's scheduled handlers) or "instant" (the handler runs at
+            the edge, irq_latency_us later by the clock; for tests about something else).
+        irq_latency_us: (lo, hi): each handler starts lo..hi us after its edge (uniform),
+            unless the scenario's latency timeline says otherwise; a single number: lo = hi.
+            Default (50, 100); instant: 30.
+        handler_us: how long one handler runs (the next queued one starts after it);
+            counter_read_us: added per Counter.value() call inside a handler.
+        dns: {host name: "a.b.c.d"} served by the LAN's DNS server; dns_us: its answer time
+            (a blocking socket.getaddrinfo() takes as long).
     """
 
     def __init__(self, scenario, seed=1, link=None, has_counter=True, counter_raw16=False,
-                 boot_us=600000, connect_us=1500000, irq_latency_us=30, rssi=-61):
+                 boot_us=600000, connect_us=1500000, irq="soft", irq_latency_us=None,
+                 handler_us=25, counter_read_us=40, rssi=-61, dns=None, dns_us=20000):
+        if irq not in ("soft", "instant"):
+            raise ValueError("irq must be 'soft' or 'instant'")
         self.now = 0
         self.stop_at = 0
         self.link = link
@@ -269,9 +135,23 @@ class Sim:
         self.counter_raw16 = counter_raw16
         self.boot_us = boot_us
         self.connect_us = connect_us
-        self.irq_latency_us = irq_latency_us
+        self.irq = irq
+        if irq_latency_us is None:
+            irq_latency_us = (50, 100) if irq == "soft" else 30
+        if isinstance(irq_latency_us, int):
+            irq_latency_us = (irq_latency_us, irq_latency_us)
+        self.latency = [(0, irq_latency_us[0], irq_latency_us[1])]
+        self.latency += sorted(scenario.get("latency", ()))
+        self._lat_i = 0
+        self.handler_us = handler_us
+        self.counter_read_us = counter_read_us
         self.rssi = rssi
+        self.dns_names = dns or {}
+        self.dns_us = dns_us
+        self.dns_down_until = -1
+        self.dns_queries = 0
         self._rand = seed & 0xFFFFFFFF or 1
+        self._lat_rand = (seed * 2654435761 + 12345) & 0xFFFFFFFF or 1
         self.inputs = scenario["inputs"]
         self.end_us = scenario["end_us"]
         self.faults = sorted(scenario["faults"])
@@ -293,12 +173,20 @@ class Sim:
         self.wifi_attempts = 0
         self.busy_until = -1  # soft IRQs wait (GC, long C call) until then
         self.blocked_until = -1  # the main loop is not running until then
+        self.gc_pending = 0  # a GC pause (us) the main loop takes at the end of its pass
+        self.gcs = 0
         self.power_off_until = 0
-        self.irq_queue = []
+        self.sched = []  # [ready us, pin]: the scheduler queue, oldest first
+        self.sched_free = 0  # when the handler running last returns
+        self.in_handler = False
+        self.handler_cost = 0
+        self.irq_queue = []  # instant mode: IRQs waiting out a stall
         self.irq_dropped = 0
         self.irq_run = 0
+        self.irq_max_queue = 0
         self.sent = 0
         self.console = []
+        self.uart0 = bytearray()  # raw bytes the firmware wrote to the console UART
         self._new_boot_hw()
 
     # --- randomness and time ------------------------------------------------------------
@@ -314,6 +202,24 @@ class Sim:
             out[i] = x & 0xFF
         return bytes(out)
 
+    def _latency(self, t):
+        """The latency of a handler scheduled at t, from the latency timeline (its own random
+        stream, so boot ids do not change with the IRQ model)."""
+        lat = self.latency
+        i = self._lat_i
+        while i + 1 < len(lat) and lat[i + 1][0] <= t:
+            i += 1
+        self._lat_i = i
+        lo, hi = lat[i][1], lat[i][2]
+        if hi <= lo:
+            return lo
+        x = self._lat_rand
+        x ^= (x << 13) & 0xFFFFFFFF
+        x ^= x >> 17
+        x ^= (x << 5) & 0xFFFFFFFF
+        self._lat_rand = x
+        return lo + x % (hi - lo + 1)
+
     def ticks_us(self):
         return (self.now - self.ticks_base) & (TICKS_PERIOD - 1)
 
@@ -323,6 +229,12 @@ class Sim:
     def sleep_ms(self, ms):
         if self.link is not None:
             self.link.on_sleep(self)
+        if self.gc_pending:  # the pass allocated and the GC ran before the loop slept
+            d = self.gc_pending
+            self.gc_pending = 0
+            self.gcs += 1
+            self.busy_until = max(self.busy_until, self.now + d)
+            self.advance(self.now + d)
         self.advance(self.now + int(ms) * 1000)
         while self.blocked_until > self.now:  # the main loop runs again only after a stall
             self.advance(self.blocked_until)
@@ -338,12 +250,14 @@ class Sim:
         self.wdt_fed = 0
         self.wlan = None
         self.irq_queue = []
+        self.sched = []
+        self.gc_pending = 0
 
     def pin(self, gpio, mode=1, pull=None):
         p = self.pins.get(gpio)
         if p is None:
             inv = self.inputs[gpio][0] if gpio in self.inputs else 0
-            p = Pin(self, gpio, inv)
+            p = P.Pin(self, gpio, inv)
             p.level = self.logical.get(gpio, 0) ^ inv
             self.pins[gpio] = p
         return p
@@ -351,27 +265,28 @@ class Sim:
     def counter(self, unit, src, edge=1, filter_ns=0, direction=1):
         if not self.has_counter:
             raise ValueError("no PCNT")
-        c = Counter(self, unit, src, edge, filter_ns)
+        c = P.Counter(self, unit, src, edge, filter_ns)
         self.counters.append(c)
         return c
 
     def modules(self):
         """{name: module stand-in} for machine, network, time, socket, os, sys, select."""
         sim = self
-        m = _Obj()
+        m = P._Obj()
         m.Pin = _PinFactory(sim)
         if self.has_counter:
             m.Counter = _CounterFactory(sim)
-        m.RTC = lambda *a: RTC(sim)
-        m.WDT = lambda id=0, timeout=5000: WDT(sim, timeout)
+        m.UART = lambda uid, baudrate=115200, **kw: P.UART(sim, uid, baudrate, **kw)
+        m.RTC = lambda *a: P.RTC(sim)
+        m.WDT = lambda id=0, timeout=5000: P.WDT(sim, timeout)
         m.reset_cause = lambda: sim.reset_cause
         m.PWRON_RESET, m.HARD_RESET, m.WDT_RESET = PWRON_RESET, HARD_RESET, WDT_RESET
         m.DEEPSLEEP_RESET, m.SOFT_RESET = DEEPSLEEP_RESET, SOFT_RESET
         m.unique_id = lambda: b"\x24\x0a\xc4\x00\x00\x01"
-        n = _Obj()
+        n = P._Obj()
         n.STA_IF = 0
         n.WLAN = lambda i=0: sim._get_wlan()
-        t = _Obj()
+        t = P._Obj()
         t.ticks_us = sim.ticks_us
         t.ticks_ms = sim.ticks_ms
         t.ticks_diff = ticks_diff
@@ -379,30 +294,20 @@ class Sim:
         t.sleep_ms = sim.sleep_ms
         t.sleep_us = lambda us: sim.sleep_ms(us // 1000)
         t.sleep = lambda s: sim.sleep_ms(int(s * 1000))
-        s = _Obj()
+        s = P._Obj()
         s.AF_INET = 2
         s.SOCK_DGRAM = 2
-        s.socket = lambda *a: Socket(sim)
-        s.getaddrinfo = lambda host, port, *a: [(2, 2, 0, "", (host, port))]
-        o = _Obj()
+        s.socket = lambda *a: P.Socket(sim)
+        s.getaddrinfo = sim.getaddrinfo
+        o = P._Obj()
         o.urandom = sim.urandom
-        y = _Obj()
-        y.stdout = _Obj()
-        y.stdout.buffer = _SerialOut(sim)
-        y.stdin = _Obj()
-        y.stdin.buffer = _SerialIn(sim)
-        y.implementation = _Obj()
-        y.implementation.name = "micropython"
-        y.modules = {}  # the CPython engine's loader keeps its modules elsewhere
-        e = _Obj()
-        e.POLLIN = 1
-        e.poll = lambda: _Poll(sim)
+        y, e = P.stdio(sim)
         return {"machine": m, "network": n, "time": t, "socket": s, "os": o, "sys": y,
                 "select": e}
 
     def _get_wlan(self):
         if self.wlan is None:
-            self.wlan = WLAN(self)
+            self.wlan = P.WLAN(self)
         return self.wlan
 
     # --- transport ----------------------------------------------------------------------
@@ -426,6 +331,34 @@ class Sim:
     def serial_waiting(self):
         return self.link is not None and self.link.serial_waiting(self)
 
+    def console_write(self, data):
+        self.uart0 += data
+
+    def dns_query(self, sock, data):
+        """A datagram to the LAN's DNS server: answered dns_us later, or lost while it is
+        down (fault dns_down)."""
+        self.dns_queries += 1
+        if self.now < self.dns_down_until:
+            return
+        reply = P.dns_reply(data, self.dns_names)
+        if reply is not None:
+            sock.inbox.append((self.now + self.dns_us, reply))
+
+    def getaddrinfo(self, host, port, *a):
+        """socket.getaddrinfo: an address at once, a name only after a blocking DNS lookup
+        (the main loop stops; IRQ handlers still run; the watchdog does not wait)."""
+        if not host.replace(".", "").isdigit():  # a name, not an address
+            wait = self.dns_us
+            if self.now < self.dns_down_until:
+                wait += self.dns_down_until - self.now
+            self.blocked_until = max(self.blocked_until, self.now + wait)
+            self.advance(self.now + wait)
+            self.dns_queries += 1
+            host = self.dns_names.get(host)
+            if host is None:
+                raise OSError(-202)  # lwIP: host not found
+        return [(2, 2, 0, "", (host, port))]
+
     # --- the passage of time ------------------------------------------------------------
 
     def _pull(self, gpio):
@@ -436,16 +369,24 @@ class Sim:
         self._n += 1
         heapq.heappush(self._heap, (t, self._n, gpio, level))
 
+    def _next_handler(self, inf):
+        """When the scheduler starts the oldest queued handler (soft IRQs)."""
+        if not self.sched:
+            return inf
+        return max(self.sched[0][0], self.sched_free, self.busy_until)
+
     def advance(self, until):
         """Run the world to `until` (us): edges, IRQs, faults; raise Reset on a reset."""
         heap = self._heap
         inf = 1 << 62
+        soft = self.irq == "soft"
         while True:
             t_edge = heap[0][0] if heap else inf
             t_fault = self.faults[self._fault_i][0] if self._fault_i < len(self.faults) else inf
             t_busy = self.busy_until if self.busy_until >= 0 else inf
             t_wdt = self.wdt_fed + self.wdt_us if self.wdt_us else inf
-            t = min(t_edge, t_fault, t_busy, t_wdt)
+            t_irq = self._next_handler(inf) if soft else inf
+            t = min(t_edge, t_fault, t_busy, t_wdt, t_irq)
             if t > until:
                 break
             self.now = max(self.now, t)
@@ -453,14 +394,17 @@ class Sim:
                 raise Reset(WDT_RESET)
             if t == t_busy:
                 self.busy_until = -1
-                self._run_queued()
+                if not soft:
+                    self._run_queued()
             elif t == t_fault:
                 self._fault_i += 1
                 self._fault(self.faults[self._fault_i - 1])
-            else:
+            elif t == t_edge:
                 t, _, gpio, level = heapq.heappop(heap)
                 self._pull(gpio)
                 self._edge(gpio, level)
+            else:
+                self._run_handler()
         self.now = max(self.now, until)
 
     def _edge(self, gpio, level):
@@ -474,6 +418,13 @@ class Sim:
                 c.on_edge(p.level, self.now)
         if p.handler is None or not p.trigger & (1 if p.level else 2):
             return
+        if self.irq == "soft":  # the GPIO ISR: mp_sched_schedule(handler, pin)
+            if len(self.sched) < IRQ_QUEUE:
+                self.sched.append([self.now + self._latency(self.now), p])
+                self.irq_max_queue = max(self.irq_max_queue, len(self.sched))
+            else:
+                self.irq_dropped += 1
+            return
         if self.busy_until >= self.now:
             if len(self.irq_queue) < IRQ_QUEUE:
                 self.irq_queue.append(p)
@@ -481,10 +432,21 @@ class Sim:
                 self.irq_dropped += 1
             return
         t = self.now
-        self.now = t + self.irq_latency_us
+        self.now = t + self.latency[0][1]
         self.irq_run += 1
         p.handler(p)
         self.now = t
+
+    def _run_handler(self):
+        p = self.sched.pop(0)[1]
+        self.irq_run += 1
+        self.in_handler = True
+        self.handler_cost = self.handler_us
+        try:
+            p.handler(p)
+        finally:
+            self.in_handler = False
+        self.sched_free = self.now + self.handler_cost
 
     def _run_queued(self):
         q = self.irq_queue
@@ -512,7 +474,11 @@ class Sim:
             self.wifi_down = False
             if self.wlan is not None:
                 self.wlan.ap_back()
-        elif kind == "stall":  # the VM hangs (GC, a blocking C call): IRQs wait too
+        elif kind == "dns_down":
+            self.dns_down_until = max(self.dns_down_until, t + arg)
+        elif kind == "gc":  # a garbage collection: the main loop takes it at its next pass
+            self.gc_pending += arg
+        elif kind == "stall":  # the VM hangs (a blocking C call): IRQs wait too
             self.busy_until = max(self.busy_until, t + arg)
             self.blocked_until = max(self.blocked_until, t + arg)
         elif kind == "busy":  # the main loop is busy in Python code: IRQs run, nobody drains
@@ -544,12 +510,12 @@ class Sim:
 
 
 class _PinFactory:
-    IN = Pin.IN
-    OUT = Pin.OUT
-    PULL_UP = Pin.PULL_UP
-    PULL_DOWN = Pin.PULL_DOWN
-    IRQ_RISING = Pin.IRQ_RISING
-    IRQ_FALLING = Pin.IRQ_FALLING
+    IN = P.Pin.IN
+    OUT = P.Pin.OUT
+    PULL_UP = P.Pin.PULL_UP
+    PULL_DOWN = P.Pin.PULL_DOWN
+    IRQ_RISING = P.Pin.IRQ_RISING
+    IRQ_FALLING = P.Pin.IRQ_FALLING
 
     def __init__(self, sim):
         self.sim = sim
@@ -559,9 +525,9 @@ class _PinFactory:
 
 
 class _CounterFactory:
-    RISING = Counter.RISING
-    FALLING = Counter.FALLING
-    UP = Counter.UP
+    RISING = P.Counter.RISING
+    FALLING = P.Counter.FALLING
+    UP = P.Counter.UP
 
     def __init__(self, sim):
         self.sim = sim

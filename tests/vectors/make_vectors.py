@@ -61,6 +61,19 @@ NODE_FRAMES = [
      "fields": {"rssi": -200, "free_heap": 5_000_000_000, "reconnects": 70_000,
                 "frames_dropped": 65_535, "irq_resyncs": 0, "events_dropped": 1, "unacked": 999},
      "decoded": {"rssi": -128, "free_heap": 4294967295, "reconnects": 65535, "unacked": 255}},
+    # firmware 0.3: the count extension (edges missed, short pulses, inferred parts, LAMP
+    # frames dropped) after the 15 bytes above
+    {"name": "health-counts", "key": KEY16, "node_id": 7, "type": "HEALTH",
+     "boot_id": 0xDEADBEEF, "seq": 12, "uptime_ms": 120_000,
+     "fields": {"rssi": -58, "free_heap": 79_872, "reconnects": 0, "frames_dropped": 31,
+                "irq_resyncs": 0, "events_dropped": 0, "unacked": 2,
+                "counts": [3, 70_000, 12, 1]}},
+    {"name": "health-counts-saturated", "key": KEY32, "node_id": 300, "type": "HEALTH",
+     "boot_id": 0x01020304, "seq": 4712, "uptime_ms": 3_660_000,
+     "fields": {"rssi": 0, "free_heap": 81_000, "reconnects": 0, "frames_dropped": 0,
+                "irq_resyncs": 0, "events_dropped": 0, "unacked": 0,
+                "counts": [65_536, 2 ** 32, 0, 70_000]},
+     "decoded": {"counts": [65_535, 2 ** 32 - 1, 0, 65_535]}},
 ]
 
 ACKS = [
@@ -86,7 +99,7 @@ def encode(codec, v):
     if v["type"] == "HEALTH":
         return codec.health(*head, f["rssi"], f["free_heap"], f["reconnects"],
                             f["frames_dropped"], f["irq_resyncs"], f["events_dropped"],
-                            f["unacked"])
+                            f["unacked"], f.get("counts"))
     raise ValueError(v["type"])
 
 
