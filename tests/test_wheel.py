@@ -21,9 +21,11 @@ from lampwatch.vnode.repl import ReplServer
 ROOT = Path(__file__).resolve().parent.parent
 BUILD_INPUTS = ("pyproject.toml", "README.md", "host", "firmware")  # what setuptools reads
 NOT_SOURCES = shutil.ignore_patterns("node_modules", "__pycache__", "*.egg-info")
-BOARD_FILES = {"main.py", "lwmain.mpy", "app.mpy", "config.mpy", "lwproto.mpy", "nodestate.mpy",
-               "outbox.mpy", "sensor_node.mpy", "config.json"}
-VM_SIDE = {"run.mjs", "repl_bridge.mjs", "package.json", "package-lock.json", "sim.py"}
+BOARD_FILES = {"main.py", "lwmain.mpy", "app.mpy", "config.mpy", "lwdns.mpy", "lwproto.mpy",
+               "lwserial.mpy", "nodestate.mpy", "outbox.mpy", "pulses.mpy", "sensor_node.mpy",
+               "config.json"}
+VM_SIDE = {"run.mjs", "repl_bridge.mjs", "package.json", "package-lock.json", "sim.py",
+           "periph.py"}
 PASSWORD = "s3cret-wifi-pw"
 
 # Run by the wheel's own Python: the flashed board's config.json, booted in both engines.
@@ -108,7 +110,8 @@ def test_a_fresh_venv_from_the_wheel_flashes_and_runs_a_virtual_node(wheel, tmp_
                        f"socket://127.0.0.1:{board.port}", "--node-id", "12", "--machine",
                        "husker-1", "--wifi-ssid", "plant-iot", "--collector", "127.0.0.1:4210",
                        "--registry", reg], timeout=180, env=env, cwd=tmp_path)
-    assert "9 file(s) copied" in flashed.stdout and "new key" in flashed.stdout
+    assert f"{len(BOARD_FILES)} file(s) copied" in flashed.stdout
+    assert "new key" in flashed.stdout
     files = {p.name: p.read_bytes() for p in (tmp_path / "board").iterdir()}
     assert set(files) == BOARD_FILES
     assert files["main.py"] == (site / "lampwatch" / "firmware" / "main.py").read_bytes()
