@@ -86,9 +86,9 @@ def report_command(journal_path, config_path, from_, to, shift, day, machine, fm
 def calc(logbook_csv, locale, as_json):
     """OEE per period and in TOTAL from a logbook CSV.
 
-    \b
-    Header (row 1), one period (shift, day, ...) per row after it:
-    period,available_min,pm_min,setup_min,breakdown_min,processed,good,ideal_cycle_s
+    One period (shift, day, ...) per row, under a header row naming these columns in this
+    order: period, available_min, pm_min, setup_min, breakdown_min, processed, good,
+    ideal_cycle_s.
 
     \b
     run time     = available - pm - setup - breakdown
