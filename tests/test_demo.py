@@ -92,11 +92,25 @@ def test_a_shorter_shift_scales_the_plan():
 def test_first_shift_start_is_the_last_finished_shift():
     tz = "Asia/Jakarta"
     at = datetime(2026, 3, 2, 15, 0, tzinfo=ZoneInfo(tz)).timestamp()
-    start = first_shift_start(at, tz, 8 * 3600 + 90)
+    start = first_shift_start(at, tz, 8 * 3600 + 90, "06:00")
     assert datetime.fromtimestamp(start, ZoneInfo(tz)).isoformat() == "2026-03-02T06:00:00+07:00"
     at = datetime(2026, 3, 2, 13, 0, tzinfo=ZoneInfo(tz)).timestamp()
-    start = first_shift_start(at, tz, 8 * 3600 + 90)
+    start = first_shift_start(at, tz, 8 * 3600 + 90, "06:00")
     assert datetime.fromtimestamp(start, ZoneInfo(tz)).isoformat() == "2026-03-01T06:00:00+07:00"
+
+
+@pytest.mark.parametrize("tz, now, want", [
+    # the latest quarter hour that lets 8 h + 90 s end by now: the shift that just ended
+    ("Asia/Jakarta", "2026-03-02T13:00:00", "2026-03-02T04:45:00+07:00"),
+    ("Asia/Jakarta", "2026-03-02T14:58:30", "2026-03-02T06:45:00+07:00"),
+    ("Asia/Kathmandu", "2026-03-02T14:58:30", "2026-03-02T06:45:00+05:45"),
+    # after midnight the shift began yesterday evening
+    ("Asia/Jakarta", "2026-03-02T02:10:00", "2026-03-01T18:00:00+07:00"),
+])
+def test_default_first_shift_is_the_one_that_just_ended(tz, now, want):
+    at = datetime.fromisoformat(now).replace(tzinfo=ZoneInfo(tz)).timestamp()
+    start = first_shift_start(at, tz, 8 * 3600 + 90)
+    assert datetime.fromtimestamp(start, ZoneInfo(tz)).isoformat() == want
 
 
 def test_config_round_trips_through_toml_and_the_config_parser():
@@ -111,8 +125,8 @@ def test_config_round_trips_through_toml_and_the_config_parser():
     cfg = parse_config(tomllib.loads(text), Path("/tmp/x/demo.toml"))
     assert cfg.journal_path == Path("/tmp/x/demo.sqlite")
     assert [(s.name, f"{s.start:%H:%M}", f"{s.end:%H:%M}", s.weekdays)
-            for s in cfg.calendar.shifts] == [("A", "06:00", "07:00", (0,)),
-                                              ("B", "07:00", "08:00", (0,))]
+            for s in cfg.calendar.shifts] == [("A", "06:00", "07:00", tuple(range(7))),
+                                              ("B", "07:00", "08:00", tuple(range(7)))]
     scale = cfg.nodes[106]
     assert (scale.machine, scale.unit, scale.ideal_cycle_s, scale.heartbeat_s) == (
         "scale-1", "kg", 1.5, 5.0)

@@ -31,17 +31,17 @@ from .collect import setup_logging
 @click.option("--seed", type=int, default=1, show_default=True,
               help="Makes the minor stops and cycle times of the scenarios reproducible.")
 @click.option("--tz", default="Asia/Jakarta", show_default=True,
-              help="The plant's time zone (IANA); the shift starts 06:00 there.")
+              help="The plant's time zone (IANA name).")
 def demo(speed, shifts, shift_hours, journal, board, operator_pin, influx_url, influx_org,
          influx_bucket, seed, tz):
     """A rice-milling line of six virtual nodes (husker, whitener, polisher, grader, packer,
     bagging scale in kg) running the real firmware against a collector, on an accelerated
     clock, with a live OEE table.
 
-    \b
-    The simulated shift is the last one that is over (06:00-14:00 local by default), so
-    `lampwatch oee report` afterwards covers a finished shift; the exact command is
-    printed at the end. Ctrl-C stops cleanly and keeps the journal.
+    The simulated shifts are the last ones that ended before now (starting on a quarter
+    hour, local time in --tz), and the demo's calendar has them every day, so `lampwatch
+    oee report --shift today` afterwards shows them; the exact report command is printed
+    at the end. Ctrl-C stops cleanly and keeps the journal.
     """
     import logging
     import signal

@@ -5,8 +5,9 @@ it; the collector's clock reads that same value (plus the simulated start's epoc
 receive times, silence, the shift calendar and the running shift's OEE all agree however
 fast the simulation runs, and however often the CPU makes it fall behind `speed`.
 
-The simulated shift is the latest one (default 06:00 local) that is over by the real time
-now, so `lampwatch oee report` on the journal afterwards sees a finished shift.
+The simulated shifts are the latest ones that are over by the real time now (they start on
+a quarter hour, and the demo's calendar repeats them every day), so `lampwatch oee report
+--shift today` on the journal afterwards sees a finished shift.
 """
 
 from __future__ import annotations
@@ -60,7 +61,8 @@ class DemoOptions:
     influx_bucket: str = "lampwatch"
     seed: int = 1
     tz: str = "Asia/Jakarta"
-    first_shift: str = "06:00"
+    first_shift: str | None = None  # local "HH:MM"; None: the quarter hour that lets the
+    # shifts end just before now
     live: bool = False  # redraw in place (a TTY); else print the table every print_every_s
     print_every_s: float = 1800.0  # simulated seconds
 
