@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import click
@@ -51,8 +52,7 @@ def demo(speed, shifts, shift_hours, journal, board, operator_pin, influx_url, i
     from ..demo.run import DemoOptions, final_report, run_demo
 
     setup_logging("warning")  # INFO lines would tear the live table
-    # On an accelerated clock an ACK 5 ms late is a second of node time, so the nodes resend
-    # now and then and the collector warns of each replay; the header counts them instead.
+    # Replays are counted on the screen; a log line per burst would tear the table.
     logging.getLogger("lampwatch.collector").setLevel(logging.ERROR)
     live = sys.stdout.isatty()
     opts = DemoOptions(speed=speed, shifts=shifts, shift_hours=shift_hours, journal=journal,
@@ -64,13 +64,33 @@ def demo(speed, shifts, shift_hours, journal, board, operator_pin, influx_url, i
     previous = {sig: signal.signal(sig, lambda *_: stop.set())
                 for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        result = run_demo(opts, out=lambda s: click.echo(s, nl=not live), stop=stop)
+        with _live_screen() if live else contextlib.nullcontext() as show:
+            result = run_demo(opts, out=click.echo, stop=stop, show=show)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     how = "the shift ended" if result.finished else "stopped"
     click.echo(f"\n{how}: {result.sim_s / 3600:.2f} simulated hours in {result.wall_s:.1f} s, "
                f"{result.accepted:,} frames accepted ({result.resent:,} resent after a late ACK, "
-               f"{result.rejected:,} rejected)\n")
+               f"{result.rejected:,} rejected)")
+    planned_s = result.sim_s / speed
+    if result.wall_s > planned_s * 1.05 + 1.0:
+        click.echo(f"that is {result.sim_s / result.wall_s:.0f}x, behind the asked {speed:g}x "
+                   f"({planned_s:.0f} s): this machine was too busy to keep up")
+    click.echo()
     click.echo(final_report(result))
     click.echo(f"\nthe same report, any time later:\n  {result.report_command}")
+
+
+@contextlib.contextmanager
+def _live_screen(console=None):
+    """A screen redrawn in place (rich Live) for run_demo's `show`; it stays when done."""
+    from rich.console import Console
+    from rich.live import Live
+
+    from ..demo.table import screen
+
+    with Live(console=console or Console(), auto_refresh=False, redirect_stderr=False,
+              vertical_overflow="crop") as live:
+        yield lambda banner, header, cells: live.update(screen(banner, header, cells),
+                                                        refresh=True)
