@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from lampwatch.config import load_config
+from lampwatch.config import load_config, parse_config
 from lampwatch.derive import NullDeriver
 from lampwatch.journal import Journal
 from lampwatch.node_files import firmware_dir
@@ -356,6 +356,7 @@ def test_check_prints_plan_with_masked_token(tmp_path):
     env = dict(os.environ, LW_T="super-secret-token")
     r = run_cli("collect", "--check", "--config", str(cfg), env=env)
     assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[0] == "ready"
     assert "listen: udp 127.0.0.1:4210" in r.stdout
     assert "node 7: p / l / m7" in r.stdout
     assert "token ******** (set, from $LW_T)" in r.stdout
@@ -363,7 +364,84 @@ def test_check_prints_plan_with_masked_token(tmp_path):
     assert "18" not in r.stdout + r.stderr  # not even the token's length
     env.pop("LW_T")
     r = run_cli("collect", "--check", "--config", str(cfg), env=env)
-    assert r.returncode == 1 and "LW_T is not set" in r.stderr
+    assert r.returncode == 1 and r.stderr == ""
+    assert r.stdout.splitlines()[:2] == [
+        "not ready: 1 problem",
+        "problem: InfluxDB token: environment variable LW_T is not set"]
+
+
+def test_check_lists_every_problem_at_once(tmp_path):
+    """Two missing secrets, a registry open to others, a journal under a file: the first
+    line counts them, each has its line, the summary follows; exit 1; no secret shown."""
+    registry = tmp_path / "nodes.toml"
+    registry.write_text(f'[[nodes]]\nid = 9\nplant = "p"\nline = "l"\nmachine = "m9"\n'
+                        f'key = "{KEY7.hex()}"\n')
+    registry.chmod(0o644)
+    (tmp_path / "afile").write_text("")
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f"""
+[collector]
+udp_listen = false
+journal = "afile/journal.sqlite"
+nodes_file = "nodes.toml"
+[[serial]]
+port = "{tmp_path}/ttyUSB-unplugged"
+[influxdb]
+url = "http://127.0.0.1:8086"
+org = "o"
+bucket = "b"
+token_env = "LW_TOKEN_X"
+[board]
+listen = "127.0.0.1:8080"
+operator_pin_env = "LW_PIN_X"
+""")
+    env = {k: v for k, v in os.environ.items() if k not in ("LW_TOKEN_X", "LW_PIN_X")}
+    r = run_cli("collect", "--check", "--config", str(cfg), env=env)
+    assert r.returncode == 1 and r.stderr == ""
+    lines = r.stdout.splitlines()
+    assert lines[:6] == [
+        "not ready: 4 problems",
+        (f"problem: {registry}: the node registry holds the nodes' keys but is open to group "
+        f"or others (mode 0644): chmod 600 {registry}"),
+        "problem: InfluxDB token: environment variable LW_TOKEN_X is not set",
+        "problem: board operator PIN: environment variable LW_PIN_X is not set",
+        (f"problem: journal {tmp_path}/afile/journal.sqlite: cannot be created: "
+        f"{tmp_path}/afile is not a writable directory"),
+        (f"warning: serial port {tmp_path}/ttyUSB-unplugged is not there now (the collector "
+        "opens it when it appears)")]
+    assert lines[6:8] == ["", f"config: {cfg}"]
+    assert "  node 9: p / l / m9; ideal cycle unknown (no OEE); heartbeat 10 s; lamps default" \
+        in lines
+    assert KEY7.hex() not in r.stdout
+    # the same PIN, set but short: a problem that says neither the PIN nor its length
+    env.update(LW_TOKEN_X="t" * 40, LW_PIN_X="1234")
+    registry.chmod(0o600)
+    (tmp_path / "afile").unlink()
+    r = run_cli("collect", "--check", "--config", str(cfg), env=env)
+    assert r.returncode == 1
+    assert r.stdout.splitlines()[:2] == [
+        "not ready: 1 problem",
+        ("problem: board operator PIN from environment variable LW_PIN_X is too short: use at "
+        "least 6 digits")]
+    assert "1234" not in r.stdout and " 4 " not in r.stdout and "40" not in r.stdout
+    env["LW_PIN_X"] = "246810"
+    r = run_cli("collect", "--check", "--config", str(cfg), env=env)
+    assert r.returncode == 0, r.stdout
+    assert r.stdout.splitlines()[:3] == [
+        "ready, with 1 warning",
+        (f"warning: serial port {tmp_path}/ttyUSB-unplugged is not there now (the collector "
+        "opens it when it appears)"), ""]
+
+
+def test_check_of_a_journal_that_is_not_one(tmp_path):
+    cfg = write_config(tmp_path, 4210)
+    (tmp_path / "journal.sqlite").write_text("plain text, not SQLite")
+    r = run_cli("collect", "--check", "--config", str(cfg))
+    assert r.returncode == 1
+    assert r.stdout.splitlines()[:2] == [
+        "not ready: 1 problem",
+        (f"problem: {tmp_path}/journal.sqlite is not a lampwatch journal (file is not a "
+        "database)")]
 
 
 def test_failed_commit_loses_no_count_when_the_node_resends(tmp_path, node_sock):
@@ -411,3 +489,16 @@ def test_failed_commit_loses_no_count_when_the_node_resends(tmp_path, node_sock)
     # Every reject counted while the disk was full reached the journal, and matches the stats.
     assert {k: n for k, (n, _) in rejects.items()} == stats.rejects
     assert sum(n for (_, reason), n in stats.rejects.items() if reason != "replay") == 1
+
+
+def test_check_warns_of_a_collector_that_would_hear_nothing(tmp_path):
+    from lampwatch.readiness import check
+
+    cfg = parse_config({"collector": {"udp_listen": False, "journal": "j.sqlite"}},
+                       tmp_path / "c.toml")
+    r = check(cfg)
+    assert (r.ready, r.verdict(), r.problems) == (True, "ready, with 2 warnings", [])
+    assert r.warnings == [
+        ("nothing to listen on (udp_listen is false and there is no [[serial]]): no frame "
+        "will arrive"),
+        "no nodes in the registry: every frame will be rejected as from an unknown node"]
