@@ -18,6 +18,7 @@ ALLOWED = {
     "config": {"errors", "oee", "machine_state", "shifts"},
     "registry": {"errors", "config"},
     "readiness": {"errors", "config", "journal", "board"},
+    "dedupe": {"errors", "protocol", "journal"},
     "node_files": {"errors", "firmware"},
     "collector": CORE | {"journal"},
     "runtime": CORE | {"journal", "sources", "influx", "board"},

@@ -11,9 +11,10 @@ import time
 from pathlib import Path
 
 import pytest
+from lampwatch.collector import Collector
 from lampwatch.config import load_config, parse_config
 from lampwatch.derive import NullDeriver
-from lampwatch.journal import Journal
+from lampwatch.journal import Journal, open_readonly
 from lampwatch.node_files import firmware_dir
 from lampwatch.protocol import SerialDeframer, serial_frame
 from lampwatch.runtime import CollectorThread
@@ -118,7 +119,10 @@ def test_duplicates_reordered_and_replayed_frames_are_dropped_and_counted(collec
                                                                           tmp_path):
     codec = lwproto.Codec(7, KEY7)
     frames = [heartbeat(s) for s in range(20)]
-    order = list(range(20)) + [3, 3, 7, 19, 0]  # retransmissions and a replay
+    # resends, byte for byte, a few seconds of node time after the frame was made: what a
+    # node does when an ACK is late (a copy played back this soon is the same, and as
+    # harmless: it is never applied)
+    order = list(range(20)) + [3, 3, 7, 19, 0]
     random.Random(4).shuffle(order)
     for s in order:
         node_sock.sendto(frames[s], collector.udp_address)
@@ -130,7 +134,78 @@ def test_duplicates_reordered_and_replayed_frames_are_dropped_and_counted(collec
     with Journal(tmp_path / "journal.sqlite") as j:
         assert sorted(r.seq for r in j.frames_after(0)) == list(range(20))
         assert len(j.events_after(0)) == 20  # a duplicate is never handed to the deriver
-        assert j.rejects()[("udp:127.0.0.1", "replay")][0] == 5
+        assert j.rejects() == {("udp:127.0.0.1", "duplicate"): (5, pytest.approx(time.time(),
+                                                                                  abs=30))}
+    with open_readonly(tmp_path / "journal.sqlite") as r:
+        assert [row[:4] for row in r.reject_counts()] == [
+            ("udp:127.0.0.1", "duplicate", 7, 5)]  # counted for node 7, a verified sender
+
+
+def test_replays_told_from_duplicates_per_node(tmp_path):
+    """A frame kept already is a duplicate only as the node's own resend: the same bytes,
+    not yet ACKed or within 10 minutes of its ACK, the node not powered up since. Changed
+    bytes under a valid tag, a copy played back later, or one from before a power-up are
+    replays. Each is counted for the node the frame was verified as (two nodes, one
+    address), and a malformed body under a valid tag too; a bad tag names no node."""
+    now = [1000.0]
+    journal = Journal(tmp_path / "journal.sqlite")
+    col = Collector(load_config(write_config(tmp_path)), journal, clock=lambda: now[0])
+    c7, c8 = lwproto.Codec(7, KEY7), lwproto.Codec(8, KEY8)
+    src = "udp:127.0.0.1"
+
+    def send(frame, at):
+        now[0] = at
+        col.submit(frame, f"{src}:4000", None, src)
+
+    f1, f2 = (c7.heartbeat(BOOT, s, 1000 * s, s, 0, [1, 0, 0, 0, 0]) for s in (1, 2))
+    send(f1, 1000.0)
+    send(f1, 1001.0)  # resent before the batch was committed (not ACKed yet)
+    col.flush()
+    send(f2, 1002.0)
+    col.flush()
+    send(f1, 1000.0 + 590)  # 590 s after its ACK: still a resend
+    send(f1, 1000.0 + 620)  # 620 s: long after any resend, a copy played back
+    send(c7.heartbeat(BOOT, 2, 2000, 999, 0, [1, 0, 0, 0, 0]), 1700.0)  # seq 2, new count
+    send(f2[:-1] + bytes([f2[-1] ^ 1]), 1700.0)  # a bad tag: anyone can write "node 7"
+    old = c8.heartbeat(0x1111, 50, 900_000, 1, 0, [0] * 5)
+    send(old, 1700.0)
+    send(c8.heartbeat(0x2222, 0, 2_000, 0, 0, [0] * 5), 1701.0)  # node 8 powered up again
+    send(old, 1702.0)  # its outbox died with the power: a replay, however soon
+    send(c8._seal(c8._header(3, 0x2222, 1, 3_000) + b"\x00" * 8), 1703.0)  # a body too short
+    col.flush()
+    journal.close()
+    with open_readonly(tmp_path / "journal.sqlite") as r:
+        counts = {row[:3]: row[3] for row in r.reject_counts()}
+        assert r.last_rx() == {7: 1002.0, 8: 1701.0}
+    assert counts == {(src, "duplicate", 7): 2, (src, "replay", 7): 2, (src, "bad_tag", 0): 1,
+                      (src, "replay", 8): 1, (src, "bad_body", 8): 1}
+    assert col.stats.duplicates == 2 and col.stats.accepted == 4
+    with Journal(tmp_path / "journal.sqlite") as j:
+        assert j.stored_frame(7, BOOT, 2)[0] == f2  # the forged copy changed nothing
+
+
+def test_resends_after_the_disk_came_back_are_duplicates(tmp_path):
+    """Frames held while commits failed are ACKed only when they work again: the node's
+    resends that follow are duplicates, however long the outage."""
+    now = [0.0]
+    journal = Journal(tmp_path / "journal.sqlite")
+    col = Collector(load_config(write_config(tmp_path)), journal, clock=lambda: now[0])
+    c7 = lwproto.Codec(7, KEY7)
+    frames = [c7.heartbeat(BOOT, s, 1000 * s, s, 0, [1, 0, 0, 0, 0]) for s in range(1, 400)]
+    db = journal._db
+    db.execute(f"PRAGMA max_page_count = {db.execute('PRAGMA page_count').fetchone()[0]}")
+    for f in frames:
+        col.submit(f, "udp:1.2.3.4:5", None)
+    assert col.flush() == 0 and col.stats.commit_failures == 1  # the disk is full: held
+    now[0] = 3600.0  # an hour later, the node still resending its first frame
+    col.submit(frames[0], "udp:1.2.3.4:5", None)
+    db.execute("PRAGMA max_page_count = 1073741823")
+    assert col.flush(retry_now=True) == 399  # the disk is back: committed and ACKed now
+    now[0] = 3610.0
+    col.submit(frames[0], "udp:1.2.3.4:5", None)  # a resend that crossed its ACK
+    col.flush()
+    assert col.stats.rejects == {("udp:1.2.3.4:5", "duplicate"): 2}
+    journal.close()
 
 
 def test_garbage_unknown_node_wrong_key_oversized(collector, node_sock, tmp_path):
@@ -230,7 +305,7 @@ def test_serial_frames_noise_and_replug(tmp_path):
         src_name = f"serial:{link}"
         assert stats.rejects[(src_name, "bad_cobs")] >= 1
         assert stats.rejects[(src_name, "oversized")] == 1
-        assert stats.rejects[(src_name, "replay")] == 1
+        assert stats.rejects[(src_name, "duplicate")] == 1  # seq 1 resent after replug
     finally:
         ct.stop()
         os.close(master)
@@ -488,7 +563,7 @@ def test_failed_commit_loses_no_count_when_the_node_resends(tmp_path, node_sock)
     assert counts[-1]["good_total"] == 5 * 399
     # Every reject counted while the disk was full reached the journal, and matches the stats.
     assert {k: n for k, (n, _) in rejects.items()} == stats.rejects
-    assert sum(n for (_, reason), n in stats.rejects.items() if reason != "replay") == 1
+    assert sum(n for (_, reason), n in stats.rejects.items() if reason != "duplicate") == 1
 
 
 def test_check_warns_of_a_collector_that_would_hear_nothing(tmp_path):
