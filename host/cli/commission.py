@@ -170,4 +170,4 @@ def nodes_command(config_path, fmt):
     if fmt == "json":
         click.echo(json.dumps(to_json(rows, unknown, now_s), indent=2))
     else:
-        click.echo(format_table(rows, unknown, now_s))
+        click.echo(format_table(rows, unknown, now_s, cfg.calendar.tz))
