@@ -337,6 +337,9 @@ def test_a_short_shift_end_to_end(tmp_path):
     for m in MACHINE_NAMES:
         assert re.search(rf"^{m} ", out, re.MULTILINE), m
     assert "the shift ended" in out
+    # no machine runs six nodes at 100000x: the end says by how much it fell behind
+    assert re.search(r"^that is \d+x, behind the asked 100000x \(\d+ s\): this machine was "
+                     r"too busy to keep up$", out, re.MULTILINE), out
 
     counts, states, lamps, finals = journal_figures(journal)
     for p in build_plant(3600):
