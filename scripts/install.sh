@@ -58,4 +58,4 @@ else
 fi
 .venv/bin/lampwatch --version >/dev/null
 [ "${VIRTUAL_ENV:-}" = "$PWD/.venv" ] \
-    || echo "install.sh: lampwatch is in .venv; run 'source .venv/bin/activate' in each new shell" >&2
+    || echo "install.sh: done; run 'source .venv/bin/activate' in each new shell" >&2

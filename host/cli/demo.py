@@ -70,9 +70,9 @@ def demo(speed, shifts, shift_hours, journal, board, operator_pin, influx_url, i
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     how = "the shift ended" if result.finished else "stopped"
-    click.echo(f"\n{how}: {result.sim_s / 3600:.2f} simulated hours in {result.wall_s:.1f} s, "
-               f"{result.accepted:,} frames accepted ({result.resent:,} resent after a late ACK, "
-               f"{result.rejected:,} rejected)")
+    click.echo(f"\n{how}: {result.sim_s / 3600:.2f} simulated hours in {result.wall_s:.1f} s")
+    click.echo(f"{result.accepted:,} frames accepted, {result.resent:,} resent after a late "
+               f"ACK (harmless), {result.rejected:,} rejected")
     planned_s = result.sim_s / speed
     if result.wall_s > planned_s * 1.05 + 1.0:
         click.echo(f"that is {result.sim_s / result.wall_s:.0f}x, behind the asked {speed:g}x "
