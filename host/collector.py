@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .dedupe import SeenWindow, stored_again
 from .derive import DeriverProtocol, NullDeriver
 from .errors import ProtocolError, SinkError
 from .journal import Journal, event_row
@@ -34,44 +35,6 @@ MAX_REJECT_SOURCES = 1024  # distinct sources counted by name; more are pooled a
 MAX_HELD = 16 * MAX_BATCH
 RETRY_S = 1.0             # a failed commit is retried by the next tick, or flush this later
 FAILURE_LOG_S = 60.0      # while commits keep failing, one error line this often
-
-
-class SeenWindow:
-    """Which (node, boot, seq) are stored: recent sequence numbers per boot in memory, the
-    journal's UNIQUE index behind them.
-
-    Per (node, boot) the numbers within `span` of the highest are kept; a miss below that,
-    or on a boot not in memory (after a restart), asks the journal. Only committed numbers
-    are ever pruned (`prune` runs after a commit), so a miss in memory is exact.
-    """
-
-    def __init__(self, journal: Journal, span: int = 2048, max_boots: int = 50_000):
-        self._journal, self._span, self._max_boots = journal, span, max_boots
-        self._boots: dict[tuple[int, int], list] = {}  # (node, boot) -> [high, set of seqs]
-
-    def add(self, node_id: int, boot_id: int, seq: int) -> bool:
-        """Mark as seen; False if it already was (a duplicate)."""
-        entry = self._boots.get((node_id, boot_id))
-        if entry is None:
-            seqs = set(self._journal.seqs_from(node_id, boot_id, seq - self._span))
-            entry = self._boots[(node_id, boot_id)] = [max(seqs, default=seq), seqs]
-        high, seqs = entry
-        if seq in seqs:
-            return False
-        if seq < high - self._span and self._journal.has_frame(node_id, boot_id, seq):
-            return False
-        seqs.add(seq)
-        if seq > high:
-            entry[0] = seq
-        return True
-
-    def prune(self) -> None:
-        for entry in self._boots.values():
-            if len(entry[1]) > 2 * self._span:
-                low = entry[0] - self._span
-                entry[1] = {s for s in entry[1] if s >= low}
-        while len(self._boots) > self._max_boots:
-            del self._boots[next(iter(self._boots))]
 
 
 @dataclass
@@ -96,19 +59,25 @@ class CollectorStats:
 
 
 class _RejectLog:
-    """Counts rejects per source and logs them at most once per REJECT_LOG_S per source."""
+    """Counts rejects per source, reason and node, and logs them at most once per
+    REJECT_LOG_S per source (duplicates, harmless resends, are counted, never logged)."""
 
     def __init__(self):
-        self.unsaved: dict[tuple[str, str], list] = {}  # -> [count, last_s], for the journal
+        # (source, reason, node id) -> [count, last_s], for the journal
+        self.unsaved: dict[tuple[str, str, int], list] = {}
         self._window: dict[str, tuple[float, dict[str, int], str]] = {}
 
-    def add(self, source: str, reason: str, message: str, now_s: float) -> None:
-        unsaved = self.unsaved.get((source, reason))
+    def add(self, source: str, reason: str, message: str, now_s: float,
+            node_id: int = 0) -> None:
+        unsaved = self.unsaved.get((source, reason, node_id))
         if unsaved is None:
-            self.unsaved[(source, reason)] = [1, now_s]
+            self.unsaved[(source, reason, node_id)] = [1, now_s]
         else:
             unsaved[0] += 1
             unsaved[1] = now_s
+        if reason == "duplicate":
+            log.debug("%s: %s", source, message)
+            return
         start, counts, _ = self._window.get(source, (None, {}, ""))
         counts[reason] = counts.get(reason, 0) + 1
         if start is None:
@@ -158,10 +127,15 @@ class Collector:
         self._events: list[tuple] = []
         self._acks: dict[tuple[int, int, Reply], list[int]] = {}
         self._rejects = _RejectLog()
+        self._newest: dict[int, tuple[int, int]] = {}  # node -> (boot, uptime) last accepted
+        # the batch's frames (bytes, rx_s) by (node, boot, seq), built only for a duplicate
+        self._pending_raw: dict[tuple[int, int, int], tuple[bytes, float]] = {}
+        self._pending_indexed = 0  # how many of the batch's frames _pending_raw holds
         self._retry_at: float | None = None  # set while commits fail: no retry before it
         self._failed_at = 0.0  # when the last failure was logged
         self._failures = 0  # consecutive failed commits
         self.on_commit: Callable[[int], None] | None = None  # e.g. Forwarder.notify
+        self._acks_resumed_s = clock()  # since when stored frames have been ACKed
 
     # -- per chunk -----------------------------------------------------------------------
     def submit(self, data: bytes, source: str, reply: Reply | None,
@@ -175,7 +149,7 @@ class Collector:
         try:
             frame = decode(data, self._key_of)
         except ProtocolError as exc:
-            self.reject(reject_source or source, exc, rx_s)
+            self.reject(reject_source or source, exc, rx_s, exc.node_id or 0)
             return
         h = frame.header
         node_id, boot_id, seq = h.node_id, h.boot_id, h.seq
@@ -191,11 +165,12 @@ class Collector:
                 seqs.append(seq)
         if not self.seen.add(node_id, boot_id, seq):
             # Stored already: the node missed our ACK, or someone replays. ACK, never apply.
-            self.stats.duplicates += 1
-            self.reject(reject_source or source, ProtocolError(
-                "replay", f"frame {boot_id:08x}/{seq} of node {node_id} already stored"),
-                rx_s)
+            exc = self._stored_again(frame, rx_s)
+            if exc.reason == "duplicate":
+                self.stats.duplicates += 1
+            self.reject(reject_source or source, exc, rx_s, node_id)
             return
+        self._newest[node_id] = (boot_id, h.uptime_ms)
         # A FrameRow's fields as a plain tuple: the NamedTuple constructor costs ~0.2 us a
         # frame, and executemany takes any sequence.
         self._frames.append((rx_s, source, node_id, boot_id, seq, h.type, h.uptime_ms,
@@ -204,14 +179,33 @@ class Collector:
         if len(self._frames) >= self.max_batch and self._retry_at is None:
             self.flush()
 
-    def reject(self, source: str, exc: ProtocolError, rx_s: float | None = None) -> None:
-        """Count and (rate-limited) log a frame that must not be applied."""
+    def reject(self, source: str, exc: ProtocolError, rx_s: float | None = None,
+               node_id: int = 0) -> None:
+        """Count and (rate-limited) log a frame that must not be applied; `node_id` is the
+        node it was verified as (0: none)."""
         rx_s = self.clock() if rx_s is None else rx_s
         key = (source, exc.reason)
         if key not in self.stats.rejects and len(self.stats.rejects) >= MAX_REJECT_SOURCES:
             key = (source.split(":", 1)[0] + ":other", exc.reason)
         self.stats.rejects[key] = self.stats.rejects.get(key, 0) + 1
-        self._rejects.add(key[0], exc.reason, str(exc), rx_s)
+        self._rejects.add(key[0], exc.reason, str(exc), rx_s, node_id)
+
+    def _stored_again(self, frame, rx_s: float) -> ProtocolError:
+        """A verified frame whose (node, boot, seq) is kept already: duplicate or replay."""
+        h = frame.header
+        key = (h.node_id, h.boot_id, h.seq)
+        for f in self._frames[self._pending_indexed:]:  # index the batch only when asked
+            self._pending_raw[(f[2], f[3], f[4])] = (f[7], f[0])
+        self._pending_indexed = len(self._frames)
+        stored = self._pending_raw.get(key)
+        pending = stored is not None
+        if not pending:
+            stored = self.journal.stored_frame(*key)
+        newest = self._newest.get(h.node_id)
+        if newest is None:
+            newest = self._newest[h.node_id] = self.journal.newest_frame(h.node_id) or (
+                h.boot_id, h.uptime_ms)
+        return stored_again(h, frame.raw, stored, pending, newest, rx_s, self._acks_resumed_s)
 
     def _derived(self, fn, *args) -> None:
         try:
@@ -253,11 +247,13 @@ class Collector:
             self._failed(exc)
             return 0
         if self._retry_at is not None:
+            self._acks_resumed_s = self.clock()  # the held frames are ACKed only now
             log.warning("journal commits work again after %d failed: %d frames and %d events "
                         "held meanwhile are stored", self._failures, len(frames), len(events))
             self._retry_at, self._failures = None, 0
         acks = self._acks
         self._frames, self._events, self._acks = [], [], {}
+        self._pending_raw, self._pending_indexed = {}, 0
         self._rejects.unsaved = {}
         self.stats.commits += 1
         self.stats.accepted += len(frames)

@@ -252,8 +252,12 @@ def _kind_name(kinds) -> str:
     return " or ".join(names.get(k, k.__name__) for k in kinds)
 
 
-def load_config(path: str | os.PathLike) -> Config:
-    """Read and validate a collector config file. Raises ConfigError (one line)."""
+def load_config(path: str | os.PathLike, *, problems: list[str] | None = None) -> Config:
+    """Read and validate a collector config file. Raises ConfigError (one line).
+
+    With `problems`, what would stop the collector but not the reading of the config (a
+    node registry open to others) is appended there instead of raised (`collect --check`
+    lists every problem at once)."""
     path = Path(path)
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -263,11 +267,13 @@ def load_config(path: str | os.PathLike) -> Config:
         raise ConfigError(f"{path}: not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
-    return parse_config(data, path)
+    return parse_config(data, path, problems=problems)
 
 
-def parse_config(data: Mapping[str, Any], path: Path | None = None) -> Config:
-    """Validate an already parsed TOML document; relative paths are relative to `path`."""
+def parse_config(data: Mapping[str, Any], path: Path | None = None, *,
+                 problems: list[str] | None = None) -> Config:
+    """Validate an already parsed TOML document; relative paths are relative to `path`.
+    `problems`: as in load_config."""
     label = str(path) if path else "config"
     base = path.parent if path else Path.cwd()
 
@@ -313,7 +319,7 @@ def parse_config(data: Mapping[str, Any], path: Path | None = None) -> Config:
     entries = root.tables("nodes")
     registry = base / Path(nodes_file).expanduser() if nodes_file else None
     if registry is not None:
-        entries += _registry_file(registry)
+        entries += _registry_file(registry, problems)
     nodes: dict[int, Node] = {}
     machines: dict[str, int] = {}
     for t in entries:
@@ -378,8 +384,9 @@ def _failer(label: str):
     return fail
 
 
-def _registry_file(path: Path) -> list[_Table]:
-    """Node entries from a separate registry (nodes.toml, as `lampwatch flash` writes it)."""
+def _registry_file(path: Path, problems: list[str] | None = None) -> list[_Table]:
+    """Node entries from a separate registry (nodes.toml, as `lampwatch flash` writes it);
+    its mode is a problem appended to `problems`, or raised when that is None."""
     try:
         with open(path, "rb") as f:
             mode = os.fstat(f.fileno()).st_mode
@@ -388,8 +395,11 @@ def _registry_file(path: Path) -> list[_Table]:
         raise ConfigError(f"{path}: cannot read the node registry: {exc.strerror or exc}") from None
     if mode & 0o077:
         # Like ssh with a private key: every node's key is in this file.
-        raise ConfigError(f"{path}: the node registry holds the nodes' keys but is open to "
-                          f"group or others (mode {stat.S_IMODE(mode):04o}): chmod 600 {path}")
+        msg = (f"{path}: the node registry holds the nodes' keys but is open to group or "
+               f"others (mode {stat.S_IMODE(mode):04o}): chmod 600 {path}")
+        if problems is None:
+            raise ConfigError(msg)
+        problems.append(msg)
     try:
         data = tomllib.loads(text.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:

@@ -9,12 +9,13 @@ class ProtocolError(LampwatchError):
     """A frame that must not be applied (truncated, bad COBS, bad tag, ...).
 
     `reason` is a short machine-readable word (see lampwatch.protocol.REASONS) under which
-    the collector counts rejections.
+    the collector counts rejections; `node_id` is set when the frame's tag was verified, so
+    the frame really is that node's (a bad body, a replay), else None.
     """
 
-    def __init__(self, reason: str, message: str):
+    def __init__(self, reason: str, message: str, node_id: int | None = None):
         super().__init__(message)
-        self.reason = reason
+        self.reason, self.node_id = reason, node_id
 
 
 class OEEInputError(LampwatchError, ValueError):

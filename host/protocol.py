@@ -40,7 +40,7 @@ _HEALTH_COUNTS = struct.Struct(">HIHH")  # firmware 0.3+: appended to the HEALTH
 
 # Reasons a frame is rejected: the collector counts rejections under these names.
 REASONS = ("truncated", "oversized", "bad_cobs", "bad_version", "bad_type", "bad_body",
-           "unknown_node", "bad_tag", "replay")
+           "unknown_node", "bad_tag", "duplicate", "replay")
 
 
 @dataclass(frozen=True)
@@ -189,7 +189,11 @@ def decode(data: bytes, keys: Mapping[int, bytes] | Callable[[int], bytes | None
         raise ProtocolError("bad_tag", f"bad authentication tag on a frame from node {node_id}")
     _, _, boot_id, seq_hi, seq_lo, up_hi, up_lo = _HEADER.unpack_from(msg, 0)
     header = Header(ftype, node_id, boot_id, (seq_hi << 16) | seq_lo, (up_hi << 32) | up_lo)
-    body = _BODY_DECODERS[ftype](msg[HEADER_LEN:])
+    try:
+        body = _BODY_DECODERS[ftype](msg[HEADER_LEN:])
+    except ProtocolError as exc:
+        exc.node_id = node_id  # the tag is valid: the node sent this malformed body
+        raise
     return Frame(header, body, data)
 
 

@@ -57,3 +57,5 @@ else
     pip_install -e .
 fi
 .venv/bin/lampwatch --version >/dev/null
+[ "${VIRTUAL_ENV:-}" = "$PWD/.venv" ] \
+    || echo "install.sh: done; run 'source .venv/bin/activate' in each new shell" >&2

@@ -17,6 +17,8 @@ ALLOWED = {
     "clock_anchor": PURE, "machine_state": PURE, "timeline": PURE, "derive": PURE,
     "config": {"errors", "oee", "machine_state", "shifts"},
     "registry": {"errors", "config"},
+    "readiness": {"errors", "config", "journal", "board"},
+    "dedupe": {"errors", "protocol", "journal"},
     "node_files": {"errors", "firmware"},
     "collector": CORE | {"journal"},
     "runtime": CORE | {"journal", "sources", "influx", "board"},

@@ -11,9 +11,10 @@ import time
 from pathlib import Path
 
 import pytest
-from lampwatch.config import load_config
+from lampwatch.collector import Collector
+from lampwatch.config import load_config, parse_config
 from lampwatch.derive import NullDeriver
-from lampwatch.journal import Journal
+from lampwatch.journal import Journal, open_readonly
 from lampwatch.node_files import firmware_dir
 from lampwatch.protocol import SerialDeframer, serial_frame
 from lampwatch.runtime import CollectorThread
@@ -118,7 +119,10 @@ def test_duplicates_reordered_and_replayed_frames_are_dropped_and_counted(collec
                                                                           tmp_path):
     codec = lwproto.Codec(7, KEY7)
     frames = [heartbeat(s) for s in range(20)]
-    order = list(range(20)) + [3, 3, 7, 19, 0]  # retransmissions and a replay
+    # resends, byte for byte, a few seconds of node time after the frame was made: what a
+    # node does when an ACK is late (a copy played back this soon is the same, and as
+    # harmless: it is never applied)
+    order = list(range(20)) + [3, 3, 7, 19, 0]
     random.Random(4).shuffle(order)
     for s in order:
         node_sock.sendto(frames[s], collector.udp_address)
@@ -130,7 +134,78 @@ def test_duplicates_reordered_and_replayed_frames_are_dropped_and_counted(collec
     with Journal(tmp_path / "journal.sqlite") as j:
         assert sorted(r.seq for r in j.frames_after(0)) == list(range(20))
         assert len(j.events_after(0)) == 20  # a duplicate is never handed to the deriver
-        assert j.rejects()[("udp:127.0.0.1", "replay")][0] == 5
+        assert j.rejects() == {("udp:127.0.0.1", "duplicate"): (5, pytest.approx(time.time(),
+                                                                                  abs=30))}
+    with open_readonly(tmp_path / "journal.sqlite") as r:
+        assert [row[:4] for row in r.reject_counts()] == [
+            ("udp:127.0.0.1", "duplicate", 7, 5)]  # counted for node 7, a verified sender
+
+
+def test_replays_told_from_duplicates_per_node(tmp_path):
+    """A frame kept already is a duplicate only as the node's own resend: the same bytes,
+    not yet ACKed or within 10 minutes of its ACK, the node not powered up since. Changed
+    bytes under a valid tag, a copy played back later, or one from before a power-up are
+    replays. Each is counted for the node the frame was verified as (two nodes, one
+    address), and a malformed body under a valid tag too; a bad tag names no node."""
+    now = [1000.0]
+    journal = Journal(tmp_path / "journal.sqlite")
+    col = Collector(load_config(write_config(tmp_path)), journal, clock=lambda: now[0])
+    c7, c8 = lwproto.Codec(7, KEY7), lwproto.Codec(8, KEY8)
+    src = "udp:127.0.0.1"
+
+    def send(frame, at):
+        now[0] = at
+        col.submit(frame, f"{src}:4000", None, src)
+
+    f1, f2 = (c7.heartbeat(BOOT, s, 1000 * s, s, 0, [1, 0, 0, 0, 0]) for s in (1, 2))
+    send(f1, 1000.0)
+    send(f1, 1001.0)  # resent before the batch was committed (not ACKed yet)
+    col.flush()
+    send(f2, 1002.0)
+    col.flush()
+    send(f1, 1000.0 + 590)  # 590 s after its ACK: still a resend
+    send(f1, 1000.0 + 620)  # 620 s: long after any resend, a copy played back
+    send(c7.heartbeat(BOOT, 2, 2000, 999, 0, [1, 0, 0, 0, 0]), 1700.0)  # seq 2, new count
+    send(f2[:-1] + bytes([f2[-1] ^ 1]), 1700.0)  # a bad tag: anyone can write "node 7"
+    old = c8.heartbeat(0x1111, 50, 900_000, 1, 0, [0] * 5)
+    send(old, 1700.0)
+    send(c8.heartbeat(0x2222, 0, 2_000, 0, 0, [0] * 5), 1701.0)  # node 8 powered up again
+    send(old, 1702.0)  # its outbox died with the power: a replay, however soon
+    send(c8._seal(c8._header(3, 0x2222, 1, 3_000) + b"\x00" * 8), 1703.0)  # a body too short
+    col.flush()
+    journal.close()
+    with open_readonly(tmp_path / "journal.sqlite") as r:
+        counts = {row[:3]: row[3] for row in r.reject_counts()}
+        assert r.last_rx() == {7: 1002.0, 8: 1701.0}
+    assert counts == {(src, "duplicate", 7): 2, (src, "replay", 7): 2, (src, "bad_tag", 0): 1,
+                      (src, "replay", 8): 1, (src, "bad_body", 8): 1}
+    assert col.stats.duplicates == 2 and col.stats.accepted == 4
+    with Journal(tmp_path / "journal.sqlite") as j:
+        assert j.stored_frame(7, BOOT, 2)[0] == f2  # the forged copy changed nothing
+
+
+def test_resends_after_the_disk_came_back_are_duplicates(tmp_path):
+    """Frames held while commits failed are ACKed only when they work again: the node's
+    resends that follow are duplicates, however long the outage."""
+    now = [0.0]
+    journal = Journal(tmp_path / "journal.sqlite")
+    col = Collector(load_config(write_config(tmp_path)), journal, clock=lambda: now[0])
+    c7 = lwproto.Codec(7, KEY7)
+    frames = [c7.heartbeat(BOOT, s, 1000 * s, s, 0, [1, 0, 0, 0, 0]) for s in range(1, 400)]
+    db = journal._db
+    db.execute(f"PRAGMA max_page_count = {db.execute('PRAGMA page_count').fetchone()[0]}")
+    for f in frames:
+        col.submit(f, "udp:1.2.3.4:5", None)
+    assert col.flush() == 0 and col.stats.commit_failures == 1  # the disk is full: held
+    now[0] = 3600.0  # an hour later, the node still resending its first frame
+    col.submit(frames[0], "udp:1.2.3.4:5", None)
+    db.execute("PRAGMA max_page_count = 1073741823")
+    assert col.flush(retry_now=True) == 399  # the disk is back: committed and ACKed now
+    now[0] = 3610.0
+    col.submit(frames[0], "udp:1.2.3.4:5", None)  # a resend that crossed its ACK
+    col.flush()
+    assert col.stats.rejects == {("udp:1.2.3.4:5", "duplicate"): 2}
+    journal.close()
 
 
 def test_garbage_unknown_node_wrong_key_oversized(collector, node_sock, tmp_path):
@@ -230,7 +305,7 @@ def test_serial_frames_noise_and_replug(tmp_path):
         src_name = f"serial:{link}"
         assert stats.rejects[(src_name, "bad_cobs")] >= 1
         assert stats.rejects[(src_name, "oversized")] == 1
-        assert stats.rejects[(src_name, "replay")] == 1
+        assert stats.rejects[(src_name, "duplicate")] == 1  # seq 1 resent after replug
     finally:
         ct.stop()
         os.close(master)
@@ -356,6 +431,7 @@ def test_check_prints_plan_with_masked_token(tmp_path):
     env = dict(os.environ, LW_T="super-secret-token")
     r = run_cli("collect", "--check", "--config", str(cfg), env=env)
     assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[0] == "ready"
     assert "listen: udp 127.0.0.1:4210" in r.stdout
     assert "node 7: p / l / m7" in r.stdout
     assert "token ******** (set, from $LW_T)" in r.stdout
@@ -363,7 +439,84 @@ def test_check_prints_plan_with_masked_token(tmp_path):
     assert "18" not in r.stdout + r.stderr  # not even the token's length
     env.pop("LW_T")
     r = run_cli("collect", "--check", "--config", str(cfg), env=env)
-    assert r.returncode == 1 and "LW_T is not set" in r.stderr
+    assert r.returncode == 1 and r.stderr == ""
+    assert r.stdout.splitlines()[:2] == [
+        "not ready: 1 problem",
+        "problem: InfluxDB token: environment variable LW_T is not set"]
+
+
+def test_check_lists_every_problem_at_once(tmp_path):
+    """Two missing secrets, a registry open to others, a journal under a file: the first
+    line counts them, each has its line, the summary follows; exit 1; no secret shown."""
+    registry = tmp_path / "nodes.toml"
+    registry.write_text(f'[[nodes]]\nid = 9\nplant = "p"\nline = "l"\nmachine = "m9"\n'
+                        f'key = "{KEY7.hex()}"\n')
+    registry.chmod(0o644)
+    (tmp_path / "afile").write_text("")
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f"""
+[collector]
+udp_listen = false
+journal = "afile/journal.sqlite"
+nodes_file = "nodes.toml"
+[[serial]]
+port = "{tmp_path}/ttyUSB-unplugged"
+[influxdb]
+url = "http://127.0.0.1:8086"
+org = "o"
+bucket = "b"
+token_env = "LW_TOKEN_X"
+[board]
+listen = "127.0.0.1:8080"
+operator_pin_env = "LW_PIN_X"
+""")
+    env = {k: v for k, v in os.environ.items() if k not in ("LW_TOKEN_X", "LW_PIN_X")}
+    r = run_cli("collect", "--check", "--config", str(cfg), env=env)
+    assert r.returncode == 1 and r.stderr == ""
+    lines = r.stdout.splitlines()
+    assert lines[:6] == [
+        "not ready: 4 problems",
+        (f"problem: {registry}: the node registry holds the nodes' keys but is open to group "
+        f"or others (mode 0644): chmod 600 {registry}"),
+        "problem: InfluxDB token: environment variable LW_TOKEN_X is not set",
+        "problem: board operator PIN: environment variable LW_PIN_X is not set",
+        (f"problem: journal {tmp_path}/afile/journal.sqlite: cannot be created: "
+        f"{tmp_path}/afile is not a writable directory"),
+        (f"warning: serial port {tmp_path}/ttyUSB-unplugged is not there now (the collector "
+        "opens it when it appears)")]
+    assert lines[6:8] == ["", f"config: {cfg}"]
+    assert "  node 9: p / l / m9; ideal cycle unknown (no OEE); heartbeat 10 s; lamps default" \
+        in lines
+    assert KEY7.hex() not in r.stdout
+    # the same PIN, set but short: a problem that says neither the PIN nor its length
+    env.update(LW_TOKEN_X="t" * 40, LW_PIN_X="1234")
+    registry.chmod(0o600)
+    (tmp_path / "afile").unlink()
+    r = run_cli("collect", "--check", "--config", str(cfg), env=env)
+    assert r.returncode == 1
+    assert r.stdout.splitlines()[:2] == [
+        "not ready: 1 problem",
+        ("problem: board operator PIN from environment variable LW_PIN_X is too short: use at "
+        "least 6 digits")]
+    assert "1234" not in r.stdout and " 4 " not in r.stdout and "40" not in r.stdout
+    env["LW_PIN_X"] = "246810"
+    r = run_cli("collect", "--check", "--config", str(cfg), env=env)
+    assert r.returncode == 0, r.stdout
+    assert r.stdout.splitlines()[:3] == [
+        "ready, with 1 warning",
+        (f"warning: serial port {tmp_path}/ttyUSB-unplugged is not there now (the collector "
+        "opens it when it appears)"), ""]
+
+
+def test_check_of_a_journal_that_is_not_one(tmp_path):
+    cfg = write_config(tmp_path, 4210)
+    (tmp_path / "journal.sqlite").write_text("plain text, not SQLite")
+    r = run_cli("collect", "--check", "--config", str(cfg))
+    assert r.returncode == 1
+    assert r.stdout.splitlines()[:2] == [
+        "not ready: 1 problem",
+        (f"problem: {tmp_path}/journal.sqlite is not a lampwatch journal (file is not a "
+        "database)")]
 
 
 def test_failed_commit_loses_no_count_when_the_node_resends(tmp_path, node_sock):
@@ -410,4 +563,17 @@ def test_failed_commit_loses_no_count_when_the_node_resends(tmp_path, node_sock)
     assert counts[-1]["good_total"] == 5 * 399
     # Every reject counted while the disk was full reached the journal, and matches the stats.
     assert {k: n for k, (n, _) in rejects.items()} == stats.rejects
-    assert sum(n for (_, reason), n in stats.rejects.items() if reason != "replay") == 1
+    assert sum(n for (_, reason), n in stats.rejects.items() if reason != "duplicate") == 1
+
+
+def test_check_warns_of_a_collector_that_would_hear_nothing(tmp_path):
+    from lampwatch.readiness import check
+
+    cfg = parse_config({"collector": {"udp_listen": False, "journal": "j.sqlite"}},
+                       tmp_path / "c.toml")
+    r = check(cfg)
+    assert (r.ready, r.verdict(), r.problems) == (True, "ready, with 2 warnings", [])
+    assert r.warnings == [
+        ("nothing to listen on (udp_listen is false and there is no [[serial]]): no frame "
+        "will arrive"),
+        "no nodes in the registry: every frame will be rejected as from an unknown node"]

@@ -465,10 +465,13 @@ def test_journal_holds_every_frame_each_node_sent_once_and_nothing_else(shift):
 
 def test_garbage_wrong_key_unknown_node_and_every_extra_copy_are_rejected(shift):
     rejects, burst = shift.rejects, shift.burst
-    assert {r: n for r, n in rejects.items() if r != "replay"} == dict(burst["want"])
+    copies = ("duplicate", "replay")
+    assert {r: n for r, n in rejects.items() if r not in copies} == dict(burst["want"])
     # each duplicate or replay sent while the collector ran is refused (the nodes' own
-    # retransmissions of frames whose ACK came late add more)
-    assert rejects["replay"] >= burst["replays"] + shift.relay.extra
+    # retransmissions of frames whose ACK came late add more); byte-identical copies sent
+    # soon after are told apart from replays only by time (docs/protocol.md), so they count
+    # together here
+    assert sum(rejects.get(r, 0) for r in copies) >= burst["replays"] + shift.relay.extra
     # and the rejects table reached the database, with the journal's final counts
     for reason, n in rejects.items():
         assert shift.series[("frames_rejected_count", "", reason)][-1][1] == n, reason

@@ -12,7 +12,7 @@ from collections import namedtuple
 
 import pytest
 from lampwatch.errors import SinkError
-from lampwatch.journal import FrameRow, Journal
+from lampwatch.journal import FrameRow, Journal, open_readonly
 
 Event = namedtuple("Event", "ts_s kind node_id machine data")
 
@@ -31,7 +31,7 @@ def test_schema_is_the_documented_one(tmp_path):
         "frames": ["id", "rx_s", "source", "node_id", "boot_id", "seq", "type", "uptime_ms",
                    "raw"],
         "events": ["id", "ts_s", "kind", "node_id", "machine", "data"],
-        "rejects": ["source", "reason", "count", "last_s"],
+        "rejects": ["source", "reason", "node_id", "count", "last_s"],
         "cursors": ["name", "last_id"],
     }
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -118,3 +118,45 @@ def test_every_commit_survives_sigkill(tmp_path):
         assert len(j.events_after(0, 10**6)) >= done + 1
         # The journal keeps working after the crash.
         assert j.commit([FrameRow(0.0, "s", 2, 1, 0, 3, 0, b"y")]) == 1
+
+
+# The schema of version 1 (before rejects had a node), as that lampwatch created it.
+_V1 = """
+CREATE TABLE frames(id INTEGER PRIMARY KEY, rx_s REAL, source TEXT, node_id INT,
+    boot_id INT, seq INT, type INT, uptime_ms INT, raw BLOB, UNIQUE(node_id, boot_id, seq));
+CREATE TABLE events(id INTEGER PRIMARY KEY, ts_s REAL, kind TEXT, node_id INT,
+    machine TEXT, data TEXT);
+CREATE TABLE rejects(source TEXT, reason TEXT, count INT, last_s REAL,
+    PRIMARY KEY(source, reason));
+CREATE TABLE cursors(name TEXT PRIMARY KEY, last_id INT);
+INSERT INTO rejects VALUES ('udp:10.0.0.1', 'replay', 24, 50.0), ('udp:10.0.0.2', 'bad_tag', 3, 9.0);
+INSERT INTO cursors VALUES ('influx', 17);
+PRAGMA user_version = 1;
+"""
+
+
+def test_a_version_1_journal_reads_as_it_is_and_migrates_when_written(tmp_path):
+    """Old rejects keep their counts with node 0 (not recorded then); a reader never changes
+    the file; the first writer migrates it in one transaction and carries on counting."""
+    path = tmp_path / "old.sqlite"
+    db = sqlite3.connect(path)
+    db.executescript(_V1)
+    db.close()
+    with open_readonly(path) as r:
+        assert r.reject_counts() == [("udp:10.0.0.1", "replay", 0, 24, 50.0),
+                                     ("udp:10.0.0.2", "bad_tag", 0, 3, 9.0)]
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 1
+    with Journal(path) as j:
+        j.commit(rejects={("udp:10.0.0.1", "replay", 7): (2, 60.0),
+                          ("udp:10.0.0.1", "replay"): (1, 61.0)})
+        assert j.get_cursor("influx") == 17
+        assert j.rejects() == {("udp:10.0.0.1", "replay"): (27, 61.0),
+                               ("udp:10.0.0.2", "bad_tag"): (3, 9.0)}
+    with open_readonly(path) as r:
+        assert r.reject_counts() == [("udp:10.0.0.1", "replay", 0, 25, 61.0),
+                                     ("udp:10.0.0.1", "replay", 7, 2, 60.0),
+                                     ("udp:10.0.0.2", "bad_tag", 0, 3, 9.0)]
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert [r[1] for r in db.execute("PRAGMA table_info(rejects)")] == [
+        "source", "reason", "node_id", "count", "last_s"]

@@ -73,8 +73,8 @@ def test_named_queries_return_exactly_these_rows(tmp_path):
         assert r.last_lamp_states() == [(7, "green", "OFF")]
         assert r.last_lit() == [(7, "green", 120.0)]
         assert r.last_good_part() == [(7, 130.0)]
-        assert r.reject_counts() == [("serial:/dev/ttyS1", "crc", 1, 60.0),
-                                     ("udp:10.0.0.9", "bad_tag", 3, 50.0)]
+        assert r.reject_counts() == [("serial:/dev/ttyS1", "crc", 0, 1, 60.0),
+                                     ("udp:10.0.0.9", "bad_tag", 0, 3, 50.0)]
 
 
 def test_an_empty_journal_answers_with_nothing(tmp_path):

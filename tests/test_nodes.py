@@ -92,48 +92,101 @@ def test_good_counter_stuck_while_the_machine_runs():
     assert row_flags({1: reg(1, "p", "2026-01-01")}, idle) == {1: []}
 
 
-def test_rejects_go_to_the_node_of_their_source_or_are_listed_unknown():
+def test_rejects_count_for_the_node_they_were_verified_as_others_by_source():
+    """Two nodes behind one address (as in the demo): duplicates and replays go to the node
+    the collector verified, never to an address; what named no such node is by source."""
     facts = JournalFacts(
-        {1: heard(1, NOW - 1, sources={"udp:10.0.0.1:4210", "udp:10.0.0.1:4211"}),
-         2: heard(2, NOW - 1, sources={"serial:/dev/ttyUSB0"}),
-         3: heard(3, NOW - 1, sources={"serial:/dev/ttyUSB0"})},
-        [("serial:/dev/ttyUSB0", "bad_cobs", 2, NOW - 50),
-         ("udp:10.0.0.1", "bad_tag", 3, NOW - 9), ("udp:10.0.0.1", "replay", 4, NOW),
-         ("udp:10.0.0.1", "unknown_node", 1, NOW - 9),
-         ("udp:10.0.0.66", "unknown_node", 7, NOW - 120)])
+        {1: heard(1, NOW - 1, sources={"udp:10.0.0.1:4210"}),
+         2: heard(2, NOW - 1, sources={"udp:10.0.0.1:4211"})},
+        [("serial:/dev/ttyUSB0", "bad_cobs", 0, 2, NOW - 50),
+         ("udp:10.0.0.1", "bad_tag", 0, 3, NOW - 9),
+         ("udp:10.0.0.1", "duplicate", 1, 24, NOW - 5),
+         ("udp:10.0.0.1", "replay", 2, 4, NOW - 7), ("udp:10.0.0.7", "replay", 2, 1, NOW - 3),
+         ("udp:10.0.0.1", "bad_body", 2, 1, NOW - 60),
+         ("udp:10.0.0.66", "unknown_node", 0, 7, NOW - 120),
+         ("udp:10.0.0.1", "replay", 0, 5, NOW - 99)])  # a version 1 journal's row: no node
     rows, unknown = node_rows({}, facts, NOW)
-    # rejects count per UDP address (the collector's naming), accepted frames per port
-    assert [r.frames_rejected for r in rows] == [7, 0, 0]
+    assert [(r.frames_duplicate, r.frames_rejected, r.rejects, r.last_rejected_s)
+            for r in rows] == [(24, 0, {}, None),
+                               (0, 6, {"replay": 5, "bad_body": 1}, NOW - 3)]
     assert unknown == [UnknownSource("serial:/dev/ttyUSB0", {"bad_cobs": 2}, NOW - 50),
-                       UnknownSource("udp:10.0.0.1", {"unknown_node": 1}, NOW - 9),
+                       UnknownSource("udp:10.0.0.1", {"bad_tag": 3, "replay": 5}, NOW - 9),
                        UnknownSource("udp:10.0.0.66", {"unknown_node": 7}, NOW - 120)]
 
 
+def test_a_silent_node_is_unknown_with_how_long():
+    """Silent 17 hours after it last said RUN: UNKNOWN, not RUN, and since when."""
+    states = [(NOW - 18 * HOUR, "RUN")]
+    facts = JournalFacts({1: heard(1, NOW - 17 * HOUR, states=states,
+                                   hello={"heartbeat_ms": 5000, "fw": "0.2.0"}),
+                          2: heard(2, NOW - 14.0, states=states, last_good_s=NOW - 20,
+                                   hello={"heartbeat_ms": 5000, "fw": "0.2.0"})})
+    rows, _ = node_rows({1: reg(1, "press-1", "2026-01-01"), 2: reg(2, "press-2",
+                                                                    "2026-01-01")}, facts, NOW)
+    assert [(r.state, r.silent_s, r.flags) for r in rows] == [
+        ("UNKNOWN", 17 * HOUR, ("silent",)), ("RUN", None, ())]  # 14 s < 3 x 5 s
+
+
+def test_what_the_nodes_own_health_says_is_shown_under_it():
+    """Firmware 0.3+ HEALTH: LAMP frames dropped, short pulses rejected, parts inferred across
+    a stall, edges the IRQ path missed (zero says nothing)."""
+    health = {"rssi": -60, "frames_dropped": 2, "lamp_frames_dropped": 1, "short_pulses": 12,
+              "inferred_parts": 3, "edges_missed": 0}
+    facts = JournalFacts({1: heard(1, NOW - 4.0, health=health, states=[(NOW - 60, "RUN")],
+                                   hello={"fw": "0.3.0", "heartbeat_ms": 5000})})
+    rows, unknown = node_rows({1: reg(1, "press-1", "2026-11-23")}, facts, NOW)
+    r = rows[0]
+    assert (r.lamp_frames_dropped, r.short_pulses, r.inferred_parts, r.edges_missed) \
+        == (1, 12, 3, 0)
+    assert r.flags == ("1 LAMP frames dropped: lamp history has gaps",
+                       "12 count pulses rejected as too short",
+                       "3 parts counted across a stall by the line-rate rule")
+    lines = format_table(rows, unknown, NOW).splitlines()
+    assert all(len(line) <= 80 for line in lines)
+    under = " ".join(line.strip() for line in lines[4:lines.index("", 4)])
+    assert under == "; ".join(r.flags)
+
+
 def test_row_fields_table_and_json_exactly():
-    facts = JournalFacts({1: heard(
-        1, NOW - 4.0, hello={"fw": "0.1.0", "heartbeat_ms": 5000, "lamp_mask": 7},
-        health={"rssi": -67, "frames_dropped": 2, "clock_offset_ms": None,
-                "lamp_frames_dropped": 1, "short_pulses": 12, "inferred_parts": 3,
-                "edges_missed": 0},
-        states=[(NOW - 60, "RUN")])},
-        [("udp:10.0.0.66", "unknown_node", 7, NOW - 120)])
-    nodes = {1: reg(1, "press-1", "2026-11-23T10:00:00+07:00"), 2: reg(2, "press-2")}
+    facts = JournalFacts({
+        1: heard(1, NOW - 4.0, hello={"fw": "0.1.0", "heartbeat_ms": 5000, "lamp_mask": 7},
+                 health={"rssi": -67, "frames_dropped": 2, "clock_offset_ms": 1_799_990_000_000,
+                         "clock_uncertainty_ms": 40},
+                 states=[(NOW - 60, "RUN")]),
+        3: heard(3, NOW - 17 * HOUR, hello={"fw": "0.1.0", "heartbeat_ms": 5000},
+                 health={"rssi": -80, "frames_dropped": 0, "clock_offset_ms": 1_799_940_000_000,
+                         "clock_uncertainty_ms": 1500}, states=[(NOW - 20 * HOUR, "RUN")])},
+        [("udp:10.0.0.66", "unknown_node", 0, 7, NOW - 120),
+         ("udp:10.0.0.1", "duplicate", 1, 1234, NOW - 30),
+         ("udp:10.0.0.1", "replay", 3, 2, NOW - 18 * HOUR)])
+    nodes = {1: reg(1, "press-1", "2026-11-23T10:00:00+07:00"), 2: reg(2, "press-2"),
+             3: reg(3, "a-machine-with-a-long-name", "2026-11-23T10:00:00+07:00")}
     rows, unknown = node_rows(nodes, facts, NOW)
-    lamp_flag = "1 LAMP frames dropped: lamp history has gaps"
-    assert rows[0] == NodeRow(1, "press-1", True, "RUN", NOW - 4.0, "0.1.0", -67, None, None,
-                              0, 2, "2026-11-23T10:00:00+07:00", (lamp_flag,), 1, 12, 3, 0)
-    assert format_table(rows, unknown, NOW).splitlines() == [
-        ("ID  MACHINE  STATE  LAST SEEN  FW     RSSI     CLOCK (boot at)  REJ/DROP/LAMP  "
-         "SHORT/INFER/MISS  COMM.  FLAGS"),
-        ("1   press-1  RUN    4 s ago    0.1.0  -67 dBm  -                0/2/1          "
-         "12/3/0            yes    " + lamp_flag),
-        ("2   press-2  -      never      -      -        -                0/-/-          "
-         "-/-/-             no     never heard; never commissioned"),
+    assert rows[0] == NodeRow(1, "press-1", True, "RUN", NOW - 4.0, "0.1.0", -67,
+                              1_799_990_000_000, 40, 0, 2, "2026-11-23T10:00:00+07:00", (),
+                              None, 1234, {}, None)
+    # NOW is 2027-01-15 08:00:00 UTC: 15:00 in Jakarta
+    text = format_table(rows, unknown, NOW, "Asia/Jakarta")
+    assert text.splitlines() == [
+        "3 nodes; times in plant time, Asia/Jakarta; now 01-15 15:00",
         "",
-        "Rejected frames from sources no accepted frame came from (node unknown):",
-        "  udp:10.0.0.66: unknown_node 7 (last 2 min ago)"]
+        "ID  MACHINE       STATE        FW     dBm  BOOTED (±)          DUP  REJ  DROP",
+        " 1  press-1       RUN          0.1.0  -67  01-15 12:13 ±40ms  1234    0     2",
+        " 2  press-2       -            -        -  -                     0    0     -",
+        "    never heard; never commissioned",
+        " 3  a-machine-w…  UNKNOWN 17h  0.1.0  -80  01-14 22:20 ±2s       0    2     0",
+        "    silent since 01-14 22:00 (17h); rejected: replay 2 (last 01-14 21:00)",
+        "",
+        "DUP: its resends of frames stored already (harmless); REJ: replays and forgeries",
+        "",
+        "Rejected frames that name no node they could be verified as, by source:",
+        "  udp:10.0.0.66: unknown_node 7 (last 01-15 14:58)"]
+    assert max(len(line) for line in text.splitlines()) <= 80
     js = to_json(rows, unknown, NOW)
     assert js["nodes"][1]["flags"] == ["never heard", "never commissioned"]
+    assert (js["nodes"][2]["state"], js["nodes"][2]["silent_s"], js["nodes"][2]["rejects"],
+            js["nodes"][2]["machine"]) == ("UNKNOWN", 17 * HOUR, {"replay": 2},
+                                           "a-machine-with-a-long-name")
     assert js["unknown_sources"] == [{"source": "udp:10.0.0.66",
                                       "rejects": {"unknown_node": 7}, "last_s": NOW - 120}]
 
@@ -177,9 +230,6 @@ def test_nodes_from_a_journal_filled_by_a_real_collector(tmp_path):
     assert (a["node_id"], a["machine"], a["state"], a["firmware"], a["rssi"]) == (
         node_id, "husker-1", "RUN", "0.3.0", -61)
     assert (a["frames_rejected"], a["frames_dropped"], a["commissioned"]) == (0, 0, None)
-    # the HEALTH extension of firmware 0.3, through the journal: 20 clean parts
-    assert (a["lamp_frames_dropped"], a["short_pulses"], a["inferred_parts"],
-            a["edges_missed"]) == (0, 0, 0, 0)
     assert a["flags"] == ["never commissioned"]
     assert time.time() - a["last_seen_s"] < 30 and a["clock_uncertainty_ms"] is not None
     assert (b["node_id"], b["commissioned"], b["flags"]) == (
@@ -187,5 +237,5 @@ def test_nodes_from_a_journal_filled_by_a_real_collector(tmp_path):
     assert got["unknown_sources"] == [{"source": stranger_src, "rejects": {"unknown_node": 1},
                                        "last_s": got["unknown_sources"][0]["last_s"]}]
     table = CliRunner().invoke(cli, ["nodes", "--config", str(cfg_path)]).output
-    assert table.splitlines()[1].split()[:4] == [str(node_id), "husker-1", "RUN", "0"]
+    assert table.splitlines()[3].split()[:4] == [str(node_id), "husker-1", "RUN", "0.3.0"]
     assert f"{stranger_src}: unknown_node 1" in table

@@ -108,7 +108,7 @@ def test_report_of_a_scripted_shift(shift_journal):
     assert cum[PRESS] == [12 * 398, 398]
     events, last_rx = read_journal(path, T0, T0 + 8 * H)
     rep = build_report(events, last_rx, T0, T0 + 8 * H, calendar=CAL, settings=SETTINGS)
-    assert [r.machine for r in rep.rows] == ["mill", "press"]
+    assert [r.machine for r in rep.rows] == ["press", "mill"]  # the registry's (line) order
     rows = {r.machine: r.result for r in rep.rows}
     press, mill = rows["press"], rows["mill"]
     # planned: 8 h - 30 min break = 27000 s. press: last heard 13:59:30 (heartbeat), back
@@ -240,3 +240,41 @@ def test_reasons_on_the_timeline():
     assert got == [(0, 100, "RUN", None), (100, 160, "IDLE", "material"),
                    (160, 300, "STOP", "material"), (300, 400, "STOP", "setup"),
                    (400, 500, "RUN", None), (500, 600, "STOP", None), (600, 700, "RUN", None)]
+
+
+def test_table_fits_80_columns_in_line_order_with_separators():
+    """Machines in the registry's order (not by name), counts with thousands separators,
+    a long machine name cut to fit 80 columns; --wide has it all."""
+    def result(name, good, ng):
+        return oee.OEEResult(name, T0, T0 + 8 * H, all_time_s=8 * H, planned_s=8 * H,
+                             unknown_s=600, unknown_planned_s=600, run_s=7 * H,
+                             breakdown_s=1800, net_run_s=6 * H, fully_productive_s=5 * H,
+                             good=good, ng=ng)
+    from lampwatch.report.oee_report import Report, Row, format_table
+
+    names = ("zeta-husker", "alpha-packing-line-bagger-7", "mill")
+    results = [result(n, g, ng) for n, g, ng in zip(names, (1234567, 4747, 12), (4321, 39, 0))]
+    rows = [Row(r.machine, r, True) for r in results]
+    rep = Report(T0, T0 + 8 * H, CAL, rows, Row("all", oee.rollup(results, "all"), True))
+    text = format_table(rep)
+    assert text.splitlines() == [
+        "OEE 2026-03-02T08:00:00+00:00 .. 2026-03-02T16:00:00+00:00",
+        "",
+        "machine             A      P      Q    OEE       good     NG  coverage",
+        "zeta-husker     93.3%  85.7%  83.3%  66.7%  1,234,567  4,321     97.9%",
+        "alpha-packing…  93.3%  85.7%  83.3%  66.7%      4,747     39     97.9%",
+        "mill            93.3%  85.7%  83.3%  66.7%         12      0     97.9%",
+        "all             93.3%  85.7%  83.3%  66.7%  1,239,326  4,360     97.9%",
+        "",
+        "six big losses (minutes)",
+        "machine         breakdown  setup  minor stops  speed loss  defects  startup",
+        "zeta-husker          30.0    0.0          0.0        60.0     60.0      0.0",
+        "alpha-packing…       30.0    0.0          0.0        60.0     60.0      0.0",
+        "mill                 30.0    0.0          0.0        60.0     60.0      0.0",
+        "all                  90.0    0.0          0.0       180.0    180.0      0.0"]
+    assert max(map(len, text.splitlines())) <= 80
+    wide = format_table(rep, wide=True)
+    assert "alpha-packing-line-bagger-7" in wide and "process defects" in wide
+    assert wide.splitlines()[2].split() == ["machine", "A", "P", "Q", "OEE", "good", "NG",
+                                            "planned", "h", "run", "h", "unknown", "h",
+                                            "coverage"]

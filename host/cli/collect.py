@@ -40,12 +40,12 @@ def setup_logging(level: str) -> None:
 
 def describe(cfg: Config) -> list[str]:
     """What `collect` would do with this config, one line each; never shows a secret."""
-    lines = [f"config {cfg.path}: valid"]
+    lines = [f"config: {cfg.path}"]
     if cfg.udp_listen:
         lines.append(f"listen: udp {cfg.udp_listen[0]}:{cfg.udp_listen[1]}")
     lines += [f"listen: serial {s.port} at {s.baud} baud" for s in cfg.serial]
     if not cfg.udp_listen and not cfg.serial:
-        lines.append("listen: nothing (no udp_listen and no [[serial]]): no frames will arrive")
+        lines.append("listen: nothing")
     lines.append(f"journal: {cfg.journal_path} (sync {cfg.journal_sync})")
     if cfg.influxdb is None:
         lines.append("influxdb: not configured (the journal is the only store)")
@@ -97,7 +97,8 @@ async def _serve(cfg: Config) -> None:
 @click.option("--config", "config_path", type=click.Path(path_type=Path),
               default=DEFAULT_CONFIG, show_default=True, help="Collector config (TOML).")
 @click.option("--check", is_flag=True,
-              help="Validate the config, print what would run, and exit.")
+              help="Say whether the config can start (first line: 'ready' or 'not ready: N "
+              "problems'), list every problem, then what would run; exit 0 only when ready.")
 @click.option("--board", "board", metavar="HOST:PORT",
               help="Serve the Andon board here (overrides [board] listen).")
 def collect(config_path: Path, check: bool, board: str | None):
@@ -112,16 +113,22 @@ def collect(config_path: Path, check: bool, board: str | None):
 
     from ..config import board_address, load_config
 
-    cfg = load_config(config_path)
+    problems: list[str] = []
+    cfg = load_config(config_path, problems=problems if check else None)
     if board is not None:
         cfg = dataclasses.replace(cfg, board_listen=board_address(board))
     if check:
+        from ..readiness import check as readiness
+
+        r = readiness(cfg, problems)
+        click.echo(r.verdict())
+        for line in [f"problem: {p}" for p in r.problems] + [f"warning: {w}" for w in r.warnings]:
+            click.echo(line)
+        click.echo()
         for line in describe(cfg):
             click.echo(line)
-        if cfg.influxdb is not None:
-            cfg.influxdb.token()  # a missing token fails the check (one line, exit 1)
-        if cfg.board_listen is not None and cfg.board_pin is not None:
-            cfg.board_pin.value()
+        if not r.ready:
+            sys.exit(1)
         return
     setup_logging(cfg.log_level)
     if cfg.influxdb is not None:

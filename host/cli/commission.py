@@ -149,11 +149,12 @@ def _wait_hello(watch: cm.JournalWatch, node_id: int, timeout_s: float) -> dict 
 def nodes_command(config_path, fmt):
     """Every node in the registry and every node heard, with what looks wrong.
 
-    \b
-    Per node: machine, state, last seen, firmware, RSSI, clock (when its boot began,
-    +- uncertainty), frames rejected / dropped, commissioned. Flags: silent, never
-    heard, never commissioned, not in the registry, a wired lamp not seen lit in a
-    week, the GOOD counter stuck while the machine runs.
+    Per node: machine, state (UNKNOWN while it is silent, with for how long), last
+    seen and boot time in the plant's time zone, firmware, RSSI, duplicate frames
+    (harmless resends), rejected frames (replays, forgeries) and dropped frames. Under
+    a node, what looks wrong: silent, never heard, never commissioned, not in the
+    registry, a wired lamp not seen lit in a week, the GOOD counter stuck while the
+    machine runs.
     """
     import json
 
@@ -169,4 +170,4 @@ def nodes_command(config_path, fmt):
     if fmt == "json":
         click.echo(json.dumps(to_json(rows, unknown, now_s), indent=2))
     else:
-        click.echo(format_table(rows, unknown, now_s))
+        click.echo(format_table(rows, unknown, now_s, cfg.calendar.tz))

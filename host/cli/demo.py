@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import click
@@ -31,17 +32,17 @@ from .collect import setup_logging
 @click.option("--seed", type=int, default=1, show_default=True,
               help="Makes the minor stops and cycle times of the scenarios reproducible.")
 @click.option("--tz", default="Asia/Jakarta", show_default=True,
-              help="The plant's time zone (IANA); the shift starts 06:00 there.")
+              help="The plant's time zone (IANA name).")
 def demo(speed, shifts, shift_hours, journal, board, operator_pin, influx_url, influx_org,
          influx_bucket, seed, tz):
     """A rice-milling line of six virtual nodes (husker, whitener, polisher, grader, packer,
     bagging scale in kg) running the real firmware against a collector, on an accelerated
     clock, with a live OEE table.
 
-    \b
-    The simulated shift is the last one that is over (06:00-14:00 local by default), so
-    `lampwatch oee report` afterwards covers a finished shift; the exact command is
-    printed at the end. Ctrl-C stops cleanly and keeps the journal.
+    The simulated shifts are the last ones that ended before now (starting on a quarter
+    hour, local time in --tz), and the demo's calendar has them every day, so `lampwatch
+    oee report --shift today` afterwards shows them; the exact report command is printed
+    at the end. Ctrl-C stops cleanly and keeps the journal.
     """
     import logging
     import signal
@@ -51,8 +52,7 @@ def demo(speed, shifts, shift_hours, journal, board, operator_pin, influx_url, i
     from ..demo.run import DemoOptions, final_report, run_demo
 
     setup_logging("warning")  # INFO lines would tear the live table
-    # On an accelerated clock an ACK 5 ms late is a second of node time, so the nodes resend
-    # now and then and the collector warns of each replay; the header counts them instead.
+    # Replays are counted on the screen; a log line per burst would tear the table.
     logging.getLogger("lampwatch.collector").setLevel(logging.ERROR)
     live = sys.stdout.isatty()
     opts = DemoOptions(speed=speed, shifts=shifts, shift_hours=shift_hours, journal=journal,
@@ -64,13 +64,33 @@ def demo(speed, shifts, shift_hours, journal, board, operator_pin, influx_url, i
     previous = {sig: signal.signal(sig, lambda *_: stop.set())
                 for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        result = run_demo(opts, out=lambda s: click.echo(s, nl=not live), stop=stop)
+        with _live_screen() if live else contextlib.nullcontext() as show:
+            result = run_demo(opts, out=click.echo, stop=stop, show=show)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     how = "the shift ended" if result.finished else "stopped"
-    click.echo(f"\n{how}: {result.sim_s / 3600:.2f} simulated hours in {result.wall_s:.1f} s, "
-               f"{result.accepted:,} frames accepted ({result.resent:,} resent after a late ACK, "
-               f"{result.rejected:,} rejected)\n")
+    click.echo(f"\n{how}: {result.sim_s / 3600:.2f} simulated hours in {result.wall_s:.1f} s")
+    click.echo(f"{result.accepted:,} frames accepted, {result.resent:,} resent after a late "
+               f"ACK (harmless), {result.rejected:,} rejected")
+    planned_s = result.sim_s / speed
+    if result.wall_s > planned_s * 1.05 + 1.0:
+        click.echo(f"that is {result.sim_s / result.wall_s:.0f}x, behind the asked {speed:g}x "
+                   f"({planned_s:.0f} s): this machine was too busy to keep up")
+    click.echo()
     click.echo(final_report(result))
     click.echo(f"\nthe same report, any time later:\n  {result.report_command}")
+
+
+@contextlib.contextmanager
+def _live_screen(console=None):
+    """A screen redrawn in place (rich Live) for run_demo's `show`; it stays when done."""
+    from rich.console import Console
+    from rich.live import Live
+
+    from ..demo.table import screen
+
+    with Live(console=console or Console(), auto_refresh=False, redirect_stderr=False,
+              vertical_overflow="crop") as live:
+        yield lambda banner, header, cells: live.update(screen(banner, header, cells),
+                                                        refresh=True)

@@ -11,6 +11,7 @@ import click
 from ..errors import InputFileError, LampwatchError
 
 PASSWORD_ENV = "LAMPWATCH_WIFI_PASSWORD"
+_REQUIRED = "[required without --batch]"
 
 
 def _collector(text: str | None) -> tuple[str, int] | None:
@@ -33,9 +34,11 @@ def _password() -> str:
 
 
 @click.command("flash")
-@click.option("--port", help="Serial device, socket://host:port or rfc2217://host:port.")
-@click.option("--node-id", type=click.IntRange(1, 65535), help="The node's id (1..65535).")
-@click.option("--machine", help="Machine name, as on reports.")
+@click.option("--port", help="Serial device, socket://host:port or rfc2217://host:port "
+              f"{_REQUIRED}.")
+@click.option("--node-id", type=click.IntRange(1, 65535),
+              help=f"The node's id, 1 to 65535 {_REQUIRED}.")
+@click.option("--machine", help=f"Machine name, as on reports {_REQUIRED}.")
 @click.option("--plant", default="plant", show_default=True)
 @click.option("--line", default="line-1", show_default=True)
 @click.option("--ideal-cycle-s", type=click.FloatRange(min=0, min_open=True),
@@ -48,12 +51,13 @@ def _password() -> str:
               help="Where the node sends (udp), e.g. 192.168.10.5:4210.")
 @click.option("--registry", type=click.Path(dir_okay=False, path_type=Path),
               default=Path("nodes.toml"), show_default=True,
-              help="The collector's node registry (created owner-only).")
+              help="The collector's node registry (created readable by its owner only).")
 @click.option("--new-key", is_flag=True, help="Give the node a fresh key even if it has one.")
 @click.option("--template", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="config.json with the pins and timings (default: the firmware's example).")
 @click.option("--batch", type=click.Path(dir_okay=False, path_type=Path),
-              help="CSV: port,node_id,machine[,plant,line,ideal_cycle_s,transport].")
+              help="A CSV file, one node per row: port, node_id, machine, and optionally "
+              "plant, line, ideal_cycle_s, transport.")
 @click.option("--verify", is_flag=True, help="Wait for the node's HELLO at the collector.")
 @click.option("--config", "collector_config", type=click.Path(dir_okay=False, path_type=Path),
               help="Collector config (TOML), for --verify: where its journal is.")
@@ -64,10 +68,9 @@ def flash_command(port, node_id, machine, plant, line, ideal_cycle_s, transport,
                   verify_timeout):
     """Flash the lampwatch firmware and a node's config.json onto a board, and register it.
 
-    \b
     Precompiles the firmware (mpy-cross), copies only what differs from the board
     (sha256), writes config.json with the node's key and adds or updates the node in
-    the registry. The key stays the same on a re-flash unless --new-key.
+    the registry. A re-flash keeps the node's key (--new-key gives it a fresh one).
     """
     import json
 

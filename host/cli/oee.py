@@ -28,7 +28,9 @@ def oee():
 @click.option("--machine", help="Only this machine.")
 @click.option("--format", "fmt", type=click.Choice(REPORT_FORMATS), default="table",
               show_default=True)
-def report_command(journal_path, config_path, from_, to, shift, day, machine, fmt):
+@click.option("--wide", is_flag=True, help="The long table: planned, run and unknown hours, "
+              "the losses' full names, whole machine names (wider than 80 columns).")
+def report_command(journal_path, config_path, from_, to, shift, day, machine, fmt, wide):
     """OEE per machine and for the plant, with the six big losses and data coverage.
 
     Without --config the whole window is planned time and, with no ideal cycle
@@ -75,7 +77,9 @@ def report_command(journal_path, config_path, from_, to, shift, day, machine, fm
     rep = report.build_report(events, last_rx, start, end, calendar=calendar,
                               settings=settings, machine=machine, now_s=now,
                               short_stop_s=short_stop_s)
-    click.echo(report.FORMATS[fmt](rep).rstrip("\n"))
+    text = report.format_table(rep, wide=True) if wide and fmt == "table" else \
+        report.FORMATS[fmt](rep)
+    click.echo(text.rstrip("\n"))
 
 
 @oee.command("calc")
@@ -86,9 +90,9 @@ def report_command(journal_path, config_path, from_, to, shift, day, machine, fm
 def calc(logbook_csv, locale, as_json):
     """OEE per period and in TOTAL from a logbook CSV.
 
-    \b
-    Header (row 1), one period (shift, day, ...) per row after it:
-    period,available_min,pm_min,setup_min,breakdown_min,processed,good,ideal_cycle_s
+    One period (shift, day, ...) per row, under a header row naming these columns in this
+    order: period, available_min, pm_min, setup_min, breakdown_min, processed, good,
+    ideal_cycle_s.
 
     \b
     run time     = available - pm - setup - breakdown

@@ -26,6 +26,7 @@ __all__ = [
 ]
 
 MARKER = "# Written by `lampwatch demo`"
+_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
 class DemoError(LampwatchError):
@@ -34,8 +35,16 @@ class DemoError(LampwatchError):
 
 # --- pure helpers ------------------------------------------------------------------------
 
-def first_shift_start(now_s: float, tz: str, total_s: float, wall: str = "06:00") -> float:
-    """Epoch s of the latest `wall` (local time in `tz`) that is `total_s` or more before now."""
+def first_shift_start(now_s: float, tz: str, total_s: float, wall: str | None = None,
+                      step_s: float = 900.0) -> float:
+    """Epoch s where the demo's first shift starts, `total_s` or more before now.
+
+    With `wall` ("06:00", local in `tz`): the latest such wall time. Without: the latest
+    quarter hour (`step_s`), so the simulated shifts are the ones that ended just before
+    now, and a report of today's or the current shift shows them.
+    """
+    if wall is None:
+        return (now_s - total_s) // step_s * step_s  # UTC offsets are whole quarter hours
     zone = ZoneInfo(tz)
     hh, mm = (int(x) for x in wall.split(":"))
     day = datetime.fromtimestamp(now_s, zone).date()
@@ -47,15 +56,15 @@ def first_shift_start(now_s: float, tz: str, total_s: float, wall: str = "06:00"
 
 
 def calendar_doc(start_s: float, tz: str, shift_s: float, shifts: int) -> dict:
-    """[calendar]: `shifts` back-to-back shifts named A, B, C from start_s, on that day only."""
+    """[calendar]: `shifts` back-to-back shifts named A, B, C from start_s's wall time, every
+    day of the week (so `oee report --shift today` finds them whatever the day)."""
     zone = ZoneInfo(tz)
-    days = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
     out = []
     for k in range(shifts):
         a = datetime.fromtimestamp(start_s + k * shift_s, zone)
         b = datetime.fromtimestamp(start_s + (k + 1) * shift_s, zone)
         out.append({"name": "ABC"[k], "start": a.strftime("%H:%M"), "end": b.strftime("%H:%M"),
-                    "days": [days[a.weekday()]]})
+                    "days": list(_DAYS)})
     return {"time_zone": tz, "shifts": out}
 
 

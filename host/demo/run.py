@@ -5,8 +5,9 @@ it; the collector's clock reads that same value (plus the simulated start's epoc
 receive times, silence, the shift calendar and the running shift's OEE all agree however
 fast the simulation runs, and however often the CPU makes it fall behind `speed`.
 
-The simulated shift is the latest one (default 06:00 local) that is over by the real time
-now, so `lampwatch oee report` on the journal afterwards sees a finished shift.
+The simulated shifts are the latest ones that are over by the real time now (they start on
+a quarter hour, and the demo's calendar repeats them every day), so `lampwatch oee report
+--shift today` on the journal afterwards sees a finished shift.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import shlex
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,7 +39,7 @@ from .config import (
     to_toml,
     write_private,
 )
-from .table import Header, format_header, format_table
+from .table import Header, banner, format_header, rows, screen, to_text
 
 __all__ = ["DemoError", "DemoOptions", "DemoResult", "PlantClock", "run_demo"]
 
@@ -45,6 +47,10 @@ log = logging.getLogger(__name__)
 
 _LEAD_S, _TAIL_S = 30.0, 30.0  # nodes power up before the first shift, run on after the last
 _REFRESH_S = 0.5  # real seconds between live-table redraws
+_SPEED_WINDOW = 10  # the measured speed is over the last this many redraws (~5 s)
+
+# (banner lines, header lines, table cells) -> the screen redrawn in place
+Show = Callable[[Sequence[str], Sequence[str], Sequence[Sequence[str]]], None]
 
 
 @dataclass
@@ -60,7 +66,8 @@ class DemoOptions:
     influx_bucket: str = "lampwatch"
     seed: int = 1
     tz: str = "Asia/Jakarta"
-    first_shift: str = "06:00"
+    first_shift: str | None = None  # local "HH:MM"; None: the quarter hour that lets the
+    # shifts end just before now
     live: bool = False  # redraw in place (a TTY); else print the table every print_every_s
     print_every_s: float = 1800.0  # simulated seconds
 
@@ -103,16 +110,25 @@ class PlantRunner(threading.Thread):
         self.nodes, self.clock, self.end_s, self.speed, self.stop = nodes, clock, end_s, speed, stop
         self.slice_s = min(2.0, max(0.1, speed * 0.01))  # ~10 ms of real time
         self.error: BaseException | None = None
+        self._real0: float | None = None
+        self._t0 = clock.t_s
+
+    def behind_s(self) -> float:
+        """Real seconds the simulation is late on its schedule (0 when on time): the CPU
+        could not run the nodes at `speed`; it catches up when it can."""
+        if self._real0 is None:
+            return 0.0
+        return max(0.0, time.monotonic() - self._real0 - (self.clock.t_s - self._t0) / self.speed)
 
     def run(self) -> None:
         try:
-            real0, t = time.monotonic(), self.clock.t_s
+            self._real0, t = time.monotonic(), self.clock.t_s
             while t < self.end_s and not self.stop.is_set():
                 t = min(t + self.slice_s, self.end_s)
                 self.clock.t_s = t
                 for node in self.nodes:
                     node.run_until(t)
-                ahead = t / self.speed - (time.monotonic() - real0)
+                ahead = (t - self._t0) / self.speed - (time.monotonic() - self._real0)
                 if ahead > 0:
                     self.stop.wait(ahead)
         except BaseException as exc:  # noqa: BLE001 - reported by run_demo in the main thread
@@ -141,9 +157,12 @@ def _board_url(ct: CollectorThread) -> str | None:
 
 
 def run_demo(opts: DemoOptions, out: Callable[[str], None] = print,
-             stop: threading.Event | None = None) -> DemoResult:
+             stop: threading.Event | None = None, show: Show | None = None) -> DemoResult:
     """Run the demo until the last shift ends or `stop` is set; print as it goes.
 
+    With `opts.live` and `show`, the screen is handed to `show` about twice a second, to
+    redraw in place; otherwise the banner and then, every `print_every_s` of simulated time,
+    the table go to `out` as text.
     Raises DemoError / ConfigError for what the user can fix (one line at the CLI).
     """
     if not opts.speed > 0:
@@ -192,10 +211,11 @@ def run_demo(opts: DemoOptions, out: Callable[[str], None] = print,
                                      seed=opts.seed * 1000 + p.spec.node_id))
         runner = PlantRunner(nodes, clock, plans[0].scenario.duration_s, opts.speed, stop)
         banner = _banner(opts, ct, board, board_note, pin, config_path, journal)
-        for line in ([] if opts.live else banner):
+        live = show if opts.live else None
+        for line in ([] if live else banner):
             out(line)
         runner.start()
-        _show(runner, ct, clock, plans, opts, banner, out, start_s, shift_s)
+        _show(runner, ct, clock, plans, opts, banner, out, live, start_s, shift_s)
         runner.join()
         if runner.error is not None:
             raise runner.error
@@ -218,60 +238,44 @@ def run_demo(opts: DemoOptions, out: Callable[[str], None] = print,
 
 
 def _banner(opts, ct, board, board_note, pin, config_path, journal) -> list[str]:
-    host, port = ct.udp_address
-    intro = (f"lampwatch demo: {demo_plant.LINE} of {demo_plant.PLANT}, 6 virtual nodes "
-             f"running the firmware, collector on udp {host}:{port}")
-    lines = [intro]
-    url = _board_url(ct)
-    if board_note:
-        lines.append(board_note)
-    if url:
-        lines.append(f"board: {url}  (operator PIN {pin})")
-    elif board is not None:
-        lines.append(f"board: not in this build (would listen on {board['listen']})")
-    lines.append(f"journal: {journal}  config: {config_path}")
-    if opts.influx_url:
-        lines.append(f"InfluxDB: {opts.influx_url} org {opts.influx_org} bucket "
-                     f"{opts.influx_bucket}")
-    lines.append("Ctrl-C stops; the journal stays for `lampwatch oee report`.")
-    return lines
+    influx = (f"{opts.influx_url} org {opts.influx_org} bucket {opts.influx_bucket}"
+              if opts.influx_url else None)
+    return banner(f"{demo_plant.LINE} of {demo_plant.PLANT}", len(demo_plant.MACHINES),
+                  "{}:{}".format(*ct.udp_address), board_note, _board_url(ct),
+                  board and board["listen"], pin, journal, config_path, influx)
 
 
-def _show(runner, ct, clock, plans, opts, banner, out, start_s, shift_s) -> None:
-    """Redraw the table in place about twice a second (live), or print it every
+def _show(runner, ct, clock, plans, opts, banner, out, live, start_s, shift_s) -> None:
+    """Hand the screen to `live` about twice a second, or print the table every
     `print_every_s` of simulated time, until the runner ends."""
     units = {p.spec.machine: p.spec.unit for p in plans}
     order = [p.spec.machine for p in plans]
     next_print = start_s
-    last = (time.monotonic(), clock.t_s)
-    actual = None
-    first = True
+    samples: deque[tuple[float, float]] = deque(maxlen=_SPEED_WINDOW)
     while True:
         runner.join(_REFRESH_S)
         alive = runner.is_alive()
-        now_real, t = time.monotonic(), clock.t_s
-        if now_real > last[0]:
-            actual = (t - last[1]) / (now_real - last[0])
-        last = (now_real, t)
+        samples.append((time.monotonic(), clock.t_s))
+        (real0, sim0), (real1, sim1) = samples[0], samples[-1]
+        actual = (sim1 - sim0) / (real1 - real0) if real1 > real0 else None
         now_s = clock.now()
-        if alive and not opts.live and now_s < next_print:
+        if alive and live is None and now_s < next_print:
             continue
         if not alive and runner.error is not None:
             return
-        lines = _screen(ct, now_s, start_s, shift_s, opts, actual, units, order)
-        if opts.live:
-            out(("\x1b[2J" if first else "") + "\x1b[H"
-                + "".join(f"{x}\x1b[K\n" for x in banner + [""] + lines) + "\x1b[J")
-            first = False
+        header, cells = _screen(ct, now_s, start_s, shift_s, opts, actual,
+                                runner.behind_s(), units, order)
+        if live is not None:
+            live(banner, header, cells)
         else:
-            out("\n".join(lines) + "\n")
+            out(to_text(screen([], header, cells)) + "\n")
             while next_print <= now_s:
                 next_print += opts.print_every_s
         if not alive:
             return
 
 
-def _screen(ct, now_s, start_s, shift_s, opts, actual, units, order) -> list[str]:
+def _screen(ct, now_s, start_s, shift_s, opts, actual, behind_s, units, order):
     end_s = start_s + opts.shifts * shift_s
     # In the tail after the last shift, show that shift as it ended, not "between shifts".
     at_s = min(now_s, end_s - 1e-3) if now_s >= start_s else now_s
@@ -281,9 +285,9 @@ def _screen(ct, now_s, start_s, shift_s, opts, actual, units, order) -> list[str
     stats = ct.stats()
     head = Header(opts.tz, "ABC"[k] if in_shift else None, a if in_shift else None,
                   a + shift_s if in_shift else None, opts.speed, actual, stats.accepted,
-                  stats.duplicates, stats.rejected - stats.duplicates)
+                  stats.duplicates, stats.rejected - stats.duplicates, behind_s)
     snaps = ct.call(lambda: ct.runtime.deriver.snapshot(at_s))
-    return [format_header(head, at_s), *format_table(snaps, at_s, units, order)]
+    return format_header(head, at_s), rows(snaps, at_s, units, order)
 
 
 def final_report(result: DemoResult) -> str:

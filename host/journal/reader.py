@@ -187,8 +187,11 @@ class JournalReader:
         return self._rows("SELECT node_id, max(ts_s) FROM events WHERE kind = 'count' AND "
                           "json_extract(data, '$.good') > 0 GROUP BY node_id")
 
-    def reject_counts(self) -> list[tuple[str, str, int, float]]:
-        """(source, reason, count, last time seen) over the journal's life, by source and
-        reason."""
-        return self._rows("SELECT source, reason, count, last_s FROM rejects "
-                          "ORDER BY source, reason")
+    def reject_counts(self) -> list[tuple[str, str, int, int, float]]:
+        """(source, reason, node id, count, last time seen) over the journal's life, by
+        source, reason and node; node id 0 when the frames named no node they could be
+        verified as (and in a version 1 journal, which did not keep it)."""
+        columns = {row[1] for row in self._rows("PRAGMA table_info(rejects)")}
+        node = "node_id" if "node_id" in columns else "0"
+        return self._rows(f"SELECT source, reason, {node}, count, last_s FROM rejects "
+                          "ORDER BY 1, 2, 3")

@@ -22,22 +22,34 @@ __all__ = ["FrameRow", "Journal", "StoredEvent", "StoredFrame", "event_row"]
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+# 2: rejects has node_id (0: the frame names no node it could be verified as); a version 1
+# journal is migrated when a writer opens it, and read as it is by open_readonly.
+SCHEMA_VERSION = 2
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS frames(id INTEGER PRIMARY KEY, rx_s REAL, source TEXT, node_id INT,
     boot_id INT, seq INT, type INT, uptime_ms INT, raw BLOB, UNIQUE(node_id, boot_id, seq));
 CREATE TABLE IF NOT EXISTS events(id INTEGER PRIMARY KEY, ts_s REAL, kind TEXT, node_id INT,
     machine TEXT, data TEXT);
-CREATE TABLE IF NOT EXISTS rejects(source TEXT, reason TEXT, count INT, last_s REAL,
-    PRIMARY KEY(source, reason));
+CREATE TABLE IF NOT EXISTS rejects(source TEXT, reason TEXT, node_id INT NOT NULL DEFAULT 0,
+    count INT, last_s REAL, PRIMARY KEY(source, reason, node_id));
 CREATE TABLE IF NOT EXISTS cursors(name TEXT PRIMARY KEY, last_id INT);
 """
 _INSERT_FRAME = ("INSERT OR IGNORE INTO frames(rx_s, source, node_id, boot_id, seq, type, "
                  "uptime_ms, raw) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
 _INSERT_EVENT = "INSERT INTO events(ts_s, kind, node_id, machine, data) VALUES (?, ?, ?, ?, ?)"
-_UPSERT_REJECT = ("INSERT INTO rejects(source, reason, count, last_s) VALUES (?, ?, ?, ?) "
-                  "ON CONFLICT(source, reason) DO UPDATE SET count = count + excluded.count, "
-                  "last_s = max(last_s, excluded.last_s)")
+_UPSERT_REJECT = ("INSERT INTO rejects(source, reason, node_id, count, last_s) "
+                  "VALUES (?, ?, ?, ?, ?) ON CONFLICT(source, reason, node_id) DO UPDATE SET "
+                  "count = count + excluded.count, last_s = max(last_s, excluded.last_s)")
+# Version 1 -> 2: the rejects table gains node_id (old rows: 0, no verified node), in one
+# transaction with the version, so a crash leaves either journal whole.
+_MIGRATE_1_TO_2 = """
+CREATE TABLE rejects_v2(source TEXT, reason TEXT, node_id INT NOT NULL DEFAULT 0, count INT,
+    last_s REAL, PRIMARY KEY(source, reason, node_id));
+INSERT INTO rejects_v2(source, reason, node_id, count, last_s)
+    SELECT source, reason, 0, count, last_s FROM rejects;
+DROP TABLE rejects;
+ALTER TABLE rejects_v2 RENAME TO rejects;
+"""
 
 
 # One encoder for all events: json.dumps with options would build a new one per call.
@@ -136,10 +148,27 @@ class Journal:
                                 f"lampwatch ({SCHEMA_VERSION})")
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={'FULL' if sync == 'full' else 'NORMAL'}")
+            self._migrate()
             self._db.executescript(_SCHEMA)
             self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except (sqlite3.Error, OSError) as exc:
             raise SinkError(f"cannot open journal {self.path}: {exc}") from None
+
+    def _migrate(self) -> None:
+        """Bring an older journal's tables to this schema (nothing for a new file)."""
+        db = self._db
+        columns = [row[1] for row in db.execute("PRAGMA table_info(rejects)")]
+        if columns and "node_id" not in columns:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in filter(str.strip, _MIGRATE_1_TO_2.split(";")):
+                    db.execute(statement)
+                db.execute("PRAGMA user_version=2")
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            log.info("journal %s: migrated to schema 2 (rejects per node)", self.path)
 
     def close(self) -> None:
         self._db.close()
@@ -160,7 +189,8 @@ class Journal:
         Args:
             frames: FrameRow tuples. events: Event objects or (ts_s, kind, node_id, machine,
                 data) tuples; data a dict (stored as JSON) or JSON text.
-            rejects: (source, reason) -> (count to add, last time seen).
+            rejects: (source, reason, node id) -> (count to add, last time seen); node id 0
+                when the frame names no node it was verified as ((source, reason) keys: 0).
         Returns:
             How many of `frames` were new.
         Raises:
@@ -178,7 +208,8 @@ class Journal:
                 if rows:
                     db.executemany(_INSERT_EVENT, rows)
                 if rejects:
-                    db.executemany(_UPSERT_REJECT, [(s, r, n, t) for (s, r), (n, t)
+                    db.executemany(_UPSERT_REJECT, [(*k, 0, n, t) if len(k) == 2 else
+                                                    (*k, n, t) for k, (n, t)
                                                     in rejects.items()])
                 db.execute("COMMIT")
             except BaseException:
@@ -256,9 +287,23 @@ class Journal:
         return [row[0] for row in cur]
 
     def rejects(self) -> dict[tuple[str, str], tuple[int, float]]:
-        """(source, reason) -> (count, last time seen), over the journal's whole life."""
-        cur = self._db.execute("SELECT source, reason, count, last_s FROM rejects")
+        """(source, reason) -> (count, last time seen), over the journal's whole life, summed
+        over nodes (what the forwarder ships)."""
+        cur = self._db.execute("SELECT source, reason, sum(count), max(last_s) FROM rejects "
+                               "GROUP BY source, reason")
         return {(s, r): (n, t) for s, r, n, t in cur}
+
+    def stored_frame(self, node_id: int, boot_id: int, seq: int) -> tuple[bytes, float] | None:
+        """(bytes, receive time) of the stored frame (node_id, boot_id, seq), or None."""
+        row = self._db.execute("SELECT raw, rx_s FROM frames WHERE node_id = ? AND boot_id = ? "
+                               "AND seq = ?", (node_id, boot_id, seq)).fetchone()
+        return None if row is None else (bytes(row[0]), row[1])
+
+    def newest_frame(self, node_id: int) -> tuple[int, int] | None:
+        """(boot_id, uptime_ms) of the node's newest stored frame, or None."""
+        row = self._db.execute("SELECT boot_id, uptime_ms FROM frames WHERE node_id = ? "
+                               "ORDER BY id DESC LIMIT 1", (node_id,)).fetchone()
+        return None if row is None else (row[0], row[1])
 
     def frame_count(self) -> int:
         return self._db.execute("SELECT count(*) FROM frames").fetchone()[0]

@@ -2,18 +2,21 @@
 
 `read_facts` gathers what the collector's journal knows per node (read-only, beside a
 running collector); `node_rows` is pure: (registry nodes, journal facts, now_s) -> rows with
-flags. Rejected frames are not journaled, only counted per source (a UDP address, a serial
-port) and reason, so a rejected frame is tied to a node only through an address that node's
-accepted frames came from (never an unknown_node one); other sources are listed as unknown,
-with no node id: the rejects table does not keep one.
+flags. A node silent for 3 heartbeat periods (its HELLO's, else the registry's) is UNKNOWN,
+whatever state it last reported. Rejected frames are counted by the collector per source,
+reason and the node the frame was verified as (docs/protocol.md, "Duplicates and replays"):
+duplicates and replays go to their node; the rest (bad tag, unknown node, malformed) named
+no node anyone could trust and are listed by source.
 """
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 from ..protocol import LAMP_NAMES
 
@@ -51,7 +54,8 @@ class NodeFacts:
 @dataclass
 class JournalFacts:
     nodes: dict[int, NodeFacts] = field(default_factory=dict)
-    rejects: list[tuple[str, str, int, float]] = field(default_factory=list)
+    # (source, reason, node id or 0, count, last time seen)
+    rejects: list[tuple[str, str, int, int, float]] = field(default_factory=list)
 
     def node(self, node_id: int) -> NodeFacts:
         return self.nodes.setdefault(node_id, NodeFacts(node_id))
@@ -89,16 +93,20 @@ class NodeRow:
     node_id: int
     machine: str | None
     registered: bool
-    state: str | None
+    state: str | None  # UNKNOWN while silent
     last_seen_s: float | None
     firmware: str | None
     rssi: int | None
     clock_offset_ms: float | None
     clock_uncertainty_ms: float | None
-    frames_rejected: int
+    frames_rejected: int  # replays and bad bodies under the node's valid tag
     frames_dropped: int | None
     commissioned: str | None
     flags: tuple[str, ...]
+    silent_s: float | None = None  # how long it has been silent, when it is
+    frames_duplicate: int = 0  # its own resends of frames stored already: harmless
+    rejects: dict[str, int] = field(default_factory=dict)  # frames_rejected by reason
+    last_rejected_s: float | None = None
     # from the last HEALTH of firmware 0.3+ (None before): LAMP frames among frames_dropped,
     # count pulses rejected as too short, parts counted by the line-rate rule across a stall,
     # count edges the IRQ path missed
@@ -115,12 +123,6 @@ class UnknownSource:
     last_s: float
 
 
-def reject_source(source: str) -> str:
-    """The name rejects are counted under for a frame source: UDP counts per address
-    (`udp:ip`, as host/sources/udp.py does), not per port; serial per port as it is."""
-    return source.rsplit(":", 1)[0] if source.startswith("udp:") else source
-
-
 def _run_s_since(states: list[tuple[float, str]], t0: float, now_s: float) -> float:
     """Seconds in RUN between t0 and now_s, from (time, state) changes in time order."""
     total = 0.0
@@ -131,14 +133,23 @@ def _run_s_since(states: list[tuple[float, str]], t0: float, now_s: float) -> fl
     return total
 
 
+def _silent_s(cfg: Any, n: NodeFacts | None, now_s: float) -> float | None:
+    """Seconds since the node was last heard, when that is 3 heartbeat periods or more."""
+    if n is None or n.last_rx_s is None:
+        return None
+    hb_s = (n.hello or {}).get("heartbeat_ms", 0) / 1000.0 or getattr(
+        cfg, "heartbeat_s", 10.0)
+    quiet = now_s - n.last_rx_s
+    return quiet if quiet > SILENT_PERIODS * hb_s else None
+
+
 def _flags(cfg: Any, n: NodeFacts | None, now_s: float) -> list[str]:
     if cfg is None:
         return ["not in the registry"]
     out = [] if getattr(cfg, "commissioned", None) else ["never commissioned"]
     if n is None or n.last_rx_s is None:
         return ["never heard"] + out
-    hb_s = (n.hello or {}).get("heartbeat_ms", 0) / 1000.0 or cfg.heartbeat_s
-    if now_s - n.last_rx_s > SILENT_PERIODS * hb_s:
+    if _silent_s(cfg, n, now_s) is not None:
         out.insert(0, "silent")
         return out  # its inputs cannot be judged while nobody hears it
     if n.first_rx_s is not None and now_s - n.first_rx_s >= WEEK_S and n.hello:
@@ -157,8 +168,17 @@ def _flags(cfg: Any, n: NodeFacts | None, now_s: float) -> list[str]:
 
 
 def _health_flags(health: dict) -> list[str]:
-    lamp = health.get("lamp_frames_dropped")
-    return [f"{lamp} LAMP frames dropped: lamp history has gaps"] if lamp else []
+    """What the node's own HEALTH says is wrong (firmware 0.3+), this boot."""
+    out = []
+    if health.get("lamp_frames_dropped"):
+        out.append(T_LAMP_DROPPED.format(n=health["lamp_frames_dropped"]))
+    if health.get("short_pulses"):
+        out.append(T_SHORT.format(n=health["short_pulses"]))
+    if health.get("inferred_parts"):
+        out.append(T_INFERRED.format(n=health["inferred_parts"]))
+    if health.get("edges_missed"):
+        out.append(T_MISSED.format(n=health["edges_missed"]))
+    return out
 
 
 def node_rows(nodes: Mapping[int, Any], facts: JournalFacts,
@@ -170,83 +190,127 @@ def node_rows(nodes: Mapping[int, Any], facts: JournalFacts,
             ideal_cycle_s, commissioned).
         facts: read_facts of the journal. now_s: the time to judge silence and staleness at.
     """
-    owner: dict[str, set[int]] = {}
-    for n in facts.nodes.values():
-        for s in n.sources:
-            owner.setdefault(reject_source(s), set()).add(n.node_id)
-    rejected: dict[int, int] = {}
+    verified: dict[int, dict[str, int]] = {}
+    last_rejected: dict[int, float] = {}
     unknown: dict[str, UnknownSource] = {}
-    for source, reason, count, last_s in facts.rejects:
-        ids = owner.get(source, set()) if reason != "unknown_node" else set()
-        # A source shared by several nodes cannot say whose frame it was; an unknown_node
-        # frame is no registered node's, even from a registered node's address.
-        if len(ids) == 1:
-            (node_id,) = ids
-            rejected[node_id] = rejected.get(node_id, 0) + count
-        else:
-            u = unknown.get(source) or UnknownSource(source, {}, last_s)
-            u.rejects[reason] = u.rejects.get(reason, 0) + count
-            unknown[source] = UnknownSource(source, u.rejects, max(u.last_s, last_s))
+    for source, reason, node_id, count, last_s in facts.rejects:
+        if node_id:
+            by_reason = verified.setdefault(node_id, {})
+            by_reason[reason] = by_reason.get(reason, 0) + count
+            if reason != "duplicate":
+                last_rejected[node_id] = max(last_rejected.get(node_id, last_s), last_s)
+            continue
+        u = unknown.get(source) or UnknownSource(source, {}, last_s)
+        u.rejects[reason] = u.rejects.get(reason, 0) + count
+        unknown[source] = UnknownSource(source, u.rejects, max(u.last_s, last_s))
     rows = []
     for node_id in sorted(set(nodes) | {i for i, n in facts.nodes.items() if n.last_rx_s}):
         cfg, n = nodes.get(node_id), facts.nodes.get(node_id)
         health = (n.health if n else None) or {}
         state = n.states[-1][1] if n and n.states else None
+        silent_s = _silent_s(cfg, n, now_s)
+        if silent_s is not None:
+            state = "UNKNOWN"  # what it said last is not what it does now
+        by_reason = dict(verified.get(node_id, {}))
+        duplicates = by_reason.pop("duplicate", 0)
         rows.append(NodeRow(
             node_id, cfg.machine if cfg else (n.machine if n else None), cfg is not None,
             state, n.last_rx_s if n else None, ((n.hello if n else None) or {}).get("fw"),
             health.get("rssi"), health.get("clock_offset_ms"),
-            health.get("clock_uncertainty_ms"), rejected.get(node_id, 0),
+            health.get("clock_uncertainty_ms"), sum(by_reason.values()),
             health.get("frames_dropped"), getattr(cfg, "commissioned", None),
-            tuple(_flags(cfg, n, now_s) + _health_flags(health)),
-            health.get("lamp_frames_dropped"), health.get("short_pulses"),
-            health.get("inferred_parts"), health.get("edges_missed")))
+            tuple(_flags(cfg, n, now_s) + _health_flags(health)), silent_s, duplicates,
+            by_reason, last_rejected.get(node_id), health.get("lamp_frames_dropped"),
+            health.get("short_pulses"), health.get("inferred_parts"),
+            health.get("edges_missed")))
     return rows, sorted(unknown.values(), key=lambda u: u.source)
 
 
-def _age(s: float | None, now_s: float) -> str:
-    if s is None:
-        return "never"
-    d = max(0.0, now_s - s)
-    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+# What the table says (kept together, to be translated in one place).
+T_HEAD = ("ID", "MACHINE", "STATE", "FW", "dBm", "BOOTED (±)", "DUP", "REJ", "DROP")
+T_TITLE = "{n} node{s}; times in plant time, {tz}; now {now}"
+T_SILENT = "silent since {since} ({age})"
+T_REJECTED = "rejected: {what} (last {when})"
+T_UNKNOWN = "Rejected frames that name no node they could be verified as, by source:"
+T_UNKNOWN_ROW = "  {source}: {what} (last {when})"
+T_LAMP_DROPPED = "{n} LAMP frames dropped: lamp history has gaps"
+T_SHORT = "{n} count pulses rejected as too short"
+T_INFERRED = "{n} parts counted across a stall by the line-rate rule"
+T_MISSED = "{n} count edges the IRQ path missed (the pulse counter has them)"
+T_FOOT = "DUP: its resends of frames stored already (harmless); REJ: replays and forgeries"
+_MACHINE_W = 12  # longer machine names end in an ellipsis (--format json has them whole)
+
+
+def _age(seconds: float) -> str:
+    """22h, 59m, 45s, 3d: how long, in its largest unit."""
+    d = max(0.0, seconds)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if d >= size:
-            return f"{d / size:.0f} {unit} ago"
-    return f"{d:.0f} s ago"
+            return f"{d // size:.0f}{unit}"
+    return f"{d:.0f}s"
 
 
-def _dash(v: int | None) -> str:
-    return "-" if v is None else str(v)
+def _clock(ts_s: float | None, zone: ZoneInfo) -> str:
+    return "-" if ts_s is None else datetime.fromtimestamp(ts_s, zone).strftime("%m-%d %H:%M")
 
 
-def format_table(rows: list[NodeRow], unknown: list[UnknownSource], now_s: float) -> str:
-    """The plain-text table; the clock column shows when the node's boot began (offset).
-    REJ/DROP/LAMP: frames rejected, frames the node dropped, LAMP frames among them;
-    SHORT/INFER/MISS: count pulses rejected as too short, parts counted across a stall by
-    the line-rate rule, count edges the IRQ path missed (this boot; "-" before fw 0.3)."""
-    head = ("ID", "MACHINE", "STATE", "LAST SEEN", "FW", "RSSI", "CLOCK (boot at)",
-            "REJ/DROP/LAMP", "SHORT/INFER/MISS", "COMM.", "FLAGS")
-    table = [head]
+def _uncertainty(ms: float | None) -> str:
+    if ms is None:
+        return ""
+    return f" ±{ms / 1000:.0f}s" if ms >= 1000 else f" ±{ms:.0f}ms"
+
+
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
+def format_table(rows: list[NodeRow], unknown: list[UnknownSource], now_s: float,
+                 tz: str = "UTC") -> str:
+    """The table within 80 columns, times in the plant's time zone `tz`; under a node, what
+    looks wrong about it."""
+    zone = ZoneInfo(tz)
+    table = [T_HEAD]
+    notes: list[list[str]] = []
     for r in rows:
-        clock = "-"
+        state = r.state or "-"
+        if r.silent_s is not None:
+            state = f"UNKNOWN {_age(r.silent_s)}"
+        booted = "-"
         if r.clock_offset_ms is not None:
-            boot = datetime.fromtimestamp(r.clock_offset_ms / 1000).strftime("%m-%d %H:%M:%S")
-            clock = f"{boot} ±{r.clock_uncertainty_ms or 0:g} ms"
-        table.append((str(r.node_id), r.machine or "?", r.state or "-",
-                      _age(r.last_seen_s, now_s), r.firmware or "-",
-                      "-" if r.rssi is None else f"{r.rssi} dBm", clock,
-                      "/".join(_dash(v) for v in (r.frames_rejected, r.frames_dropped,
-                                                  r.lamp_frames_dropped)),
-                      "/".join(_dash(v) for v in (r.short_pulses, r.inferred_parts,
-                                                  r.edges_missed)),
-                      "yes" if r.commissioned else "no", "; ".join(r.flags) or "ok"))
-    widths = [max(len(row[i]) for row in table) for i in range(len(head) - 1)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[-1]
-             for row in table]
+            booted = _clock(r.clock_offset_ms / 1000, zone) + _uncertainty(
+                r.clock_uncertainty_ms)
+        table.append((str(r.node_id), _cut(r.machine or "?", _MACHINE_W), state,
+                      r.firmware or "-", "-" if r.rssi is None else str(r.rssi), booted,
+                      str(r.frames_duplicate), str(r.frames_rejected),
+                      "-" if r.frames_dropped is None else str(r.frames_dropped)))
+        flags = [T_SILENT.format(since=_clock(r.last_seen_s, zone), age=_age(r.silent_s))
+                 if f == "silent" and r.silent_s is not None else f for f in r.flags]
+        if r.rejects:
+            what = ", ".join(f"{k} {v}" for k, v in sorted(r.rejects.items()))
+            flags.append(T_REJECTED.format(what=what, when=_clock(r.last_rejected_s, zone)))
+        notes.append(flags)
+    widths = [max(len(row[i]) for row in table) for i in range(len(T_HEAD))]
+    right = (0, 4, 6, 7, 8)  # numbers
+
+    def fmt(row) -> str:
+        return "  ".join(c.rjust(w) if i in right else c.ljust(w)
+                         for i, (c, w) in enumerate(zip(row, widths))).rstrip()
+
+    pad = " " * (widths[0] + 2)
+    lines = [T_TITLE.format(n=len(rows), s="" if len(rows) == 1 else "s", tz=tz,
+                            now=_clock(now_s, zone)), "", fmt(T_HEAD)]
+    for row, flags in zip(table[1:], notes):
+        lines.append(fmt(row))
+        if flags:
+            lines += textwrap.wrap("; ".join(flags), 80, initial_indent=pad,
+                                   subsequent_indent=pad, break_on_hyphens=False)
+    lines += ["", T_FOOT]
     if unknown:
-        lines += ["", "Rejected frames from sources no accepted frame came from (node unknown):"]
-        lines += [f"  {u.source}: " + ", ".join(f"{k} {v}" for k, v in sorted(u.rejects.items()))
-                  + f" (last {_age(u.last_s, now_s)})" for u in unknown]
-    return "\n".join(line.rstrip() for line in lines)
+        lines += ["", T_UNKNOWN]
+        lines += [T_UNKNOWN_ROW.format(
+            source=u.source, what=", ".join(f"{k} {v}" for k, v in sorted(u.rejects.items())),
+            when=_clock(u.last_s, zone)) for u in unknown]
+    return "\n".join(lines)
 
 
 def to_json(rows: list[NodeRow], unknown: list[UnknownSource], now_s: float) -> dict:

@@ -123,7 +123,9 @@ def build_report(events: Iterable[Event], last_rx: Mapping[int, float], start_s:
         timelines = {machine: timelines[machine]}
     end = end_s if now_s is None else max(start_s, min(end_s, now_s))
     rows = []
-    for name in sorted(timelines):
+    # the line's order, as the registry lists its machines; others after, by name
+    line_order = {m: i for i, m in enumerate(settings)}
+    for name in sorted(timelines, key=lambda m: (line_order.get(m, len(line_order)), m)):
         ms = settings.get(name, MachineSettings())
         ids = nodes.get(name, set())
         heard = max([last_rx[i] for i in ids if i in last_rx] + [last_ts.get(name, -1e18)])
@@ -213,23 +215,50 @@ def format_csv(report: Report) -> str:
     return buf.getvalue()
 
 
+# What the table says (kept together, to be translated in one place).
+T_TITLE = "OEE {start} .. {end}"
+T_HEAD = ("machine", "A", "P", "Q", "OEE", "good", "NG", "coverage")
+T_HEAD_WIDE = ("machine", "A", "P", "Q", "OEE", "good", "NG", "planned h", "run h",
+               "unknown h", "coverage")
+T_LOSSES = "six big losses (minutes)"
+T_LOSS_HEAD = ("machine", "breakdown", "setup", "minor stops", "speed loss", "defects",
+               "startup")
+T_LOSS_HEAD_WIDE = ("machine", "breakdown", "setup", "minor stops", "reduced speed",
+                    "process defects", "startup rejects")
+_MACHINE_W = 14  # in 80 columns a longer name ends in an ellipsis (--wide: whole)
+
+
 def _min(v: float | None) -> str:
-    return "-" if v is None else f"{v / 60:.1f}"
+    return "-" if v is None else f"{v / 60:,.1f}"
 
 
-def format_table(report: Report) -> str:
-    head = ("machine", "A", "P", "Q", "OEE", "good", "NG", "planned h", "coverage")
-    loss_head = ("machine", "breakdown", "setup", "minor stop", "reduced speed",
-                 "defects", "startup rej.")
+def _count(v: float) -> str:
+    return f"{v:,.0f}" if float(v).is_integer() else f"{v:,.1f}"
+
+
+def _hours(v: float | None) -> str:
+    return "-" if v is None else f"{v / 3600:,.2f}"
+
+
+def format_table(report: Report, wide: bool = False) -> str:
+    """The report as text: machines in line order, then the plant; within 80 columns
+    unless `wide` (every column, whole machine names)."""
     lines, losses = [], []
     for row in [*report.rows, report.plant]:
         r = row.data()
-        ratios = (r["availability"], r["performance"], r["quality"], r["oee"])
-        lines.append((row.machine, *map(oee.percent, ratios), f"{r['good']:g}", f"{r['ng']:g}",
-                      f"{r['planned_s'] / 3600:.2f}", oee.percent(r["coverage"])))
-        losses.append((row.machine, *(_min(r["losses"][k]) for k in LOSS_KEYS)))
-    out = [f"OEE {report.calendar.iso(report.start)} .. {report.calendar.iso(report.end)}", ""]
-    out += _grid(head, lines) + ["", "six big losses (minutes)"] + _grid(loss_head, losses)
+        name = row.machine if wide or len(row.machine) <= _MACHINE_W else (
+            row.machine[:_MACHINE_W - 1] + "…")
+        ratios = tuple(map(oee.percent, (r["availability"], r["performance"], r["quality"],
+                                         r["oee"])))
+        hours = ((_hours(r["planned_s"]), _hours(r.get("run_s")), _hours(r.get("unknown_s")))
+                 if wide else ())
+        lines.append((name, *ratios, _count(r["good"]), _count(r["ng"]), *hours,
+                      oee.percent(r["coverage"])))
+        losses.append((name, *(_min(r["losses"][k]) for k in LOSS_KEYS)))
+    out = [T_TITLE.format(start=report.calendar.iso(report.start),
+                          end=report.calendar.iso(report.end)), ""]
+    out += _grid(T_HEAD_WIDE if wide else T_HEAD, lines)
+    out += ["", T_LOSSES] + _grid(T_LOSS_HEAD_WIDE if wide else T_LOSS_HEAD, losses)
     return "\n".join(out)
 
 

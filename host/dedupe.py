@@ -1,0 +1,94 @@
+"""Dedupe: which (node, boot, seq) are stored, and whether a frame stored already is the
+node's own resend (a duplicate, harmless) or a replay; the rules are in docs/protocol.md.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .errors import ProtocolError
+
+if TYPE_CHECKING:
+    from .journal import Journal
+    from .protocol import Header
+
+__all__ = ["RETRANSMIT_WINDOW_S", "SeenWindow", "stored_again"]
+
+# A node resends an unACKed frame with backoff up to 16 s (firmware/outbox.py) and stops at
+# its ACK. A stored frame that comes again within this long (host time) of the collector
+# ACKing it is the node's resend: 10 minutes is ~37 lost ACKs in a row, and in the demo at
+# 240x it still allows the collector a 2.5 s stall.
+RETRANSMIT_WINDOW_S = 600.0
+
+
+def stored_again(header: Header, raw: bytes, stored: tuple[bytes, float] | None,
+                 pending: bool, newest: tuple[int, int], rx_s: float,
+                 acks_resumed_s: float) -> ProtocolError:
+    """Classify a verified frame whose (node, boot, seq) is stored (or batched) already.
+
+    Args:
+        header, raw: the frame as it arrived, at `rx_s`. stored: the kept copy's (bytes,
+            receive time), None if not found. pending: that copy is in a batch not yet
+            committed, so not yet ACKed. newest: (boot_id, uptime_ms) of the node's newest
+            accepted frame. acks_resumed_s: when the collector started, or its commits
+            worked again after failing (frames committed then were ACKed only then).
+    Returns:
+        ProtocolError "duplicate": the same bytes, not ACKed yet or within
+        RETRANSMIT_WINDOW_S of its ACK, the node not restarted since; else "replay": other
+        bytes under a valid tag, or the same bytes after the node restarted or long after
+        any resend.
+    """
+    what = f"frame {header.boot_id:08x}/{header.seq} of node {header.node_id}"
+    if stored is not None and stored[0] != raw:
+        return ProtocolError("replay", f"{what} differs from the stored one under a valid tag: "
+                             "the node's key is elsewhere, or it reused a seq")
+    boot_id, uptime_ms = newest
+    if uptime_ms < header.uptime_ms and boot_id != header.boot_id:
+        # a new boot whose uptime is lower: a power-up, which empties the node's outbox
+        return ProtocolError("replay", f"{what} came again after the node restarted")
+    if stored is not None and not pending:
+        acked_s = max(stored[1], acks_resumed_s)
+        if rx_s - acked_s > RETRANSMIT_WINDOW_S:
+            return ProtocolError("replay", f"{what} came again {rx_s - acked_s:.0f} s after "
+                                 "its ACK, long after any resend")
+    return ProtocolError("duplicate", f"{what} resent (its ACK was late or lost)")
+
+
+class SeenWindow:
+    """Which (node, boot, seq) are stored: recent sequence numbers per boot in memory, the
+    journal's UNIQUE index behind them.
+
+    Per (node, boot) the numbers within `span` of the highest are kept; a miss below that,
+    or on a boot not in memory (after a restart), asks the journal. Only committed numbers
+    are ever pruned (`prune` runs after a commit), so a miss in memory is exact.
+    """
+
+    def __init__(self, journal: Journal, span: int = 2048, max_boots: int = 50_000):
+        self._journal, self._span, self._max_boots = journal, span, max_boots
+        self._boots: dict[tuple[int, int], list] = {}  # (node, boot) -> [high, set of seqs]
+
+    def add(self, node_id: int, boot_id: int, seq: int) -> bool:
+        """Mark as seen; False if it already was (a duplicate)."""
+        entry = self._boots.get((node_id, boot_id))
+        if entry is None:
+            seqs = set(self._journal.seqs_from(node_id, boot_id, seq - self._span))
+            entry = self._boots[(node_id, boot_id)] = [max(seqs, default=seq), seqs]
+        high, seqs = entry
+        if seq in seqs:
+            return False
+        if seq < high - self._span and self._journal.has_frame(node_id, boot_id, seq):
+            return False
+        seqs.add(seq)
+        if seq > high:
+            entry[0] = seq
+        return True
+
+    def prune(self) -> None:
+        for entry in self._boots.values():
+            if len(entry[1]) > 2 * self._span:
+                low = entry[0] - self._span
+                entry[1] = {s for s in entry[1] if s >= low}
+        while len(self._boots) > self._max_boots:
+            del self._boots[next(iter(self._boots))]
+
+
