@@ -3,7 +3,9 @@
 Sources (udp_source, serial_source) hand every received chunk to `Collector.submit`, which
 never raises. Accepted frames wait in a batch; `flush()` commits the batch, with the events
 the deriver made of it, in one journal transaction, and only then sends the ACKs. The clock
-is read here, once per chunk, and passed down (`rx_s`): no later stage reads it.
+is read here, once per chunk, and passed down (`rx_s`): no later stage reads it. The runtime
+gives it a HostClock's `now` (host/hostclock.py: a wall and a monotonic clock read together,
+an event time that never goes back).
 """
 
 from __future__ import annotations
@@ -141,7 +143,7 @@ class Collector:
         config: a Config (keys from `config.key_of`, or any object with `key_of(node_id)`).
         journal: the open Journal this collector owns for writing.
         deriver: the DeriverProtocol whose events go into the journal (default none).
-        clock: host wall time in epoch seconds.
+        clock: host time in epoch seconds (the runtime's HostClock.now: never goes back).
         rebuild: returns a deriver rebuilt from the journal. Called after a failed commit:
             the deriver has already taken the batch's frames (count maxima, states) that
             are not stored and will come again, so its memory must go back to the journal's.

@@ -76,19 +76,21 @@ class MachineTimeline:
         counts, coalesce_s = self.counts, self._coalesce_s
         if coalesce_s > 0:
             bucket = ts // coalesce_s
-            since = self._changes[-1][0] if self._changes else _MINUS_INF
-            for k in (-1, -2):  # the last GOOD and the last NG
-                if len(counts) >= -k:
-                    p = counts[k]
-                    # Merged only while both spans lie after the last state change: the
-                    # merged output is then spread over time in one state, as each was.
-                    if (p.kind == kind and p.ts // coalesce_s == bucket and ts >= p.ts
-                            and min(p.ts, p.start if p.start is not None else p.ts) >= since
-                            and (start is None or start >= since)):
-                        first = p.start if start is None else (
-                            start if p.start is None else min(p.start, start))
-                        counts[k] = oee.CountEvent(ts, kind, p.qty + qty, first)
-                        return
+            # Merged only while both spans lie inside the bucket and after the last state
+            # change: the merged output is then spread over time in one state and one
+            # minute, as each was, and a calendar edge on a whole minute never splits it.
+            floor = max(bucket * coalesce_s, self._changes[-1][0] if self._changes else
+                        _MINUS_INF)
+            if (ts if start is None else start) >= floor:
+                for k in (-1, -2):  # the last GOOD and the last NG
+                    if len(counts) >= -k:
+                        p = counts[k]
+                        if (p.kind == kind and ts >= p.ts
+                                and (p.ts if p.start is None else p.start) >= floor):
+                            first = p.start if start is None else (
+                                start if p.start is None else min(p.start, start))
+                            counts[k] = oee.CountEvent(ts, kind, p.qty + qty, first)
+                            return
         counts.append(oee.CountEvent(ts, kind, qty, start))
 
     @property

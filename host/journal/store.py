@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
@@ -18,11 +19,11 @@ from typing import Any, NamedTuple
 
 from ..errors import SinkError
 
-__all__ = ["FrameRow", "Journal", "StoredEvent", "StoredFrame", "event_row"]
+__all__ = ["FrameRow", "Heard", "Journal", "StoredEvent", "StoredFrame", "event_row"]
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS frames(id INTEGER PRIMARY KEY, rx_s REAL, source TEXT, node_id INT,
     boot_id INT, seq INT, type INT, uptime_ms INT, raw BLOB, UNIQUE(node_id, boot_id, seq));
@@ -31,10 +32,25 @@ CREATE TABLE IF NOT EXISTS events(id INTEGER PRIMARY KEY, ts_s REAL, kind TEXT, 
 CREATE TABLE IF NOT EXISTS rejects(source TEXT, reason TEXT, count INT, last_s REAL,
     PRIMARY KEY(source, reason));
 CREATE TABLE IF NOT EXISTS cursors(name TEXT PRIMARY KEY, last_id INT);
+CREATE TABLE IF NOT EXISTS heard(node_id INTEGER PRIMARY KEY, rx_s REAL, boot_id INT, seq INT,
+    uptime_ms INT);
 """
+# Schema 1 -> 2: the heard table, filled from each node's newest frame.
+_FILL_HEARD = ("INSERT OR IGNORE INTO heard(node_id, rx_s, boot_id, seq, uptime_ms) "
+               "SELECT node_id, rx_s, boot_id, seq, uptime_ms FROM frames WHERE id IN "
+               "(SELECT max(id) FROM frames GROUP BY node_id)")
 _INSERT_FRAME = ("INSERT OR IGNORE INTO frames(rx_s, source, node_id, boot_id, seq, type, "
                  "uptime_ms, raw) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
 _INSERT_EVENT = "INSERT INTO events(ts_s, kind, node_id, machine, data) VALUES (?, ?, ?, ?, ?)"
+# A node's last heard: the newest receive time; the node time (boot, seq, uptime) of its
+# newest frame by seq within the boot last heard from (a new boot replaces it).
+_UPSERT_HEARD = ("INSERT INTO heard(node_id, rx_s, boot_id, seq, uptime_ms) VALUES "
+                 "(?, ?, ?, ?, ?) ON CONFLICT(node_id) DO UPDATE SET "
+                 "rx_s = max(rx_s, excluded.rx_s), "
+                 "uptime_ms = CASE WHEN excluded.boot_id != boot_id OR excluded.seq > seq "
+                 "THEN excluded.uptime_ms ELSE uptime_ms END, "
+                 "seq = CASE WHEN excluded.boot_id != boot_id OR excluded.seq > seq "
+                 "THEN excluded.seq ELSE seq END, boot_id = excluded.boot_id")
 _UPSERT_REJECT = ("INSERT INTO rejects(source, reason, count, last_s) VALUES (?, ?, ?, ?) "
                   "ON CONFLICT(source, reason) DO UPDATE SET count = count + excluded.count, "
                   "last_s = max(last_s, excluded.last_s)")
@@ -43,20 +59,23 @@ _UPSERT_REJECT = ("INSERT INTO rejects(source, reason, count, last_s) VALUES (?,
 # One encoder for all events: json.dumps with options would build a new one per call.
 _to_json = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode
 # The `count` event, one per heartbeat and most of all events, as a format string: for five
-# plain ints it is the very text _to_json makes (keys sorted, compact), at a fifth the cost.
-_COUNT_JSON = '{"boot_id":%d,"good":%d,"good_total":%d,"ng":%d,"ng_total":%d}'
+# plain ints and a finite float it is the very text _to_json makes (keys sorted, compact,
+# the float as repr), at a fifth the cost.
+_COUNT_JSON = ('{"boot_id":%d,"good":%d,"good_total":%d,"ng":%d,"ng_total":%d,'
+               '"since_s":%r}')
 
 
 def _data_json(kind: str, data: Any) -> str:
-    if kind == "count" and type(data) is dict and len(data) == 5:
+    if kind == "count" and type(data) is dict and len(data) == 6:
         try:
-            b, g, gt, n, nt = (data["boot_id"], data["good"], data["good_total"], data["ng"],
-                               data["ng_total"])
+            b, g, gt, n, nt, since = (data["boot_id"], data["good"], data["good_total"],
+                                      data["ng"], data["ng_total"], data["since_s"])
         except KeyError:
             pass
         else:
-            if type(b) is type(g) is type(gt) is type(n) is type(nt) is int:  # not bool/float
-                return _COUNT_JSON % (b, g, gt, n, nt)
+            if (type(b) is type(g) is type(gt) is type(n) is type(nt) is int  # not bool
+                    and type(since) is float and math.isfinite(since)):
+                return _COUNT_JSON % (b, g, gt, n, nt, since)
     return _to_json(data)
 
 
@@ -83,6 +102,17 @@ class StoredFrame(NamedTuple):
     type: int
     uptime_ms: int
     raw: bytes
+
+
+class Heard(NamedTuple):
+    """When a node was last heard: the newest receive time (event time, epoch s), and the
+    node time of its newest frame (boot, seq, uptime) to find its last frames by."""
+
+    node_id: int
+    rx_s: float
+    boot_id: int
+    seq: int
+    uptime_ms: int
 
 
 class StoredEvent(NamedTuple):
@@ -114,6 +144,19 @@ def event_row(ev: Any) -> tuple:
     return (float(ts_s), kind, node_id, machine, data)
 
 
+def _heard_rows(frames: Sequence[FrameRow | tuple]) -> list[tuple]:
+    """Per node of `frames`: (node_id, newest rx_s, boot_id, seq, uptime_ms) by the rule of
+    _UPSERT_HEARD (the newest seq of the boot last heard from)."""
+    heard: dict[int, tuple] = {}
+    for rx_s, _, node, boot, seq, _, uptime_ms, _ in frames:
+        prev = heard.get(node)
+        if prev is None or prev[2] != boot or seq > prev[3]:
+            heard[node] = (node, max(rx_s, prev[1]) if prev else rx_s, boot, seq, uptime_ms)
+        elif rx_s > prev[1]:
+            heard[node] = (node, rx_s, *prev[2:])
+    return list(heard.values())
+
+
 class Journal:
     """The journal file, created on first open; reopening after a crash recovers the WAL.
 
@@ -137,6 +180,8 @@ class Journal:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={'FULL' if sync == 'full' else 'NORMAL'}")
             self._db.executescript(_SCHEMA)
+            if version < 2:
+                self._db.execute(_FILL_HEARD)
             self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except (sqlite3.Error, OSError) as exc:
             raise SinkError(f"cannot open journal {self.path}: {exc}") from None
@@ -153,7 +198,8 @@ class Journal:
     # -- writing ---------------------------------------------------------------------------
     def commit(self, frames: Sequence[FrameRow | tuple] = (), events: Iterable[Any] = (),
                rejects: Mapping[tuple[str, str], tuple[int, float]] | None = None) -> int:
-        """Append frames, events and reject counts in one transaction.
+        """Append frames, events and reject counts in one transaction, and in the same one
+        update when each node of `frames` was last heard (the `heard` table).
 
         A frame whose (node_id, boot_id, seq) is already stored is skipped (the UNIQUE key is
         the dedupe of last resort). Events are stored in the order given.
@@ -180,6 +226,8 @@ class Journal:
                 if rejects:
                     db.executemany(_UPSERT_REJECT, [(s, r, n, t) for (s, r), (n, t)
                                                     in rejects.items()])
+                if frames:
+                    db.executemany(_UPSERT_HEARD, _heard_rows(frames))
                 db.execute("COMMIT")
             except BaseException:
                 if db.in_transaction:
@@ -244,6 +292,27 @@ class Journal:
             "(SELECT max(id) FROM events WHERE kind = ? AND ts_s < ? GROUP BY machine) "
             "ORDER BY id", (kind, before_s))
         return [StoredEvent(*row) for row in cur]
+
+    def heard(self) -> list[Heard]:
+        """When each node was last heard (the small `heard` table, not a scan of frames)."""
+        return [Heard(*row) for row in self._db.execute(
+            "SELECT node_id, rx_s, boot_id, seq, uptime_ms FROM heard ORDER BY node_id")]
+
+    def node_tail(self, heard: Heard, frames: int) -> list[StoredFrame]:
+        """The last `frames` frames (by seq) of the boot a node was last heard from, and any
+        newer of that boot, in id order: what rebuilds its clock anchor after a restart."""
+        cur = self._db.execute("SELECT id, rx_s, source, node_id, boot_id, seq, type, uptime_ms,"
+                               " raw FROM frames WHERE node_id = ? AND boot_id = ? AND seq >= ? "
+                               "ORDER BY id", (heard.node_id, heard.boot_id,
+                                               heard.seq - frames))
+        return [StoredFrame(*row) for row in cur]
+
+    def last_time(self) -> float | None:
+        """The latest time the journal holds: newest receive time or newest event's time."""
+        rx = self._db.execute("SELECT max(rx_s) FROM heard").fetchone()[0]
+        ev = self._db.execute("SELECT ts_s FROM events ORDER BY id DESC LIMIT 1").fetchone()
+        times = [t for t in (rx, ev[0] if ev else None) if t is not None]
+        return max(times) if times else None
 
     def has_frame(self, node_id: int, boot_id: int, seq: int) -> bool:
         return self._db.execute("SELECT 1 FROM frames WHERE node_id = ? AND boot_id = ? AND "
