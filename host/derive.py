@@ -293,7 +293,7 @@ class Deriver:
                 "step_s": round(step.step_s, 3), "wall_s": step.wall_s,
                 "after_s": step.after_s}))
             for node in self._nodes.values():
-                out += node.tracker.silence(step.before_s)
+                out += node.tracker.silence(step.before_s, step.after_s)
         self._steps_seen = len(host.steps)
         return out
 

@@ -12,7 +12,9 @@ seen to move against the monotonic one:
 - backward step (D shrinks by more than `step_s`): following it at once would date new
   events before ones already journaled, and count output twice over the same hour. Event
   time stands still instead until the wall clock has caught up (as long as the step), then
-  follows it again. Time in that pause has no place on the calendar: every machine is
+  follows it again. Standing still, it creeps on by a millionth of real time (an hour: 3.6
+  ms), so events of the pause keep their order and distinct times (InfluxDB keeps one point
+  per series and time). Time in that pause has no place on the calendar: every machine is
   UNKNOWN from the step until its node's next data after the pause, so the output made in
   it is output in unknown time.
 - smaller changes (NTP slewing) are followed once they reach `follow_s`; a backward one
@@ -41,6 +43,7 @@ log = logging.getLogger(__name__)
 
 STEP_S = 1.0      # a change of wall - mono larger than this is a clock step
 FOLLOW_S = 0.05   # smaller changes are followed once they add up to this
+CREEP = 1e-6      # while event time stands still: its rate against real time
 _SEGMENTS_KEPT = 64  # mapping segments kept for late frames (drift adds one every ~100 s)
 
 
@@ -49,8 +52,9 @@ class ClockStep:
     """A wall-clock step seen at monotonic time `mono_s`.
 
     step_s: how far the wall clock moved (positive: forward). before_s: the event time at
-    that instant on the old mapping; after_s: where event time goes on from (the same for a
-    backward step: event time pauses there). wall_s: the wall clock's new reading.
+    that instant on the old mapping; after_s: where event time follows the wall clock again
+    (after the jump; for a backward step, after the pause, a few ms of creeping later).
+    wall_s: the wall clock's new reading.
     """
 
     mono_s: float
@@ -74,7 +78,8 @@ class HostClock:
                  follow_s: float = FOLLOW_S):
         self.wall, self.mono = wall, mono
         self.step_s, self.follow_s = step_s, follow_s
-        # (mono from, offset D, floor): event time of m is max(floor, m + D) in its segment.
+        # (mono from, offset D, floor): event time of m is max(floor + CREEP x (m - mono
+        # from), m + D) in its segment.
         self._segs: list[tuple[float, float, float]] = []
         self._starts: list[float] = []
         self._last_mono = -math.inf
@@ -103,7 +108,10 @@ class HostClock:
         before = self.utc(mono)
         self._push(mono, offset, before)
         if abs(delta) > self.step_s:
-            self._stepped(ClockStep(mono, wall, delta, before, self.utc(mono)))
+            # where event time follows the wall clock again: at once when it jumped forward,
+            # after the pause (crept through at CREEP) when it went back
+            after = self.utc(mono) if delta > 0 else before - delta * CREEP
+            self._stepped(ClockStep(mono, wall, delta, before, after))
 
     def _push(self, mono: float, offset: float, floor: float) -> None:
         self._segs.append((mono, offset, floor))
@@ -133,7 +141,8 @@ class HostClock:
         mono = self._last[1]
         self._push(mono, self._segs[-1][1], label)
         if label - now > self.step_s:
-            self._stepped(ClockStep(mono, self._last_wall, now - label, label, label))
+            self._stepped(ClockStep(mono, self._last_wall, now - label, label,
+                                    label + (label - now) * CREEP))
         self._last = (label, mono)
 
     def utc(self, mono: float) -> float:
@@ -147,13 +156,11 @@ class HostClock:
             m0, offset, floor = segs[max(i, 0)]
             if i < 0:
                 floor = -math.inf
-        t = mono + offset
-        return max(t, floor)
+        return max(mono + offset, floor + CREEP * (mono - m0))
 
     def mono_of(self, label: float) -> float:
         """The monotonic time of an event time: exact for the latest reading (the collector
-        passes the deriver that one), else the mapping's inverse (a paused event time maps
-        to the end of its pause)."""
+        passes the deriver that one), else the mapping's inverse."""
         if label == self._last[0]:
             return self._last[1]
         segs = self._segs
@@ -161,7 +168,10 @@ class HostClock:
             return label
         for m0, offset, floor in reversed(segs):
             if max(floor, m0 + offset) <= label:
-                return label - offset
+                if floor == -math.inf:
+                    return label - offset
+                # the inverse of max(m + D, floor + CREEP (m - m0)): the earlier crossing
+                return min(label - offset, m0 + (label - floor) / CREEP)
         return label - segs[0][1]
 
 

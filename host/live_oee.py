@@ -111,7 +111,10 @@ class ShiftOEE:
             self.shift = inst
             self._last_s = -math.inf
             self._prune()
-        if self.shift is not None and now_s - self._last_s >= self.settings.interval_s:
+        # The next shift's points wait for the ended one's final (dated at its end), so
+        # `oee` events never go back in time.
+        if (self.shift is not None and self._ended is None
+                and now_s - self._last_s >= self.settings.interval_s):
             out += self._events(self.shift, now_s, False, machines)
             self._last_s = now_s
         return out

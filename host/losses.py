@@ -7,9 +7,10 @@ Where a count's output goes in an OEE window: spread over the time it was made.
 A heartbeat's count delta is the output made since the previous heartbeat of its boot, so a
 count event may carry that span (`CountEvent.start`). Its quantity is spread evenly over the
 time in the span in which output can be made: `RUN`, `UNKNOWN` and gaps in the timeline (a
-stopped machine makes nothing). A unit cannot be made faster than its ideal cycle, so a span
-shorter than `qty x ideal_cycle_s` is first widened backwards to that length: a partial
-cycle finished just after a window starts is partly the previous window's. Each share is then
+stopped machine makes nothing). A unit cannot be made faster than its ideal cycle, so when
+that production time is less than `qty x ideal_cycle_s` the span reaches further back over
+earlier production time until it holds that much: a unit finished just after a stop or a
+window's start was partly made before it. Each share is then
 
 - counted (in A, P and Q) where the state is known and the time is planned;
 - output in unknown time where the state is unknown and the time is planned: it counts in
@@ -17,14 +18,15 @@ cycle finished just after a window starts is partly the previous window's. Each 
 - excluded (breaks, off shift, planned stops) where the time is not planned;
 - dropped where it falls outside the window (it belongs to the neighbouring window).
 
-A count without a span, or whose span holds no time in which output can be made (all
-stopped), is a point at its own time, classified by the interval that contains it.
+Time before a machine's first known state is unknown, so there is always production time to
+go back to. A count without a span is a point at its own time, classified by the interval
+that contains it.
 """
 
 from __future__ import annotations
 
 import math
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
@@ -144,23 +146,40 @@ class _Timeline:
         i = bisect_right(self.starts, ts) - 1
         return self.kinds[i] if i >= 0 and ts < self.bounds[i][1] else None
 
-    def pieces(self, a: float, b: float):
-        """(start, end, kind) covering [a, b) exactly; kind None in gaps (unknown)."""
-        i = max(0, bisect_right(self.starts, a) - 1)
-        t = a
-        while t < b:
-            if i < len(self.bounds) and self.bounds[i][1] <= t:
-                i += 1
-                continue
-            if i >= len(self.bounds) or self.bounds[i][0] > t:  # a gap until the next one
-                nxt = self.bounds[i][0] if i < len(self.bounds) else b
-                yield t, min(b, nxt), None
-                t = min(b, nxt)
-                continue
-            end = min(b, self.bounds[i][1])
-            yield t, end, self.kinds[i]
-            t = end
-            i += 1
+    def made_in(self, since: float, ts: float, need_s: float) -> list[tuple]:
+        """(start, end, kind) of the time output counted at `ts` was made in: the production
+        time (RUN, or unknown: a gap or UNKNOWN) back from `ts` to `since`, and further back
+        until it holds `need_s` seconds, but only through time as known (or as unknown) as
+        the time it was counted in: output counted in unknown time is never laid back into
+        known run time (where the event clock stood still, unknown time is short). Pieces in
+        time order."""
+        out: list[tuple] = []
+        got, t = 0.0, ts
+        i = bisect_left(self.starts, ts) - 1  # the last interval starting before ts
+        unknown_side: bool | None = None
+        while True:
+            if i >= 0 and self.bounds[i][1] >= t:  # within interval i
+                a, kind = self.bounds[i][0], self.kinds[i]
+                i -= 1
+            else:  # a gap back to the end of interval i: unknown
+                a, kind = (self.bounds[i][1] if i >= 0 else -math.inf), None
+            if unknown_side is None:
+                unknown_side = kind is None
+            elif t <= since and (kind is None) != unknown_side:
+                break  # the span is covered: widen no further than its own side
+            if kind in _PRODUCING:
+                cut = min(since, t - max(0.0, need_s - got))  # latest point enough
+                if cut >= a:
+                    if t > cut:
+                        out.append((cut, t, kind))
+                    break
+                out.append((a, t, kind))
+                got += t - a
+            elif got >= need_s and since >= a:
+                break
+            t = a
+        out.reverse()
+        return out
 
 
 def attribute(counts, bounds: Sequence[tuple[float, float]], kinds: Sequence[str | None],
@@ -183,10 +202,9 @@ def attribute(counts, bounds: Sequence[tuple[float, float]], kinds: Sequence[str
         if c.start is None or c.start >= c.ts:
             pieces = [(c.ts, c.ts, tl.kind_at(c.ts), c.qty)]
         else:
-            a = min(c.start, c.ts - c.qty * ideal_cycle_s)
-            if a >= w1 or c.ts < w0:
+            if c.start >= w1:
                 continue
-            made = [(p, q, k) for p, q, k in tl.pieces(a, c.ts) if k in _PRODUCING]
+            made = tl.made_in(c.start, c.ts, c.qty * ideal_cycle_s)
             span = sum(q - p for p, q, _ in made)
             if span <= 0:
                 pieces = [(c.ts, c.ts, tl.kind_at(c.ts), c.qty)]

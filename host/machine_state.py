@@ -149,6 +149,7 @@ class MachineTracker:
         self.reason: str | None = None
         self.since: float | None = None
         self._dark_since: float | None = None  # a change into the no-match state, held
+        self._unknown_until = float("-inf")  # data up to this time does not end UNKNOWN
 
     def lamps_changed(self, changes: list[tuple[int, int, float]],
                       repaired: bool = False) -> list[Event]:
@@ -189,8 +190,9 @@ class MachineTracker:
 
     def settle(self, ts: float) -> list[Event]:
         """Emit a state change if the lamps now map to another state than the emitted one."""
-        if self.state == UNKNOWN and self.since is not None and ts <= self.since:
-            return []  # data from before the silence does not end it
+        if self.state == UNKNOWN and self.since is not None and (
+                ts <= self.since or ts <= self._unknown_until):
+            return []  # data from before the silence (or from a clock pause) does not end it
         (state, reason), matched = self.lamp_map.match(self.lamps)
         dark = self._dark_since
         out: list[Event] = []
@@ -212,8 +214,10 @@ class MachineTracker:
             return out
         return out + [self._change(state, reason, ts)]
 
-    def silence(self, at_s: float) -> list[Event]:
-        """The node went silent (or the host clock stepped): UNKNOWN from `at_s`, once.
+    def silence(self, at_s: float, until_s: float | None = None) -> list[Event]:
+        """The node went silent (or the host clock stepped): UNKNOWN from `at_s`, once, and
+        until data made after `until_s` (default `at_s`; a clock step: where event time
+        follows the wall clock again).
 
         A lamp-change gap still held becomes the no-match state first if it outlasted
         `lamp_change_s` before `at_s`.
@@ -222,12 +226,14 @@ class MachineTracker:
             return []
         out = self.settle(at_s) if self._dark_since is not None else []
         self._dark_since = None
+        self._unknown_until = at_s if until_s is None else until_s
         return out + [self._change(UNKNOWN, None, at_s)]
 
     def restore(self, state: str, reason: str | None, since: float) -> None:
         """Take the emitted state from the journal (used when replaying after a restart)."""
         self.state, self.reason, self.since = state, reason, since
         self._dark_since = None
+        self._unknown_until = float("-inf")
 
     def _change(self, state: str, reason: str | None, ts: float) -> Event:
         ts = ts if self.since is None else max(ts, self.since)

@@ -81,11 +81,15 @@ class MachineTimeline:
             # minute, as each was, and a calendar edge on a whole minute never splits it.
             floor = max(bucket * coalesce_s, self._changes[-1][0] if self._changes else
                         _MINUS_INF)
+            point = start is None or start >= ts
             if (ts if start is None else start) >= floor:
                 for k in (-1, -2):  # the last GOOD and the last NG
                     if len(counts) >= -k:
                         p = counts[k]
+                        # a point (made where the event clock stood still) never joins a span:
+                        # together they would be spread over time it was not made in
                         if (p.kind == kind and ts >= p.ts
+                                and (p.start is None or p.start >= p.ts) == point
                                 and (p.ts if p.start is None else p.start) >= floor):
                             first = p.start if start is None else (
                                 start if p.start is None else min(p.start, start))

@@ -581,10 +581,15 @@ def test_a_span_across_a_break_leaves_the_break_share_out():
     c = CountEvent(at(cal, MON, "10:10"), "GOOD", 40.0, start=at(cal, MON, "09:50"))
     r = evaluate(states, [c], 30, cal, a, b)
     assert (r.good, r.excluded_good) == (pytest.approx(20), pytest.approx(20))
-    # stopped while the span ran: the output is a point at its time (in the break)
+    # stopped over the whole span (from 09:40): the output was made in the run before it,
+    # as far back as its ideal time needs (40 x 30 s: 09:20-09:40), none in the break
     stopped = [StateInterval(a, at(cal, MON, "09:40"), "RUN"),
                StateInterval(at(cal, MON, "09:40"), b, "IDLE", "material")]
-    assert evaluate(stopped, [c], 30, cal, a, b).excluded_good == 40
+    r = evaluate(stopped, [c], 30, cal, a, b)
+    assert (r.good, r.excluded_good) == (pytest.approx(40), 0)
+    # without its span, a point at its time: in the break
+    point = CountEvent(c.ts, "GOOD", 40.0)
+    assert evaluate(stopped, [point], 30, cal, a, b).excluded_good == 40
 
 
 @st.composite
