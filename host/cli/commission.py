@@ -153,13 +153,14 @@ def nodes_command(config_path, fmt):
     Per node: machine, state, last seen, firmware, RSSI, clock (when its boot began,
     +- uncertainty), frames rejected / dropped, commissioned. Flags: silent, never
     heard, never commissioned, not in the registry, a wired lamp not seen lit in a
-    week, the GOOD counter stuck while the machine runs.
+    week, the GOOD counter stuck while the machine runs. Below: host clock steps the
+    collector saw in the last week.
     """
     import json
 
     from ..config import load_config
     from ..journal import open_readonly
-    from ..report.nodes import format_table, node_rows, read_facts, to_json
+    from ..report.nodes import clock_step_lines, format_table, node_rows, read_facts, to_json
 
     cfg = load_config(config_path)
     now_s = time.time()
@@ -167,6 +168,7 @@ def nodes_command(config_path, fmt):
         facts = read_facts(journal, now_s)
     rows, unknown = node_rows(cfg.nodes, facts, now_s)
     if fmt == "json":
-        click.echo(json.dumps(to_json(rows, unknown, now_s), indent=2))
+        steps = [{"ts_s": ts, **data} for ts, data in facts.clock_steps]
+        click.echo(json.dumps(dict(to_json(rows, unknown, now_s), clock_steps=steps), indent=2))
     else:
-        click.echo(format_table(rows, unknown, now_s))
+        click.echo("\n".join([format_table(rows, unknown, now_s), *clock_step_lines(facts)]))

@@ -52,6 +52,7 @@ class NodeFacts:
 class JournalFacts:
     nodes: dict[int, NodeFacts] = field(default_factory=dict)
     rejects: list[tuple[str, str, int, float]] = field(default_factory=list)
+    clock_steps: list[tuple[float, dict]] = field(default_factory=list)  # last week's
 
     def node(self, node_id: int) -> NodeFacts:
         return self.nodes.setdefault(node_id, NodeFacts(node_id))
@@ -81,7 +82,19 @@ def read_facts(journal: JournalReader, now_s: float) -> JournalFacts:
     for node, ts in journal.last_good_part():
         f.node(node).last_good_s = ts
     f.rejects = [tuple(r) for r in journal.reject_counts()]
+    f.clock_steps = journal.clock_steps(now_s - WEEK_S)
     return f
+
+
+def clock_step_lines(facts: JournalFacts) -> list[str]:
+    """One line per host clock step the collector saw in the last week."""
+    lines = []
+    for ts, data in facts.clock_steps:
+        step = float(data.get("step_s") or 0.0)
+        when = datetime.fromtimestamp(ts).strftime("%m-%d %H:%M:%S")
+        lines.append(f"Host clock stepped {'forward' if step > 0 else 'back'} by {abs(step):g} s"
+                     f" at {when} (event time {'jumped' if step > 0 else 'stood still'})")
+    return lines
 
 
 @dataclass(frozen=True)
