@@ -54,7 +54,7 @@ log = logging.getLogger(__name__)
 _SILENT_PERIODS = 3
 # A node back from silence resends its outbox within its longest retry delay (16 s, see
 # firmware/outbox.py); its lamp information is applied in node-time order after this long.
-_RESEND_S = 20.0
+_RESEND_S = 20.0  # (also measured by the node's own time: made at least this after)
 _BOOTS_KEPT = 4
 
 
@@ -183,7 +183,10 @@ class Deriver:
                 "clock_uncertainty_ms": round(fig.uncertainty_ms, 3),
                 "clock_drift_ppm": round(fig.drift_ppm, 3)}))
         if lamps is not None:
-            if node.backlog is not None and rx < node.resend_until:
+            # held while the node (by our clock, or by its own: a simulated node may run
+            # fast) has not had its 20 s to resend
+            if (node.backlog is not None and rx < node.resend_until
+                    and made < node.resend_until):
                 node.backlog.append(lamps)  # back from silence: the resends may follow
             else:
                 out += self._resent(node)
@@ -326,6 +329,14 @@ class Deriver:
         """Take an operator's `reason` event (the board writes it to the journal) into the
         running shift's OEE."""
         self._absorb([event])
+
+    def drain(self, now_s: float) -> list[Event]:
+        """The collector stops: the lamp information of nodes back from silence, held for
+        their resends (`_resent`), applied now."""
+        out: list[Event] = []
+        for node in self._nodes.values():
+            out += self._resent(node)
+        return out
 
     # --- restart ------------------------------------------------------------------------
 

@@ -114,6 +114,10 @@ class DeriverProtocol(Protocol):
         """Take an operator's journaled `reason` event into the running shift's figures."""
         ...
 
+    def drain(self, now_s: float) -> list[Event]:
+        """Events held back for their order (a node's resends), now: the collector stops."""
+        ...
+
 
 class NullDeriver:
     """A deriver that derives nothing: frames are only journaled (benchmarks, tests)."""
@@ -132,3 +136,6 @@ class NullDeriver:
 
     def add_reason(self, event: Event) -> None:
         return None
+
+    def drain(self, now_s: float) -> list[Event]:
+        return []

@@ -18,7 +18,7 @@ from typing import Any
 
 from .collector import Collector
 from .derive import Deriver, DeriverProtocol
-from .errors import ProtocolError
+from .errors import ProtocolError, SinkError
 from .events import Event
 from .hostclock import HostClock
 from .journal import Journal
@@ -185,6 +185,10 @@ class CollectorRuntime:
             await asyncio.to_thread(src.stop)
         if self.collector is not None:
             self.collector.tick()  # pending frames (and their ACKs) and the last events
+            try:  # what the deriver held back for its order, journaled before we go
+                self.journal.commit(events=self.deriver.drain(self.clock()))
+            except SinkError as exc:
+                log.error("the deriver's held events were not journaled: %s", exc)
             log.info("collector stopped: %d frames accepted, %d rejected",
                      self.collector.stats.accepted, self.collector.stats.rejected)
         if self.forwarder is not None:

@@ -191,6 +191,18 @@ def test_silence_makes_unknown_from_the_last_heard_time_then_data_resumes():
     assert states(feed(d, hb(19, 0, green=ON), 10, 55_000, delay_s=0.2)) == [(55.0, "RUN")]
 
 
+def test_what_a_node_back_from_silence_sent_is_drained_when_the_collector_stops():
+    d = deriver()
+    feed(d, hello(hb_ms=5000), 0, 0)
+    feed(d, hb(0, 0, green=ON), 1, 5_000)
+    assert states(d.tick(T0 + 30)) == [(20.0, "UNKNOWN")]  # heard at 5 s + 3 x 5 s
+    # back at 40 s: held for its resends ...
+    assert states(feed(d, lamp((G, OFF, 35_000), (R, ON, 35_000)), 3, 36_500, 3.5)) == []
+    # ... and the collector stops before they could all come: applied now, not lost
+    assert states(d.drain(T0 + 41)) == [(35.0, "STOP")]
+    assert d.drain(T0 + 42) == []
+
+
 def test_silence_period_from_config_until_a_hello():
     d = deriver(heartbeat_s=5.0)
     feed(d, hb(0, 0, green=ON), 1, 1_000)
@@ -520,7 +532,7 @@ def test_every_deriver_implements_the_whole_protocol_with_its_signatures():
 
     members = [n for n, v in vars(DeriverProtocol).items()
                if callable(v) and not n.startswith("_")]
-    assert set(members) == {"on_frame", "tick", "snapshot", "replay", "add_reason"}
+    assert set(members) == {"on_frame", "tick", "snapshot", "replay", "add_reason", "drain"}
     for impl in (Deriver, NullDeriver):
         for name in members:
             want = inspect.signature(getattr(DeriverProtocol, name))
@@ -528,3 +540,4 @@ def test_every_deriver_implements_the_whole_protocol_with_its_signatures():
             assert list(got.parameters) == list(want.parameters), (impl.__name__, name)
     null = NullDeriver()
     assert null.on_frame(None, 0.0) == [] and null.tick(0.0) == [] and null.snapshot(0.0) == {}
+    assert null.drain(0.0) == []
