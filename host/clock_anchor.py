@@ -110,7 +110,9 @@ class ClockAnchor:
         newest = idx if self._newest is None else self._newest
         if idx <= newest - self._n_buckets:
             return  # older than the window: the window already has better information
-        if self._buckets and self._waited(t, off):
+        line = self._line
+        if (line is None or off - (line[1] + line[0] * t) > self._late_s) and (
+                self._buckets and self._waited(t, off)):
             return  # its offset holds the wait: it would only bend the drift line
         best = self._buckets.get(idx)
         if best is None or off < best[1]:

@@ -127,6 +127,7 @@ class Deriver:
         self._mono = host.mono_of if host is not None else _same
         self._utc = host.utc if host is not None else _same
         self._steps_seen = 0
+        self._backlog_count = 0  # nodes back from silence, their resends held (_resent)
         self._nodes: dict[int, _Node] = {}
         self._replaying = False
         for node_id in self._cfgs:
@@ -137,7 +138,9 @@ class Deriver:
     def on_frame(self, frame: Frame, rx_s: float) -> list[Event]:
         """Events derived from one accepted frame received at host time `rx_s`."""
         out: list[Event] = []
-        self._take(out, self._clock_steps())
+        host = self._host
+        if host is not None and len(host.steps) > self._steps_seen:
+            self._take(out, self._clock_steps())
         h, body = frame.header, frame.body
         node = self._nodes.get(h.node_id) or self._node(h.node_id)
         if isinstance(body, Hello):
@@ -154,6 +157,8 @@ class Deriver:
             timeout = _SILENT_PERIODS * node.heartbeat_s
             if node.last_rx is not None and rx - node.last_rx > timeout:
                 self._take(out, tr.silence(utc(node.last_heard + timeout)))
+                if node.backlog is None:
+                    self._backlog_count += 1
                 node.backlog, node.resend_until = [], rx + _RESEND_S
             node.last_rx = rx
         if node.last_heard is None or made >= node.last_heard:
@@ -167,8 +172,13 @@ class Deriver:
                 "reset_cause": body.reset_cause, "config_hash": body.config_hash.hex(),
                 "heartbeat_ms": body.heartbeat_ms, "lamp_mask": body.lamp_mask}))
         elif isinstance(body, Heartbeat):  # the most frequent frame: tested first
-            self._take(out, self._counts(node, h.boot_id, body, made, anchor))
+            counts = self._counts(node, h.boot_id, body, made, ts, anchor)
             lamps = (ts, h.seq, h.boot_id, body, None)
+            if counts and node.backlog is None and not out:  # the usual case, in one go
+                new = counts + self._lamps(node, *lamps)
+                self._absorb(new)
+                return new
+            self._take(out, counts)
         elif isinstance(body, Lamp):
             changes = [(ev.channel, ev.state, min(ts, utc(anchor.to_wall(ev.uptime_ms))))
                        for ev in body.events]
@@ -199,13 +209,13 @@ class Deriver:
             self._absorb(events)
             out += events
 
-    def _counts(self, node: _Node, boot_id: int, hb: Heartbeat, made: float,
+    def _counts(self, node: _Node, boot_id: int, hb: Heartbeat, made: float, ts: float,
                 anchor: ClockAnchor) -> list[Event]:
         d = node.counts.heartbeat(boot_id, hb.good, hb.ng, made, anchor.to_wall(0))
         if not (d.good or d.ng):
             return []
         tr = node.tracker
-        return [Event(self._utc(made), "count", tr.node_id, tr.machine, {
+        return [Event(ts, "count", tr.node_id, tr.machine, {
             "good": d.good, "ng": d.ng, "good_total": d.good_total, "ng_total": d.ng_total,
             "boot_id": boot_id, "since_s": self._utc(d.since)})]
 
@@ -240,6 +250,7 @@ class Deriver:
         if node.backlog is None:
             return []
         backlog, node.backlog = sorted(node.backlog, key=lambda x: (x[0], x[1])), None
+        self._backlog_count -= 1
         out: list[Event] = []
         for item in backlog:
             out += self._lamps(node, *item)
@@ -410,10 +421,12 @@ class Deriver:
         there, so they go in after the state changes dated before them."""
         if self._replaying:
             return
-        held = [e for e in events if e.kind == "count" and self._holding(e.node_id)]
-        if held:
-            self._nodes[held[0].node_id].held.extend(held)
-            events = [e for e in events if not (e.kind == "count" and self._holding(e.node_id))]
+        if self._backlog_count:  # some node is back from silence (rare): hold its counts
+            held = [e for e in events if e.kind == "count" and self._holding(e.node_id)]
+            if held:
+                self._nodes[held[0].node_id].held.extend(held)
+                events = [e for e in events
+                          if not (e.kind == "count" and self._holding(e.node_id))]
         self._live.absorb(events)
 
     def _holding(self, node_id: int | None) -> bool:

@@ -92,6 +92,15 @@ class HostClock:
         wall, mono = float(self.wall()), float(self.mono())
         mono = max(mono, self._last_mono)  # a "monotonic" clock that went back is held
         self._last_mono, self._last_wall = mono, wall
+        segs = self._segs
+        if segs:  # the usual reading: no step, in the newest segment (utc, inlined)
+            m0, offset, floor = segs[-1]
+            if abs(wall - mono - offset) < self.follow_s:
+                label = mono + offset
+                if label < floor:
+                    label = max(label, floor + CREEP * (mono - m0))
+                self._last = (label, mono)
+                return label
         self._follow(wall, mono)
         label = self.utc(mono)
         self._last = (label, mono)
@@ -156,7 +165,8 @@ class HostClock:
             m0, offset, floor = segs[max(i, 0)]
             if i < 0:
                 floor = -math.inf
-        return max(mono + offset, floor + CREEP * (mono - m0))
+        t = mono + offset
+        return t if t >= floor else max(t, floor + CREEP * (mono - m0))
 
     def mono_of(self, label: float) -> float:
         """The monotonic time of an event time: exact for the latest reading (the collector

@@ -68,9 +68,10 @@ class ShiftOEE:
 
     def absorb(self, events: Iterable[Event]) -> None:
         """Take derived (or replayed) events into the machines' timelines."""
+        timelines = self.timelines
         for ev in events:
             if ev.kind in _TIMELINE_KINDS and ev.machine is not None:
-                self.timeline(ev.machine).add(ev)
+                (timelines.get(ev.machine) or self.timeline(ev.machine)).add(ev)
             elif ev.kind == "oee" and ev.data.get("final") and ev.data.get("shift_start_s"):
                 self._finals.add((ev.data.get("shift"), float(ev.data["shift_start_s"])))
 

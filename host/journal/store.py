@@ -147,14 +147,16 @@ def event_row(ev: Any) -> tuple:
 def _heard_rows(frames: Sequence[FrameRow | tuple]) -> list[tuple]:
     """Per node of `frames`: (node_id, newest rx_s, boot_id, seq, uptime_ms) by the rule of
     _UPSERT_HEARD (the newest seq of the boot last heard from)."""
-    heard: dict[int, tuple] = {}
-    for rx_s, _, node, boot, seq, _, uptime_ms, _ in frames:
-        prev = heard.get(node)
-        if prev is None or prev[2] != boot or seq > prev[3]:
-            heard[node] = (node, max(rx_s, prev[1]) if prev else rx_s, boot, seq, uptime_ms)
-        elif rx_s > prev[1]:
-            heard[node] = (node, rx_s, *prev[2:])
-    return list(heard.values())
+    newest: dict[int, tuple] = {}  # node -> its frame that sets boot, seq, uptime
+    rx: dict[int, float] = {}
+    for f in frames:
+        node = f[2]
+        prev = newest.get(node)
+        if prev is None or prev[3] != f[3] or f[4] > prev[4]:
+            newest[node] = f
+        if f[0] > rx.get(node, -math.inf):
+            rx[node] = f[0]
+    return [(node, rx[node], f[3], f[4], f[6]) for node, f in newest.items()]
 
 
 class Journal:
