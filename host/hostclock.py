@@ -96,9 +96,8 @@ class HostClock:
         if segs:  # the usual reading: no step, in the newest segment (utc, inlined)
             m0, offset, floor = segs[-1]
             if abs(wall - mono - offset) < self.follow_s:
-                label = mono + offset
-                if label < floor:
-                    label = max(label, floor + CREEP * (mono - m0))
+                label, creep = mono + offset, floor + CREEP * (mono - m0)
+                label = max(label, creep)
                 self._last = (label, mono)
                 return label
         self._follow(wall, mono)
@@ -165,8 +164,8 @@ class HostClock:
             m0, offset, floor = segs[max(i, 0)]
             if i < 0:
                 floor = -math.inf
-        t = mono + offset
-        return t if t >= floor else max(t, floor + CREEP * (mono - m0))
+        t, creep = mono + offset, floor + CREEP * (mono - m0)
+        return max(t, creep)
 
     def mono_of(self, label: float) -> float:
         """The monotonic time of an event time: exact for the latest reading (the collector
