@@ -18,7 +18,6 @@ Output is summed only within one unit. Every sum in it is the sum of the machine
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -29,8 +28,6 @@ from ..errors import JournalReadError, LampwatchError
 from ..events import Event
 from ..timeline import MachineTimeline, oee_data
 from .oee_tables import format_csv, format_json, format_table
-
-log = logging.getLogger(__name__)
 
 # Without a config the whole window is planned production time (a 24 h shift every day).
 ALL_DAY = oee.Calendar("UTC", (oee.Shift("day", "00:00", "00:00"),))
@@ -207,8 +204,6 @@ def build_report(events: Iterable[Event], last_rx: Mapping[int, float], start_s:
         if p is not None and p > 1 + _P_SLACK:
             warnings.append(f"{row.machine}: performance {oee.percent(p)} is above 100%: "
                             "its ideal_cycle_s is too slow, or its counts are doubled")
-    for w in warnings:
-        log.warning("%s", w)
     return Report(start_s, end, calendar, rows, plant, warnings)
 
 
