@@ -16,7 +16,10 @@ time) makes its machine UNKNOWN from last heard + timeout, where last heard is w
 newest data was made (node time): the moment it became overdue. Only data made after that
 ends UNKNOWN, at that data's own time, so frames a node resends from its outbox after an
 outage end it where they belong. `tick` applies this rule, live and after a restart alike
-(runtime.replay rebuilds each node's last heard from the journal), whatever the outage.
+(runtime.replay rebuilds each node's last heard from the journal), whatever the outage. A node
+back from silence has 20 s to resend its outbox (a fresh frame may come before older ones);
+its lamp information is held that long and applied in the order it was made (`drain` on a
+clean stop; a crash inside that window loses the state changes held, not the frames).
 
 Counts: host/boot_counts.py turns cumulative counts into deltas that never count twice;
 each count event carries `since_s`, when its output began to be made.
