@@ -90,6 +90,7 @@ class ClockAnchor:
         self._buckets: dict[int, tuple[float, float]] = {}  # index -> (uptime_s, offset_s)
         self._recent: deque[tuple[float, float]] = deque(maxlen=_RECENT_SAMPLES)
         self._line: tuple[float, float] | None = None  # (slope, intercept), cached
+        self._last_line: tuple[float, float] | None = None  # the latest, even if stale
         # While the cached line is the constant estimate: bounds on the bucket minima's
         # uptimes (lowest, highest), for the fast path of `_lower`; None otherwise.
         self._span: tuple[float, float] | None = None
@@ -110,7 +111,9 @@ class ClockAnchor:
         newest = idx if self._newest is None else self._newest
         if idx <= newest - self._n_buckets:
             return  # older than the window: the window already has better information
-        line = self._line
+        # Against the latest line, even if a new minimum made it stale since: for a frame that
+        # waited seconds it is near enough, and refitting for every sample would cost twice.
+        line = self._line or self._last_line
         if (line is None or off - (line[1] + line[0] * t) > self._late_s) and (
                 self._buckets and self._waited(t, off)):
             return  # its offset holds the wait: it would only bend the drift line
@@ -145,7 +148,7 @@ class ClockAnchor:
             if hi - lo < self._fit_span_s:  # bounds of the true span: still under it
                 self._span = (lo, hi)
                 if off < line[1]:
-                    self._line = (0.0, off)
+                    self._line = self._last_line = (0.0, off)
                 return
         self._line = None
 
@@ -179,7 +182,7 @@ class ClockAnchor:
             if pts[-1][0] - pts[0][0] >= self._fit_span_s:
                 slope = max(-self._max_slope, min(self._max_slope, _hull_slope(pts)))
                 self._span = None
-            self._line = (slope, min(off - slope * t for t, off in pts))
+            self._line = self._last_line = (slope, min(off - slope * t for t, off in pts))
         return self._line
 
 
