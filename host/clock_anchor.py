@@ -21,6 +21,17 @@ The uncertainty is the median gap between the recent samples and the estimate: h
 typical frame sits above the fastest one. The true offset lies below the estimate by the
 one-way delay of the fastest frame, which one-way timing cannot observe (a few ms on a LAN).
 
+A sample later than the estimate by more than `late_s` (plus the most the crystal can have
+drifted since the newest bucket) is a frame that waited: in the node's outbox while its link
+or the collector was down, or in a queue. It never moves the window forward and is not kept:
+otherwise the first frame a node resends after an outage would push every good bucket out of
+the window and be mapped to its own arrival time, and so would the older lamp changes that
+follow it; kept in an empty bucket it would bend the drift line. The next fresh frame moves
+the window on.
+
+The anchor is given host *monotonic* time (host/hostclock.py): a wall-clock step never
+reaches it, so it never looks like a jump in the node's offset.
+
 A new boot id, and a HELLO within a boot (a watchdog or soft reset: uptime continues only
 approximately), starts a new anchor; `NodeClock` keeps them per (boot id, first seq), so a
 late frame of an older boot or epoch is still mapped with the anchor it belongs to.
@@ -38,6 +49,7 @@ _DEFAULT_BUCKET_S = 60.0
 _DEFAULT_WINDOW_S = 1800.0
 _DEFAULT_FIT_SPAN_S = 600.0
 _DEFAULT_MAX_DRIFT_PPM = 200.0
+_DEFAULT_LATE_S = 2.0
 _RECENT_SAMPLES = 64
 _BOOTS_KEPT = 4
 _EPOCHS_KEPT = 4
@@ -61,11 +73,12 @@ class ClockAnchor:
         window_s: uptime span of buckets kept (older ones are dropped).
         fit_span_s: bucket span needed before the drift is fitted.
         max_drift_ppm: bound on the fitted drift (a crystal is within +-50 ppm).
+        late_s: a sample this much above the estimate waited somewhere (module docstring).
     """
 
     def __init__(self, bucket_s: float = _DEFAULT_BUCKET_S, window_s: float = _DEFAULT_WINDOW_S,
                  fit_span_s: float = _DEFAULT_FIT_SPAN_S,
-                 max_drift_ppm: float = _DEFAULT_MAX_DRIFT_PPM):
+                 max_drift_ppm: float = _DEFAULT_MAX_DRIFT_PPM, late_s: float = _DEFAULT_LATE_S):
         if bucket_s <= 0 or window_s < bucket_s or fit_span_s <= 0 or max_drift_ppm < 0:
             raise ValueError("anchor needs bucket_s > 0, window_s >= bucket_s, fit_span_s > 0 "
                              "and max_drift_ppm >= 0")
@@ -73,9 +86,11 @@ class ClockAnchor:
         self._n_buckets = int(window_s // bucket_s) + 1
         self._fit_span_s = fit_span_s
         self._max_slope = max_drift_ppm * 1e-6
+        self._late_s = late_s
         self._buckets: dict[int, tuple[float, float]] = {}  # index -> (uptime_s, offset_s)
         self._recent: deque[tuple[float, float]] = deque(maxlen=_RECENT_SAMPLES)
         self._line: tuple[float, float] | None = None  # (slope, intercept), cached
+        self._last_line: tuple[float, float] | None = None  # the latest, even if stale
         # While the cached line is the constant estimate: bounds on the bucket minima's
         # uptimes (lowest, highest), for the fast path of `_lower`; None otherwise.
         self._span: tuple[float, float] | None = None
@@ -96,6 +111,12 @@ class ClockAnchor:
         newest = idx if self._newest is None else self._newest
         if idx <= newest - self._n_buckets:
             return  # older than the window: the window already has better information
+        # Against the latest line, even if a new minimum made it stale since: for a frame that
+        # waited seconds it is near enough, and refitting for every sample would cost twice.
+        line = self._line or self._last_line
+        if (line is None or off - (line[1] + line[0] * t) > self._late_s) and (
+                self._buckets and self._waited(t, off)):
+            return  # its offset holds the wait: it would only bend the drift line
         best = self._buckets.get(idx)
         if best is None or off < best[1]:
             self._buckets[idx] = (t, off)
@@ -105,6 +126,13 @@ class ClockAnchor:
             for old in [k for k in self._buckets if k <= idx - self._n_buckets]:
                 del self._buckets[old]
                 self._line = None
+
+    def _waited(self, t: float, off: float) -> bool:
+        """Did this sample's frame wait somewhere (module docstring)?"""
+        slope, intercept = self._line or self._fit()
+        t_new = (self._newest + 1) * self._bucket_s
+        drift = self._max_slope * max(0.0, t - t_new)
+        return off - (intercept + slope * t) > self._late_s + drift
 
     def _lower(self, t: float, off: float) -> None:
         """A bucket minimum became (t, off): drop the cached line, or lower it in place.
@@ -120,7 +148,7 @@ class ClockAnchor:
             if hi - lo < self._fit_span_s:  # bounds of the true span: still under it
                 self._span = (lo, hi)
                 if off < line[1]:
-                    self._line = (0.0, off)
+                    self._line = self._last_line = (0.0, off)
                 return
         self._line = None
 
@@ -154,7 +182,7 @@ class ClockAnchor:
             if pts[-1][0] - pts[0][0] >= self._fit_span_s:
                 slope = max(-self._max_slope, min(self._max_slope, _hull_slope(pts)))
                 self._span = None
-            self._line = (slope, min(off - slope * t for t, off in pts))
+            self._line = self._last_line = (slope, min(off - slope * t for t, off in pts))
         return self._line
 
 

@@ -5,7 +5,9 @@ never raises. Accepted frames wait in a batch; `flush()` commits the batch, with
 the deriver made of it, in one journal transaction, and only then sends the ACKs. A commit
 that fails (disk full) keeps the batch, ACKs nothing and is retried: the deriver has taken
 those frames once and will not see them again. The clock is read here, once per chunk, and
-passed down (`rx_s`): no later stage reads it.
+passed down (`rx_s`): no later stage reads it. The runtime gives it a HostClock's `now`
+(host/hostclock.py: a wall and a monotonic clock read together, an event time that never
+goes back).
 """
 
 from __future__ import annotations
@@ -112,7 +114,7 @@ class Collector:
         config: a Config (keys from `config.key_of`, or any object with `key_of(node_id)`).
         journal: the open Journal this collector owns for writing.
         deriver: the DeriverProtocol whose events go into the journal (default none).
-        clock: host wall time in epoch seconds.
+        clock: host time in epoch seconds (the runtime's HostClock.now: never goes back).
     """
 
     def __init__(self, config: Any, journal: Journal, deriver: DeriverProtocol | None = None,

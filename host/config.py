@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 
 from .errors import ConfigError, OEEInputError
 from .machine_state import LampMap
-from .oee import Break, Calendar, Shift
+from .oee import PM_POLICIES, Break, Calendar, Shift
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -177,6 +177,10 @@ class Config:
     nodes_file: Path | None = None
     board_hosts: tuple[str, ...] = ()  # names the board answers to, besides its listen address
     board_sse_slots: int | None = None  # live board viewers at once; None: from RLIMIT_NOFILE
+    # [oee]: how stops and rejects are judged (docs/oee.md)
+    startup_window_s: float = 0.0  # NG this soon after a setup / breakdown / PM: startup rejects
+    planned_maintenance: str = "availability_loss"  # the PM policy (host/oee.py)
+    lamp_change_s: float = 1.0  # all-off gaps shorter than this are part of a lamp change
 
     def key_of(self, node_id: int) -> bytes | None:
         """The node's key, or None for a node not in the registry (protocol.decode lookup)."""
@@ -336,12 +340,22 @@ def parse_config(data: Mapping[str, Any], path: Path | None = None, *,
     calendar = _calendar(cal) if cal is not None else Calendar("UTC")
     ot = root.table("oee") or _Table({}, "oee", fail)
     refresh_s, short_stop_s = ot.number("refresh_s", 60.0), ot.number("short_stop_s", 300.0)
+    startup_window_s = ot.number("startup_window_s", 0.0, positive=False)
+    if startup_window_s < 0:
+        fail("oee.startup_window_s", f"must not be negative, not {startup_window_s:g}")
+    lamp_change_s = ot.number("lamp_change_s", 1.0, positive=False)
+    if lamp_change_s < 0:
+        fail("oee.lamp_change_s", f"must not be negative, not {lamp_change_s:g}")
+    pm = ot.text("planned_maintenance", "availability_loss")
+    if pm not in PM_POLICIES:
+        fail("oee.planned_maintenance", f"must be one of {', '.join(PM_POLICIES)}, not {pm!r}")
     ot.done()
     board_listen, board_pin, hosts, slots = _board(root.table("board"), base, fail)
     root.done()
     return Config(path, udp_listen, tuple(serial), journal, sync, level, influx, nodes,
                   calendar, heartbeat_s, refresh_s, short_stop_s, board_listen, board_pin,
-                  registry, hosts, slots)
+                  registry, hosts, slots, startup_window_s=startup_window_s,
+                  planned_maintenance=pm, lamp_change_s=lamp_change_s)
 
 
 def _board(t: _Table | None, base: Path, fail):

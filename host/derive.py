@@ -5,12 +5,24 @@ The collector calls `Deriver.on_frame(frame, rx_s)` for every accepted frame and
 the same transaction as the frame. Time is always passed in; nothing here reads a clock or
 does I/O. Event shapes: docs/architecture.md ("Derived events").
 
-Counts: per node and boot id the highest cumulative GOOD / NG seen (modulo 2**32) is kept; a
-heartbeat contributes max(0, new - highest), so duplicates and reordered frames never count
-twice, a new boot id starts from 0, and a late heartbeat of an earlier boot still adds to
-that boot's total. A cumulative value "behind" the highest by the modular difference
-(>= 2**31) is an older frame and adds nothing. A boot first seen mid-way (a collector with a
-fresh journal) counts from 0: a count is never lost, at the price of one large delta.
+Time: host times come in as event times (epoch s UTC). With the collector's HostClock
+(host/hostclock.py) node uptime is anchored on the host's *monotonic* time (`mono_of`) and
+mapped back to event time (`utc`), so a wall-clock step never moves a node's anchor; each
+step the clock saw is journaled as a `clock` event and makes every machine UNKNOWN from it
+until its node's next data after it. Without a HostClock host times are used as they are.
+
+Silence: a node not heard from for its silence timeout (3 heartbeat periods, by receive
+time) makes its machine UNKNOWN from last heard + timeout, where last heard is when its
+newest data was made (node time): the moment it became overdue. Only data made after that
+ends UNKNOWN, at that data's own time, so frames a node resends from its outbox after an
+outage end it where they belong. `tick` applies this rule, live and after a restart alike
+(runtime.replay rebuilds each node's last heard from the journal), whatever the outage. A node
+back from silence has 20 s to resend its outbox (a fresh frame may come before older ones);
+its lamp information is held that long and applied in the order it was made (`drain` on a
+clean stop; a crash inside that window loses the state changes held, not the frames).
+
+Counts: host/boot_counts.py turns cumulative counts into deltas that never count twice;
+each count event carries `since_s`, when its output began to be made.
 
 Lamps: LAMP frames carry each change with the time it began; a heartbeat's lamp byte (the
 node's classified states when it sent it) repairs a lost LAMP frame, but only when its seq is
@@ -23,91 +35,30 @@ emitting anything; see its docstring.
 from __future__ import annotations
 
 import logging
-import math
-from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from . import oee
-from .clock_anchor import AnchorFigures, ClockAnchor, NodeClock
+from .boot_counts import BootCounts
+from .clock_anchor import ClockAnchor, NodeClock
+from .derive_api import DeriveConfig, DeriverProtocol, MachineSnapshot, NodeConfig, NullDeriver
 from .events import Event
-from .machine_state import LampMap, MachineTracker
-from .protocol import COUNT_MOD, LAMP_NAMES, LAMP_STATES, Frame, Health, Heartbeat, Hello, Lamp
-from .timeline import MachineTimeline, oee_data
+from .hostclock import HostClock
+from .live_oee import OEESettings, ShiftOEE
+from .machine_state import DEFAULT_LAMP_CHANGE_S, LampMap, MachineTracker
+from .protocol import LAMP_NAMES, LAMP_STATES, Frame, Health, Heartbeat, Hello, Lamp
 
 __all__ = ["DeriveConfig", "Deriver", "DeriverProtocol", "Event", "MachineSnapshot",
            "NodeConfig", "NullDeriver"]
 
 log = logging.getLogger(__name__)
 
-_HALF = COUNT_MOD // 2
 _SILENT_PERIODS = 3
+# A node back from silence resends its outbox within its longest retry delay (16 s, see
+# firmware/outbox.py); its lamp information is applied in node-time order after this long.
+_RESEND_S = 20.0  # (also measured by the node's own time: made at least this after)
 _BOOTS_KEPT = 4
-_PRUNE_MARGIN_S = 3600.0
-_COALESCE_S = 60.0  # live count timeline: one GOOD and one NG entry per minute and state
-_TIMELINE_KINDS = frozenset({"state", "count", "reason"})
-
-
-@dataclass(frozen=True)
-class NodeConfig:
-    """What the deriver needs of one registry entry (the collector config may pass its own
-    objects with these attributes)."""
-
-    node_id: int
-    machine: str
-    ideal_cycle_s: float | None = None
-    lamp_map: Mapping[str, str] | None = None
-
-
-@dataclass(frozen=True)
-class DeriveConfig:
-    """What the deriver reads of the collector config; any object with these attributes does.
-
-    nodes: node id -> NodeConfig (or an iterable of them). calendar: shifts for the live OEE
-    (None: no `oee` events). heartbeat_s: heartbeat period assumed until a node's HELLO says
-    otherwise. oee_interval_s: running-shift OEE refresh. short_stop_s: minor-stop threshold.
-    """
-
-    nodes: Mapping[int, Any] | Iterable[Any] = ()
-    calendar: oee.Calendar | None = None
-    heartbeat_s: float = 10.0
-    oee_interval_s: float = 60.0
-    short_stop_s: float = oee.DEFAULT_SHORT_STOP_S
-
-
-@dataclass(frozen=True)
-class MachineSnapshot:
-    """Live view of one machine for the Andon board and the demo (times epoch s)."""
-
-    machine: str
-    node_id: int
-    state: str | None
-    reason: str | None
-    since_s: float | None
-    lamps: dict[str, str | None]
-    last_heard_s: float | None
-    silent: bool
-    shift: str | None
-    result: oee.OEEResult | None
-    ideal_known: bool
-    clock: AnchorFigures | None
-
-    @property
-    def good(self) -> float:
-        return self.result.good if self.result else 0.0
-
-    @property
-    def ng(self) -> float:
-        return self.result.ng if self.result else 0.0
-
-    @property
-    def coverage(self) -> float | None:
-        return self.result.coverage if self.result else None
-
-    def oee_data(self) -> dict:
-        """A / P / Q / OEE, counts, coverage and losses as in an `oee` event ({} off shift)."""
-        return oee_data(self.result, self.ideal_known) if self.result else {}
 
 
 @dataclass
@@ -116,60 +67,18 @@ class _Node:
     tracker: MachineTracker
     clock: NodeClock
     heartbeat_s: float
-    last_rx_s: float | None = None
-    last_heard_s: float | None = None
-    counts: OrderedDict[int, list[int]] = field(default_factory=OrderedDict)
+    last_rx: float | None = None  # host monotonic time the newest frame arrived
+    last_heard: float | None = None  # host monotonic time the newest data was made
+    counts: BootCounts = field(default_factory=BootCounts)
+    # Back from silence: lamp-bearing frames held until resend_until (Deriver._resent), and
+    # the count events made meanwhile, for the live timeline.
+    backlog: list | None = None
+    resend_until: float = 0.0
+    held: list = field(default_factory=list)
     anchor: ClockAnchor | None = None  # of the newest frame, for the snapshot's figures
     # Per boot id: the highest seq of a frame whose lamp information was applied (a LAMP
     # frame or a heartbeat's lamp byte); see Deriver.on_frame. At most _BOOTS_KEPT boots.
     lamp_seq: dict[int, int] = field(default_factory=dict)
-
-
-class DeriverProtocol(Protocol):
-    """What the collector, the runtime, the board and the demo ask of a deriver.
-
-    Every implementation implements all of it (Deriver, NullDeriver, test doubles), so
-    callers never ask `hasattr`. Time is always passed in.
-    """
-
-    def on_frame(self, frame: Frame, rx_s: float) -> list[Event]:
-        """Events derived from one accepted frame received at host time `rx_s`."""
-        ...
-
-    def tick(self, now_s: float) -> list[Event]:
-        """Time-driven events (silence, the running shift's OEE), about once a second."""
-        ...
-
-    def snapshot(self, now_s: float) -> dict[str, MachineSnapshot]:
-        """The live view per machine."""
-        ...
-
-    def replay(self, frames: Iterable[tuple[Frame, float]], events: Iterable[Event] = ()) -> None:
-        """Rebuild memory from the journal after a restart, emitting nothing."""
-        ...
-
-    def add_reason(self, event: Event) -> None:
-        """Take an operator's journaled `reason` event into the running shift's figures."""
-        ...
-
-
-class NullDeriver:
-    """A deriver that derives nothing: frames are only journaled (benchmarks, tests)."""
-
-    def on_frame(self, frame: Frame, rx_s: float) -> list[Event]:
-        return []
-
-    def tick(self, now_s: float) -> list[Event]:
-        return []
-
-    def snapshot(self, now_s: float) -> dict[str, MachineSnapshot]:
-        return {}
-
-    def replay(self, frames: Iterable[tuple[Frame, float]], events: Iterable[Event] = ()) -> None:
-        return None
-
-    def add_reason(self, event: Event) -> None:
-        return None
 
 
 def _with_hz(events: list[Event], changes: list[tuple[int, int, float]],
@@ -191,26 +100,38 @@ def _node_configs(nodes: Mapping[int, Any] | Iterable[Any]) -> dict[int, Any]:
     return {int(n.node_id): n for n in nodes}
 
 
+def _same(t: float) -> float:
+    return t
+
+
 class Deriver:
     """Per-node clock anchors, per-machine state and counts, and the running-shift OEE.
 
     Args:
         config: reads `nodes` (each with `machine`, and optionally `ideal_cycle_s`,
             `lamp_map` and `heartbeat_s`), `calendar`, and optionally `heartbeat_s`,
-            `oee_interval_s` and `short_stop_s` (see DeriveConfig; host/config.Config fits).
-            A node not in `nodes` is tracked as machine "node-<id>" with the default map.
+            `oee_interval_s`, `short_stop_s`, `startup_window_s`, `planned_maintenance` and
+            `lamp_change_s` (see DeriveConfig; host/config.Config fits). A node not in
+            `nodes` is tracked as machine "node-<id>" with the default map.
+        host: the collector's HostClock (module docstring); None: host times are used as
+            they come (tests and tools that pass wall times).
     """
 
-    def __init__(self, config: Any):
+    def __init__(self, config: Any, host: HostClock | None = None):
         self._cfgs = _node_configs(getattr(config, "nodes", ()))
-        self._calendar: oee.Calendar | None = getattr(config, "calendar", None)
         self._heartbeat_s = float(getattr(config, "heartbeat_s", 10.0))
-        self._oee_interval_s = float(getattr(config, "oee_interval_s", 60.0))
-        self._short_stop_s = float(getattr(config, "short_stop_s", oee.DEFAULT_SHORT_STOP_S))
+        self._lamp_change_s = float(getattr(config, "lamp_change_s", DEFAULT_LAMP_CHANGE_S))
+        self._live = ShiftOEE(getattr(config, "calendar", None), OEESettings(
+            interval_s=float(getattr(config, "oee_interval_s", 60.0)),
+            short_stop_s=float(getattr(config, "short_stop_s", oee.DEFAULT_SHORT_STOP_S)),
+            startup_window_s=float(getattr(config, "startup_window_s", 0.0)),
+            planned_maintenance=getattr(config, "planned_maintenance", oee.DEFAULT_PM_POLICY)))
+        self._host = host
+        self._mono = host.mono_of if host is not None else _same
+        self._utc = host.utc if host is not None else _same
+        self._steps_seen = 0
+        self._backlog_count = 0  # nodes back from silence, their resends held (_resent)
         self._nodes: dict[int, _Node] = {}
-        self._timelines: dict[str, MachineTimeline] = {}
-        self._shift: oee.ShiftInstance | None = None
-        self._last_oee_s = -math.inf
         self._replaying = False
         for node_id in self._cfgs:
             self._node(node_id)
@@ -219,19 +140,34 @@ class Deriver:
 
     def on_frame(self, frame: Frame, rx_s: float) -> list[Event]:
         """Events derived from one accepted frame received at host time `rx_s`."""
+        out: list[Event] = []
+        host = self._host
+        if host is not None and len(host.steps) > self._steps_seen:
+            self._take(out, self._clock_steps())
         h, body = frame.header, frame.body
         node = self._nodes.get(h.node_id) or self._node(h.node_id)
         if isinstance(body, Hello):
             node.clock.hello(h.boot_id, h.seq)
-        anchor = node.clock.observe(h.boot_id, h.seq, h.uptime_ms, rx_s)
-        ts = anchor.to_wall(h.uptime_ms)
-        if node.last_rx_s is None or rx_s > node.last_rx_s:
-            node.last_rx_s = rx_s
-        if node.last_heard_s is None or ts >= node.last_heard_s:
-            node.last_heard_s = ts
-            node.anchor = anchor
+        rx = self._mono(rx_s)
+        anchor = node.clock.observe(h.boot_id, h.seq, h.uptime_ms, rx)
+        made = anchor.to_wall(h.uptime_ms)  # host monotonic time (the anchor's domain)
+        utc = self._utc
+        ts = utc(made)
         tr = node.tracker
-        out: list[Event] = []
+        if node.last_rx is None or rx > node.last_rx:
+            # Silent past its timeout before this frame came (a tick may not have run yet:
+            # frames a node resends right after a restart): the same rule as `tick`, first.
+            timeout = _SILENT_PERIODS * node.heartbeat_s
+            if node.last_rx is not None and rx - node.last_rx > timeout:
+                self._take(out, tr.silence(utc(node.last_heard + timeout)))
+                if node.backlog is None:
+                    self._backlog_count += 1
+                node.backlog, node.resend_until = [], rx + _RESEND_S
+            node.last_rx = rx
+        if node.last_heard is None or made >= node.last_heard:
+            node.last_heard = made
+            node.anchor = anchor
+        lamps = None  # (made at, seq, boot, body, changes) of a lamp-bearing frame
         if isinstance(body, Hello):
             node.heartbeat_s = body.heartbeat_ms / 1000.0
             out.append(Event(ts, "hello", h.node_id, tr.machine, {
@@ -239,28 +175,17 @@ class Deriver:
                 "reset_cause": body.reset_cause, "config_hash": body.config_hash.hex(),
                 "heartbeat_ms": body.heartbeat_ms, "lamp_mask": body.lamp_mask}))
         elif isinstance(body, Heartbeat):  # the most frequent frame: tested first
-            out += self._counts(node, h.boot_id, body, ts)
-            # Its lamp byte is what the node had *classified* when it built the frame, and
-            # ON / OFF take ~1.5 s to classify, so a change that began before the heartbeat's
-            # uptime may only be in a LAMP frame built (and numbered) after it: time cannot
-            # tell which is newer, seq can (frames are numbered as built; seq goes on across
-            # soft and watchdog resets). A heartbeat older than a frame of its boot whose
-            # lamps were applied (delayed, reordered, or lost and resent) is stale: applying
-            # its byte as a repair would undo newer LAMP changes until the next heartbeat
-            # (spurious lamp and state events), so only its counts apply. One newer than
-            # every applied lamp frame still repairs a lost LAMP frame, as before.
-            if self._newest_lamp_frame(node.lamp_seq, h.boot_id, h.seq):
-                out += tr.heartbeat(body.lamps, ts)
-            else:
-                out += tr.settle(ts)
+            counts = self._counts(node, h.boot_id, body, made, ts, anchor)
+            lamps = (ts, h.seq, h.boot_id, body, None)
+            if counts and node.backlog is None and not out:  # the usual case, in one go
+                new = counts + self._lamps(node, *lamps)
+                self._absorb(new)
+                return new
+            self._take(out, counts)
         elif isinstance(body, Lamp):
-            # Always applied, late or not: each change carries the time it began, and the
-            # tracker drops a change older than its lamp's last one (superseded, e.g. by a
-            # heartbeat's repair). Only raises the boot's lamp seq for the rule above.
-            self._newest_lamp_frame(node.lamp_seq, h.boot_id, h.seq)
-            changes = [(ev.channel, ev.state, min(ts, anchor.to_wall(ev.uptime_ms)))
+            changes = [(ev.channel, ev.state, min(ts, utc(anchor.to_wall(ev.uptime_ms))))
                        for ev in body.events]
-            out += _with_hz(tr.lamps_changed(changes), changes, body)
+            lamps = (ts, h.seq, h.boot_id, body, changes)
         elif isinstance(body, Health):
             fig = anchor.figures()
             data = {
@@ -275,33 +200,73 @@ class Deriver:
                             inferred_parts=body.inferred_parts,
                             lamp_frames_dropped=body.lamp_frames_dropped)
             out.append(Event(ts, "health", h.node_id, tr.machine, data))
-        self._absorb(out)
+        if lamps is not None:
+            # held while the node (by our clock, or by its own: a simulated node may run
+            # fast) has not had its 20 s to resend
+            if (node.backlog is not None and rx < node.resend_until
+                    and made < node.resend_until):
+                node.backlog.append(lamps)  # back from silence: the resends may follow
+            else:
+                out += self._resent(node)
+                self._take(out, self._lamps(node, *lamps))
         return out
 
-    def _counts(self, node: _Node, boot_id: int, hb: Heartbeat, ts: float) -> list[Event]:
-        counts = node.counts
-        best = counts.get(boot_id)
-        if best is None:  # the first heartbeat seen of this boot: it counted from 0
-            best = counts[boot_id] = [hb.good, hb.ng]
-            good, ng = hb.good, hb.ng
-            while len(counts) > _BOOTS_KEPT:
-                counts.popitem(last=False)
-        else:
-            # A delta "behind" the highest seen is an older or duplicated frame: 0.
-            good = (hb.good - best[0]) % COUNT_MOD
-            if good >= _HALF:
-                good = 0
-            ng = (hb.ng - best[1]) % COUNT_MOD
-            if ng >= _HALF:
-                ng = 0
-            best[0] = (best[0] + good) % COUNT_MOD
-            best[1] = (best[1] + ng) % COUNT_MOD
-        counts.move_to_end(boot_id)
-        if not (good or ng):
+    def _take(self, out: list[Event], events: list[Event]) -> None:
+        """Add derived events to `out` and to the live timelines, each exactly once."""
+        if events:
+            self._absorb(events)
+            out += events
+
+    def _counts(self, node: _Node, boot_id: int, hb: Heartbeat, made: float, ts: float,
+                anchor: ClockAnchor) -> list[Event]:
+        d = node.counts.heartbeat(boot_id, hb.good, hb.ng, made, anchor.to_wall(0))
+        if not (d.good or d.ng):
             return []
-        return [Event(ts, "count", node.tracker.node_id, node.tracker.machine, {
-            "good": good, "ng": ng, "good_total": best[0], "ng_total": best[1],
-            "boot_id": boot_id})]
+        tr = node.tracker
+        return [Event(ts, "count", tr.node_id, tr.machine, {
+            "good": d.good, "ng": d.ng, "good_total": d.good_total, "ng_total": d.ng_total,
+            "boot_id": boot_id, "since_s": self._utc(d.since)})]
+
+    def _lamps(self, node: _Node, ts: float, seq: int, boot_id: int, body: Heartbeat | Lamp,
+               changes: list | None) -> list[Event]:
+        """Apply a frame's lamp information to the machine's tracker."""
+        tr = node.tracker
+        if changes is None:  # a heartbeat's lamp byte
+            # It is what the node had *classified* when it built the frame, and ON / OFF take
+            # ~1.5 s to classify, so a change that began before the heartbeat's uptime may
+            # only be in a LAMP frame built (and numbered) after it: time cannot tell which
+            # is newer, seq can (frames are numbered as built; seq goes on across soft and
+            # watchdog resets). A heartbeat older than a frame of its boot whose lamps were
+            # applied (delayed, reordered, or lost and resent) is stale: applying its byte as
+            # a repair would undo newer LAMP changes until the next heartbeat (spurious lamp
+            # and state events), so only its counts apply. One newer than every applied lamp
+            # frame still repairs a lost LAMP frame.
+            if self._newest_lamp_frame(node.lamp_seq, boot_id, seq):
+                return tr.heartbeat(body.lamps, ts)
+            return tr.settle(ts)
+        # A LAMP frame is always applied, late or not: each change carries the time it
+        # began, and the tracker drops a change older than its lamp's last one (superseded,
+        # e.g. by a heartbeat's repair). It only raises the boot's lamp seq for the rule above.
+        self._newest_lamp_frame(node.lamp_seq, boot_id, seq)
+        return _with_hz(tr.lamps_changed(changes), changes, body)
+
+    def _resent(self, node: _Node) -> list[Event]:
+        """The lamp information a node sent while coming back from silence, applied in the
+        order it was made (its outbox resends oldest first, but a fresh frame is sent at
+        once, while older ones wait up to 16 s for their retry: they must not be dated after
+        it, nor end UNKNOWN after it)."""
+        if node.backlog is None:
+            return []
+        backlog, node.backlog = sorted(node.backlog, key=lambda x: (x[0], x[1])), None
+        self._backlog_count -= 1
+        out: list[Event] = []
+        for item in backlog:
+            out += self._lamps(node, *item)
+        self._absorb(out)  # the state changes first, then the counts held meanwhile
+        held, node.held = node.held, []
+        if not self._replaying:
+            self._live.absorb(held)
+        return out
 
     @staticmethod
     def _newest_lamp_frame(seqs: dict[int, int], boot_id: int, seq: int) -> bool:
@@ -319,70 +284,63 @@ class Deriver:
     # --- time ---------------------------------------------------------------------------
 
     def tick(self, now_s: float) -> list[Event]:
-        """Silence detection and the running shift's OEE (each `oee_interval_s`, final at end)."""
+        """Clock steps, silence (module docstring) and the running shift's OEE."""
         out: list[Event] = []
+        self._take(out, self._clock_steps())
+        now = self._mono(now_s)
         for node in self._nodes.values():
-            if (node.last_rx_s is not None and node.last_heard_s is not None
-                    and now_s - node.last_rx_s > _SILENT_PERIODS * node.heartbeat_s):
-                out += node.tracker.silence(node.last_heard_s)
-        self._absorb(out)
-        oee_events = self._oee_tick(now_s) if self._calendar is not None else []
-        return out + oee_events
+            if node.backlog is not None and now >= node.resend_until:
+                out += self._resent(node)
+            timeout = _SILENT_PERIODS * node.heartbeat_s
+            if (node.last_rx is not None and node.last_heard is not None
+                    and now - node.last_rx > timeout):
+                self._take(out, node.tracker.silence(self._utc(node.last_heard + timeout)))
+        machines = [(n.tracker.node_id, n.tracker.machine, getattr(n.cfg, "ideal_cycle_s", None))
+                    for n in self._nodes.values()]
+        return out + self._live.tick(now_s, machines, self._final_grace_s())
 
-    def _oee_tick(self, now_s: float) -> list[Event]:
+    def _final_grace_s(self) -> float:
+        """How long a shift's final point waits for the heartbeat holding its last output."""
+        return max((n.heartbeat_s for n in self._nodes.values()), default=0.0) + 1.0
+
+    def _clock_steps(self) -> list[Event]:
+        """A `clock` event for each wall-clock step the HostClock saw since the last call,
+        and every machine UNKNOWN from it until its node's next data after it."""
+        host = self._host
+        if host is None or len(host.steps) <= self._steps_seen or self._replaying:
+            return []
         out: list[Event] = []
-        cal = self._calendar
-        assert cal is not None
-        if self._shift is not None and now_s >= self._shift.end:
-            out += self._oee_events(self._shift, self._shift.end, final=True)
-            self._shift = None
-        inst = cal.shift_at(now_s)
-        if inst is not None and inst != self._shift:
-            self._shift = inst
-            self._last_oee_s = -math.inf
-            for tl in self._timelines.values():
-                tl.prune(inst.start - _PRUNE_MARGIN_S)
-        if self._shift is not None and now_s - self._last_oee_s >= self._oee_interval_s:
-            out += self._oee_events(self._shift, now_s, final=False)
-            self._last_oee_s = now_s
+        for step in host.steps[self._steps_seen:]:
+            out.append(Event(step.before_s, "clock", None, None, {
+                "step_s": round(step.step_s, 3), "wall_s": step.wall_s,
+                "after_s": step.after_s}))
+            for node in self._nodes.values():
+                out += node.tracker.silence(step.before_s, step.after_s)
+        self._steps_seen = len(host.steps)
         return out
-
-    def _oee_events(self, inst: oee.ShiftInstance, at_s: float, final: bool) -> list[Event]:
-        out = []
-        for node in self._nodes.values():
-            result, known = self._evaluate(node, inst, at_s)
-            data = {"shift": inst.name, "shift_start_s": inst.start, "final": final}
-            data.update(oee_data(result, known))
-            out.append(Event(at_s, "oee", node.tracker.node_id, node.tracker.machine, data))
-        return out
-
-    def _evaluate(self, node: _Node, inst: oee.ShiftInstance,
-                  now_s: float) -> tuple[oee.OEEResult, bool]:
-        assert self._calendar is not None
-        tl = self._timeline(node.tracker.machine)
-        ideal = getattr(node.cfg, "ideal_cycle_s", None)
-        end = min(now_s, inst.end)
-        return tl.evaluate(ideal, self._calendar, inst.start, inst.end, until_s=end,
-                           now=end, short_stop_s=self._short_stop_s), bool(ideal)
 
     # --- live view and operator input ---------------------------------------------------
 
     def snapshot(self, now_s: float) -> dict[str, MachineSnapshot]:
         """Per machine: state and since, lamps, last heard, and the running shift's OEE."""
-        inst = self._calendar.shift_at(now_s) if self._calendar is not None else None
+        cal = self._live.calendar
+        inst = cal.shift_at(now_s) if cal is not None else None
+        now = self._mono(now_s)
         out = {}
         for node in self._nodes.values():
             tr = node.tracker
-            result, known = self._evaluate(node, inst, now_s) if inst else (None, False)
-            silent = (node.last_rx_s is None
-                      or now_s - node.last_rx_s > _SILENT_PERIODS * node.heartbeat_s)
+            ideal = getattr(node.cfg, "ideal_cycle_s", None)
+            result = self._live.evaluate(tr.machine, ideal, inst, now_s) if inst else None
+            silent = (node.last_rx is None
+                      or now - node.last_rx > _SILENT_PERIODS * node.heartbeat_s)
             out[tr.machine] = MachineSnapshot(
                 machine=tr.machine, node_id=tr.node_id, state=tr.state, reason=tr.reason,
                 since_s=tr.since,
                 lamps={name: None if st is None else LAMP_STATES[st]
                        for name, st in zip(LAMP_NAMES, tr.lamps)},
-                last_heard_s=node.last_heard_s, silent=silent,
-                shift=inst.name if inst else None, result=result, ideal_known=known,
+                last_heard_s=None if node.last_heard is None else self._utc(node.last_heard),
+                silent=silent, shift=inst.name if inst else None, result=result,
+                ideal_known=bool(ideal) and inst is not None,
                 clock=node.anchor.figures() if node.anchor is not None else None)
         return out
 
@@ -391,19 +349,27 @@ class Deriver:
         running shift's OEE."""
         self._absorb([event])
 
+    def drain(self, now_s: float) -> list[Event]:
+        """The collector stops: the lamp information of nodes back from silence, held for
+        their resends (`_resent`), applied now."""
+        out: list[Event] = []
+        for node in self._nodes.values():
+            out += self._resent(node)
+        return out
+
     # --- restart ------------------------------------------------------------------------
 
     def replay(self, frames: Iterable[tuple[Frame, float]], events: Iterable[Event] = ()) -> None:
         """Rebuild in-memory state after a restart, emitting nothing.
 
         Args:
-            frames: (frame, rx_s) from the journal in id order, at least the last few
-                heartbeat periods of every node (anchors, lamps, last heard, count maxima).
+            frames: (frame, rx_s) from the journal in id order: at least each node's last
+                frames before it was last heard (anchors, lamps, last heard, count maxima).
             events: the journal's events in id order since the start of the running shift
                 (or earlier): they rebuild the shift timelines, raise the count maxima of
-                boots whose frames are older than `frames`, and set each machine's emitted
-                state to the journal's last one, so a silence already journaled as UNKNOWN
-                is not emitted again.
+                boots whose frames are older than `frames`, set each machine's emitted
+                state to the journal's last one (a silence already journaled as UNKNOWN is
+                not emitted again), and say which shifts have their final point.
 
         The frames go through `on_frame` in journal (= arrival) order, so each boot's lamp
         seq is rebuilt the same way: a stale heartbeat ignored live is ignored here too.
@@ -417,38 +383,31 @@ class Deriver:
         finally:
             self._replaying = False
         last_state: dict[str, Event] = {}
-        latest_s = max((n.last_rx_s for n in self._nodes.values() if n.last_rx_s), default=None)
+        latest_s = max((self._utc(n.last_rx) for n in self._nodes.values()
+                        if n.last_rx is not None), default=None)
         for ev in events:
             self._absorb([ev])
             latest_s = ev.ts_s if latest_s is None else max(latest_s, ev.ts_s)
             if ev.kind == "state" and ev.machine is not None:
                 last_state[ev.machine] = ev
             elif ev.kind == "count" and ev.node_id in self._nodes:
-                self._seed_counts(self._nodes[ev.node_id], ev.data)
+                self._seed_counts(self._nodes[ev.node_id], ev)
             elif ev.kind == "hello" and ev.node_id in self._nodes and ev.data.get("heartbeat_ms"):
                 node = self._nodes[ev.node_id]
-                if node.last_heard_s is None or ev.ts_s >= node.last_heard_s - 1.0:
+                if node.last_heard is None or ev.ts_s >= self._utc(node.last_heard) - 1.0:
                     node.heartbeat_s = ev.data["heartbeat_ms"] / 1000.0
         for node in self._nodes.values():
             ev = last_state.get(node.tracker.machine)
             if ev is not None:
                 node.tracker.restore(ev.data["state"], ev.data.get("reason"), ev.ts_s)
-        if self._calendar is not None and latest_s is not None:
-            # The shift running when the collector stopped: its final event is still due.
-            self._shift = self._calendar.shift_at(latest_s)
+        if latest_s is not None:
+            self._live.resume(latest_s, self._final_grace_s())
 
-    def _seed_counts(self, node: _Node, data: Mapping) -> None:
-        boot = data.get("boot_id")
-        if boot is None:
-            return
-        totals = [int(data.get("good_total") or 0), int(data.get("ng_total") or 0)]
-        best = node.counts.get(int(boot))
-        if best is None:
-            node.counts[int(boot)] = [v % COUNT_MOD for v in totals]
-            return
-        for i, value in enumerate(totals):
-            if 0 < (value - best[i]) % COUNT_MOD < _HALF:
-                best[i] = value % COUNT_MOD
+    def _seed_counts(self, node: _Node, ev: Event) -> None:
+        data = ev.data
+        if data.get("boot_id") is not None:
+            node.counts.seed(int(data["boot_id"]), int(data.get("good_total") or 0),
+                             int(data.get("ng_total") or 0), self._mono(ev.ts_s))
 
     # --- helpers ------------------------------------------------------------------------
 
@@ -457,22 +416,27 @@ class Deriver:
         if node is None:
             cfg = self._cfgs.get(node_id) or NodeConfig(node_id, f"node-{node_id}")
             tracker = MachineTracker(cfg.machine, node_id,
-                                     LampMap(getattr(cfg, "lamp_map", None)))
+                                     LampMap(getattr(cfg, "lamp_map", None)),
+                                     lamp_change_s=self._lamp_change_s)
             heartbeat_s = float(getattr(cfg, "heartbeat_s", None) or self._heartbeat_s)
             node = self._nodes[node_id] = _Node(cfg, tracker, NodeClock(), heartbeat_s)
-            self._timeline(cfg.machine)
+            self._live.timeline(cfg.machine)
         return node
 
-    def _timeline(self, machine: str) -> MachineTimeline:
-        tl = self._timelines.get(machine)
-        if tl is None:
-            tl = self._timelines[machine] = MachineTimeline(machine, coalesce_s=_COALESCE_S)
-        return tl
-
     def _absorb(self, events: Iterable[Event]) -> None:
+        """Take events into the live timelines. The counts of a node coming back from
+        silence wait for its resent lamp information (`_resent`): counts merge per minute
+        there, so they go in after the state changes dated before them."""
         if self._replaying:
             return
-        for ev in events:
-            if ev.kind in _TIMELINE_KINDS and ev.machine is not None:
-                (self._timelines.get(ev.machine) or self._timeline(ev.machine)).add(ev)
+        if self._backlog_count:  # some node is back from silence (rare): hold its counts
+            held = [e for e in events if e.kind == "count" and self._holding(e.node_id)]
+            if held:
+                self._nodes[held[0].node_id].held.extend(held)
+                events = [e for e in events
+                          if not (e.kind == "count" and self._holding(e.node_id))]
+        self._live.absorb(events)
 
+    def _holding(self, node_id: int | None) -> bool:
+        node = self._nodes.get(node_id) if node_id is not None else None
+        return node is not None and node.backlog is not None

@@ -30,9 +30,19 @@ Ordering rules (the timeline is append-only: a late frame never rewrites emitted
   heartbeat of its boot already applied: the byte is what the node had classified when it
   sent it, so a late heartbeat may predate LAMP changes that began before its own time.
 - Changes in one LAMP frame with the same began time are simultaneous: one state change.
-- Silence makes the machine UNKNOWN from the last heard time (1 ms after it, so the last
-  frame's counts stay with the known state); only data newer than that (a LAMP change or a
-  heartbeat) ends UNKNOWN, from that data's time.
+- Silence makes the machine UNKNOWN from the time the caller gives (host/derive.py: last
+  heard + the silence timeout; a host clock step); only data newer than that (a LAMP change
+  or a heartbeat) ends UNKNOWN, from that data's time.
+
+Lamp changes
+------------
+A tower lamp changes colour through a moment with every lamp off: green goes off 0.4-0.5 s
+before red comes on. A change into "no rule matches" (with the default map: all off) is
+therefore held for `lamp_change_s`: if a lamp that matches comes on within it, the gap was
+part of the change and its time goes to the *new* state (a change is dated from the moment
+the old lamp went off, when the machine stopped doing what that lamp said); otherwise the
+machine entered the no-match state (OFF) when the last lamp went off. Without this, each
+change would put a stop of half a second into the losses.
 """
 
 from __future__ import annotations
@@ -47,8 +57,8 @@ from .protocol import LAMP_NAMES, LAMP_STATES
 DEFAULT_LAMP_MAP: dict[str, str] = {"red": "STOP", "yellow": "IDLE", "green": "RUN"}
 MAPPED_STATES = ("RUN", "IDLE", "STOP", "OFF")
 UNKNOWN = "UNKNOWN"
+DEFAULT_LAMP_CHANGE_S = 1.0
 _OFF, _ON, _BLINK = 0, 1, 2
-_AFTER_LAST_HEARD_S = 0.001
 _MODES = {"": (_ON, _BLINK), "on": (_ON,), "blink": (_BLINK,)}
 _MEMO_MAX = 4 ** 5  # every combination of five lamps in OFF / ON / BLINK / unknown
 
@@ -101,6 +111,10 @@ class LampMap:
 
     def state(self, lamps: tuple[int | None, ...] | list[int | None]) -> tuple[str, str | None]:
         """(state, reason) for the five lamp states (0 OFF, 1 ON, 2 BLINK; None unknown=OFF)."""
+        return self.match(lamps)[0]
+
+    def match(self, lamps) -> tuple[tuple[str, str | None], bool]:
+        """((state, reason), whether a rule matched: False means the `none` state)."""
         key = tuple(lamps)
         target = self._memo.get(key)
         if target is None:
@@ -109,26 +123,33 @@ class LampMap:
                 self._memo[key] = target
         return target
 
-    def _state(self, lamps: tuple[int | None, ...]) -> tuple[str, str | None]:
+    def _state(self, lamps: tuple[int | None, ...]) -> tuple[tuple[str, str | None], bool]:
         for ch, targets in self._rules:
             target = targets.get(lamps[ch] or _OFF)
             if target is not None:
-                return target
-        return self.none
+                return target, True
+        return self.none, False
 
 
 class MachineTracker:
-    """Lamp belief and emitted state of one machine; methods return the events to emit."""
+    """Lamp belief and emitted state of one machine; methods return the events to emit.
 
-    def __init__(self, machine: str, node_id: int, lamp_map: LampMap):
+    lamp_change_s: how long a change into the no-match state is held (module docstring).
+    """
+
+    def __init__(self, machine: str, node_id: int, lamp_map: LampMap,
+                 lamp_change_s: float = DEFAULT_LAMP_CHANGE_S):
         self.machine = machine
         self.node_id = node_id
         self.lamp_map = lamp_map
+        self.lamp_change_s = lamp_change_s
         self.lamps: list[int | None] = [None] * len(LAMP_NAMES)
         self._lamp_ts = [float("-inf")] * len(LAMP_NAMES)
         self.state: str | None = None
         self.reason: str | None = None
         self.since: float | None = None
+        self._dark_since: float | None = None  # a change into the no-match state, held
+        self._unknown_until = float("-inf")  # data up to this time does not end UNKNOWN
 
     def lamps_changed(self, changes: list[tuple[int, int, float]],
                       repaired: bool = False) -> list[Event]:
@@ -169,26 +190,50 @@ class MachineTracker:
 
     def settle(self, ts: float) -> list[Event]:
         """Emit a state change if the lamps now map to another state than the emitted one."""
-        if self.state == UNKNOWN and self.since is not None and ts <= self.since:
-            return []  # data from before the silence does not end it
-        state, reason = self.lamp_map.state(self.lamps)
+        if self.state == UNKNOWN and self.since is not None and (
+                ts <= self.since or ts <= self._unknown_until):
+            return []  # data from before the silence (or from a clock pause) does not end it
+        (state, reason), matched = self.lamp_map.match(self.lamps)
+        dark = self._dark_since
+        out: list[Event] = []
+        if not matched:
+            if (self.lamp_change_s > 0 and self.state is not None
+                    and (state, reason) != (self.state, self.reason)):
+                if dark is None:
+                    dark = self._dark_since = ts
+                if ts - dark < self.lamp_change_s:
+                    return []  # perhaps the gap of a lamp change: wait for the next lamp
+                ts = dark  # it was not: the machine went dark when the last lamp went off
+        elif dark is not None:
+            if ts - dark < self.lamp_change_s:
+                ts = dark  # the gap was part of this change: its time goes to the new state
+            else:  # dark for longer than a change: the no-match state came in between
+                out.append(self._change(*self.lamp_map.none, dark))
+        self._dark_since = None
         if state == self.state and reason == self.reason:
-            return []
-        return [self._change(state, reason, ts)]
+            return out
+        return out + [self._change(state, reason, ts)]
 
-    def silence(self, last_heard_s: float) -> list[Event]:
-        """The node went silent: UNKNOWN from just after the last heard time (once).
+    def silence(self, at_s: float, until_s: float | None = None) -> list[Event]:
+        """The node went silent (or the host clock stepped): UNKNOWN from `at_s`, once, and
+        until data made after `until_s` (default `at_s`; a clock step: where event time
+        follows the wall clock again).
 
-        The last frame's own instant still belongs to the known state (1 ms later starts
-        UNKNOWN), so the counts that frame carried are not excluded as unknown-time counts.
+        A lamp-change gap still held becomes the no-match state first if it outlasted
+        `lamp_change_s` before `at_s`.
         """
         if self.state in (None, UNKNOWN):
             return []
-        return [self._change(UNKNOWN, None, last_heard_s + _AFTER_LAST_HEARD_S)]
+        out = self.settle(at_s) if self._dark_since is not None else []
+        self._dark_since = None
+        self._unknown_until = at_s if until_s is None else until_s
+        return out + [self._change(UNKNOWN, None, at_s)]
 
     def restore(self, state: str, reason: str | None, since: float) -> None:
         """Take the emitted state from the journal (used when replaying after a restart)."""
         self.state, self.reason, self.since = state, reason, since
+        self._dark_since = None
+        self._unknown_until = float("-inf")
 
     def _change(self, state: str, reason: str | None, ts: float) -> Event:
         ts = ts if self.since is None else max(ts, self.since)

@@ -18,8 +18,9 @@ from typing import Any
 
 from .collector import Collector
 from .derive import Deriver, DeriverProtocol
-from .errors import ProtocolError
+from .errors import ProtocolError, SinkError
 from .events import Event
+from .hostclock import HostClock
 from .journal import Journal
 from .protocol import decode
 from .sources.serial import SerialSource
@@ -32,18 +33,26 @@ log = logging.getLogger(__name__)
 TICK_S = 1.0
 _REPLAY_MIN_S = 600.0
 _DAY_S = 86400.0
+# Per node, its last frames before it was last heard (> 30 min of heartbeats at 5 s): they
+# rebuild its clock anchor, lamps and last heard however long ago that was.
+_TAIL_FRAMES = 512
 
 
 def replay(deriver: DeriverProtocol, journal: Journal, config: Any, now_s: float) -> int:
     """Rebuild the deriver's memory from the journal after a restart; returns frames replayed.
 
-    Frames: the last few heartbeat periods (clock anchors, lamps, last heard). Events: the
-    last count of every boot (so per-boot totals never count twice), each machine's last
-    state from before the running shift (or the last day), then everything since its start.
+    Frames: each node's last frames before it was last heard (the journal's `heard` table:
+    clock anchor, lamps, last heard, whatever the outage's length), and every frame of the
+    last few heartbeat periods. Events: the last count of every boot (so per-boot totals
+    never count twice), each machine's last state from before the running shift (or the
+    last day), then everything since its start (with the shifts' final points).
     """
     periods = [3 * n.heartbeat_s for n in config.nodes.values()] or [0.0]
+    rows = {r.id: r for r in journal.recent_frames(now_s - max(_REPLAY_MIN_S, 3 * max(periods)))}
+    for heard in journal.heard():
+        rows.update((r.id, r) for r in journal.node_tail(heard, _TAIL_FRAMES))
     frames = []
-    for row in journal.recent_frames(now_s - max(_REPLAY_MIN_S, 3 * max(periods))):
+    for _, row in sorted(rows.items()):
         try:
             frames.append((decode(row.raw, config.key_of), row.rx_s))
         except ProtocolError:
@@ -68,15 +77,24 @@ class CollectorRuntime:
     Args:
         config: a validated Config.
         deriver: default a Deriver of `config` (any DeriverProtocol).
-        clock: host wall time (epoch s); the collector's only clock.
+        clock: host wall time (epoch s). mono: a monotonic clock (s). Both default to the
+            system's; given a clock but no mono (the demo's accelerated clock, a test's),
+            that one clock is both. `self.clock` is then the HostClock's event time, which
+            never goes back (host/hostclock.py): what the collector, board and reasons use.
         forward: start the InfluxDB forwarder when the config has an [influxdb] table.
     """
 
     def __init__(self, config: Any, *, deriver: DeriverProtocol | None = None,
-                 clock: Callable[[], float] = time.time, forward: bool = True,
+                 clock: Callable[[], float] | None = None,
+                 mono: Callable[[], float] | None = None, forward: bool = True,
                  serial_backoff_s: tuple[float, float] = (0.5, 10.0)):
-        self.config, self.clock, self.forward = config, clock, forward
-        self.deriver: DeriverProtocol = deriver if deriver is not None else Deriver(config)
+        if clock is None:
+            clock, mono = time.time, mono or time.monotonic
+        self.host = HostClock(clock, mono or clock)
+        self.config, self.clock, self.forward = config, self.host.now, forward
+        self._own_deriver = deriver is None
+        self.deriver: DeriverProtocol = (deriver if deriver is not None
+                                         else Deriver(config, host=self.host))
         self.serial_backoff_s = serial_backoff_s
         self.journal: Journal | None = None
         self.collector: Collector | None = None
@@ -99,6 +117,9 @@ class CollectorRuntime:
         cfg = self.config
         self.journal = Journal(cfg.journal_path, sync=cfg.journal_sync)
         try:
+            last = self.journal.last_time()
+            if last is not None:
+                self.host.hold_from(last)  # event time never before what is journaled
             replay(self.deriver, self.journal, cfg, self.clock())
             self.collector = Collector(cfg, self.journal, self.deriver, clock=self.clock)
             if cfg.udp_listen is not None:
@@ -154,6 +175,10 @@ class CollectorRuntime:
             await asyncio.to_thread(src.stop)
         if self.collector is not None:
             self.collector.tick()  # pending frames (and their ACKs) and the last events
+            try:  # what the deriver held back for its order, journaled before we go
+                self.journal.commit(events=self.deriver.drain(self.clock()))
+            except SinkError as exc:
+                log.error("the deriver's held events were not journaled: %s", exc)
             log.info("collector stopped: %d frames accepted, %d rejected",
                      self.collector.stats.accepted, self.collector.stats.rejected)
         if self.forwarder is not None:

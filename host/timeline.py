@@ -23,8 +23,9 @@ log = logging.getLogger(__name__)
 
 STOP_STATES = frozenset({"IDLE", "STOP", "OFF"})
 _MINUS_INF = float("-inf")
-LOSS_KEYS = ("breakdown_s", "setup_s", "minor_stop_s", "reduced_speed_s", "process_defect_s",
-             "startup_reject_s")
+LOSS_KEYS = oee.LOSS_KEYS
+# Losses that need the ideal cycle time: unknown (None) for a machine without one.
+_IDEAL_LOSSES = ("reduced_speed_s", "process_defect_s", "startup_reject_s")
 
 
 class MachineTimeline:
@@ -57,10 +58,12 @@ class MachineTimeline:
             else:
                 self._changes.append(item)
         elif ev.kind == "count":
+            since = d.get("since_s")
+            since = None if since is None else float(since)
             for kind, key in (("GOOD", "good"), ("NG", "ng")):
                 qty = d.get(key) or 0
                 if qty > 0:
-                    self._count(float(ev.ts_s), kind, float(qty))
+                    self._count(float(ev.ts_s), kind, float(qty), since)
         elif ev.kind == "reason":
             reason, start = d.get("reason"), d.get("start_s")
             if reason not in oee.REASONS or start is None:
@@ -69,19 +72,30 @@ class MachineTimeline:
             end = d.get("end_s")
             self._reasons.append((float(start), None if end is None else float(end), reason))
 
-    def _count(self, ts: float, kind: str, qty: float) -> None:
+    def _count(self, ts: float, kind: str, qty: float, start: float | None) -> None:
         counts, coalesce_s = self.counts, self._coalesce_s
         if coalesce_s > 0:
             bucket = ts // coalesce_s
-            since = self._changes[-1][0] if self._changes else _MINUS_INF
-            for k in (-1, -2):  # the last GOOD and the last NG
-                if len(counts) >= -k:
-                    p = counts[k]
-                    if (p.kind == kind and p.ts // coalesce_s == bucket
-                            and p.ts >= since and ts >= p.ts):
-                        counts[k] = oee.CountEvent(ts, kind, p.qty + qty)
-                        return
-        counts.append(oee.CountEvent(ts, kind, qty))
+            # Merged only while both spans lie inside the bucket and after the last state
+            # change: the merged output is then spread over time in one state and one
+            # minute, as each was, and a calendar edge on a whole minute never splits it.
+            floor = max(bucket * coalesce_s, self._changes[-1][0] if self._changes else
+                        _MINUS_INF)
+            point = start is None or start >= ts
+            if (ts if start is None else start) >= floor:
+                for k in (-1, -2):  # the last GOOD and the last NG
+                    if len(counts) >= -k:
+                        p = counts[k]
+                        # a point (made where the event clock stood still) never joins a span:
+                        # together they would be spread over time it was not made in
+                        if (p.kind == kind and ts >= p.ts
+                                and (p.start is None or p.start >= p.ts) == point
+                                and (p.ts if p.start is None else p.start) >= floor):
+                            first = p.start if start is None else (
+                                start if p.start is None else min(p.start, start))
+                            counts[k] = oee.CountEvent(ts, kind, p.qty + qty, first)
+                            return
+        counts.append(oee.CountEvent(ts, kind, qty, start))
 
     @property
     def last_change_s(self) -> float | None:
@@ -108,15 +122,18 @@ class MachineTimeline:
 
     def evaluate(self, ideal_cycle_s: float | None, calendar: oee.Calendar, start: float,
                  end: float, *, until_s: float, now: float | None = None,
-                 short_stop_s: float = oee.DEFAULT_SHORT_STOP_S) -> oee.OEEResult:
+                 short_stop_s: float = oee.DEFAULT_SHORT_STOP_S, startup_window_s: float = 0.0,
+                 planned_maintenance: str = oee.DEFAULT_PM_POLICY) -> oee.OEEResult:
         """OEE over [start, end) with the last state lasting until `until_s`.
 
         Without an ideal cycle time the engine runs with 1 s per unit; callers must then
-        report performance and OEE as unknown (see `ratios_known`).
+        report performance and OEE as unknown (`oee_data(result, ideal_known=False)`), and
+        never sum such a result's ideal times with another machine's.
         """
         return oee.evaluate(self.intervals(until_s), self.counts, ideal_cycle_s or 1.0,
                             calendar, start, end, now=now, machine=self.machine,
-                            short_stop_s=short_stop_s)
+                            short_stop_s=short_stop_s, startup_window_s=startup_window_s,
+                            planned_maintenance=planned_maintenance)
 
 
 def _with_reason(intervals: list[oee.StateInterval], start: float, end: float | None,
@@ -149,7 +166,12 @@ def _with_reason(intervals: list[oee.StateInterval], start: float, end: float | 
 
 
 def oee_data(result: oee.OEEResult, ideal_known: bool = True) -> dict:
-    """The figures of an `oee` event / report row (architecture.md); None where unknown."""
+    """The figures of an `oee` event / report row (architecture.md); None where unknown.
+
+    good / ng: output counted in known planned time; unknown_good / unknown_ng: output made
+    in unknown planned time (in quality, not in performance); excluded_*: output made
+    outside planned time (breaks, off shift).
+    """
     perf_ok = ideal_known
     data = {
         "availability": result.availability,
@@ -158,13 +180,15 @@ def oee_data(result: oee.OEEResult, ideal_known: bool = True) -> dict:
         "oee": result.oee if perf_ok else None,
         "teep": result.teep if perf_ok else None,
         "utilization": result.utilization,
-        "good": result.good, "ng": result.ng,
+        "good": result.good, "ng": result.ng, "startup_ng": result.startup_ng,
+        "unknown_good": result.unknown_good, "unknown_ng": result.unknown_ng,
+        "excluded_good": result.excluded_good, "excluded_ng": result.excluded_ng,
         "coverage": result.coverage, "planned_coverage": result.planned_coverage,
         "planned_s": result.planned_s, "run_s": result.run_s, "unknown_s": result.unknown_s,
     }
     losses = {k: getattr(result, k) for k in LOSS_KEYS}
     if not perf_ok:
-        for k in ("reduced_speed_s", "process_defect_s", "startup_reject_s"):
+        for k in _IDEAL_LOSSES:
             losses[k] = None
     data["losses"] = losses
     return data

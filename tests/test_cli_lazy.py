@@ -82,5 +82,9 @@ def test_help_imports_nothing_heavy(path):
 
 
 def test_choices_offered_before_import_match_the_modules():
+    from lampwatch import oee
+    from lampwatch.cli.oee import PM_CHOICES
+
     assert list(REPORT_FORMATS) == sorted(oee_report.FORMATS)
     assert list(LOGBOOK_LOCALES) == sorted(logbook.SEPARATORS)
+    assert [c.replace("-", "_") for c in PM_CHOICES] == list(oee.PM_POLICIES)

@@ -35,25 +35,32 @@ def test_table(tmp_path, capsys):
     path = write(tmp_path, HEADER + 'Mon S1,480,30,20,25,"24,000",23500,0.9\n'
                  "Mon S2,480,0,0,480,0,0,0.9\n")
     code, out, err = run(["oee", "calc", str(path)], capsys)
-    # S1: A 405/450 = 90.0 %, P 21600/24300 = 88.9 %, Q 23500/24000 = 97.9 %,
-    #     OEE 21150/27000 = 78.3 %. S2 broke down all shift: nothing processed.
-    # TOTAL: planned 930, run 405: A 43.5 %, OEE 21150/55800 = 37.9 %.
+    # S1 (PM lost availability): A 405/480 = 84.4 %, P 21600/24300 = 88.9 %,
+    #     Q 23500/24000 = 97.9 %, OEE 21150/28800 = 73.4 %. S2 broke down all shift.
+    # TOTAL: planned 960, run 405: A 42.2 %, OEE 21150/57600 = 36.7 %.
     assert (code, err) == (0, "")
     assert out == (
         "period  run min  availability  performance  quality    OEE\n"
-        "Mon S1      405         90.0%        88.9%    97.9%  78.3%\n"
+        "Mon S1      405         84.4%        88.9%    97.9%  73.4%\n"
         "Mon S2        0          0.0%            -        -   0.0%\n"
         "\n"
-        "TOTAL       405         43.5%        88.9%    97.9%  37.9%\n"
+        "TOTAL       405         42.2%        88.9%    97.9%  36.7%\n"
         "(-: undefined: no run time, or nothing processed; see docs/oee.md)\n")
+    # PM as planned downtime: S1 planned 450, A 90.0 %, OEE 21150/27000 = 78.3 %;
+    # TOTAL planned 930: A 43.5 %, OEE 21150/55800 = 37.9 %.
+    code, out, err = run(["oee", "calc", "--pm", "planned-stop", str(path)], capsys)
+    assert (code, err) == (0, "")
+    assert out.splitlines()[1] == "Mon S1      405         90.0%        88.9%    97.9%  78.3%"
+    assert out.splitlines()[4] == "TOTAL       405         43.5%        88.9%    97.9%  37.9%"
 
 
 def test_json(tmp_path, capsys):
     path = write(tmp_path, HEADER + "A,480,0,0,0,900,880,30\nB,480,60,30,30,100,90,180\n")
-    code, out, err = run(["oee", "calc", "--json", str(path)], capsys)
+    code, out, err = run(["oee", "calc", "--json", "--pm", "planned-stop", str(path)], capsys)
     assert (code, err) == (0, "")
     # A: 900 x 30 s = 450 ideal min in 480: P 0.9375, Q 880/900, OEE 440/480.
-    # B: planned 420, run 360, 300 ideal min: P 0.8333, Q 0.9, OEE 270/420.
+    # B: planned 420 (its PM planned downtime), run 360, 300 ideal min: P 0.8333, Q 0.9,
+    #    OEE 270/420.
     # TOTAL: A 840/900, P 750/840, Q 710/750, OEE 710/900.
     assert json.loads(out) == {
         "periods": [
@@ -88,12 +95,17 @@ def test_example_logbook_matches_docs_and_hand_total(capsys):
     assert out == shown
     code, out, _ = run(["oee", "calc", "--json", str(EXAMPLES / "logbook.csv")], capsys)
     total = json.loads(out)["total"]
-    # docs/oee.md: planned 5010, run 4365 min; ideal 237,810 s; good ideal 233,088 s.
+    # docs/oee.md: planned 5100 (PM lost availability), run 4365 min; ideal 237,810 s;
+    # good ideal 233,088 s.
     assert total == {"period": "TOTAL", "run_min": 4365,
-                     "availability": round(4365 / 5010, 4),          # 0.8713
+                     "availability": round(4365 / 5100, 4),          # 0.8559
                      "performance": round(237810 / (4365 * 60), 4),  # 0.908
                      "quality": round(233088 / 237810, 4),           # 0.9801
-                     "oee": round(233088 / (5010 * 60), 4)}          # 0.7754
+                     "oee": round(233088 / (5100 * 60), 4)}          # 0.7617
+    assert (total["availability"], total["oee"]) == (0.8559, 0.7617)
+    code, out, _ = run(["oee", "calc", "--json", "--pm", "planned-stop",
+                        str(EXAMPLES / "logbook.csv")], capsys)
+    total = json.loads(out)["total"]  # planned 5010
     assert (total["availability"], total["oee"]) == (0.8713, 0.7754)
 
 
@@ -175,12 +187,15 @@ def test_installed_command_prints_no_traceback(tmp_path):
     assert "Traceback" not in proc.stderr
     ok = lampwatch("oee", "calc", "examples/logbook.csv", cwd=REPO)
     assert (ok.returncode, ok.stderr) == (0, "")
-    assert ok.stdout.splitlines()[-2].split() == ["TOTAL", "4365", "87.1%", "90.8%", "98.0%",
-                                                 "77.5%"]
+    assert ok.stdout.splitlines()[-2].split() == ["TOTAL", "4365", "85.6%", "90.8%", "98.0%",
+                                                 "76.2%"]
 
 
 def test_help_documents_the_planned_maintenance_choice(capsys):
     code, out, _ = run(["oee", "calc", "--help"], capsys)
     assert code == 0
-    assert "availability = run / (available - pm)" in out
-    assert "Planned maintenance (pm_min) is planned downtime" in out
+    assert "availability = run / available           (--pm availability-loss)" in out
+    assert "= run / (available - pm)    (--pm planned-stop)" in out
+    assert "By default planned maintenance (pm_min) is an availability loss" in out
+    code, _, err = run(["oee", "calc", "--pm", "ignore", str(EXAMPLES / "logbook.csv")], capsys)
+    assert code == 2 and "'ignore' is not one of 'availability-loss', 'planned-stop'" in err

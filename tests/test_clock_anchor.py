@@ -27,6 +27,24 @@ def test_late_retransmission_never_lowers_the_estimate_of_delay():
     assert a.offset_s(5_000) == pytest.approx(1000.005, abs=1e-9)
 
 
+def test_frames_resent_after_a_two_hour_outage_keep_their_own_times():
+    # A node heartbeats every 5 s for 30 min (fast frames, 5 ms late), then its link is down
+    # for 2 h; it resends a lamp change from 30 min into the outage and the newest frames
+    # of its outbox (the last 4 min), then sends fresh frames again.
+    a = ClockAnchor()
+    for up_s in range(0, 1800, 5):
+        a.observe(up_s * 1000, T0 + up_s + 0.005)
+    back = T0 + 1800 + 7200
+    resent = [3600_000] + [up * 1000 for up in range(8760, 9000, 5)]
+    for i, up_ms in enumerate(resent):
+        a.observe(up_ms, back + 0.02 * i)  # arrival: a burst when the link is back
+        assert a.to_wall(up_ms) == pytest.approx(T0 + up_ms / 1000 + 0.005, abs=0.01)
+    for up_s in range(9000, 9120, 5):  # fresh frames move the window on
+        a.observe(up_s * 1000, T0 + up_s + 0.005)
+    assert a.to_wall(9_100_000) == pytest.approx(T0 + 9100.005, abs=0.01)
+    assert a.to_wall(3_600_000) == pytest.approx(T0 + 3600.005, abs=0.01)
+
+
 def test_uncertainty_is_the_median_gap_above_the_fastest_frame():
     a = ClockAnchor()
     for up_ms, delay in ((0, 0.005), (1000, 0.010), (2000, 0.050)):

@@ -40,11 +40,14 @@ DB = "lampwatch"
 #      RUN 08:40-09:00
 #   B: RUN 09:00-09:20, yellow BLINK 09:20-09:35 = 900 s setup (lamp map blink:yellow ->
 #      STOP:setup), RUN 09:35-09:50, IDLE (yellow) 09:50-09:52 = 120 s minor stop, RUN to 10:00
-#   Every heartbeat (each minute at :30) while RUN adds 24 GOOD + 1 NG.
+#   Each minute (from 08:00) it ran, it made 24 GOOD + 1 NG; a heartbeat each whole minute
+#   carries the node's cumulative counts.
 # packer (node 8, line L2, ideal 3 s/piece), node booted at 07:58:20, RUN throughout;
-#   each heartbeat while RUN adds 18 GOOD + 1 NG. Wi-Fi outage: nothing heard after the
-#   09:19:30 heartbeat until the 09:30:30 one (22 frames lost), so the deriver declares
-#   UNKNOWN from 09:19:30.001 and RUN again at 09:30:30; the packer made nothing meanwhile.
+#   it made 18 GOOD + 1 NG each minute from 08:00, also through a Wi-Fi outage: nothing
+#   heard after the 09:19:00 heartbeat until the 09:30:45 health report (frames lost), so
+#   the deriver declares UNKNOWN from 09:22:00 (last heard + 3 heartbeat periods) and RUN
+#   again at 09:31:00; that heartbeat's 12 minutes of output: 3 made in known run time,
+#   9 in unknown time.
 # Health reports each minute at :45 (none in the outage); rssi husker -60 (A) / -66 (B),
 # packer -75 (A) / -80 (B before the outage) / -72 (after).
 
@@ -92,15 +95,16 @@ def _timed_frames():
             out.append((t, node, Lamp(tuple(LampEvent(ch, st, round((t - boot_s) * 1000))
                                             for ch, st in changes))))
         good = ng = 0
-        for m in range(120):
-            t = T0 + 60 * m + 30
-            lamps = _lamps_at(node, t)
-            lost = node == PACKER and GAP[0] < t < GAP[1]
-            if lamps[G] == ON and not lost:
+        for m in range(-1, 120):
+            t = T0 + 60 * m + 60  # heartbeats at whole minutes, 07:59 .. 10:00
+            if t < boot_s:
+                continue
+            if t > T0 and _lamps_at(node, t - 30)[G] == ON:  # it ran the minute before
                 good, ng = good + PER_BEAT[node][0], ng + PER_BEAT[node][1]
-            if not lost:
-                out.append((t, node, Heartbeat(good, ng, lamps)))
-            t += 15
+            if not (node == PACKER and GAP[0] < t < GAP[1]):
+                out.append((t, node, Heartbeat(good, ng, _lamps_at(node, t))))
+        for m in range(120):
+            t = T0 + 60 * m + 45
             lost = node == PACKER and GAP[0] < t < GAP[1]
             after_gap = node == PACKER and t > GAP[1]
             if not lost:
@@ -129,7 +133,7 @@ def scenario_events():
     seqs = dict.fromkeys(BOOTS, 0)
     events: list[Event] = []
     i = 0
-    for tick in range(int(T0) - 120, int(END) + 1, 10):
+    for tick in range(int(T0) - 120, int(END) + 121, 10):  # B's final comes a minute later
         while i < len(frames) and frames[i][0] <= tick:
             rx, node, body = frames[i]
             boot, boot_s = BOOTS[node]
@@ -253,25 +257,28 @@ def approx(x):
 # husker A: planned 3600, run 3000, 1250 parts (1200 GOOD) -> ideal 2500 s, good 2400 s.
 # husker B: planned 3600, setup 900, run 2580 + minor 120 = 2700, 1075 parts (1032 GOOD).
 # packer A: run 3600, 1140 parts (1080 GOOD) at 3 s -> 3420 s, good 3240 s.
-# packer B: UNKNOWN 09:19:30.001 .. 09:30:30 = 659.999 s, so covered = run = 2940.001 s;
-#   50 heartbeats x 19 parts = 950 (900 GOOD) -> ideal 2850 s, good 2700 s.
+# packer B: UNKNOWN 09:22:00 .. 09:31:00 = 540 s, so covered = run = 3060 s; made in it
+#   51 min x 19 = 969 parts (918 GOOD) -> ideal 2907 s; in unknown time 9 x 19 = 171 (162
+#   GOOD): in quality (1080 / 1140), not in performance.
 F = Fraction
-PACKER_B_RUN = F("2940.001")
+PACKER_B_RUN = 3060
+PACKER_B_Q = F(1080, 1140)
 FINAL = {  # (machine, shift) -> OEE, availability, performance, quality
     ("husker", "A"): (F(2400, 3600), F(3000, 3600), F(2500, 3000), F(1200, 1250)),
     ("husker", "B"): (F(2064, 3600), F(2700, 3600), F(2150, 2700), F(1032, 1075)),
     ("packer", "A"): (F(3240, 3600), F(1), F(3420, 3600), F(1080, 1140)),
-    ("packer", "B"): (2700 / PACKER_B_RUN, F(1), 2850 / PACKER_B_RUN, F(900, 950)),
+    ("packer", "B"): (F(2907, 3060) * PACKER_B_Q, F(1), F(2907, 3060), PACKER_B_Q),
 }
 
 
 def check_plant_rollup(r):
     [row] = rows(r.pop("A"))[()]
     covered = 3600 + PACKER_B_RUN
-    assert row["OEE"] == approx((2064 + 2700) / covered)            # 0.7284...
-    assert row["Availability"] == approx((2700 + PACKER_B_RUN) / covered)
-    assert row["Performance"] == approx((2150 + 2850) / (2700 + PACKER_B_RUN))
-    assert row["Quality"] == approx(F(2064 + 2700, 2150 + 2850))     # 0.9528
+    packer_good = 2907 * PACKER_B_Q  # ideal time x quality: 2754 s
+    assert row["OEE"] == approx((2064 + packer_good) / covered)      # 0.7234...
+    assert row["Availability"] == approx(F(2700 + PACKER_B_RUN, covered))
+    assert row["Performance"] == approx(F(2150 + 2907, 2700 + PACKER_B_RUN))
+    assert row["Quality"] == approx((2064 + packer_good) / (2150 + 2907))
 
 
 def check_machines(r):
@@ -282,8 +289,9 @@ def check_machines(r):
         assert (row["OEE"], row["Availability"], row["Performance"], row["Quality"]) == (
             approx(oee_), approx(a), approx(p), approx(q))
     assert got[("mill1", "L1", "husker")][0]["Coverage"] == 1
-    assert got[("mill1", "L2", "packer")][0]["Coverage"] == approx(PACKER_B_RUN / 3600)
-    assert [(row["GOOD"], row["NG"]) for [row] in got.values()] == [(1032, 43), (900, 50)]
+    assert got[("mill1", "L2", "packer")][0]["Coverage"] == approx(F(PACKER_B_RUN, 3600))
+    # counted in known time (the packer's 162 GOOD + 9 NG in unknown time are beside it)
+    assert [(row["GOOD"], row["NG"]) for [row] in got.values()] == [(1032, 43), (918, 51)]
     assert {m: row["State"] for m, [row] in rows(r.pop("B"), "machine").items()} == {
         "husker": "RUN", "packer": "RUN"}
 
@@ -296,17 +304,21 @@ def check_oee_per_shift(r, machine):
         assert [row[k] for k in ("OEE", "Availability", "Performance", "Quality")] == [
             approx(x) for x in expected]
     running = {row["time"]: row["OEE"] for row in rows(r.pop("B"))[()]}
-    # one point a minute from 08:01 to 09:59; none at 08:00 and 09:00 (no planned time yet)
-    assert sorted(running) == [ms(T0 + 60 * m) for m in range(1, 120) if m != 60]
+    # one point a minute from 08:01 to 08:59; none at 08:00 (no planned time yet); shift B's
+    # wait for A's final point (09:01:10: a heartbeat period after its end), then each minute
+    assert sorted(running) == ([ms(T0 + 60 * m) for m in range(1, 60)]
+                               + [ms(T0 + 3670 + 60 * k) for k in range(59)])
     if machine == "husker":
         assert running[ms(T0 + 60)] == approx(F(48, 60))         # 24 GOOD x 2 s in 60 s
-        assert running[ms(T0 + 5400)] == approx(F(960, 1800))    # 09:30: 480 GOOD, 600 s setup
-        assert running[ms(T0 + 7140)] == approx(F(2016, 3540))   # 09:59: 1008 GOOD
+        # 09:30:10: 480 GOOD, 610 s setup
+        assert running[ms(T0 + 5410)] == approx(F(960, 1810))
+        assert running[ms(T0 + 7150)] == approx(F(2016, 3550))   # 09:59:10: 1008 GOOD
     else:
         assert running[ms(T0 + 60)] == approx(F(54, 60))         # 18 GOOD x 3 s in 60 s
-        assert running[ms(T0 + 3660)] == approx(F(54, 60))
-        # 09:25: the outage is not planned time with a known state: 400 GOOD in 1170.001 s
-        assert running[ms(T0 + 5100)] == approx(1080 / F("1170.001"))
+        assert running[ms(T0 + 3670)] == approx(F(54, 70))       # 09:01:10
+        # 09:25:10: UNKNOWN since 09:22:00 is not planned time with a known state: 19
+        # heartbeats' 342 GOOD in 1320 s (the last 3 known minutes' output not yet heard)
+        assert running[ms(T0 + 5110)] == approx(F(342 * 3, 1320))
 
 
 def check_states(r):
@@ -316,34 +328,37 @@ def check_states(r):
         "husker": [(ms(T0 + s), state) for s, state in (
             (0, "RUN"), (1800, "STOP"), (2400, "RUN"), (4800, "STOP"), (5700, "RUN"),
             (6600, "IDLE"), (6720, "RUN"))],
-        "packer": [(ms(T0 - 100), "RUN"), (ms(T0 + 4770) + 1, "UNKNOWN"),
-                   (ms(T0 + 5430), "RUN")]}
+        "packer": [(ms(T0 - 100), "RUN"), (ms(T0 + 4920), "UNKNOWN"),
+                   (ms(T0 + 5460), "RUN")]}
 
 
 def check_losses(r):
     got = {loss: row["minutes"] for loss, [row] in rows(r.pop("A"), "loss").items()}
     assert got == {
-        "reduced_speed": approx((500 + 430 + 180 + (PACKER_B_RUN - 2850)) / 60),
-        "setup": 15, "breakdown": 10,
-        "process_defect": approx(F(100 + 86 + 180 + 150, 60)),
+        "reduced_speed": approx(F(500 + 430 + 180 + (PACKER_B_RUN - 2907), 60)),
+        "setup": 15, "breakdown": 10, "maintenance": 0,
+        "process_defect": approx(F(100 + 86 + 180 + 153, 60)),
         "minor_stop": 2, "startup_reject": 0}
     # the Pareto order the panel's sortBy transformation shows
     assert sorted(got, key=got.get, reverse=True) == [
-        "reduced_speed", "setup", "breakdown", "process_defect", "minor_stop", "startup_reject"]
+        "reduced_speed", "setup", "breakdown", "process_defect", "minor_stop", "maintenance",
+        "startup_reject"]
 
 
 def check_counts_total(r):
     [row] = rows(r.pop("A"))[()]
-    assert (row["GOOD"], row["NG"]) == (1200 + 1032 + 1080 + 900, 50 + 43 + 60 + 50)
+    # every count the nodes made (the packer's outage output included): 2232 + 2160 GOOD
+    assert (row["GOOD"], row["NG"]) == (1200 + 1032 + 1080 + 1080, 50 + 43 + 60 + 60)
 
 
 def check_counts(r):
     got = {m: [(row["time"], row["GOOD"], row["NG"]) for row in v]
            for m, v in rows(r.pop("A"), "machine").items()}
     buckets = [ms(T0 + 1800 * k) for k in range(-1, 5)]  # 07:30 .. 10:00
+    # by the heartbeat that carried them (each whole minute; the 10:00 one is in the range)
     assert got == {
-        "husker": list(zip(buckets, [0, 720, 480, 480, 552, 0], [0, 30, 20, 20, 23, 0])),
-        "packer": list(zip(buckets, [0, 540, 540, 360, 540, 0], [0, 30, 30, 20, 30, 0]))}
+        "husker": list(zip(buckets, [0, 696, 480, 504, 528, 24], [0, 29, 20, 21, 22, 1])),
+        "packer": list(zip(buckets, [0, 522, 540, 360, 720, 18], [0, 29, 30, 20, 40, 1]))}
 
 
 def check_nodes(r):

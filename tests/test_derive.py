@@ -35,7 +35,9 @@ def frame(body, seq, up_ms, boot=BOOT_A, node=NODE):
     return Frame(Header(_TYPES[type(body)], node, boot, seq, up_ms), body, b"")
 
 
-def hello(hb_ms=1000, cause="power_on"):
+def hello(hb_ms=60_000, cause="power_on"):
+    # A period long enough that the sparse frames of these tests are no silence (3 periods
+    # without a frame make the machine UNKNOWN, at the next tick or the next frame).
     return Hello((0, 1, 0), cause, bytes.fromhex("a1b2c3d4"), False, False, 0b111, hb_ms)
 
 
@@ -102,7 +104,7 @@ def test_lamp_frames_use_the_time_each_state_began():
     out = feed(d, hello(), 0, 100)
     assert [e.kind for e in out] == ["hello"]
     assert out[0].data == {"boot_id": BOOT_A, "fw": "0.1.0", "reset_cause": "power_on",
-                           "config_hash": "a1b2c3d4", "heartbeat_ms": 1000, "lamp_mask": 7}
+                           "config_hash": "a1b2c3d4", "heartbeat_ms": 60_000, "lamp_mask": 7}
     out = feed(d, lamp((G, ON, 1500)), 1, 2000, delay_s=0.3)
     assert out == [Event(pytest.approx(T0 + 1.5), "lamp", NODE, "press",
                          {"lamp": "green", "state": "ON"}),
@@ -162,26 +164,50 @@ def test_late_lamp_change_never_rewrites_the_past():
 
 def test_silence_makes_unknown_from_the_last_heard_time_then_data_resumes():
     d = deriver()
-    feed(d, hello(hb_ms=1000), 0, 0)
+    feed(d, hello(hb_ms=5000), 0, 0)
     feed(d, lamp((G, ON, 500)), 1, 500)
-    feed(d, hb(5, 0, green=ON), 2, 10_000, delay_s=0.002)
-    assert d.tick(T0 + 12.9) == []                       # 2.9 s < 3 periods of 1 s
-    out = d.tick(T0 + 13.1)
-    assert states(out) == [(10.001, "UNKNOWN")]  # from (1 ms after) the last heard time
+    feed(d, hb(5, 0, green=ON), 2, 5_000)
+    feed(d, hb(9, 0, green=ON), 3, 10_000, delay_s=0.002)
+    assert d.tick(T0 + 25.0) == []                       # 14.998 s < 3 periods of 5 s
+    out = d.tick(T0 + 25.1)
+    # from the moment the node became overdue: last heard (made at 10.0) + 3 periods
+    assert states(out) == [(25.0, "UNKNOWN")]
     assert out[0].data == {"state": "UNKNOWN", "prev": "RUN"}
-    assert d.tick(T0 + 20) == []                          # once
-    # a late frame from before the silence does not end it
-    assert states(feed(d, hb(4, 0, green=ON), 3, 9_000, delay_s=6.0)) == []
-    out = feed(d, hb(9, 0, green=ON), 10, 30_000)
-    assert states(out) == [(30.0, "RUN")]
-    assert [e.data for e in out if e.kind == "state"] == [{"state": "RUN", "prev": "UNKNOWN"}]
+    assert d.tick(T0 + 30) == []                          # once
+    # a late frame from before the silence does not end it, even one made after last
+    # heard (resent from the node's outbox) but before it became overdue
+    assert states(feed(d, hb(9, 0, green=ON), 4, 15_000, delay_s=20.0)) == []
+    assert states(feed(d, hb(9, 0, green=ON), 5, 20_000, delay_s=15.0)) == []
+    # Those came at 35 s: the node is back. A fresh frame (made at 50 s) comes next, the
+    # outbox's older frames (a stop at 35 s, a heartbeat at 40 s) after it; all are applied
+    # in the order they were made, once the node has had 20 s to resend (from 35 s on)
+    assert states(feed(d, hb(19, 0, red=ON), 9, 50_000)) == []
+    assert states(feed(d, lamp((G, OFF, 35_000), (R, ON, 35_000)), 7, 36_500, 15.0)) == []
+    assert states(feed(d, hb(17, 0, red=ON), 8, 40_000, delay_s=12.0)) == []
+    assert d.tick(T0 + 54.9) == []
+    out = d.tick(T0 + 55.1)
+    assert states(out) == [(35.0, "STOP")]
+    assert [e.data for e in out if e.kind == "state"] == [{"state": "STOP", "prev": "UNKNOWN"}]
+    assert states(feed(d, hb(19, 0, green=ON), 10, 55_000, delay_s=0.2)) == [(55.0, "RUN")]
+
+
+def test_what_a_node_back_from_silence_sent_is_drained_when_the_collector_stops():
+    d = deriver()
+    feed(d, hello(hb_ms=5000), 0, 0)
+    feed(d, hb(0, 0, green=ON), 1, 5_000)
+    assert states(d.tick(T0 + 30)) == [(20.0, "UNKNOWN")]  # heard at 5 s + 3 x 5 s
+    # back at 40 s: held for its resends ...
+    assert states(feed(d, lamp((G, OFF, 35_000), (R, ON, 35_000)), 3, 36_500, 3.5)) == []
+    # ... and the collector stops before they could all come: applied now, not lost
+    assert states(d.drain(T0 + 41)) == [(35.0, "STOP")]
+    assert d.drain(T0 + 42) == []
 
 
 def test_silence_period_from_config_until_a_hello():
     d = deriver(heartbeat_s=5.0)
     feed(d, hb(0, 0, green=ON), 1, 1_000)
     assert d.tick(T0 + 15.9) == []                        # 3 x 5 s
-    assert states(d.tick(T0 + 16.1)) == [(1.001, "UNKNOWN")]
+    assert states(d.tick(T0 + 16.1)) == [(16.0, "UNKNOWN")]
 
 
 def test_blinking_yellow_as_setup_carries_the_reason():
@@ -290,7 +316,10 @@ def test_running_shift_oee_every_minute_and_final_at_shift_end():
     assert len(d.tick(T0 + 120)) == 1
     for body, seq, up in script[2:]:
         feed(d, body, seq, up)
-    final = [e for e in d.tick(T0 + 3600) if e.kind == "oee"]
+    # the final point waits one heartbeat period (600 s) + 1 s after the end, for a
+    # heartbeat whose output began in the shift; it is dated at the end
+    assert d.tick(T0 + 3600) == [] and d.tick(T0 + 4200) == []
+    final = [e for e in d.tick(T0 + 4201) if e.kind == "oee"]
     assert len(final) == 1 and final[0].data["final"] is True and final[0].ts_s == T0 + 3600
     f = final[0].data
     # run 1800 + 1200 = 3000 s of 3600 planned; the 600 s stop is a breakdown (>= 300 s)
@@ -303,7 +332,7 @@ def test_running_shift_oee_every_minute_and_final_at_shift_end():
     assert f["losses"]["breakdown_s"] == 600.0
     assert f["losses"]["reduced_speed_s"] == pytest.approx(3000 - 2240)
     assert f["losses"]["process_defect_s"] == pytest.approx(40.0)  # 20 NG x 2 s
-    assert d.tick(T0 + 3700) == []                         # between shifts: nothing
+    assert d.tick(T0 + 4300) == []                         # between shifts: nothing
 
 
 def test_snapshot_for_the_board():
@@ -345,7 +374,7 @@ def test_replay_keeps_a_journaled_unknown():
     live = deriver()
     frames = [(frame(hello(hb_ms=1000), 0, 0), T0), (frame(hb(5, 0, green=ON), 1, 1000), T0 + 1)]
     events = [e for f in frames for e in live.on_frame(*f)] + live.tick(T0 + 10)
-    assert states(events) == [(1.0, "RUN"), (1.001, "UNKNOWN")]
+    assert states(events) == [(1.0, "RUN"), (4.0, "UNKNOWN")]  # heard at 1 + 3 x 1 s
     again = deriver()
     again.replay(frames, events)
     assert again.tick(T0 + 11) == []                       # not emitted twice
@@ -381,8 +410,9 @@ def lamp_events(events):
 
 
 def changeover(d):
-    """Green ON (RUN), then at 60 s yellow BLINK and green OFF (IDLE); heartbeats agree."""
-    feed(d, hello(hb_ms=2000), 0, 0)
+    """Green ON (RUN), then at 60 s yellow BLINK and green OFF (IDLE); heartbeats agree
+    (the 2 s heartbeats between the frames shown are left out: a 20 s period here)."""
+    feed(d, hello(hb_ms=20_000), 0, 0)
     feed(d, lamp((G, ON, 1_000)), 1, 2_500)
     feed(d, hb(10, 0, green=ON), 2, 2_600)
     feed(d, lamp((Y, BLINK, 60_000), (G, OFF, 60_000)), 3, 61_520)
@@ -398,7 +428,9 @@ def test_a_late_heartbeat_does_not_undo_newer_lamp_frames():
     out = feed(d, lamp((Y, OFF, 79_500)), 6, 81_020)
     out += feed(d, lamp((G, ON, 80_000)), 7, 81_520)
     assert lamp_events(out) == [(79.5, "yellow", "OFF", False), (80.0, "green", "ON", False)]
-    assert states(out) == [(79.5, "OFF"), (80.0, "RUN")]
+    # the 0.5 s with every lamp off is the change itself (< lamp_change_s), not an OFF stop:
+    # RUN from the moment yellow went off
+    assert states(out) == [(79.5, "RUN")]
     late = feed(d, hb(25, 1, yellow=BLINK), 5, 80_600, delay_s=1.5)
     # its counts still apply; its stale lamp byte changes nothing
     assert [e.kind for e in late] == ["count"]
@@ -500,7 +532,7 @@ def test_every_deriver_implements_the_whole_protocol_with_its_signatures():
 
     members = [n for n, v in vars(DeriverProtocol).items()
                if callable(v) and not n.startswith("_")]
-    assert set(members) == {"on_frame", "tick", "snapshot", "replay", "add_reason"}
+    assert set(members) == {"on_frame", "tick", "snapshot", "replay", "add_reason", "drain"}
     for impl in (Deriver, NullDeriver):
         for name in members:
             want = inspect.signature(getattr(DeriverProtocol, name))
@@ -508,3 +540,4 @@ def test_every_deriver_implements_the_whole_protocol_with_its_signatures():
             assert list(got.parameters) == list(want.parameters), (impl.__name__, name)
     null = NullDeriver()
     assert null.on_frame(None, 0.0) == [] and null.tick(0.0) == [] and null.snapshot(0.0) == {}
+    assert null.drain(0.0) == []

@@ -542,7 +542,8 @@ def test_a_late_heartbeat_does_not_undo_newer_lamp_frames():
     again)."""
     boot, t0 = 0xB007, 1_700_000_000.0
     codec = lwproto.Codec(7, KEYS[21])
-    d = Deriver(DeriveConfig(nodes={7: NodeConfig(7, "press")}))
+    # (frames a minute apart: a minute's heartbeat period, else 3 missed ones are silence)
+    d = Deriver(DeriveConfig(nodes={7: NodeConfig(7, "press")}, heartbeat_s=60.0))
     out = []
 
     def feed(data, up_ms, delay_s=0.0):

@@ -26,15 +26,44 @@ def test_schema_is_the_documented_one(tmp_path):
     Journal(tmp_path / "j.sqlite").close()
     db = sqlite3.connect(tmp_path / "j.sqlite")
     cols = {t: [r[1] for r in db.execute(f"PRAGMA table_info({t})")]
-            for t in ("frames", "events", "rejects", "cursors")}
+            for t in ("frames", "events", "rejects", "cursors", "heard")}
     assert cols == {
         "frames": ["id", "rx_s", "source", "node_id", "boot_id", "seq", "type", "uptime_ms",
                    "raw"],
         "events": ["id", "ts_s", "kind", "node_id", "machine", "data"],
         "rejects": ["source", "reason", "node_id", "count", "last_s"],
         "cursors": ["name", "last_id"],
+        "heard": ["node_id", "rx_s", "boot_id", "seq", "uptime_ms"],
     }
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_last_heard_is_kept_with_the_frames_and_read_without_a_scan(tmp_path):
+    with Journal(tmp_path / "j.sqlite") as j:
+        # node 7: seq 3 arrives after seq 5 (a resend): rx is the newest, node time seq 5's
+        j.commit([frame(4), frame(5)._replace(rx_s=1010.0), frame(3)._replace(rx_s=1020.0),
+                  frame(9, node=8)])
+        assert [tuple(h) for h in j.heard()] == [(7, 1020.0, 1, 5, 5000),
+                                                (8, 1009.0, 1, 9, 9000)]
+        j.commit([frame(0, boot=2)._replace(rx_s=1030.0)])  # node 7 rebooted
+        assert tuple(j.heard()[0]) == (7, 1030.0, 2, 0, 0)
+        j.commit([frame(1, boot=2)._replace(rx_s=1031.0)])
+        assert [f.seq for f in j.node_tail(j.heard()[0], 1)] == [0, 1]
+        assert j.last_time() == 1031.0
+
+
+def test_a_schema_1_journal_gets_its_heard_table_from_its_frames(tmp_path):
+    path = tmp_path / "old.sqlite"
+    Journal(path).close()
+    db = sqlite3.connect(path)
+    db.execute("DROP TABLE heard")
+    db.execute("PRAGMA user_version=1")
+    db.executemany("INSERT INTO frames(rx_s, source, node_id, boot_id, seq, type, uptime_ms, "
+                   "raw) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", [tuple(frame(2)), tuple(frame(3))])
+    db.commit()
+    db.close()
+    with Journal(path) as j:
+        assert [tuple(h) for h in j.heard()] == [(7, 1003.0, 1, 3, 3000)]
 
 
 def test_frames_events_rejects_in_one_commit(tmp_path):
@@ -157,6 +186,8 @@ def test_a_version_1_journal_reads_as_it_is_and_migrates_when_written(tmp_path):
                                      ("udp:10.0.0.1", "replay", 7, 2, 60.0),
                                      ("udp:10.0.0.2", "bad_tag", 0, 3, 9.0)]
     db = sqlite3.connect(path)
-    assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 3
     assert [r[1] for r in db.execute("PRAGMA table_info(rejects)")] == [
         "source", "reason", "node_id", "count", "last_s"]
+    assert [r[1] for r in db.execute("PRAGMA table_info(heard)")] == [
+        "node_id", "rx_s", "boot_id", "seq", "uptime_ms"]

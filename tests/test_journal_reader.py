@@ -208,3 +208,16 @@ def test_a_reader_sees_each_commit_of_a_live_writer_in_another_process(tmp_path)
         if writer.poll() is None:
             writer.kill()
             writer.wait()
+
+
+def test_last_heard_of_a_journal_not_yet_reopened_by_a_new_collector(tmp_path):
+    # schema 1 (no heard table): the reader finds each node's newest frame itself
+    path = make_journal(tmp_path / "j.sqlite")
+    db = sqlite3.connect(path)
+    db.execute("DROP TABLE heard")
+    db.execute("PRAGMA user_version=1")
+    db.commit()
+    db.close()
+    with open_readonly(path) as r:
+        assert r.last_rx() == {7: 103.0, 8: 102.0}
+        assert r.last_heard()[7].seq == 2

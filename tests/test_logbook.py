@@ -9,8 +9,8 @@ from lampwatch.report.logbook import Summary, parse_logbook, parse_number, summa
 HEADER = "period,available_min,pm_min,setup_min,breakdown_min,processed,good,ideal_cycle_s\n"
 
 
-def rows(text, locale="en"):
-    return summarize(parse_logbook(text.encode(), "week.csv", locale))
+def rows(text, locale="en", pm="availability_loss"):
+    return summarize(parse_logbook(text.encode(), "week.csv", locale), pm)
 
 
 def error(data, locale="en"):
@@ -55,19 +55,34 @@ def test_parse_number_message_hints_at_the_other_locale():
 
 def test_one_period_exact():
     (s,), total = rows(HEADER + 'S1,480,30,20,25,"24,000",23500,0.9\n')
-    # planned = 480 - 30 = 450; run = 450 - 20 - 25 = 405 min;
+    # PM is lost availability (the default): planned = 480; run = 480 - 30 - 20 - 25 = 405;
     # ideal = 24000 x 0.9 = 21600 s = 360 min; good ideal = 23500 x 0.9 = 21150 s.
-    assert (s.period, s.planned_min, s.run_min) == ("S1", 450, 405)
+    assert (s.period, s.planned_min, s.run_min) == ("S1", 480, 405)
     r = s.ratios
-    assert r.availability == 405 / 450
+    assert r.availability == 405 / 480
     assert r.performance == pytest.approx(360 / 405, abs=1e-15)
     assert r.quality == pytest.approx(23500 / 24000, abs=1e-15)
-    assert r.oee == pytest.approx(21150 / (450 * 60), abs=1e-15)
+    assert r.oee == pytest.approx(21150 / (480 * 60), abs=1e-15)
     assert total.ratios == r
+    # PM as planned downtime: planned = 480 - 30 = 450, the rest is the same
+    (p,), _ = rows(HEADER + 'S1,480,30,20,25,"24,000",23500,0.9\n', pm="planned_stop")
+    assert (p.planned_min, p.run_min) == (450, 405)
+    assert p.ratios.availability == 405 / 450
+    assert p.ratios.oee == pytest.approx(21150 / (450 * 60), abs=1e-15)
+
+
+def test_the_source_studys_totals_under_both_policies():
+    # 65,880 min available, 1,905 PM, 1,890 setup, 960 breakdown (docs/oee.md)
+    text = HEADER + "all,65880,1905,1890,960,1,1,1\n"
+    (s,), _ = rows(text)
+    assert round(s.ratios.availability, 4) == 0.9278  # (65880 - 1905 - 1890 - 960) / 65880
+    (p,), _ = rows(text, pm="planned_stop")
+    assert round(p.ratios.availability, 4) == 0.9555  # 61125 / (65880 - 1905)
 
 
 def test_total_sums_ideal_time_across_cycle_times():
-    lines, total = rows(HEADER + "A,480,0,0,0,900,880,30\nB,480,60,30,30,100,90,180\n")
+    lines, total = rows(HEADER + "A,480,0,0,0,900,880,30\nB,480,60,30,30,100,90,180\n",
+                        pm="planned_stop")
     # A: planned 480, run 480, ideal 900 x 30 s = 450 min, good 880 x 30 s = 440 min.
     # B: planned 420, run 360, ideal 100 x 180 s = 300 min, good 90 x 180 s = 270 min.
     # TOTAL: planned 900, run 840, ideal 750 min, good 710 min.
@@ -121,9 +136,11 @@ def test_bom_blank_rows_extra_columns_and_header_case_are_fine():
     assert (s.period, s.run_min, s.ideal_good_s) == ("S1", 480, 24000)
 
 
-def test_logbook_matches_the_engine_treatment_of_planned_maintenance():
-    # The same shift once as a logbook row and once as a state timeline for the engine.
-    (s,), _ = rows(HEADER + "S1,480,30,20,25,24000,23500,0.9\n")
+@pytest.mark.parametrize("pm", ["availability_loss", "planned_stop"])
+def test_logbook_matches_the_engine_treatment_of_planned_maintenance(pm):
+    # The same shift once as a logbook row and once as a state timeline for the engine,
+    # under each PM policy.
+    (s,), _ = rows(HEADER + "S1,480,30,20,25,24000,23500,0.9\n", pm=pm)
     cal = Calendar("UTC", [Shift("S1", "06:00", "14:00")])
     t = 6 * 3600.0
     states = []
@@ -133,7 +150,7 @@ def test_logbook_matches_the_engine_treatment_of_planned_maintenance():
         states.append(StateInterval(t, t + minutes * 60, state, reason))
         t += minutes * 60
     counts = [CountEvent(12 * 3600.0, "GOOD", 23500), CountEvent(12 * 3600.0, "NG", 500)]
-    r = evaluate(states, counts, 0.9, cal, 6 * 3600.0, 14 * 3600.0)
+    r = evaluate(states, counts, 0.9, cal, 6 * 3600.0, 14 * 3600.0, planned_maintenance=pm)
     assert r.planned_s == s.planned_min * 60 and r.run_s == s.run_min * 60
     assert r.ratios == s.ratios
 
@@ -212,15 +229,16 @@ def test_report_shape_rounds_fractions():
     lines, total = rows(HEADER + "S1,480,30,20,25,24000,23500,0.9\nZ,480,0,0,480,0,0,0.9\n")
     assert logbook.report(lines, total) == {
         "periods": [
-            # 405 / 450 = 0.9; 360 / 405 = 0.88889; 23500 / 24000 = 0.97917; 21150 / 27000
-            {"period": "S1", "run_min": 405, "availability": 0.9, "performance": 0.8889,
-             "quality": 0.9792, "oee": 0.7833},
+            # 405 / 480 = 0.84375; 360 / 405 = 0.88889; 23500 / 24000 = 0.97917;
+            # 21150 / 28800 = 0.73438
+            {"period": "S1", "run_min": 405, "availability": 0.8438, "performance": 0.8889,
+             "quality": 0.9792, "oee": 0.7344},
             {"period": "Z", "run_min": 0, "availability": 0.0, "performance": None,
              "quality": None, "oee": 0.0},
         ],
-        # 405 / 930 = 0.43548; 21150 / (930 x 60) = 0.37903
-        "total": {"period": "TOTAL", "run_min": 405, "availability": 0.4355,
-                  "performance": 0.8889, "quality": 0.9792, "oee": 0.379},
+        # 405 / 960 = 0.42188; 21150 / (960 x 60) = 0.36719
+        "total": {"period": "TOTAL", "run_min": 405, "availability": 0.4219,
+                  "performance": 0.8889, "quality": 0.9792, "oee": 0.3672},
     }
 
 

@@ -239,3 +239,22 @@ def test_nodes_from_a_journal_filled_by_a_real_collector(tmp_path):
     table = CliRunner().invoke(cli, ["nodes", "--config", str(cfg_path)]).output
     assert table.splitlines()[3].split()[:4] == [str(node_id), "husker-1", "RUN", "0.3.0"]
     assert f"{stranger_src}: unknown_node 1" in table
+
+
+def test_host_clock_steps_of_the_last_week_are_listed(tmp_path):
+    from datetime import datetime
+
+    from lampwatch.journal import Journal
+    from lampwatch.report.nodes import clock_step_lines
+
+    now = time.time()
+    with Journal(tmp_path / "j.sqlite") as j:
+        j.commit(events=[(now - 8 * 86400, "clock", None, None, {"step_s": 60.0}),
+                         (now - 3600, "clock", None, None, {"step_s": -3600.0}),
+                         (now - 60, "clock", None, None, {"step_s": 1.5})])
+    with open_readonly(tmp_path / "j.sqlite") as journal:
+        facts = read_facts(journal, now)
+    at = [datetime.fromtimestamp(now - s).strftime("%m-%d %H:%M:%S") for s in (3600, 60)]
+    assert clock_step_lines(facts) == [
+        f"Host clock stepped back by 3600 s at {at[0]} (event time stood still)",
+        f"Host clock stepped forward by 1.5 s at {at[1]} (event time jumped)"]

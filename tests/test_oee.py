@@ -70,38 +70,53 @@ def worked_example(**kw):
 
 
 def test_worked_example_exact_values():
-    r = worked_example()
+    r = worked_example()  # the default policy: planned maintenance is an availability loss
     m = 60
     assert r.all_time_s == 480 * m
-    assert r.planned_s == (480 - 30 - 30) * m  # less break and planned maintenance
+    assert r.planned_s == (480 - 30) * m  # less the break; the PM stays in
     assert r.unknown_planned_s == 10 * m and r.unknown_s == 10 * m
-    assert r.covered_planned_s == 410 * m
+    assert r.covered_planned_s == 440 * m
     assert (r.setup_s, r.breakdown_s, r.minor_stop_s) == (20 * m, 45 * m, 3 * m)
+    assert r.maintenance_s == 30 * m
     assert r.run_s == (100 + 57 + 15 + 120 + 50 + 3) * m  # RUN in planned time + minor stop
     assert r.run_outside_planned_s == 5 * m  # 10:00-10:05 ran into the break
     assert (r.good, r.ng, r.total) == (96 + 54 + 13 + 110 + 15, 4 + 2 + 6, 300)
-    assert (r.excluded_good, r.excluded_ng) == (5 + 3, 0)
+    assert (r.unknown_good, r.unknown_ng) == (3, 0)  # 13:05, in the Wi-Fi gap
+    assert (r.excluded_good, r.excluded_ng) == (5, 0)  # 10:10, in the break
     assert r.net_run_s == 300 * m and r.fully_productive_s == 288 * m
     assert r.startup_reject_s == (4 + 2) * m and r.process_defect_s == 6 * m
+    assert r.startup_ng == 6
     assert r.reduced_speed_s == (345 - 3 - 300) * m
-    assert r.availability == 345 / 410
+    assert r.availability == 345 / 440
     assert r.performance == 300 / 345
-    assert r.quality == 288 / 300
-    assert r.oee == 288 / 410
-    assert r.utilization == 420 / 480
-    assert r.teep == pytest.approx(288 / 410 * 420 / 480, abs=1e-15)
+    assert r.quality == 291 / 303  # the 3 made in unknown time count in quality
+    assert r.oee == pytest.approx(345 / 440 * 300 / 345 * 291 / 303, abs=1e-15)
+    assert r.utilization == 450 / 480
+    assert r.teep == pytest.approx(r.oee * 450 / 480, abs=1e-15)
     assert r.coverage == pytest.approx(470 / 480, abs=1e-15)
-    assert r.planned_coverage == pytest.approx(410 / 420, abs=1e-15)
-    assert r.losses == {"breakdown_s": 2700, "setup_s": 1200, "minor_stop_s": 180,
-                        "reduced_speed_s": 2520, "process_defect_s": 360,
+    assert r.planned_coverage == pytest.approx(440 / 450, abs=1e-15)
+    assert r.losses == {"breakdown_s": 2700, "setup_s": 1200, "maintenance_s": 1800,
+                        "minor_stop_s": 180, "reduced_speed_s": 2520, "process_defect_s": 360,
                         "startup_reject_s": 360}
+
+
+def test_worked_example_with_planned_maintenance_as_a_planned_stop():
+    r = worked_example(planned_maintenance="planned_stop")
+    d = worked_example()
+    assert r.planned_s == (480 - 30 - 30) * 60 and r.maintenance_s == 0
+    assert r.covered_planned_s == 410 * 60
+    assert r.availability == 345 / 410
+    assert (r.performance, r.quality) == (d.performance, d.quality)  # the policy is A's only
+    assert r.oee == pytest.approx(300 / 410 * 291 / 303, abs=1e-15)
+    with pytest.raises(OEEInputError, match="planned maintenance policy must be one of"):
+        worked_example(planned_maintenance="ignore")
 
 
 def test_worked_example_matches_docs_table():
     text = DOCS.read_text(encoding="utf-8")
     block = text.split("<!-- worked-example:")[1].split("<!-- /worked-example -->")[0]
     rows = re.findall(r"^\| (\w+) \| ([-0-9.]+)", block, re.MULTILINE)
-    assert len(rows) == 22
+    assert len(rows) == 24
     data = worked_example().as_dict()
     for name, value in rows:
         assert round(data[name], 4) == float(value), name
@@ -291,10 +306,12 @@ def test_unknown_time_is_neither_run_nor_stop():
     assert (r.planned_s, r.unknown_planned_s, r.run_s) == (480 * 60, 180 * 60, 300 * 60)
     assert r.coverage == r.planned_coverage == 300 / 480
     assert r.availability == 1.0  # over the covered 300 min, not 300 / 480
-    assert (r.good, r.ng, r.excluded_good) == (290, 10, 100)  # 11:00 was in the gap
-    assert r.performance == 300 / 300 and r.quality == 290 / 300
-    assert r.oee == 290 / 300
-    assert r.teep == pytest.approx(290 / 300 * 480 / 480, abs=1e-15)
+    assert (r.good, r.ng, r.excluded_good) == (290, 10, 0)
+    assert (r.unknown_good, r.unknown_ng) == (100, 0)  # 11:00 was in the gap
+    # P over known output and known run time; Q over all output
+    assert r.performance == 300 / 300 and r.quality == 390 / 400
+    assert r.oee == pytest.approx(390 / 400, abs=1e-15)
+    assert r.teep == pytest.approx(390 / 400 * 480 / 480, abs=1e-15)
     # All planned time unknown: ratios None, coverage 0.
     blind = evaluate([], [], 60, cal, at(cal, MON, "06:00"), at(cal, MON, "14:00"))
     assert blind.planned_coverage == 0 and blind.availability is None and blind.oee is None
@@ -379,9 +396,10 @@ def test_rollup_machines_with_different_cycle_times():
                                      ("08:00", "13:00", "RUN", None),
                                      ("13:00", "14:00", "STOP", "breakdown")]),
                  counts(cal, MON, [("10:00", "GOOD", 130), ("10:00", "NG", 10)]),
-                 120, cal, a, b, machine="oven")
+                 120, cal, a, b, machine="oven", planned_maintenance="planned_stop")
     r = rollup([x, y], machine="line 1")
-    # planned 480 + 360 = 840 min; run 400 + 300 = 700 min;
+    # planned 480 + 360 = 840 min (the oven's 2 h of PM are planned downtime here);
+    # run 400 + 300 = 700 min;
     # ideal total 700 x 30 s + 140 x 120 s = 21000 + 16800 s = 630 min;
     # ideal good 690 x 30 s + 130 x 120 s = 20700 + 15600 s = 605 min.
     assert (r.machine, r.planned_s, r.run_s) == ("line 1", 840 * 60, 700 * 60)
@@ -463,7 +481,7 @@ def test_property_full_coverage(day):
     assert r.good + r.excluded_good == pytest.approx(
         sum(e.qty for e in in_window if e.kind == "GOOD"))
     # The loss tree adds up.
-    assert r.planned_s == pytest.approx(r.breakdown_s + r.setup_s + r.run_s)
+    assert r.planned_s == pytest.approx(r.breakdown_s + r.setup_s + r.maintenance_s + r.run_s)
     assert r.run_s == pytest.approx(r.minor_stop_s + r.reduced_speed_s + r.net_run_s)
     assert r.net_run_s == pytest.approx(
         r.process_defect_s + r.startup_reject_s + r.fully_productive_s)
@@ -501,6 +519,113 @@ def test_property_splitting_an_interval_changes_nothing(day, data):
     kw = {"short_stop_s": 600, "startup_window_s": 300}
     assert evaluate(split, events, ideal, CAL, a, b, **kw) == evaluate(
         states, events, ideal, CAL, a, b, **kw)
+
+
+# ---- where output goes: counts that carry the span they were made in ---------------------
+
+def heartbeats(states, ideal, rate, every_s, start, end):
+    """Count events of a node that heartbeats every `every_s` over [start, end), for a machine
+    making `rate` ideal speeds (1.0: one unit per ideal cycle) whenever it is RUN or UNKNOWN
+    (the truth in unknown time: it ran). Each carries the span since the previous one."""
+    def made(a, b):
+        return sum(max(0.0, min(b, s.end) - max(a, s.start)) for s in states
+                   if s.state in ("RUN", "UNKNOWN")) * rate / ideal
+    out, t = [], start
+    while t + every_s <= end:
+        out.append(CountEvent(t + every_s, "GOOD", made(t, t + every_s), start=t))
+        t += every_s
+    return out
+
+
+def test_a_machine_at_its_ideal_rate_across_a_gap_has_performance_one():
+    cal = Calendar("UTC", [Shift("A", "06:00", "14:00")])
+    a, b = at(cal, MON, "06:00"), at(cal, MON, "14:00")
+    states = timeline(cal, MON, [("05:00", "09:00", "RUN", None),
+                                 ("09:00", "10:00", "UNKNOWN", None),
+                                 ("10:00", "15:00", "RUN", None)])
+    # The node's heartbeats in the gap never arrived: the one at 10:10 carries 70 min of
+    # output (one piece a minute) since 09:00.
+    cnts = [c for c in heartbeats(states, 60, 1.0, 600, a - 3600, b + 3600)
+            if not at(cal, MON, "09:00") < c.ts <= at(cal, MON, "10:00")]
+    gap = next(c for c in cnts if c.ts == at(cal, MON, "10:10"))
+    cnts[cnts.index(gap)] = CountEvent(gap.ts, "GOOD", 70.0, start=at(cal, MON, "09:00"))
+    r = evaluate(states, cnts, 60, cal, a, b)
+    assert r.good == pytest.approx(7 * 60) and r.unknown_good == pytest.approx(60)
+    assert r.performance == pytest.approx(1.0, abs=1e-12)  # not 480 / 420 = 114 %
+    assert (r.availability, r.quality, r.planned_coverage) == (1.0, 1.0, 7 / 8)
+    # as points at the heartbeats' times the gap's output is credited to the run after it:
+    # 470 pieces in the window (06:00's made before it, 14:00's not in it) over 420 min
+    points = [CountEvent(c.ts, c.kind, c.qty) for c in cnts]
+    assert evaluate(states, points, 60, cal, a, b).performance == pytest.approx(470 / 420)
+
+
+def test_a_partial_cycle_early_in_a_shift_does_not_lift_performance_over_one():
+    cal = Calendar("UTC", [Shift("A", "06:00", "14:00")])
+    a = at(cal, MON, "06:00")
+    states = [StateInterval(a - 3600, a + 3600, "RUN")]
+    # one piece a minute (its ideal), each done at :50; heartbeats every 10 s
+    cnts = [CountEvent(t, "GOOD", 1.0, start=t - 10) for t in range(int(a) - 590, int(a) + 55, 10)
+            if (t - int(a)) % 60 == 50]  # what has arrived 55 s into the shift
+    r = evaluate(states, cnts, 60, cal, a, a + 28800, now=a + 55)
+    # 55 s into the shift one piece is done, 50 s of it made in the shift
+    assert r.good == pytest.approx(50 / 60)
+    assert r.performance == pytest.approx(50 / 55)  # as points: 60 / 55 = 109 %
+    assert evaluate(states, [CountEvent(c.ts, c.kind, c.qty) for c in cnts], 60, cal, a,
+                    a + 28800, now=a + 55).performance == pytest.approx(60 / 55)
+
+
+def test_a_span_across_a_break_leaves_the_break_share_out():
+    cal = JAKARTA  # break 10:00-10:30
+    a, b = at(cal, MON, "06:00"), at(cal, MON, "14:00")
+    states = [StateInterval(a, b, "RUN")]
+    c = CountEvent(at(cal, MON, "10:10"), "GOOD", 40.0, start=at(cal, MON, "09:50"))
+    r = evaluate(states, [c], 30, cal, a, b)
+    assert (r.good, r.excluded_good) == (pytest.approx(20), pytest.approx(20))
+    # stopped over the whole span (from 09:40): the output was made in the run before it,
+    # as far back as its ideal time needs (40 x 30 s: 09:20-09:40), none in the break
+    stopped = [StateInterval(a, at(cal, MON, "09:40"), "RUN"),
+               StateInterval(at(cal, MON, "09:40"), b, "IDLE", "material")]
+    r = evaluate(stopped, [c], 30, cal, a, b)
+    assert (r.good, r.excluded_good) == (pytest.approx(40), 0)
+    # without its span, a point at its time: in the break
+    point = CountEvent(c.ts, "GOOD", 40.0)
+    assert evaluate(stopped, [point], 30, cal, a, b).excluded_good == 40
+
+
+@st.composite
+def machine_truth(draw):
+    durations = draw(st.lists(st.integers(1, 90), min_size=1, max_size=16))
+    choices = [("RUN", None)] * 3 + [("IDLE", None), ("STOP", "breakdown"),
+                                     ("UNKNOWN", None), ("OFF", "planned_maintenance")]
+    states, t = [], T0
+    for minutes in durations:
+        state, reason = draw(st.sampled_from(choices))
+        if draw(st.integers(0, 4)) == 0:
+            t += 60 * draw(st.integers(1, 30))  # a gap: no report
+        states.append(StateInterval(t, t + minutes * 60, state, reason))
+        t = states[-1].end
+    ideal = draw(st.sampled_from([0.9, 2, 60]))
+    rate = draw(st.sampled_from([1.0, 0.8, 0.35]))
+    every_s = draw(st.sampled_from([20, 60, 600]))
+    cnts = heartbeats(states, ideal, rate, every_s, T0, t)
+    cut = T0 + draw(st.integers(0, int(t - T0)))
+    return states, cnts, ideal, cut, t
+
+
+@settings(max_examples=100, deadline=None)
+@given(machine_truth())
+def test_property_no_performance_over_one_at_or_below_the_ideal_rate(truth):
+    # Gaps, unknown time, breaks, planned stops and window edges anywhere: a machine that
+    # never beats its ideal cycle never shows P above 100 %, and no output is lost.
+    states, cnts, ideal, cut, end = truth
+    for a, b in ((T0, cut), (cut, end), (T0, end)):
+        r = evaluate(states, cnts, ideal, CAL, a, b)
+        if r.performance is not None:
+            assert r.performance <= 1 + 1e-9
+    whole = [evaluate(states, cnts, ideal, CAL, a, b) for a, b in ((T0, cut), (cut, end))]
+    total = sum(c.qty for c in cnts)
+    placed = sum(x.good + x.unknown_good + x.excluded_good for x in whole)
+    assert placed == pytest.approx(total, rel=1e-9, abs=1e-6)
 
 
 # --- percent: how every Python table and message writes a ratio ---------------------------

@@ -154,13 +154,13 @@ def nodes_command(config_path, fmt):
     (harmless resends), rejected frames (replays, forgeries) and dropped frames. Under
     a node, what looks wrong: silent, never heard, never commissioned, not in the
     registry, a wired lamp not seen lit in a week, the GOOD counter stuck while the
-    machine runs.
+    machine runs. Below: host clock steps the collector saw in the last week.
     """
     import json
 
     from ..config import load_config
     from ..journal import open_readonly
-    from ..report.nodes import format_table, node_rows, read_facts, to_json
+    from ..report.nodes import clock_step_lines, format_table, node_rows, read_facts, to_json
 
     cfg = load_config(config_path)
     now_s = time.time()
@@ -168,6 +168,8 @@ def nodes_command(config_path, fmt):
         facts = read_facts(journal, now_s)
     rows, unknown = node_rows(cfg.nodes, facts, now_s)
     if fmt == "json":
-        click.echo(json.dumps(to_json(rows, unknown, now_s), indent=2))
+        steps = [{"ts_s": ts, **data} for ts, data in facts.clock_steps]
+        click.echo(json.dumps(dict(to_json(rows, unknown, now_s), clock_steps=steps), indent=2))
     else:
-        click.echo(format_table(rows, unknown, now_s, cfg.calendar.tz))
+        click.echo("\n".join([format_table(rows, unknown, now_s, cfg.calendar.tz),
+                               *clock_step_lines(facts, cfg.calendar.tz)]))

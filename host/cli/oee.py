@@ -8,6 +8,9 @@ import click
 
 from ..report import LOGBOOK_LOCALES, REPORT_FORMATS
 
+# oee.PM_POLICIES as the command line writes them (tests/test_cli_lazy.py holds them equal).
+PM_CHOICES = ("availability-loss", "planned-stop")
+
 
 @click.group()
 def oee():
@@ -21,8 +24,9 @@ def oee():
               help="Collector config: journal, calendar, ideal cycle times.")
 @click.option("--from", "from_", metavar="WHEN", help="Window start: 2026-03-02[T06:00].")
 @click.option("--to", metavar="WHEN", help="Window end (default: now).")
-@click.option("--shift", metavar="WHICH", help="'today' (all of today's shifts), 'current', "
-              "or a shift name (today's).")
+@click.option("--shift", metavar="WHICH", help="A shift name (the one running, else the "
+              "last one that started), 'current', or 'today' (the running shift's "
+              "production day).")
 @click.option("--day", metavar="DATE", help="A whole local day: 2026-03-02 or 'today' "
               "(the default window).")
 @click.option("--machine", help="Only this machine.")
@@ -35,7 +39,9 @@ def report_command(journal_path, config_path, from_, to, shift, day, machine, fm
 
     Without --config the whole window is planned time and, with no ideal cycle
     times, performance and OEE are shown as '-'. Ratios cover the part of planned
-    time with data; coverage says how much of the window that is.
+    time with data; coverage is that part's share of planned time. Output made in
+    unknown time counts in quality, not in performance; notes under the tables
+    show it, output outside planned time, and any warning. See docs/oee.md.
     """
     import time
     from datetime import datetime
@@ -44,7 +50,7 @@ def report_command(journal_path, config_path, from_, to, shift, day, machine, fm
     from ..report import oee_report as report
 
     now = time.time()
-    calendar, settings, short_stop_s = None, {}, oee.DEFAULT_SHORT_STOP_S
+    calendar, settings, judged = None, {}, {}
     if config_path is not None:
         from ..config import load_config
 
@@ -53,9 +59,10 @@ def report_command(journal_path, config_path, from_, to, shift, day, machine, fm
         calendar = cfg.calendar
         if not calendar.shifts:  # no shifts configured: every hour is planned
             calendar = oee.Calendar(calendar.tz, report.ALL_DAY.shifts, calendar.planned_stops)
-        settings = {n.machine: report.MachineSettings(n.ideal_cycle_s, n.heartbeat_s)
+        settings = {n.machine: report.MachineSettings(n.ideal_cycle_s, n.heartbeat_s, n.unit)
                     for n in cfg.nodes.values()}
-        short_stop_s = cfg.short_stop_s
+        judged = {"short_stop_s": cfg.short_stop_s, "startup_window_s": cfg.startup_window_s,
+                  "planned_maintenance": cfg.planned_maintenance}
     if journal_path is None:
         raise click.UsageError("give --journal PATH or --config FILE")
     cal = calendar or report.ALL_DAY
@@ -75,8 +82,7 @@ def report_command(journal_path, config_path, from_, to, shift, day, machine, fm
         start, end = cal.day(report.parse_day(day or "today", today))
     events, last_rx = report.read_journal(journal_path, start, end)
     rep = report.build_report(events, last_rx, start, end, calendar=calendar,
-                              settings=settings, machine=machine, now_s=now,
-                              short_stop_s=short_stop_s)
+                              settings=settings, machine=machine, now_s=now, **judged)
     text = report.format_table(rep, wide=True) if wide and fmt == "table" else \
         report.FORMATS[fmt](rep)
     click.echo(text.rstrip("\n"))
@@ -86,8 +92,11 @@ def report_command(journal_path, config_path, from_, to, shift, day, machine, fm
 @click.argument("logbook_csv", metavar="LOGBOOK.csv", type=click.Path(path_type=Path))
 @click.option("--locale", type=click.Choice(LOGBOOK_LOCALES), default="en", show_default=True,
               help="How numbers are written: en = 5,325,000.5; id = 5.325.000,5.")
+@click.option("--pm", "pm", type=click.Choice(PM_CHOICES), default="availability-loss",
+              show_default=True, help="Planned maintenance lowers availability, or is "
+              "planned downtime that leaves planned time.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON, ratios as fractions.")
-def calc(logbook_csv, locale, as_json):
+def calc(logbook_csv, locale, pm, as_json):
     """OEE per period and in TOTAL from a logbook CSV.
 
     One period (shift, day, ...) per row, under a header row naming these columns in this
@@ -96,13 +105,16 @@ def calc(logbook_csv, locale, as_json):
 
     \b
     run time     = available - pm - setup - breakdown
-    availability = run / (available - pm)
+    availability = run / available           (--pm availability-loss)
+                 = run / (available - pm)    (--pm planned-stop)
     performance  = processed x ideal_cycle_s / run
     quality      = good / processed
     OEE          = availability x performance x quality
 
-    Planned maintenance (pm_min) is planned downtime: it is taken out of planned
-    production time rather than counted as lost availability, as in the OEE engine.
+    By default planned maintenance (pm_min) is an availability loss, as in the
+    source study; with --pm planned-stop it is planned downtime, taken out of
+    planned production time like a break. The collector's [oee]
+    planned_maintenance option is the same choice for the OEE engine.
     TOTAL comes from the summed columns, never from averaged percentages; ideal
     time is summed as processed x ideal_cycle_s, so periods may differ in cycle
     time (TOTAL quality is weighted the same way). A period with nothing processed
@@ -113,7 +125,8 @@ def calc(logbook_csv, locale, as_json):
 
     from ..report import logbook
 
-    rows, total = logbook.summarize(logbook.read_logbook(logbook_csv, locale))
+    rows, total = logbook.summarize(logbook.read_logbook(logbook_csv, locale),
+                                    pm.replace("-", "_"))
     if as_json:
         click.echo(json.dumps(logbook.report(rows, total), indent=2))
     else:

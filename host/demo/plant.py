@@ -150,6 +150,7 @@ def build_plant(shift_s: float = SHIFT_S, shifts: int = 1, *, lead_s: float = 30
             def at(minute: float, base: float = base) -> float:
                 return round(base + minute * 60.0 * scale, 3)
 
+            prev = "setup"
             for kind, a, b in _minor_stops(spec, rng):
                 want = dict.fromkeys(lamps, "off") | _LAMPS_OF[kind]
                 for lamp, state in want.items():
@@ -158,7 +159,8 @@ def build_plant(shift_s: float = SHIFT_S, shifts: int = 1, *, lead_s: float = 30
                         changes.append((at(a), lamp, state.upper()))
                         lamps[lamp] = state
                 if kind == "run":
-                    _counts(sc, spec, at(a), at(b), rng)
+                    _counts(sc, spec, at(a), at(b), rng, resumed=prev != "setup")
+                prev = kind
             if spec.flicker is not None:
                 a, b = spec.flicker
                 sc.lamp("green", at(a), "on", flicker_hz=_FLICKER_HZ)
@@ -174,10 +176,13 @@ def build_plant(shift_s: float = SHIFT_S, shifts: int = 1, *, lead_s: float = 30
     return plans
 
 
-def _counts(sc: Scenario, spec: MachineSpec, a: float, b: float, rng: random.Random) -> None:
-    """GOOD (and NG) pulse trains over one run from a to b (scenario seconds)."""
+def _counts(sc: Scenario, spec: MachineSpec, a: float, b: float, rng: random.Random,
+            resumed: bool = True) -> None:
+    """GOOD (and NG) pulse trains over one run from a to b (scenario seconds). A run that
+    resumes after a stop finishes the unit it was making half a cycle in; one after a setup
+    starts a new unit, which takes a whole cycle (not faster than the machine can)."""
     cycle = spec.cycle_s * rng.uniform(0.97, 1.03)  # each run a little faster or slower
-    first = a + cycle / 2
+    first = a + (cycle / 2 if resumed else cycle)
     n = int((b - first) // cycle)
     if n <= 0:
         return

@@ -294,9 +294,11 @@ def final_report(result: DemoResult) -> str:
     """`lampwatch oee report`'s table for the demo's window, read from the journal."""
     cfg = load_config(result.config_path)
     events, last_rx = report.read_journal(result.journal_path, *result.window)
-    settings = {n.machine: report.MachineSettings(n.ideal_cycle_s, n.heartbeat_s)
+    settings = {n.machine: report.MachineSettings(n.ideal_cycle_s, n.heartbeat_s, n.unit)
                 for n in cfg.nodes.values()}
     rep = report.build_report(events, last_rx, *result.window, calendar=cfg.calendar,
                               settings=settings, now_s=time.time(),
-                              short_stop_s=cfg.short_stop_s)
+                              short_stop_s=cfg.short_stop_s,
+                              startup_window_s=cfg.startup_window_s,
+                              planned_maintenance=cfg.planned_maintenance)
     return report.format_table(rep)

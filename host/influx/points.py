@@ -49,7 +49,8 @@ _HEALTH = {"rssi": _I, "free_heap": _I, "reconnects": _I, "frames_dropped": _I,
            "lamp_frames_dropped": _I}
 _OEE = {"availability": _F, "performance": _F, "quality": _F, "oee": _F, "teep": _F,
         "utilization": _F, "coverage": _F, "planned_coverage": _F, "good": _F, "ng": _F,
-        "planned_s": _F, "run_s": _F, "unknown_s": _F, "shift_start_s": _F}
+        "unknown_good": _F, "unknown_ng": _F, "planned_s": _F, "run_s": _F, "unknown_s": _F,
+        "shift_start_s": _F}
 
 
 class EventDataError(SinkError):

@@ -22,7 +22,7 @@ from typing import Self
 
 from ..errors import JournalReadError
 from ..protocol import T_HEARTBEAT
-from .store import SCHEMA_VERSION, StoredEvent
+from .store import SCHEMA_VERSION, Heard, StoredEvent
 
 __all__ = ["JournalReader", "is_journal", "open_readonly"]
 
@@ -68,7 +68,7 @@ def open_readonly(path: str | os.PathLike, *, timeout_s: float = 10.0) -> Journa
         db.close()
         raise JournalReadError(f"journal {path} has schema {version}, newer than this "
                                f"lampwatch ({SCHEMA_VERSION})")
-    return JournalReader(db, path)
+    return JournalReader(db, path, "heard" in tables)
 
 
 def is_journal(path: str | os.PathLike) -> bool:
@@ -84,9 +84,10 @@ class JournalReader:
     """A read-only connection to a journal, for one thread. Each query reads the newest
     committed state; it raises JournalReadError if SQLite cannot answer it."""
 
-    def __init__(self, db: sqlite3.Connection, path: Path):
+    def __init__(self, db: sqlite3.Connection, path: Path, has_heard: bool = True):
         self._db = db
         self.path = path
+        self._has_heard = has_heard  # schema 3; an older journal (not yet reopened) may not
 
     def close(self) -> None:
         self._db.close()
@@ -132,19 +133,35 @@ class JournalReader:
         return [(kind, json.loads(data or "{}")) for kind, data in rows]
 
     # -- the OEE report ----------------------------------------------------------------------
+    def last_heard(self) -> dict[int, Heard]:
+        """Node id -> when it was last heard (the small `heard` table the collector updates
+        with every batch of frames; a scan of the frames on an older journal without it)."""
+        if self._has_heard:
+            rows = self._rows("SELECT node_id, rx_s, boot_id, seq, uptime_ms FROM heard")
+        else:
+            rows = self._rows("SELECT node_id, rx_s, boot_id, seq, uptime_ms FROM frames "
+                              "WHERE id IN (SELECT max(id) FROM frames GROUP BY node_id)")
+        return {row[0]: Heard(*row) for row in rows}
+
     def last_rx(self) -> dict[int, float]:
         """Node id -> the receive time of its newest frame."""
-        return dict(self._rows("SELECT node_id, MAX(rx_s) FROM frames GROUP BY node_id"))
+        return {node: h.rx_s for node, h in self.last_heard().items()}
 
     def oee_events(self, start_s: float, end_s: float) -> list[StoredEvent]:
-        """What an OEE report over [start_s, end_s) reads, in id order: the state, count
-        and hello events in the window, the reason events from start_s on (a reason may be
-        given after its stop), and each machine's last state before start_s."""
+        """What an OEE report over [start_s, end_s) reads, in id order: the state, count,
+        hello and clock events in the window, the reason events from start_s on (a reason
+        may be given after its stop), and each machine's last state before start_s."""
         return [StoredEvent(*row) for row in self._rows(
-            _EVENT + "WHERE (kind IN ('state', 'count', 'hello') AND ts_s >= ? AND ts_s < ?) "
-            "OR (kind = 'reason' AND ts_s >= ?) "
+            _EVENT + "WHERE (kind IN ('state', 'count', 'hello', 'clock') AND ts_s >= ? "
+            "AND ts_s < ?) OR (kind = 'reason' AND ts_s >= ?) "
             "OR id IN (SELECT MAX(id) FROM events WHERE kind = 'state' AND ts_s < ? "
             "GROUP BY machine) ORDER BY id", (start_s, end_s, start_s, start_s))]
+
+    def clock_steps(self, since_s: float) -> list[tuple[float, dict]]:
+        """(event time, data) of the host clock steps journaled from since_s on."""
+        return [(ts, json.loads(data)) for ts, data in self._rows(
+            "SELECT ts_s, data FROM events WHERE kind = 'clock' AND ts_s >= ? ORDER BY id",
+            (since_s,))]
 
     # -- the nodes view ----------------------------------------------------------------------
     def frame_sources(self) -> list[tuple[int, str, float, float]]:

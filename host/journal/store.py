@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
@@ -18,13 +19,14 @@ from typing import Any, NamedTuple
 
 from ..errors import SinkError
 
-__all__ = ["FrameRow", "Journal", "StoredEvent", "StoredFrame", "event_row"]
+__all__ = ["FrameRow", "Heard", "Journal", "StoredEvent", "StoredFrame", "event_row"]
 
 log = logging.getLogger(__name__)
 
-# 2: rejects has node_id (0: the frame names no node it could be verified as); a version 1
-# journal is migrated when a writer opens it, and read as it is by open_readonly.
-SCHEMA_VERSION = 2
+# 3: rejects has node_id (0: the frame names no node it could be verified as) and the heard
+# table (when each node was last heard). A journal of schema 1 or 2 is brought up to it when
+# a writer opens it (by what its tables hold), and read as it is by open_readonly.
+SCHEMA_VERSION = 3
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS frames(id INTEGER PRIMARY KEY, rx_s REAL, source TEXT, node_id INT,
     boot_id INT, seq INT, type INT, uptime_ms INT, raw BLOB, UNIQUE(node_id, boot_id, seq));
@@ -33,15 +35,21 @@ CREATE TABLE IF NOT EXISTS events(id INTEGER PRIMARY KEY, ts_s REAL, kind TEXT, 
 CREATE TABLE IF NOT EXISTS rejects(source TEXT, reason TEXT, node_id INT NOT NULL DEFAULT 0,
     count INT, last_s REAL, PRIMARY KEY(source, reason, node_id));
 CREATE TABLE IF NOT EXISTS cursors(name TEXT PRIMARY KEY, last_id INT);
+CREATE TABLE IF NOT EXISTS heard(node_id INTEGER PRIMARY KEY, rx_s REAL, boot_id INT, seq INT,
+    uptime_ms INT);
 """
+# A journal without the heard table: filled from each node's newest frame.
+_FILL_HEARD = ("INSERT OR IGNORE INTO heard(node_id, rx_s, boot_id, seq, uptime_ms) "
+               "SELECT node_id, rx_s, boot_id, seq, uptime_ms FROM frames WHERE id IN "
+               "(SELECT max(id) FROM frames GROUP BY node_id)")
 _INSERT_FRAME = ("INSERT OR IGNORE INTO frames(rx_s, source, node_id, boot_id, seq, type, "
                  "uptime_ms, raw) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
 _INSERT_EVENT = "INSERT INTO events(ts_s, kind, node_id, machine, data) VALUES (?, ?, ?, ?, ?)"
 _UPSERT_REJECT = ("INSERT INTO rejects(source, reason, node_id, count, last_s) "
                   "VALUES (?, ?, ?, ?, ?) ON CONFLICT(source, reason, node_id) DO UPDATE SET "
                   "count = count + excluded.count, last_s = max(last_s, excluded.last_s)")
-# Version 1 -> 2: the rejects table gains node_id (old rows: 0, no verified node), in one
-# transaction with the version, so a crash leaves either journal whole.
+# A rejects table without node_id gains it (old rows: 0, no verified node), in one
+# transaction, so a crash leaves either table whole.
 _MIGRATE_1_TO_2 = """
 CREATE TABLE rejects_v2(source TEXT, reason TEXT, node_id INT NOT NULL DEFAULT 0, count INT,
     last_s REAL, PRIMARY KEY(source, reason, node_id));
@@ -50,25 +58,37 @@ INSERT INTO rejects_v2(source, reason, node_id, count, last_s)
 DROP TABLE rejects;
 ALTER TABLE rejects_v2 RENAME TO rejects;
 """
+# A node's last heard: the newest receive time; the node time (boot, seq, uptime) of its
+# newest frame by seq within the boot last heard from (a new boot replaces it).
+_UPSERT_HEARD = ("INSERT INTO heard(node_id, rx_s, boot_id, seq, uptime_ms) VALUES "
+                 "(?, ?, ?, ?, ?) ON CONFLICT(node_id) DO UPDATE SET "
+                 "rx_s = max(rx_s, excluded.rx_s), "
+                 "uptime_ms = CASE WHEN excluded.boot_id != boot_id OR excluded.seq > seq "
+                 "THEN excluded.uptime_ms ELSE uptime_ms END, "
+                 "seq = CASE WHEN excluded.boot_id != boot_id OR excluded.seq > seq "
+                 "THEN excluded.seq ELSE seq END, boot_id = excluded.boot_id")
 
 
 # One encoder for all events: json.dumps with options would build a new one per call.
 _to_json = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode
 # The `count` event, one per heartbeat and most of all events, as a format string: for five
-# plain ints it is the very text _to_json makes (keys sorted, compact), at a fifth the cost.
-_COUNT_JSON = '{"boot_id":%d,"good":%d,"good_total":%d,"ng":%d,"ng_total":%d}'
+# plain ints and a finite float it is the very text _to_json makes (keys sorted, compact,
+# the float as repr), at a fifth the cost.
+_COUNT_JSON = ('{"boot_id":%d,"good":%d,"good_total":%d,"ng":%d,"ng_total":%d,'
+               '"since_s":%r}')
 
 
 def _data_json(kind: str, data: Any) -> str:
-    if kind == "count" and type(data) is dict and len(data) == 5:
+    if kind == "count" and type(data) is dict and len(data) == 6:
         try:
-            b, g, gt, n, nt = (data["boot_id"], data["good"], data["good_total"], data["ng"],
-                               data["ng_total"])
+            b, g, gt, n, nt, since = (data["boot_id"], data["good"], data["good_total"],
+                                      data["ng"], data["ng_total"], data["since_s"])
         except KeyError:
             pass
         else:
-            if type(b) is type(g) is type(gt) is type(n) is type(nt) is int:  # not bool/float
-                return _COUNT_JSON % (b, g, gt, n, nt)
+            if (type(b) is type(g) is type(gt) is type(n) is type(nt) is int  # not bool
+                    and type(since) is float and math.isfinite(since)):
+                return _COUNT_JSON % (b, g, gt, n, nt, since)
     return _to_json(data)
 
 
@@ -95,6 +115,17 @@ class StoredFrame(NamedTuple):
     type: int
     uptime_ms: int
     raw: bytes
+
+
+class Heard(NamedTuple):
+    """When a node was last heard: the newest receive time (event time, epoch s), and the
+    node time of its newest frame (boot, seq, uptime) to find its last frames by."""
+
+    node_id: int
+    rx_s: float
+    boot_id: int
+    seq: int
+    uptime_ms: int
 
 
 class StoredEvent(NamedTuple):
@@ -126,6 +157,21 @@ def event_row(ev: Any) -> tuple:
     return (float(ts_s), kind, node_id, machine, data)
 
 
+def _heard_rows(frames: Sequence[FrameRow | tuple]) -> list[tuple]:
+    """Per node of `frames`: (node_id, newest rx_s, boot_id, seq, uptime_ms) by the rule of
+    _UPSERT_HEARD (the newest seq of the boot last heard from)."""
+    newest: dict[int, tuple] = {}  # node -> its frame that sets boot, seq, uptime
+    rx: dict[int, float] = {}
+    for f in frames:
+        node = f[2]
+        prev = newest.get(node)
+        if prev is None or prev[3] != f[3] or f[4] > prev[4]:
+            newest[node] = f
+        if f[0] > rx.get(node, -math.inf):
+            rx[node] = f[0]
+    return [(node, rx[node], f[3], f[4], f[6]) for node, f in newest.items()]
+
+
 class Journal:
     """The journal file, created on first open; reopening after a crash recovers the WAL.
 
@@ -148,8 +194,12 @@ class Journal:
                                 f"lampwatch ({SCHEMA_VERSION})")
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={'FULL' if sync == 'full' else 'NORMAL'}")
+            had_heard = self._db.execute(
+                "SELECT 1 FROM sqlite_master WHERE name = 'heard'").fetchone() is not None
             self._migrate()
             self._db.executescript(_SCHEMA)
+            if not had_heard:
+                self._db.execute(_FILL_HEARD)
             self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except (sqlite3.Error, OSError) as exc:
             raise SinkError(f"cannot open journal {self.path}: {exc}") from None
@@ -163,12 +213,11 @@ class Journal:
             try:
                 for statement in filter(str.strip, _MIGRATE_1_TO_2.split(";")):
                     db.execute(statement)
-                db.execute("PRAGMA user_version=2")
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
-            log.info("journal %s: migrated to schema 2 (rejects per node)", self.path)
+            log.info("journal %s: rejects now counted per node", self.path)
 
     def close(self) -> None:
         self._db.close()
@@ -182,7 +231,8 @@ class Journal:
     # -- writing ---------------------------------------------------------------------------
     def commit(self, frames: Sequence[FrameRow | tuple] = (), events: Iterable[Any] = (),
                rejects: Mapping[tuple[str, str], tuple[int, float]] | None = None) -> int:
-        """Append frames, events and reject counts in one transaction.
+        """Append frames, events and reject counts in one transaction, and in the same one
+        update when each node of `frames` was last heard (the `heard` table).
 
         A frame whose (node_id, boot_id, seq) is already stored is skipped (the UNIQUE key is
         the dedupe of last resort). Events are stored in the order given.
@@ -211,6 +261,8 @@ class Journal:
                     db.executemany(_UPSERT_REJECT, [(*k, 0, n, t) if len(k) == 2 else
                                                     (*k, n, t) for k, (n, t)
                                                     in rejects.items()])
+                if frames:
+                    db.executemany(_UPSERT_HEARD, _heard_rows(frames))
                 db.execute("COMMIT")
             except BaseException:
                 if db.in_transaction:
@@ -275,6 +327,27 @@ class Journal:
             "(SELECT max(id) FROM events WHERE kind = ? AND ts_s < ? GROUP BY machine) "
             "ORDER BY id", (kind, before_s))
         return [StoredEvent(*row) for row in cur]
+
+    def heard(self) -> list[Heard]:
+        """When each node was last heard (the small `heard` table, not a scan of frames)."""
+        return [Heard(*row) for row in self._db.execute(
+            "SELECT node_id, rx_s, boot_id, seq, uptime_ms FROM heard ORDER BY node_id")]
+
+    def node_tail(self, heard: Heard, frames: int) -> list[StoredFrame]:
+        """The last `frames` frames (by seq) of the boot a node was last heard from, and any
+        newer of that boot, in id order: what rebuilds its clock anchor after a restart."""
+        cur = self._db.execute("SELECT id, rx_s, source, node_id, boot_id, seq, type, uptime_ms,"
+                               " raw FROM frames WHERE node_id = ? AND boot_id = ? AND seq >= ? "
+                               "ORDER BY id", (heard.node_id, heard.boot_id,
+                                               heard.seq - frames))
+        return [StoredFrame(*row) for row in cur]
+
+    def last_time(self) -> float | None:
+        """The latest time the journal holds: newest receive time or newest event's time."""
+        rx = self._db.execute("SELECT max(rx_s) FROM heard").fetchone()[0]
+        ev = self._db.execute("SELECT ts_s FROM events ORDER BY id DESC LIMIT 1").fetchone()
+        times = [t for t in (rx, ev[0] if ev else None) if t is not None]
+        return max(times) if times else None
 
     def has_frame(self, node_id: int, boot_id: int, seq: int) -> bool:
         return self._db.execute("SELECT 1 FROM frames WHERE node_id = ? AND boot_id = ? AND "

@@ -65,11 +65,11 @@ class Summary:
     ideal_good_s: float
 
     @classmethod
-    def of(cls, p: Period) -> Summary:
-        # Planned maintenance is planned downtime: it leaves planned production time,
-        # exactly as the engine treats reason planned_maintenance (docs/oee.md).
-        planned = p.available_min - p.pm_min
-        return cls(p.period, planned, planned - p.setup_min - p.breakdown_min,
+    def of(cls, p: Period, pm_policy: str = oee.DEFAULT_PM_POLICY) -> Summary:
+        # Where PM goes is the policy's, decided by the same function as in the engine
+        # (oee.planned_time): an availability loss by default, or planned downtime.
+        planned = oee.planned_time(p.available_min, p.pm_min, pm_policy)
+        return cls(p.period, planned, p.available_min - p.pm_min - p.setup_min - p.breakdown_min,
                    p.processed * p.ideal_cycle_s, p.good * p.ideal_cycle_s)
 
     @classmethod
@@ -192,9 +192,14 @@ def read_logbook(path: str | Path, locale: str = "en") -> list[Period]:
     return parse_logbook(data, str(path), locale)
 
 
-def summarize(periods: Iterable[Period]) -> tuple[list[Summary], Summary]:
-    """A Summary per period and the TOTAL computed from the summed columns."""
-    rows = [Summary.of(p) for p in periods]
+def summarize(periods: Iterable[Period],
+              pm_policy: str = oee.DEFAULT_PM_POLICY) -> tuple[list[Summary], Summary]:
+    """A Summary per period and the TOTAL computed from the summed columns.
+
+    pm_policy: "availability_loss" (default: A = (available - PM - setup - breakdown) /
+    available) or "planned_stop" (A = run / (available - PM)); see oee.planned_time.
+    """
+    rows = [Summary.of(p, pm_policy) for p in periods]
     return rows, Summary.total(rows)
 
 

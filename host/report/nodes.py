@@ -56,6 +56,7 @@ class JournalFacts:
     nodes: dict[int, NodeFacts] = field(default_factory=dict)
     # (source, reason, node id or 0, count, last time seen)
     rejects: list[tuple[str, str, int, int, float]] = field(default_factory=list)
+    clock_steps: list[tuple[float, dict]] = field(default_factory=list)  # last week's
 
     def node(self, node_id: int) -> NodeFacts:
         return self.nodes.setdefault(node_id, NodeFacts(node_id))
@@ -85,7 +86,20 @@ def read_facts(journal: JournalReader, now_s: float) -> JournalFacts:
     for node, ts in journal.last_good_part():
         f.node(node).last_good_s = ts
     f.rejects = [tuple(r) for r in journal.reject_counts()]
+    f.clock_steps = journal.clock_steps(now_s - WEEK_S)
     return f
+
+
+def clock_step_lines(facts: JournalFacts, tz: str = "UTC") -> list[str]:
+    """One line per host clock step the collector saw in the last week (plant time)."""
+    zone = ZoneInfo(tz)
+    lines = []
+    for ts, data in facts.clock_steps:
+        step = float(data.get("step_s") or 0.0)
+        when = datetime.fromtimestamp(ts, zone).strftime("%m-%d %H:%M:%S")
+        lines.append((T_STEP_FORWARD if step > 0 else T_STEP_BACK).format(
+            s=f"{abs(step):g}", when=when))
+    return lines
 
 
 @dataclass(frozen=True)
@@ -237,6 +251,8 @@ T_LAMP_DROPPED = "{n} LAMP frames dropped: lamp history has gaps"
 T_SHORT = "{n} count pulses rejected as too short"
 T_INFERRED = "{n} parts counted across a stall by the line-rate rule"
 T_MISSED = "{n} count edges the IRQ path missed (the pulse counter has them)"
+T_STEP_FORWARD = "Host clock stepped forward by {s} s at {when} (event time jumped)"
+T_STEP_BACK = "Host clock stepped back by {s} s at {when} (event time stood still)"
 T_FOOT = "DUP: its resends of frames stored already (harmless); REJ: replays and forgeries"
 _MACHINE_W = 12  # longer machine names end in an ellipsis (--format json has them whole)
 

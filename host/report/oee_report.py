@@ -4,26 +4,30 @@ Reads the derived `state`, `count` and `reason` events (never the frames' conten
 computes with host/oee.py through host/timeline.py, exactly as the live deriver does. The
 journal is opened read-only: a report never creates or changes one.
 
-A machine's last state lasts until its node was last heard (the newest frame's receive time)
-plus its silence timeout, then the time is UNKNOWN, so a collector that stopped never leaves
-a machine silently running in a report.
+A machine's last state lasts until its node was last heard (the newest frame's receive time,
+from the journal's `heard` table) plus its silence timeout, then the time is UNKNOWN, so a
+collector that stopped never leaves a machine silently running in a report. (The collector
+itself dates that UNKNOWN from when the newest data was made, which is earlier by the
+network delay: milliseconds.)
+
+The plant row: availability, coverage and the availability losses over every machine;
+performance, quality, OEE and the losses that need an ideal cycle time over the machines
+that have one (the others are named in a note, never weighted with an invented cycle time).
+Output is summed only within one unit. Every sum in it is the sum of the machines' rows.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
 
 from .. import journal, oee
 from ..errors import JournalReadError, LampwatchError
 from ..events import Event
-from ..timeline import LOSS_KEYS, MachineTimeline, oee_data
+from ..timeline import MachineTimeline, oee_data
+from .oee_tables import format_csv, format_json, format_table
 
 # Without a config the whole window is planned production time (a 24 h shift every day).
 ALL_DAY = oee.Calendar("UTC", (oee.Shift("day", "00:00", "00:00"),))
@@ -31,6 +35,10 @@ _DEFAULT_HEARTBEAT_S = 10.0
 _SILENT_PERIODS = 3
 # A stop is classified on its whole length, so read this much around the window.
 _MARGIN_S = 86400.0
+_WEEK_S = 7 * 86400.0
+_P_SLACK = 1e-9
+# Losses that need an ideal cycle time (over the machines that have one in the plant row).
+_IDEAL_LOSSES = ("reduced_speed_s", "process_defect_s", "startup_reject_s")
 
 
 class ReportError(LampwatchError):
@@ -39,8 +47,11 @@ class ReportError(LampwatchError):
 
 @dataclass(frozen=True)
 class MachineSettings:
+    """From the collector config's node entry; `unit` None: not known (not summed)."""
+
     ideal_cycle_s: float | None = None
     heartbeat_s: float = _DEFAULT_HEARTBEAT_S
+    unit: str | None = None
 
 
 @dataclass(frozen=True)
@@ -48,9 +59,53 @@ class Row:
     machine: str
     result: oee.OEEResult
     ideal_known: bool
+    unit: str | None = None
 
     def data(self) -> dict:
         return {"machine": self.machine, **oee_data(self.result, self.ideal_known)}
+
+
+@dataclass(frozen=True)
+class Plant:
+    """The plant row (module docstring): `data()` as a machine row's."""
+
+    rows: list[Row]
+    machine: str = "all"
+
+    @property
+    def left_out(self) -> list[str]:
+        """Machines without an ideal cycle time: not in P, Q, OEE and the losses they need."""
+        return [r.machine for r in self.rows if not r.ideal_known]
+
+    @property
+    def units(self) -> dict[str, tuple[float, float]]:
+        """Unit -> (good, ng) counted; a machine of unknown unit is a unit of its own."""
+        out: dict[str, tuple[float, float]] = {}
+        for r in self.rows:
+            unit = r.unit or f"({r.machine})"
+            good, ng = out.get(unit, (0.0, 0.0))
+            out[unit] = (good + r.result.good, ng + r.result.ng)
+        return out
+
+    def data(self) -> dict:
+        every = oee.rollup([r.result for r in self.rows], "all")
+        data = {"machine": self.machine, **oee_data(every, False), "quality": None}
+        ideal = [r.result for r in self.rows if r.ideal_known]
+        if ideal:
+            known = oee_data(oee.rollup(ideal, "all"), True)
+            for key in ("performance", "quality", "oee", "teep"):
+                data[key] = known[key]
+            for key in _IDEAL_LOSSES:
+                data["losses"][key] = known["losses"][key]
+        elif len(self.units) == 1:  # no ideal time to weigh by, but one unit: good / total
+            data["quality"] = oee.ratios(0, 0, every.good + every.ng, every.good).quality
+        if len(self.units) > 1:  # never add sacks to kilograms
+            for key in ("good", "ng", "startup_ng", "unknown_good", "unknown_ng",
+                        "excluded_good", "excluded_ng"):
+                data[key] = None
+        data["left_out"] = self.left_out
+        data["output"] = {u: {"good": g, "ng": n} for u, (g, n) in self.units.items()}
+        return data
 
 
 @dataclass(frozen=True)
@@ -59,7 +114,8 @@ class Report:
     end: float
     calendar: oee.Calendar
     rows: list[Row]
-    plant: Row
+    plant: Plant
+    warnings: list[str] = field(default_factory=list)
 
 
 # --- reading the journal ----------------------------------------------------------------
@@ -92,14 +148,16 @@ def build_report(events: Iterable[Event], last_rx: Mapping[int, float], start_s:
                  end_s: float, *, calendar: oee.Calendar | None = None,
                  settings: Mapping[str, MachineSettings] | None = None,
                  machine: str | None = None, now_s: float | None = None,
-                 short_stop_s: float = oee.DEFAULT_SHORT_STOP_S) -> Report:
+                 short_stop_s: float = oee.DEFAULT_SHORT_STOP_S, startup_window_s: float = 0.0,
+                 planned_maintenance: str = oee.DEFAULT_PM_POLICY) -> Report:
     """OEE per machine and the plant roll-up over [start_s, min(end_s, now_s)).
 
     Args:
         events: the journal's events (read_journal). last_rx: node id -> last receive time.
         calendar: shifts and planned stops (None: the whole window is planned).
-        settings: machine -> ideal cycle and heartbeat (machines without one: P unknown).
+        settings: machine -> ideal cycle, heartbeat and unit (no ideal cycle: P unknown).
         machine: only this machine (ReportError if unknown).
+        short_stop_s, startup_window_s, planned_maintenance: as host/oee.evaluate.
     """
     calendar = calendar or ALL_DAY
     settings = dict(settings or {})
@@ -107,7 +165,10 @@ def build_report(events: Iterable[Event], last_rx: Mapping[int, float], start_s:
     nodes: dict[str, set[int]] = {}
     heartbeat_s: dict[int, float] = {}
     last_ts: dict[str, float] = {}
+    warnings: list[str] = []
     for ev in events:
+        if ev.kind == "clock":
+            warnings.append(_clock_warning(ev, calendar))
         if not ev.machine:
             continue
         if ev.node_id is not None:
@@ -132,15 +193,30 @@ def build_report(events: Iterable[Event], last_rx: Mapping[int, float], start_s:
         grace = _SILENT_PERIODS * max([heartbeat_s.get(i, ms.heartbeat_s) for i in ids],
                                       default=ms.heartbeat_s)
         try:
-            result = timelines[name].evaluate(ms.ideal_cycle_s, calendar, start_s, end,
-                                              until_s=min(end, heard + grace),
-                                              short_stop_s=short_stop_s)
+            result = timelines[name].evaluate(
+                ms.ideal_cycle_s, calendar, start_s, end, until_s=min(end, heard + grace),
+                short_stop_s=short_stop_s, startup_window_s=startup_window_s,
+                planned_maintenance=planned_maintenance)
         except oee.OEEInputError as exc:
             raise ReportError(f"machine {name}: {exc}") from None
-        rows.append(Row(name, result, bool(ms.ideal_cycle_s)))
-    plant = Row("all", oee.rollup([r.result for r in rows], "all"),
-                bool(rows) and all(r.ideal_known for r in rows))
-    return Report(start_s, end, calendar, rows, plant)
+        rows.append(Row(name, result, bool(ms.ideal_cycle_s), ms.unit))
+    plant = Plant(rows)
+    for row in [*rows, plant]:
+        p = row.data()["performance"]
+        if p is not None and p > 1 + _P_SLACK:
+            warnings.append(f"{row.machine}: performance {oee.percent(p)} is above 100%: "
+                            "its ideal_cycle_s is too slow, or its counts are doubled")
+    return Report(start_s, end, calendar, rows, plant, warnings)
+
+
+def _clock_warning(ev: Event, calendar: oee.Calendar) -> str:
+    step = float(ev.data.get("step_s") or 0.0)
+    at = calendar.iso(ev.ts_s)
+    if step > 0:
+        return (f"the host clock stepped forward by {step:g} s at {at}: the time it skipped "
+                "is unknown time")
+    return (f"the host clock stepped back by {-step:g} s at {at}: event time stood still "
+            "until it caught up; output made meanwhile is output in unknown time")
 
 
 # --- windows -----------------------------------------------------------------------------
@@ -167,108 +243,37 @@ def parse_day(text: str, today: date) -> date:
 
 
 def shift_window(which: str, calendar: oee.Calendar, now_s: float) -> tuple[float, float]:
-    """'today': all shifts starting today; 'current': the running (else last) shift; or a
-    shift name: today's instance of it."""
-    today = datetime.fromtimestamp(now_s, calendar.zone).date()
-    day0, day1 = calendar.day(today)
-    todays = [i for i in calendar.shifts_between(day0 - 86400, day1 + 86400) if i.day == today]
+    """The window of `--shift WHICH` at `now_s` (docs/oee.md, "Which shift"):
+
+    - a shift name: that shift running now, else the last one of that name that started
+      (at 02:00 the night shift that began at 22:00 yesterday; at 07:00, the one that ended
+      at 06:00);
+    - 'current': the running shift, else the last one that ended;
+    - 'today': the production day: every shift that started on the local date of the
+      running shift, or between shifts of the last one that started.
+    """
+    started = [i for i in calendar.shifts_between(now_s - _WEEK_S - 86400, now_s + 1)
+               if i.start <= now_s]
+    names = ", ".join(sorted({s.name for s in calendar.shifts})) or "none configured"
+    if not started:
+        raise ReportError(f"no shift has started in the last week (shifts: {names})")
+    latest = max(started, key=lambda i: (i.start, i.name))
     if which == "current":
-        cur = calendar.shift_at(now_s) or max(
-            (i for i in calendar.shifts_between(now_s - 7 * 86400, now_s) if i.end <= now_s),
-            key=lambda i: i.end, default=None)
-        if cur is None:
-            raise ReportError("no shift is running or has run in the last week")
+        running = [i for i in started if now_s < i.end]
+        cur = max(running, key=lambda i: i.start) if running else max(
+            started, key=lambda i: i.end)
         return cur.start, cur.end
-    chosen = todays if which == "today" else [i for i in todays if i.name == which]
-    if not chosen:
-        names = ", ".join(sorted({s.name for s in calendar.shifts})) or "none configured"
-        raise ReportError(f"no shift {which!r} today (shifts: {names}; or 'today', 'current')")
-    return min(i.start for i in chosen), max(i.end for i in chosen)
+    if which == "today":
+        day = [i for i in calendar.shifts_between(now_s - _WEEK_S, now_s + 2 * 86400)
+               if i.day == latest.day]
+        return min(i.start for i in day), max(i.end for i in day)
+    named = [i for i in started if i.name == which]
+    if not named:
+        raise ReportError(f"no shift {which!r} has started in the last week (shifts: {names}; "
+                          "or 'today', 'current')")
+    inst = max(named, key=lambda i: i.start)
+    return inst.start, inst.end
 
 
-# --- output ------------------------------------------------------------------------------
-
-_CSV_COLUMNS = ("machine", "from", "to", "availability", "performance", "quality", "oee",
-                "good", "ng", "planned_s", "run_s", "unknown_s", "coverage",
-                "planned_coverage") + LOSS_KEYS
-
-
-def _flat(row: Row, report: Report) -> dict[str, Any]:
-    d = row.data()
-    d.update(d.pop("losses"))
-    d["from"], d["to"] = report.calendar.iso(report.start), report.calendar.iso(report.end)
-    return d
-
-
-def format_json(report: Report) -> str:
-    return json.dumps({
-        "from": report.calendar.iso(report.start), "to": report.calendar.iso(report.end),
-        "machines": [r.data() for r in report.rows], "plant": report.plant.data()}, indent=2)
-
-
-def format_csv(report: Report) -> str:
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, _CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
-    w.writeheader()
-    for row in [*report.rows, report.plant]:
-        w.writerow({k: "" if v is None else v for k, v in _flat(row, report).items()})
-    return buf.getvalue()
-
-
-# What the table says (kept together, to be translated in one place).
-T_TITLE = "OEE {start} .. {end}"
-T_HEAD = ("machine", "A", "P", "Q", "OEE", "good", "NG", "coverage")
-T_HEAD_WIDE = ("machine", "A", "P", "Q", "OEE", "good", "NG", "planned h", "run h",
-               "unknown h", "coverage")
-T_LOSSES = "six big losses (minutes)"
-T_LOSS_HEAD = ("machine", "breakdown", "setup", "minor stops", "speed loss", "defects",
-               "startup")
-T_LOSS_HEAD_WIDE = ("machine", "breakdown", "setup", "minor stops", "reduced speed",
-                    "process defects", "startup rejects")
-_MACHINE_W = 14  # in 80 columns a longer name ends in an ellipsis (--wide: whole)
-
-
-def _min(v: float | None) -> str:
-    return "-" if v is None else f"{v / 60:,.1f}"
-
-
-def _count(v: float) -> str:
-    return f"{v:,.0f}" if float(v).is_integer() else f"{v:,.1f}"
-
-
-def _hours(v: float | None) -> str:
-    return "-" if v is None else f"{v / 3600:,.2f}"
-
-
-def format_table(report: Report, wide: bool = False) -> str:
-    """The report as text: machines in line order, then the plant; within 80 columns
-    unless `wide` (every column, whole machine names)."""
-    lines, losses = [], []
-    for row in [*report.rows, report.plant]:
-        r = row.data()
-        name = row.machine if wide or len(row.machine) <= _MACHINE_W else (
-            row.machine[:_MACHINE_W - 1] + "…")
-        ratios = tuple(map(oee.percent, (r["availability"], r["performance"], r["quality"],
-                                         r["oee"])))
-        hours = ((_hours(r["planned_s"]), _hours(r.get("run_s")), _hours(r.get("unknown_s")))
-                 if wide else ())
-        lines.append((name, *ratios, _count(r["good"]), _count(r["ng"]), *hours,
-                      oee.percent(r["coverage"])))
-        losses.append((name, *(_min(r["losses"][k]) for k in LOSS_KEYS)))
-    out = [T_TITLE.format(start=report.calendar.iso(report.start),
-                          end=report.calendar.iso(report.end)), ""]
-    out += _grid(T_HEAD_WIDE if wide else T_HEAD, lines)
-    out += ["", T_LOSSES] + _grid(T_LOSS_HEAD_WIDE if wide else T_LOSS_HEAD, losses)
-    return "\n".join(out)
-
-
-def _grid(head: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
-    widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
-
-    def fmt(cells):
-        return "  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w)
-                         for i, (c, w) in enumerate(zip(cells, widths)))
-    return [fmt(head), *(fmt(r) for r in rows)]
-
-
+# The output formats live in host/report/oee_tables.py.
 FORMATS = {"table": format_table, "csv": format_csv, "json": format_json}
