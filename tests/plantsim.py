@@ -22,10 +22,10 @@ from bisect import bisect_right
 from pathlib import Path
 
 from lampwatch.config import load_config
-from lampwatch.paths import FIRMWARE_DIR
+from lampwatch.node_files import firmware_dir
 from lampwatch.runtime import CollectorRuntime
 
-sys.path.insert(0, str(FIRMWARE_DIR))
+sys.path.insert(0, str(firmware_dir()))
 import lwproto
 from outbox import Outbox
 
