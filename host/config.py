@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 from .errors import ConfigError, OEEInputError
 from .machine_state import LampMap
 from .oee import Break, Calendar, Shift
+from .uns.settings import check_sources, parse_uns, parse_uns_source
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -160,6 +161,10 @@ class Config:
     board_pin: BoardPin | None = None  # None: the board is read-only
     # The node registry file (`lampwatch flash` and `commission` write it), if one is named.
     nodes_file: Path | None = None
+    # The unified namespace (issue 16, host/uns/settings.py): what this collector publishes
+    # ([uns], a UnsConfig or None) and the brokers a central one reads frames from.
+    uns: Any = None
+    uns_sources: tuple = ()
 
     def key_of(self, node_id: int) -> bytes | None:
         """The node's key, or None for a node not in the registry (protocol.decode lookup)."""
@@ -309,6 +314,11 @@ def parse_config(data: Mapping[str, Any], path: Path | None = None) -> Config:
         nodes[node.node_id] = node
         machines[node.machine] = node.node_id
 
+    uns, uns_sources = _uns(root, base, nodes, fail)
+    if uns_sources and "udp_listen" not in col.data:
+        udp_listen = None  # a central collector listens to its brokers only
+    check_sources(uns_sources, udp_listen is not None, len(serial), fail)
+
     cal = root.table("calendar")
     calendar = _calendar(cal) if cal is not None else Calendar("UTC")
     ot = root.table("oee") or _Table({}, "oee", fail)
@@ -318,7 +328,14 @@ def parse_config(data: Mapping[str, Any], path: Path | None = None) -> Config:
     root.done()
     return Config(path, udp_listen, tuple(serial), journal, sync, level, influx, nodes,
                   calendar, heartbeat_s, refresh_s, short_stop_s, board_listen, board_pin,
-                  registry)
+                  registry, uns, uns_sources)
+
+
+def _uns(root: _Table, base: Path, nodes: Mapping[int, Node], fail) -> tuple[Any, tuple]:
+    """[uns] and [[uns_source]] (issue 16), parsed by host/uns/settings.py."""
+    t = root.table("uns")
+    uns = parse_uns(t, base, nodes.values()) if t is not None else None
+    return uns, tuple(parse_uns_source(s, base) for s in root.tables("uns_source"))
 
 
 def _board(t: _Table | None, base: Path, fail) -> tuple[tuple[str, int] | None, BoardPin | None]:
