@@ -429,8 +429,8 @@ def nats_server_binary() -> str:
 
 class NatsCluster:
     """A cluster of `size` nats-servers on 127.0.0.1 with JetStream (file store in a temp
-    dir) and the MQTT listener on each; nodes can be killed and started again one by one on
-    the same ports and stores."""
+    dir) and the MQTT listener on each (size 1: a single server); nodes can be killed and
+    started again on the same ports and stores."""
 
     def __init__(self, root: Path, size: int = 3):
         self.root = Path(root)
@@ -452,12 +452,14 @@ class NatsCluster:
                                if m is not n)
             conf = self.root / f"{n['name']}.conf"
             self.root.mkdir(parents=True, exist_ok=True)
+            cluster = (f"cluster {{ name: lampwatch, listen: 127.0.0.1:{n['route']}, "
+                       f"routes: [{routes}] }}" if len(self.nodes) > 1 else "")
             conf.write_text(f"""
 server_name: {n['name']}
 listen: 127.0.0.1:{n['client']}
 http: 127.0.0.1:{n['http']}
 jetstream {{ store_dir: "{self.root / n['name']}" }}
-cluster {{ name: lampwatch, listen: 127.0.0.1:{n['route']}, routes: [{routes}] }}
+{cluster}
 mqtt {{ listen: 127.0.0.1:{n['mqtt']} }}
 """)
             with open(self.root / f"{n['name']}.log", "ab") as log:

@@ -14,6 +14,7 @@ import click
 
 from ..config import Config, board_address, load_config
 from ..errors import ConfigError
+from ..uns import settings as uns_settings
 
 DEFAULT_CONFIG = Path("/etc/lampwatch/collector.toml")
 # syslog priorities: journald reads a "<N>" line prefix as the entry's level.
@@ -52,6 +53,7 @@ def describe(cfg: Config) -> list[str]:
         t = cfg.influxdb
         lines.append(f"influxdb: {t.url} org {t.org!r} bucket {t.bucket!r} token "
                      f"{t.describe_token()}")
+    lines += uns_settings.describe(cfg)  # [uns], [[uns_source]] (issue 16)
     if cfg.board_listen is not None:
         host, port = cfg.board_listen
         url = f"http://{f'[{host}]' if ':' in host else host}:{port}/"
@@ -113,12 +115,14 @@ def collect(config_path: Path, check: bool, board: str | None):
             cfg.influxdb.token()  # a missing token fails the check (one line, exit 1)
         if cfg.board_listen is not None and cfg.board_pin is not None:
             cfg.board_pin.value()
+        uns_settings.check(cfg)
         return
     setup_logging(cfg.log_level)
     if cfg.influxdb is not None:
         cfg.influxdb.token()
     if cfg.board_listen is not None and cfg.board_pin is not None:
         cfg.board_pin.value()
+    uns_settings.check(cfg)
     try:
         asyncio.run(_serve(cfg))
     except OSError as exc:  # e.g. the UDP port is taken, the journal dir not writable

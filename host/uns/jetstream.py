@@ -1,21 +1,24 @@
 """NATS JetStream through nats-py: the site's durable, replicated `_raw` stream, written in
 order by the publisher (`JetStreamSink`) and read by a central collector (`JetStreamFeed`).
 
-Order is kept by the stream itself: message i of a pipelined batch carries
-Nats-Expected-Last-Sequence = (stream's last sequence) + i, so once one is refused (a leader
-election, a node down) every later one is refused too and nothing is stored out of order;
-Nats-Msg-Id (node.boot.seq) makes a resent copy a no-op within the duplicate window. (Not
-Nats-Expected-Last-Msg-Id: on nats-server 2.15.1 a refused one stalls an R3 stream.)
+Order is kept by the stream itself: a batch goes in as one atomic publish (nats-server 2.12+,
+ADR-50: stored whole or not at all) whose first message carries Nats-Expected-Last-Sequence,
+so a batch is stored only right after the one before it, never after a gap. Each message's
+Nats-Msg-Id is its frame (node.boot.seq). (Not pipelined single publishes: when one of them
+is refused the later ones can still land, out of order; and not Nats-Expected-Last-Msg-Id:
+on nats-server 2.15.1 a refused one stalls an R3 stream.)
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import json
 import logging
 import ssl
 import threading
-from dataclasses import dataclass, field
+import uuid
+from dataclasses import dataclass
 from typing import Any
 
 import nats
@@ -33,9 +36,10 @@ log = logging.getLogger(__name__)
 
 _ACK_TIMEOUT_S = 5.0
 _DUPLICATE_WINDOW_S = 120.0
+_ATOMIC_MAX = 1000  # messages per atomic batch (nats-server's limit)
+_LOOK_BACK = 64  # messages read back from the stream's end to find where our copy ends
 _NATS_ERRORS = (nats.errors.Error, asyncio.TimeoutError, OSError)
-_WRONG_LAST_SEQUENCE = 10071
-_STREAM_EXISTS = 10058  # with other settings than ours: use it as it is
+_STREAM_EXISTS = 10058  # with other settings than ours
 
 
 def ssl_context(auth: Auth) -> ssl.SSLContext:
@@ -98,7 +102,6 @@ def _why(exc: BaseException) -> str:
 class _Pending:
     messages: list[Message]
     done: int = 0
-    futures: list = field(default_factory=list)
 
 
 class JetStreamSink:
@@ -106,8 +109,8 @@ class JetStreamSink:
 
     Runs nats-py on a loop of its own in a daemon thread; the methods are called from the
     publisher's thread. `position()` (needed first, and after any failure: see
-    `needs_position`) says which message the stream ends with, so the publisher resumes
-    right after it.
+    `needs_position`) says which messages the stream ends with, so the publisher resumes
+    right after the last of its own.
     """
 
     def __init__(self, broker: Broker, auth: Auth, stream: str, subjects: list[str], *,
@@ -137,7 +140,8 @@ class JetStreamSink:
             self._nc = await connect(self.broker, self.auth, self.name, self.what)
             self._js = self._nc.jetstream(timeout=_ACK_TIMEOUT_S)
         cfg = StreamConfig(name=self.stream, subjects=self.subjects, num_replicas=self.replicas,
-                           max_age=self.max_age_s, duplicate_window=_DUPLICATE_WINDOW_S)
+                           max_age=self.max_age_s, duplicate_window=_DUPLICATE_WINDOW_S,
+                           allow_atomic=True)
         try:
             await self._js.add_stream(cfg)
         except nats.js.errors.APIError as exc:
@@ -146,27 +150,35 @@ class JetStreamSink:
                         if "insufficient" in str(exc.description) else "")
                 raise PublishError(f"JetStream stream {self.stream}: {exc.description}"
                                    f"{hint}") from None
+            info = await self._js.stream_info(self.stream)  # made by IT: keep their settings
+            if not info.config.allow_atomic:
+                info.config.allow_atomic = True
+                await self._js.update_stream(info.config)
 
-    def position(self) -> str | None:
-        """The Nats-Msg-Id of the stream's last message (None: empty). Raises PublishError."""
-        return self._call(self._position(), 3 * _ACK_TIMEOUT_S)
+    def position(self) -> list[str]:
+        """The Nats-Msg-Ids the stream ends with, newest first (at most 64; [] if empty).
 
-    async def _position(self) -> str | None:
+        Raises PublishError."""
+        return self._call(self._position(), 4 * _ACK_TIMEOUT_S)
+
+    async def _position(self) -> list[str]:
+        keys: list[str] = []
         try:
             await self._ensure()
             info = await self._js.stream_info(self.stream)
             self._last_seq = info.state.last_seq
-            key = None
-            if self._last_seq:
+            for seq in range(self._last_seq, max(info.state.first_seq, 1) - 1, -1):
+                if len(keys) == _LOOK_BACK:
+                    break
                 try:
-                    msg = await self._js.get_msg(self.stream, self._last_seq)
-                    key = (msg.headers or {}).get("Nats-Msg-Id")
+                    msg = await self._js.get_msg(self.stream, seq)
                 except nats.js.errors.NotFoundError:
-                    pass  # aged out: the sequence still goes on from last_seq
+                    continue  # deleted or aged out: the sequence still goes on
+                keys.append((msg.headers or {}).get("Nats-Msg-Id", ""))
         except (*_NATS_ERRORS, nats.js.errors.Error) as exc:
             raise PublishError(f"JetStream stream {self.stream}: {_why(exc)}") from None
         self.needs_position = False
-        return key
+        return keys
 
     def send(self, messages: list[Message]) -> _Pending:
         return _Pending(messages)
@@ -182,35 +194,44 @@ class JetStreamSink:
         return True
 
     async def _publish(self, pending: _Pending) -> None:
-        js, base = self._js, self._last_seq
-        todo = pending.messages[pending.done:]
-        futures: list = []
+        while pending.done < len(pending.messages):
+            chunk = pending.messages[pending.done:pending.done + _ATOMIC_MAX]
+            self._last_seq = await self._atomic(chunk)
+            pending.done += len(chunk)
+
+    async def _atomic(self, chunk: list[Message]) -> int:
+        """One atomic batch right after the stream's last sequence; returns the new last."""
+        nc, batch = self._nc, uuid.uuid4().hex
         try:
-            for i, m in enumerate(todo):
-                futures.append(await js.publish_async(
-                    subject(m.topic), m.payload,
-                    headers={"Nats-Msg-Id": m.id, "Nats-Expected-Last-Sequence": str(base + i)}))
-            done, _ = await asyncio.wait(futures, timeout=_ACK_TIMEOUT_S)
-            for m, fut in zip(todo, futures):
-                if fut not in done:
-                    raise PublishError(f"JetStream stream {self.stream}: no acknowledgement "
-                                       f"of {m.id} in {_ACK_TIMEOUT_S:.0f} s")
-                ack = fut.result()
-                self._last_seq = max(self._last_seq, ack.seq)
-                pending.done += 1
-        except nats.js.errors.APIError as exc:
-            why = ("the stream moved on without us" if exc.err_code == _WRONG_LAST_SEQUENCE
-                   else exc.description)
-            raise PublishError(f"JetStream stream {self.stream} refused a message: {why}"
-                               ) from None
+            inbox = nc.new_inbox()
+            sub = await nc.subscribe(inbox, max_msgs=1)
+            try:
+                for i, m in enumerate(chunk, 1):
+                    headers = {"Nats-Batch-Id": batch, "Nats-Batch-Sequence": str(i),
+                               "Nats-Msg-Id": m.id}
+                    if i == 1:
+                        headers["Nats-Expected-Last-Sequence"] = str(self._last_seq)
+                    if i == len(chunk):
+                        headers["Nats-Batch-Commit"] = "1"
+                    await nc.publish(subject(m.topic), m.payload, headers=headers,
+                                     reply=inbox if i == len(chunk) else "")
+                reply = await sub.next_msg(timeout=_ACK_TIMEOUT_S)
+            finally:
+                await sub.unsubscribe()
         except _NATS_ERRORS as exc:
-            raise PublishError(f"JetStream stream {self.stream}: {_why(exc)}") from None
-        finally:
-            for fut in futures:
-                if not fut.done():
-                    fut.cancel()
-                elif not fut.cancelled():
-                    fut.exception()  # retrieved: no "never retrieved" warning
+            raise PublishError(f"JetStream stream {self.stream}: {_why(exc)} (batch of "
+                               f"{len(chunk)} from {chunk[0].id})") from None
+        if (reply.headers or {}).get("Status") == "503":
+            raise PublishError(f"JetStream stream {self.stream}: no stream leader to answer")
+        try:
+            answer = json.loads(reply.data)
+        except ValueError:
+            raise PublishError(f"JetStream stream {self.stream}: a reply that is not "
+                               f"JSON: {reply.data[:80]!r}") from None
+        if "error" in answer:
+            raise PublishError(f"JetStream stream {self.stream} refused a batch: "
+                               f"{answer['error'].get('description')}")
+        return int(answer["seq"])
 
     def close(self) -> None:
         async def close():

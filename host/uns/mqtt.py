@@ -114,8 +114,8 @@ class MqttSink:
             self._acked.add(mid)
             self._cond.notify_all()
 
-    def position(self) -> str | None:
-        return None
+    def position(self) -> list[str]:
+        return []
 
     def send(self, messages: list[Message]) -> set[int]:
         """Queue a batch in order (sent now, or as soon as the broker is back)."""

@@ -105,25 +105,31 @@ class Lane:
         journal.set_cursor(self.cursor, rows[-1].id)  # nothing in it to publish
         return False
 
-    def _reposition(self, journal: Any, key: str | None) -> None:
-        """Resume right after the broker's last message (a frame id `node.boot.seq`)."""
-        if key is None:
-            return  # an empty stream: go on from the cursor
-        try:
-            node_id, boot_id, seq = (int(x) for x in key.split("."))
+    def _reposition(self, journal: Any, keys: list[str]) -> None:
+        """Resume right after the newest of our frames the broker holds (ids node.boot.seq);
+        messages someone else put after it are passed over."""
+        for key in keys:
+            try:
+                node_id, boot_id, seq = (int(x) for x in key.split("."))
+            except ValueError:
+                continue
             frame_id = journal.frame_id(node_id, boot_id, seq)
-        except ValueError:
-            frame_id = None
-        if frame_id is None:
-            log.error("UNS %s: the stream ends with %r, not a frame of this journal: does "
-                      "another collector publish into the same stream? Going on from the "
-                      "cursor", self.name, key)
+            if frame_id is None:
+                continue
+            if key != keys[0]:
+                log.error("UNS %s: the stream holds messages that are not frames of this "
+                          "journal after frame %d: does another collector publish into it?",
+                          self.name, frame_id)
+            cursor = journal.get_cursor(self.cursor) or 0
+            if frame_id != cursor:
+                log.info("UNS %s: the stream ends at frame %d (cursor %d): resuming after it",
+                         self.name, frame_id, cursor)
+                journal.set_cursor(self.cursor, frame_id)
             return
-        cursor = journal.get_cursor(self.cursor) or 0
-        if frame_id != cursor:
-            log.info("UNS %s: the stream ends at frame %d (cursor %d): resuming after it",
-                     self.name, frame_id, cursor)
-            journal.set_cursor(self.cursor, frame_id)
+        if keys:
+            log.error("UNS %s: the stream's last %d messages are not frames of this journal: "
+                      "does another collector publish into it? Going on from the cursor",
+                      self.name, len(keys))
 
     def close(self) -> None:
         self.sink.close()

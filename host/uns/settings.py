@@ -18,8 +18,8 @@ from urllib.parse import urlsplit
 from ..errors import ConfigError
 from .topics import level_problem
 
-__all__ = ["Auth", "Broker", "UnsConfig", "UnsSourceConfig", "check_sources", "parse_uns",
-           "parse_uns_source", "stream_name"]
+__all__ = ["Auth", "Broker", "UnsConfig", "UnsSourceConfig", "check", "check_sources",
+           "describe", "parse_uns", "parse_uns_source", "stream_name"]
 
 DEFAULT_ROOT = "lampwatch"
 _PORTS = {"mqtt": 1883, "mqtts": 8883, "nats": 4222, "tls": 4222}
@@ -257,3 +257,30 @@ def check_sources(sources: list[Any], udp_given: bool, serial: int, fail) -> Non
     names = [s.name for s in sources]
     if len(set(names)) != len(names):
         fail("uns_source", "names must differ (each is a place in a feed)")
+
+
+def describe(cfg: Any) -> list[str]:
+    """What a collector Config publishes and reads through brokers, one line each, never a
+    secret (for `lampwatch collect --check`)."""
+    lines = []
+    uns = getattr(cfg, "uns", None)
+    if uns is not None:
+        raw = ("off" if not uns.raw else
+               f"JetStream stream {uns.raw_stream} (R{uns.raw_replicas}) on {uns.raw_broker.url}"
+               if uns.raw_broker is not None else "on MQTT")
+        lines.append(f"uns: publish to {uns.broker.url} under {uns.topic_root}/ as "
+                     f"{uns.client_id!r}; raw frames {raw}; {uns.auth.describe()}")
+    for s in getattr(cfg, "uns_sources", ()):
+        where = f"stream {s.stream}" if s.stream else f"{s.topic_root}/{s.plant}/_raw/+"
+        lines.append(f"uns_source: frames from {s.broker.url} ({where}) as {s.name!r}; "
+                     f"{s.auth.describe()}")
+    return lines
+
+
+def check(cfg: Any) -> None:
+    """Read every UNS password and check the files, so a service fails at its start."""
+    auths = [s.auth for s in getattr(cfg, "uns_sources", ())]
+    if getattr(cfg, "uns", None) is not None:
+        auths.append(cfg.uns.auth)
+    for auth in auths:
+        auth.check()

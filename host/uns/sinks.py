@@ -21,10 +21,9 @@ class Sink(Protocol):
     # of where the broker's copy ends (just connected, or a batch failed).
     needs_position: bool
 
-    def position(self) -> str | None:
-        """The id of the last message the broker holds (None: nothing, or not known).
-
-        Raises PublishError."""
+    def position(self) -> list[str]:
+        """The ids of the last messages the broker holds, newest first ([]: none, or not
+        known). Raises PublishError."""
 
     def send(self, messages: list[Message]) -> Any:
         """Hand over a batch in order; returns the handle `wait` takes."""
