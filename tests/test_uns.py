@@ -219,3 +219,11 @@ def test_the_source_reverifies_every_frame_and_keeps_the_sites_receive_time(tmp_
         (1, 1700000000.25, good, "uns:+/udp:x")]
     assert rejects == {"replay": 1, "bad_tag": 1, "unknown_node": 1, "bad_message": 3}
     assert math.isclose(collector.stats.last_seen_s[7], 1700000000.25)
+
+
+def test_the_example_config_publishes_to_a_broker():
+    from lampwatch.config import load_config
+
+    c = load_config(Path(__file__).resolve().parent.parent / "examples" / "collector.toml")
+    assert c.uns.broker.url == "mqtt://broker.plant.local:1883" and c.uns.raw_broker is None
+    assert c.uns.raw_stream == "lampwatch_raw_cikarang" and c.uns_sources == ()

@@ -26,7 +26,9 @@ __all__ = ["StreamClock", "UnsSource"]
 log = logging.getLogger(__name__)
 
 TICK_S = 1.0  # as the runtime's ticker: silence and OEE are looked at once a second
-_FETCH_TIMEOUT_S = 1.0
+# A pull that found the stream empty waits for new messages until this timeout (nats-py then
+# keeps collecting until it too): the longest a frame waits here once in the stream.
+_FETCH_TIMEOUT_S = 0.05
 _RETRY_S = (1.0, 30.0)
 _IDS = struct.Struct(">HIBH")  # a frame's node id, boot id and seq (hi, lo) after its type
 

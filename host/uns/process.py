@@ -1,9 +1,10 @@
 """The UNS publisher in a process of its own, started and watched by the collector runtime.
 
-A separate process has its own interpreter lock, so building and sending messages never
-takes a cycle from ingest; it reads the journal (WAL lets it, while the collector writes)
-and writes only its cursors. It exits when asked, when the collector dies (its parent is
-gone), and holds a lock beside the journal so two publishers never serve one journal.
+A separate process has its own interpreter lock, and runs niced, so building and sending
+messages never takes the collector's turn on a core; it reads the journal (WAL lets it, while
+the collector writes) and writes only its cursors. It exits when asked, when the collector
+dies (its parent is gone), and holds a lock beside the journal so two publishers never serve
+one journal.
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ log = logging.getLogger(__name__)
 
 _SUPERVISE_S = 2.0
 _RESTART_MAX_S = 60.0
+# The publisher runs at a lower CPU priority than ingest: when both want a core, the
+# collector gets it, and the backlog (safe in the journal) waits a little.
+_NICE = 10
 
 
 class _Stop:
@@ -88,6 +92,7 @@ def main() -> None:
     from .publisher import build_publisher
 
     uns, where, journal_path, level, parent_pid = pickle.load(sys.stdin.buffer)
+    os.nice(_NICE)
     _logging(level)
     stop = _Stop(parent_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the collector, which stops us
