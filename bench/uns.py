@@ -84,24 +84,7 @@ def stop(proc: subprocess.Popen) -> None:
 
 
 def connect(port: int) -> socket.socket:
-    """A UDP socket to the collector, once it ACKs a probe (as bench/ingest.py waits)."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
-    sock.connect(("127.0.0.1", port))
-    probe = ingest.lwproto.Codec(1, ingest.key(1)).health(BOOT, 0, 0, 0, 0, 0, 0, 0, 0, 0)
-    sock.settimeout(0.2)
-    for _ in range(300):
-        try:
-            sock.send(probe)
-            sock.recv(64)
-            break
-        except OSError:
-            time.sleep(0.1)
-    else:
-        raise SystemExit("collector did not answer")
-    sock.setblocking(False)
-    return sock
+    return ingest.connect(port, tries=300)  # a collector with 1,000 nodes takes a while
 
 
 def heartbeats(nodes: int, count: int) -> list[tuple[int, int, bytes]]:

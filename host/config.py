@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 from .errors import ConfigError, OEEInputError
 from .machine_state import LampMap
 from .oee import Break, Calendar, Shift
+from .secrets import read_secret
 from .uns.settings import check_sources, parse_uns, parse_uns_source
 
 if sys.version_info >= (3, 11):
@@ -82,19 +83,7 @@ class InfluxTarget:
 
     def token(self) -> str:
         """The token, read now. Raises ConfigError if it is not set or unreadable."""
-        if self.token_file is not None:
-            try:
-                value = self.token_file.read_text().strip()
-            except OSError as exc:
-                raise ConfigError(f"InfluxDB token file {self.token_file}: "
-                                  f"{exc.strerror or exc}") from None
-            if not value:
-                raise ConfigError(f"InfluxDB token file {self.token_file} is empty")
-            return value
-        value = os.environ.get(self.token_env, "").strip()
-        if not value:
-            raise ConfigError(f"InfluxDB token: environment variable {self.token_env} is not set")
-        return value
+        return read_secret("InfluxDB token", self.token_file, self.token_env)
 
     def describe_token(self) -> str:
         """Where the token comes from and whether it is there, never the token itself."""
@@ -117,20 +106,7 @@ class BoardPin:
 
     def value(self) -> str:
         """The PIN, read now. Raises ConfigError if it is not set or unreadable."""
-        if self.pin_file is not None:
-            try:
-                value = self.pin_file.read_text().strip()
-            except OSError as exc:
-                raise ConfigError(f"board operator PIN file {self.pin_file}: "
-                                  f"{exc.strerror or exc}") from None
-            if not value:
-                raise ConfigError(f"board operator PIN file {self.pin_file} is empty")
-            return value
-        value = os.environ.get(self.pin_env or "", "").strip()
-        if not value:
-            raise ConfigError(f"board operator PIN: environment variable {self.pin_env} "
-                              "is not set")
-        return value
+        return read_secret("board operator PIN", self.pin_file, self.pin_env)
 
     def describe(self) -> str:
         """Where the PIN comes from and whether it is there, never the PIN itself."""

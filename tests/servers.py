@@ -55,6 +55,17 @@ def _binary(name: str, package: str) -> str:
     return path
 
 
+def _reap(proc: subprocess.Popen | None, sig: int) -> None:
+    """Send `sig` and reap (bounded: SIGKILL if it takes over 10 s)."""
+    if proc is not None and proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
 class VictoriaMetrics:
     """Debian's victoria-metrics (/usr/bin/victoria-metrics) on 127.0.0.1, data in a temp dir.
 
@@ -105,13 +116,7 @@ class VictoriaMetrics:
         loses samples it accepted in about the last second (still in memory), a loss no
         client can see; pass sig=signal.SIGKILL to play that crash on purpose.
         """
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+        _reap(self.proc, sig)
         self.proc = None
 
     def flush(self) -> None:
@@ -279,13 +284,7 @@ class InfluxDB1:
 
     def stop(self) -> None:
         """SIGTERM and reap (SIGKILL if it takes over 10 s)."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+        _reap(self.proc, signal.SIGTERM)
         self.proc = None
 
     def query(self, q: str, db: str | None = None, epoch: str = "ms") -> list[dict]:
@@ -337,16 +336,6 @@ def _wait_port(port: int, proc: subprocess.Popen, log_path: Path, what: str) -> 
         except OSError:
             time.sleep(_POLL_S)
     raise RuntimeError(f"{what} not listening on {port} after {_START_TIMEOUT_S} s")
-
-
-def _reap(proc: subprocess.Popen | None, sig: int) -> None:
-    if proc is not None and proc.poll() is None:
-        proc.send_signal(sig)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
 
 
 class Mosquitto:
@@ -403,15 +392,6 @@ class Mosquitto:
         """SIGTERM: mosquitto saves its sessions and queues, then exits."""
         _reap(self.proc, sig)
         self.proc = None
-
-
-@pytest.fixture
-def mosquitto(tmp_path):
-    server = Mosquitto(tmp_path / "mosquitto").start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def nats_server_binary() -> str:
@@ -492,12 +472,3 @@ mqtt {{ listen: 127.0.0.1:{n['mqtt']} }}
     def stop(self) -> None:
         for k in range(len(self.nodes)):
             self.kill(k, signal.SIGTERM)
-
-
-@pytest.fixture
-def nats_cluster(tmp_path):
-    cluster = NatsCluster(tmp_path / "nats").start()
-    try:
-        yield cluster
-    finally:
-        cluster.stop()

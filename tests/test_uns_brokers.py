@@ -24,12 +24,11 @@ from types import SimpleNamespace
 
 import paho.mqtt.client as paho
 import servers
-from lampwatch import protocol
 from lampwatch.journal import Journal
 from lampwatch.paths import FIRMWARE_DIR
 from lampwatch.vnode import Scenario, VirtualNode, run_plant
 from paho.mqtt.enums import CallbackAPIVersion
-from test_end_to_end import CLI, CollectorProcess
+from test_end_to_end import CLI, CollectorProcess, node_counts
 
 SPEED = 10.0  # simulated seconds per real second
 BASE = dict(json.loads((FIRMWARE_DIR / "config.example.json").read_text()), poll_ms=20,
@@ -140,17 +139,6 @@ def journal(path: Path):
 
 def frame_keys(frames) -> list[tuple]:
     return [(f.node_id, f.boot_id, f.seq, f.raw, f.rx_s) for f in frames]
-
-
-def node_counts(node: VirtualNode) -> tuple[int, int]:
-    """What a node counted: per boot the highest cumulative GOOD / NG it sent, summed."""
-    per_boot: dict[int, tuple[int, int]] = {}
-    for f in node.frames:
-        fr = protocol.decode(f.data, KEYS)
-        if fr.header.type == protocol.T_HEARTBEAT:
-            g, n = per_boot.get(fr.header.boot_id, (0, 0))
-            per_boot[fr.header.boot_id] = (max(g, fr.body.good), max(n, fr.body.ng))
-    return sum(g for g, _ in per_boot.values()), sum(n for _, n in per_boot.values())
 
 
 def report(config: Path, start_s: float, end_s: float, fmt: str) -> str:
@@ -271,7 +259,8 @@ def check(run: SimpleNamespace, derived: bool = True) -> None:
         sc, node = run.plant.scenarios[n], run.plant.nodes[n]
         counts = run.counts[m]
         got = (sum(c["good"] for c in counts), sum(c["ng"] for c in counts))
-        assert got == (sc.expected_pulses("good"), sc.expected_pulses("ng")) == node_counts(node)
+        assert got == (sc.expected_pulses("good"), sc.expected_pulses("ng"))
+        assert got == node_counts(node, KEYS)[:2]
     # ... and each machine's retained state is the site's last state event of it.
     last = {}
     for e in run.edge_events:
@@ -301,7 +290,7 @@ def check_derived(run: SimpleNamespace) -> None:
     assert "mill-a" in run.reports[0][0]
 
 
-OUTAGE_S = 10.0  # the broker is away this long (real seconds)
+OUTAGE_S = 60.0  # the broker is away this long (real seconds)
 
 
 def test_mosquitto_stopped_for_a_minute_mid_stream(tmp_path):

@@ -31,7 +31,7 @@ NODES = [{"id": 5, "plant": "p1", "line": "l1", "machine": "m5", "key": KEY.hex(
 
 
 def fill(journal: UnsJournal, first_seq: int, n: int, t0: float = 1.7e9) -> None:
-    """n heartbeats of node 5 (and a count event each) into the journal."""
+    """n heartbeats of node 5 (and a count and a lamp event each) into the journal."""
     codec = lwproto.Codec(5, KEY)
     frames, events = [], []
     for seq in range(first_seq, first_seq + n):
@@ -39,6 +39,7 @@ def fill(journal: UnsJournal, first_seq: int, n: int, t0: float = 1.7e9) -> None
         frames.append((t0 + seq, "udp:test", 5, 0xAB, seq, 3, seq * 1000, raw))
         events.append((t0 + seq, "count", 5, "m5", {"good": 1, "ng": 0, "good_total": seq,
                                                    "ng_total": 0, "boot_id": 0xAB}))
+        events.append((t0 + seq, "lamp", 5, "m5", {"lamp": "green", "state": "ON"}))  # not sent
     journal.commit(frames, events)
 
 
@@ -219,3 +220,25 @@ def test_the_publisher_resumes_where_the_stream_ends(tmp_path, caplog):
     ids = [i for i, _ in stored]
     assert ids == [f"5.171.{s}" for s in range(1, 36)] + ["x"] + [
         f"5.171.{s}" for s in range(36, 41)]
+
+
+def test_collect_check_describes_a_central_collector(tmp_path):
+    config = tmp_path / "central.toml"
+    config.write_text("""
+[[uns_source]]
+url = "nats://n1:4222,nats://n2:4222"
+stream = "lampwatch_raw_p1"
+name = "office"
+[[nodes]]
+id = 5
+plant = "p1"
+line = "l1"
+machine = "m5"
+key = "0505050505050505050505050505050505"
+""")
+    out = subprocess.run([*CLI, "collect", "--check", "--config", str(config)],
+                         capture_output=True, text=True, timeout=60, check=False)
+    assert out.returncode == 0, out.stderr
+    assert ("uns_source: frames from nats://n1:4222,nats://n2:4222 (stream lampwatch_raw_p1) "
+            "as 'office'; no user") in out.stdout
+    assert "listen:" not in out.stdout  # neither UDP nor "nothing": its brokers

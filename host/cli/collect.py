@@ -44,7 +44,7 @@ def describe(cfg: Config) -> list[str]:
     if cfg.udp_listen:
         lines.append(f"listen: udp {cfg.udp_listen[0]}:{cfg.udp_listen[1]}")
     lines += [f"listen: serial {s.port} at {s.baud} baud" for s in cfg.serial]
-    if not cfg.udp_listen and not cfg.serial:
+    if not cfg.udp_listen and not cfg.serial and not cfg.uns_sources:
         lines.append("listen: nothing (no udp_listen and no [[serial]]): no frames will arrive")
     lines.append(f"journal: {cfg.journal_path} (sync {cfg.journal_sync})")
     if cfg.influxdb is None:

@@ -66,8 +66,10 @@ class Lane:
         if now_s < self._retry_at:
             return False
         try:
-            if self._pending is None and not self._next(journal):
-                return False
+            if self._pending is None:
+                moved = self._next(journal)
+                if self._pending is None:
+                    return moved  # nothing to read, or nothing in it to publish
             last_id, n, handle = self._pending
             if not self.sink.wait(handle, _WAIT_SLICE_S):
                 return False  # not yet acknowledged: the broker is slow or away
@@ -92,6 +94,8 @@ class Lane:
         return True
 
     def _next(self, journal: Any) -> bool:
+        """Read the next batch and hand it to the sink (now pending); True if the cursor
+        moved past rows with nothing to publish instead."""
         if self.sink.needs_position:
             self._reposition(journal, self.sink.position())
         rows = self.read(journal, journal.get_cursor(self.cursor) or 0, self.batch)
@@ -101,9 +105,9 @@ class Lane:
         self.stats.skipped += len(rows) - len(messages)
         if messages:
             self._pending = (rows[-1].id, len(messages), self.sink.send(messages))
-            return True
-        journal.set_cursor(self.cursor, rows[-1].id)  # nothing in it to publish
-        return False
+            return False
+        journal.set_cursor(self.cursor, rows[-1].id)
+        return True
 
     def _reposition(self, journal: Any, keys: list[str]) -> None:
         """Resume right after the newest of our frames the broker holds (ids node.boot.seq);

@@ -7,7 +7,6 @@ come from an environment variable or a file, never from the config text.
 
 from __future__ import annotations
 
-import os
 import re
 import socket
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..errors import ConfigError
+from ..secrets import read_secret
 from .topics import level_problem
 
 __all__ = ["Auth", "Broker", "UnsConfig", "UnsSourceConfig", "check", "check_sources",
@@ -61,22 +61,9 @@ class Auth:
 
     def password(self) -> str | None:
         """The password, read now (None if none is configured). Raises ConfigError."""
-        if self.password_file is not None:
-            try:
-                value = self.password_file.read_text().strip()
-            except OSError as exc:
-                raise ConfigError(f"UNS password file {self.password_file}: "
-                                  f"{exc.strerror or exc}") from None
-            if not value:
-                raise ConfigError(f"UNS password file {self.password_file} is empty")
-            return value
-        if self.password_env is None:
+        if self.password_file is None and self.password_env is None:
             return None
-        value = os.environ.get(self.password_env, "").strip()
-        if not value:
-            raise ConfigError(f"UNS password: environment variable {self.password_env} "
-                              "is not set")
-        return value
+        return read_secret("UNS password", self.password_file, self.password_env)
 
     def describe(self) -> str:
         """Who, and where the password comes from, never the password itself."""
