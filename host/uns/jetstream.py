@@ -280,10 +280,14 @@ class JetStreamFeed:
             await self.open()
         try:
             return await self._sub.fetch(batch, timeout=timeout_s)
-        except nats.errors.TimeoutError:
+        except asyncio.TimeoutError:  # nats-py raises its own and asyncio's: nothing new
             return []
         except (*_NATS_ERRORS, nats.js.errors.Error) as exc:
-            self._sub = None
+            sub, self._sub = self._sub, None
+            try:
+                await sub.unsubscribe()
+            except (*_NATS_ERRORS, nats.js.errors.Error):
+                pass  # the connection is gone with it
             raise PublishError(f"JetStream stream {self.stream}: {_why(exc)}") from None
 
     async def ack(self, msg: Any) -> None:

@@ -25,7 +25,9 @@ __all__ = ["Lane", "LaneStats", "Publisher", "build_publisher"]
 log = logging.getLogger(__name__)
 
 CURSOR_RAW, CURSOR_EVENTS = "uns_raw", "uns_events"
-_WAIT_SLICE_S = 0.2  # how long one step waits for acknowledgements (keeps stop() prompt)
+# A step only looks whether its batch was acknowledged: waiting here would hold the other
+# lane up (raw frames behind a slow retained-state store); the run loop polls instead.
+_WAIT_SLICE_S = 0.0
 _FLUSH_S = 5.0
 
 
@@ -152,11 +154,17 @@ class Publisher:
         moved = [lane.step(self.journal, now) for lane in self.lanes]  # every lane, each time
         return any(moved)
 
-    def run(self, stop: Any, poll_s: float = 0.05) -> None:
+    def run(self, stop: Any, poll_s: float = 0.02) -> None:
         """Until `stop` (an Event) is set: publish what the journal gets, polling every
         poll_s when idle; then a last bounded flush."""
         while not stop.is_set():
-            if not self.run_once():
+            try:
+                moved = self.run_once()
+            except Exception:  # a journal error, a bug: never silent, never the end of it
+                log.exception("UNS publisher step failed; trying again in 1 s")
+                stop.wait(1.0)
+                continue
+            if not moved:
                 stop.wait(poll_s)
         deadline = self.clock() + _FLUSH_S
         while self.clock() < deadline and self.run_once():
