@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ..errors import SinkError
 from .settings import UnsConfig
 from .sinks import PublishError, Sink
 from .topics import EVENT_KINDS, Message, Places, event_message, raw_message, subject
@@ -29,6 +30,10 @@ CURSOR_RAW, CURSOR_EVENTS = "uns_raw", "uns_events"
 # lane up (raw frames behind a slow retained-state store); the run loop polls instead.
 _WAIT_SLICE_S = 0.0
 _FLUSH_S = 5.0
+# A lane writes its cursor at most this often (and whenever it has caught up): each write
+# takes the journal's write lock, which ingest's commits need. After a crash at most this
+# much is published again, copies a subscriber drops (JetStream: none, see _reposition).
+_CURSOR_SAVE_S = 1.0
 
 
 @dataclass
@@ -58,6 +63,9 @@ class Lane:
         self._pending: tuple[int, int, Any] | None = None  # last row id, messages, handle
         self._failures = 0
         self._retry_at = 0.0
+        self._cursor: int | None = None  # in memory; read from the journal on first use
+        self._saved: int | None = None
+        self._saved_at = float("-inf")
 
     def backoff_s(self, failures: int) -> float:
         """Exponential from 1 s, capped at retry_max_s, shortened by up to 20 % (jitter)."""
@@ -69,7 +77,7 @@ class Lane:
             return False
         try:
             if self._pending is None:
-                moved = self._next(journal)
+                moved = self._next(journal, now_s)
                 if self._pending is None:
                     return moved  # nothing to read, or nothing in it to publish
             last_id, n, handle = self._pending
@@ -86,7 +94,7 @@ class Lane:
                 log.warning("UNS %s: %s (%d failed attempts; next in %.0f s; the journal keeps "
                             "everything)", self.name, exc, self._failures, delay)
             return False
-        journal.set_cursor(self.cursor, last_id)
+        self._move(journal, last_id, now_s)
         self._pending = None
         self.stats.published += n
         if self._failures:
@@ -95,21 +103,40 @@ class Lane:
             self._failures = 0
         return True
 
-    def _next(self, journal: Any) -> bool:
+    def _next(self, journal: Any, now_s: float) -> bool:
         """Read the next batch and hand it to the sink (now pending); True if the cursor
         moved past rows with nothing to publish instead."""
         if self.sink.needs_position:
             self._reposition(journal, self.sink.position())
-        rows = self.read(journal, journal.get_cursor(self.cursor) or 0, self.batch)
+        rows = self.read(journal, self.position(journal), self.batch)
         if not rows:
+            self.save(journal, now_s)  # caught up: the journal may as well know
             return False
         messages = self.build(rows)
         self.stats.skipped += len(rows) - len(messages)
         if messages:
             self._pending = (rows[-1].id, len(messages), self.sink.send(messages))
             return False
-        journal.set_cursor(self.cursor, rows[-1].id)
+        self._move(journal, rows[-1].id, now_s)
         return True
+
+    def position(self, journal: Any) -> int:
+        """The id of the last row published (the cursor, as this lane knows it)."""
+        if self._cursor is None:
+            self._cursor = self._saved = journal.get_cursor(self.cursor) or 0
+        return self._cursor
+
+    def _move(self, journal: Any, last_id: int, now_s: float) -> None:
+        self._cursor = last_id
+        if now_s - self._saved_at >= _CURSOR_SAVE_S:
+            self.save(journal, now_s)
+
+    def save(self, journal: Any, now_s: float | None = None) -> None:
+        """Write the cursor to the journal if it moved since the last write."""
+        if self._cursor is not None and self._cursor != self._saved:
+            journal.set_cursor(self.cursor, self._cursor)
+            self._saved = self._cursor
+        self._saved_at = time.monotonic() if now_s is None else now_s
 
     def _reposition(self, journal: Any, keys: list[str]) -> None:
         """Resume right after the newest of our frames the broker holds (ids node.boot.seq);
@@ -126,11 +153,12 @@ class Lane:
                 log.error("UNS %s: the stream holds messages that are not frames of this "
                           "journal after frame %d: does another collector publish into it?",
                           self.name, frame_id)
-            cursor = journal.get_cursor(self.cursor) or 0
+            cursor = self.position(journal)
             if frame_id != cursor:
                 log.info("UNS %s: the stream ends at frame %d (cursor %d): resuming after it",
                          self.name, frame_id, cursor)
-                journal.set_cursor(self.cursor, frame_id)
+                self._cursor = frame_id
+                self.save(journal)
             return
         if keys:
             log.error("UNS %s: the stream's last %d messages are not frames of this journal: "
@@ -171,8 +199,14 @@ class Publisher:
             pass
 
     def close(self) -> None:
+        """Write the cursors, close the sinks."""
         closed = set()
         for lane in self.lanes:
+            try:
+                lane.save(self.journal)
+            except SinkError as exc:
+                log.error("UNS %s: cursor not written (published again next time): %s",
+                          lane.name, exc)
             if id(lane.sink) not in closed:
                 closed.add(id(lane.sink))
                 lane.close()
