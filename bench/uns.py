@@ -217,6 +217,11 @@ def end_to_end(tmp: Path, args, broker_args, broker: str) -> dict:
     try:
         sock = connect(port)
         thread.start()
+        # The probe frame through to the central journal first: the stream exists (the site
+        # made it) and the central collector is reading, so no frame waits on the start.
+        deadline = time.time() + 60
+        while not seen and time.time() < deadline:
+            time.sleep(0.05)
         sent_at = steady_send(sock, args.nodes, args.seconds)
         deadline = time.time() + 60
         while len(seen) < len(sent_at) + 1 and time.time() < deadline:

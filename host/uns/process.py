@@ -92,8 +92,11 @@ def main() -> None:
     from .publisher import build_publisher
 
     uns, where, journal_path, level, parent_pid = pickle.load(sys.stdin.buffer)
-    os.nice(_NICE)
     _logging(level)
+    try:
+        os.nice(_NICE)
+    except OSError as exc:  # e.g. a systemd unit whose SystemCallFilter denies setpriority
+        log.info("UNS publisher runs at the collector's CPU priority (%s)", exc.strerror)
     stop = _Stop(parent_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the collector, which stops us
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
