@@ -204,8 +204,12 @@ def end_to_end(tmp: Path, args, broker_args, broker: str) -> dict:
             time.sleep(0.05)
         db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=5)
         while not stop_reader.is_set():
-            rows = db.execute("SELECT id, node_id, seq, rx_s FROM frames WHERE id > ?",
-                              (last,)).fetchall()
+            try:
+                rows = db.execute("SELECT id, node_id, seq, rx_s FROM frames WHERE id > ?",
+                                  (last,)).fetchall()
+            except sqlite3.OperationalError:  # the collector is still creating the tables
+                time.sleep(0.05)
+                continue
             now = time.time()
             for rid, node, seq, rx_s in rows:
                 seen.append((node, seq, rx_s, now))
