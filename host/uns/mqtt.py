@@ -25,7 +25,7 @@ __all__ = ["MqttFeed", "MqttSink", "make_client"]
 log = logging.getLogger(__name__)
 
 _KEEPALIVE_S = 30
-_INFLIGHT = 256  # unacknowledged QoS 1 messages on the wire, per client
+_INFLIGHT = 1000  # unacknowledged QoS 1 messages on the wire: a whole batch (NATS takes 1024)
 
 
 def make_client(broker: Broker, auth: Auth, client_id: str, *, clean_session: bool,
