@@ -31,7 +31,7 @@ _SUPERVISE_S = 2.0
 _RESTART_MAX_S = 60.0
 # The publisher runs at a lower CPU priority than ingest: when both want a core, the
 # collector gets it, and the backlog (safe in the journal) waits a little.
-_NICE = 10
+_NICE = 19
 
 
 class _Stop:
