@@ -218,7 +218,8 @@ def stop(proc: subprocess.Popen) -> None:
         proc.kill()
 
 
-def run(proc, port: int, args, tmp: Path) -> dict:
+def connect(port: int, tries: int = 150) -> socket.socket:
+    """A non-blocking UDP socket to the collector on `port`, once it ACKs a probe frame."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
@@ -226,7 +227,7 @@ def run(proc, port: int, args, tmp: Path) -> dict:
     # Wait for the collector to listen: a probe frame from node 1 until it is ACKed.
     hello = lwproto.Codec(1, key(1)).health(BOOT, 0, 0, 0, 0, 0, 0, 0, 0, 0)
     sock.settimeout(0.2)
-    for _ in range(150):
+    for _ in range(tries):
         try:
             sock.send(hello)
             sock.recv(64)
@@ -236,6 +237,11 @@ def run(proc, port: int, args, tmp: Path) -> dict:
     else:
         raise SystemExit("collector did not answer")
     sock.setblocking(False)
+    return sock
+
+
+def run(proc, port: int, args, tmp: Path) -> dict:
+    sock = connect(port)
 
     t = time.perf_counter()
     frames = []

@@ -141,13 +141,15 @@ class Collector:
 
     # -- per chunk -----------------------------------------------------------------------
     def submit(self, data: bytes, source: str, reply: Reply | None,
-               reject_source: str | None = None) -> None:
+               reject_source: str | None = None, rx_s: float | None = None) -> None:
         """One received frame (datagram or deframed serial chunk). Never raises.
 
         `reply` sends an ACK back over the same link; `reject_source` is the name rejects
-        are counted under (defaults to `source`).
+        are counted under (defaults to `source`). `rx_s`: when it was received, if not now
+        (a frame a site collector received, from the broker: sources/uns.py).
         """
-        rx_s = self.clock()
+        if rx_s is None:
+            rx_s = self.clock()
         try:
             frame = decode(data, self._key_of)
         except ProtocolError as exc:

@@ -21,6 +21,8 @@ from zoneinfo import ZoneInfo
 from .errors import ConfigError, OEEInputError
 from .machine_state import LampMap
 from .oee import PM_POLICIES, Break, Calendar, Shift
+from .secrets import read_secret
+from .uns.settings import check_sources, parse_uns, parse_uns_source
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -90,19 +92,7 @@ class InfluxTarget:
 
     def token(self) -> str:
         """The token, read now. Raises ConfigError if it is not set or unreadable."""
-        if self.token_file is not None:
-            try:
-                value = self.token_file.read_text().strip()
-            except OSError as exc:
-                raise ConfigError(f"InfluxDB token file {self.token_file}: "
-                                  f"{exc.strerror or exc}") from None
-            if not value:
-                raise ConfigError(f"InfluxDB token file {self.token_file} is empty")
-            return value
-        value = os.environ.get(self.token_env, "").strip()
-        if not value:
-            raise ConfigError(f"InfluxDB token: environment variable {self.token_env} is not set")
-        return value
+        return read_secret("InfluxDB token", self.token_file, self.token_env)
 
     def describe_token(self) -> str:
         """Where the token comes from and whether it is there: never the token nor its length."""
@@ -127,21 +117,10 @@ class BoardPin:
     def value(self) -> str:
         """The PIN, read now. Raises ConfigError if it is not set, unreadable or shorter
         than MIN_PIN_LENGTH (the message says neither the PIN nor its length)."""
-        if self.pin_file is not None:
-            where = f"board operator PIN file {self.pin_file}"
-            try:
-                value = self.pin_file.read_text().strip()
-            except OSError as exc:
-                raise ConfigError(f"{where}: {exc.strerror or exc}") from None
-            if not value:
-                raise ConfigError(f"{where} is empty")
-        else:
-            where = f"board operator PIN from environment variable {self.pin_env}"
-            value = os.environ.get(self.pin_env or "", "").strip()
-            if not value:
-                raise ConfigError(f"board operator PIN: environment variable {self.pin_env} "
-                                  "is not set")
+        value = read_secret("board operator PIN", self.pin_file, self.pin_env)
         if len(value) < MIN_PIN_LENGTH:
+            where = (f"board operator PIN file {self.pin_file}" if self.pin_file is not None
+                     else f"board operator PIN from environment variable {self.pin_env}")
             raise ConfigError(f"{where} is too short: use at least {MIN_PIN_LENGTH} digits")
         return value
 
@@ -181,6 +160,10 @@ class Config:
     startup_window_s: float = 0.0  # NG this soon after a setup / breakdown / PM: startup rejects
     planned_maintenance: str = "availability_loss"  # the PM policy (host/oee.py)
     lamp_change_s: float = 1.0  # all-off gaps shorter than this are part of a lamp change
+    # The unified namespace (issue 16, host/uns/settings.py): what this collector publishes
+    # ([uns], a UnsConfig or None) and the brokers a central one reads frames from.
+    uns: Any = None
+    uns_sources: tuple = ()
 
     def key_of(self, node_id: int) -> bytes | None:
         """The node's key, or None for a node not in the registry (protocol.decode lookup)."""
@@ -336,6 +319,11 @@ def parse_config(data: Mapping[str, Any], path: Path | None = None, *,
         nodes[node.node_id] = node
         machines[node.machine] = node.node_id
 
+    uns, uns_sources = _uns(root, base, nodes, fail)
+    if uns_sources and "udp_listen" not in col.data:
+        udp_listen = None  # a central collector listens to its brokers only
+    check_sources(uns_sources, udp_listen is not None, len(serial), fail)
+
     cal = root.table("calendar")
     calendar = _calendar(cal) if cal is not None else Calendar("UTC")
     ot = root.table("oee") or _Table({}, "oee", fail)
@@ -355,7 +343,15 @@ def parse_config(data: Mapping[str, Any], path: Path | None = None, *,
     return Config(path, udp_listen, tuple(serial), journal, sync, level, influx, nodes,
                   calendar, heartbeat_s, refresh_s, short_stop_s, board_listen, board_pin,
                   registry, hosts, slots, startup_window_s=startup_window_s,
-                  planned_maintenance=pm, lamp_change_s=lamp_change_s)
+                  planned_maintenance=pm, lamp_change_s=lamp_change_s, uns=uns,
+                  uns_sources=uns_sources)
+
+
+def _uns(root: _Table, base: Path, nodes: Mapping[int, Node], fail) -> tuple[Any, tuple]:
+    """[uns] and [[uns_source]] (issue 16), parsed by host/uns/settings.py."""
+    t = root.table("uns")
+    uns = parse_uns(t, base, nodes.values()) if t is not None else None
+    return uns, tuple(parse_uns_source(s, base) for s in root.tables("uns_source"))
 
 
 def _board(t: _Table | None, base: Path, fail):

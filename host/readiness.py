@@ -68,6 +68,10 @@ def check(cfg: Config, config_problems: Sequence[str] = ()) -> Readiness:
         from .board.limits import viewer_slots  # only for a config with a board
 
         reads.append(lambda: viewer_slots(cfg.board_sse_slots))
+    # UNS (issue 16): every broker password read and every TLS file found, one by one
+    reads += [s.auth.check for s in cfg.uns_sources]
+    if cfg.uns is not None:
+        reads.append(cfg.uns.auth.check)
     for read in reads:
         try:
             read()
@@ -76,7 +80,7 @@ def check(cfg: Config, config_problems: Sequence[str] = ()) -> Readiness:
     journal = _journal_problem(cfg.journal_path)
     if journal:
         r.problems.append(journal)
-    if not cfg.udp_listen and not cfg.serial:
+    if not cfg.udp_listen and not cfg.serial and not cfg.uns_sources:
         r.warnings.append(T_NO_LISTENER)
     if not cfg.nodes:
         r.warnings.append(T_NO_NODES)

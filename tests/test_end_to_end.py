@@ -268,11 +268,11 @@ def mischief_burst(port: int, old_frames: list[bytes]) -> tuple[Counter, int]:
     return want, len(old_frames)
 
 
-def node_counts(node: VirtualNode) -> tuple[int, int, dict[int, tuple[int, int]]]:
+def node_counts(node: VirtualNode, keys=KEYS) -> tuple[int, int, dict[int, tuple[int, int]]]:
     """What a node counted: per boot the highest cumulative GOOD / NG it sent, and the sums."""
     per_boot: dict[int, tuple[int, int]] = {}
     for f in node.frames:
-        fr = protocol.decode(f.data, KEYS)
+        fr = protocol.decode(f.data, keys)
         if fr.header.type == protocol.T_HEARTBEAT:
             g, n = per_boot.get(fr.header.boot_id, (0, 0))
             per_boot[fr.header.boot_id] = (max(g, fr.body.good), max(n, fr.body.ng))

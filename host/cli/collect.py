@@ -44,7 +44,7 @@ def describe(cfg: Config) -> list[str]:
     if cfg.udp_listen:
         lines.append(f"listen: udp {cfg.udp_listen[0]}:{cfg.udp_listen[1]}")
     lines += [f"listen: serial {s.port} at {s.baud} baud" for s in cfg.serial]
-    if not cfg.udp_listen and not cfg.serial:
+    if not cfg.udp_listen and not cfg.serial and not cfg.uns_sources:
         lines.append("listen: nothing")
     lines.append(f"journal: {cfg.journal_path} (sync {cfg.journal_sync})")
     if cfg.influxdb is None:
@@ -53,6 +53,9 @@ def describe(cfg: Config) -> list[str]:
         t = cfg.influxdb
         lines.append(f"influxdb: {t.url} org {t.org!r} bucket {t.bucket!r} token "
                      f"{t.describe_token()}")
+    from ..uns import settings as uns_settings  # here: `--help` needs none of it
+
+    lines += uns_settings.describe(cfg)  # [uns], [[uns_source]] (issue 16)
     if cfg.board_listen is not None:
         host, port = cfg.board_listen
         url = f"http://{f'[{host}]' if ':' in host else host}:{port}/"
@@ -130,11 +133,14 @@ def collect(config_path: Path, check: bool, board: str | None):
         if not r.ready:
             sys.exit(1)
         return
+    from ..uns import settings as uns_settings
+
     setup_logging(cfg.log_level)
     if cfg.influxdb is not None:
         cfg.influxdb.token()
     if cfg.board_listen is not None and cfg.board_pin is not None:
         cfg.board_pin.value()
+    uns_settings.check(cfg)
     try:
         asyncio.run(_serve(cfg))
     except OSError as exc:  # e.g. the UDP port is taken, the journal dir not writable
