@@ -15,12 +15,12 @@ from lampwatch.collector import Collector
 from lampwatch.config import parse_config
 from lampwatch.errors import ConfigError, ProtocolError
 from lampwatch.journal import Journal
-from lampwatch.paths import FIRMWARE_DIR
+from lampwatch.node_files import firmware_dir
 from lampwatch.sources.uns import StreamClock, UnsSource
 from lampwatch.uns import topics
 from lampwatch.uns.settings import stream_name
 
-sys.path.insert(0, str(FIRMWARE_DIR))  # the firmware's own codec builds the frames
+sys.path.insert(0, str(firmware_dir()))  # the firmware's own codec builds the frames
 import lwproto
 
 KEY = bytes(range(16))

@@ -25,7 +25,7 @@ from types import SimpleNamespace
 import paho.mqtt.client as paho
 import servers
 from lampwatch.journal import Journal
-from lampwatch.paths import FIRMWARE_DIR
+from lampwatch.node_files import example_config
 from lampwatch.vnode import Scenario, VirtualNode, run_plant
 from paho.mqtt.enums import CallbackAPIVersion
 from test_end_to_end import CLI, CollectorProcess, node_counts
@@ -36,7 +36,7 @@ SPEED = 10.0  # simulated seconds per real second
 # The site judges silence by its wall clock, the central collector by the frames' receive
 # times: they agree unless the site itself stalls about that long (docs/uns.md), which a
 # 15 s timeout keeps far from even a loaded test machine.
-BASE = dict(json.loads((FIRMWARE_DIR / "config.example.json").read_text()), poll_ms=20,
+BASE = dict(example_config(), poll_ms=20,
             heartbeat_ms=5000)
 MACHINES = {31: "mill-a", 32: "mill-b", 33: "mill-c"}
 KEYS = {n: bytes([n]) * 16 for n in MACHINES}

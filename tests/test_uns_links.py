@@ -17,13 +17,13 @@ import pytest
 import servers
 from lampwatch.config import parse_config
 from lampwatch.journal.uns import UnsJournal
-from lampwatch.paths import FIRMWARE_DIR
+from lampwatch.node_files import firmware_dir
 from lampwatch.uns.publisher import build_publisher
 from lampwatch.uns.topics import places
 from paho.mqtt.enums import CallbackAPIVersion
 from test_end_to_end import CLI
 
-sys.path.insert(0, str(FIRMWARE_DIR))
+sys.path.insert(0, str(firmware_dir()))
 import lwproto
 
 KEY = bytes([5]) * 16
