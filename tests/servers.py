@@ -30,11 +30,20 @@ _POLL_S = 0.02
 _NONFINITE = re.compile(r"(?<=[\[,])[+-]?Inf(?=[,\]])")
 
 
+_GIVEN: set[int] = set()
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A TCP port on 127.0.0.1 that was free a moment ago and that this process has not
+    handed out before (the kernel may offer a just-closed port again: a 3-node cluster asks
+    for a dozen at once, and two of its listeners must never get the same one)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _GIVEN:
+            _GIVEN.add(port)
+            return port
 
 
 def _http(url: str, data: bytes | None = None, timeout_s: float = 5.0) -> tuple[int, bytes]:

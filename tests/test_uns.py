@@ -217,7 +217,8 @@ def test_the_source_reverifies_every_frame_and_keeps_the_sites_receive_time(tmp_
         rejects = {reason: n for (_, reason), (n, _) in journal.rejects().items()}
     assert [(f.seq, f.rx_s, f.raw, f.source) for f in frames] == [
         (1, 1700000000.25, good, "uns:+/udp:x")]
-    assert rejects == {"replay": 1, "bad_tag": 1, "unknown_node": 1, "bad_message": 3}
+    # the broker's second delivery of the same bytes is a duplicate (docs/protocol.md)
+    assert rejects == {"duplicate": 1, "bad_tag": 1, "unknown_node": 1, "bad_message": 3}
     assert math.isclose(collector.stats.last_seen_s[7], 1700000000.25)
 
 
