@@ -34,6 +34,7 @@ emitting anything; see its docstring.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -41,7 +42,7 @@ from typing import Any
 
 from . import oee
 from .boot_counts import BootCounts
-from .clock_anchor import ClockAnchor, NodeClock
+from .clock_anchor import AnchorFigures, ClockAnchor, NodeClock
 from .derive_api import DeriveConfig, DeriverProtocol, MachineSnapshot, NodeConfig, NullDeriver
 from .events import Event
 from .hostclock import HostClock
@@ -187,7 +188,7 @@ class Deriver:
                        for ev in body.events]
             lamps = (ts, h.seq, h.boot_id, body, changes)
         elif isinstance(body, Health):
-            fig = anchor.figures()
+            fig = self._figures(anchor)
             data = {
                 "rssi": body.rssi, "free_heap": body.free_heap, "reconnects": body.reconnects,
                 "frames_dropped": body.frames_dropped, "irq_resyncs": body.irq_resyncs,
@@ -341,8 +342,14 @@ class Deriver:
                 last_heard_s=None if node.last_heard is None else self._utc(node.last_heard),
                 silent=silent, shift=inst.name if inst else None, result=result,
                 ideal_known=bool(ideal) and inst is not None,
-                clock=node.anchor.figures() if node.anchor is not None else None)
+                clock=self._figures(node.anchor) if node.anchor is not None else None)
         return out
+
+    def _figures(self, anchor: ClockAnchor) -> AnchorFigures:
+        """An anchor's figures with its offset (the node's boot) on UTC: the anchor runs on
+        the host's monotonic clock, whose zero is the host's own boot."""
+        fig = anchor.figures()
+        return dataclasses.replace(fig, offset_ms=self._utc(fig.offset_ms / 1000.0) * 1000.0)
 
     def add_reason(self, event: Event) -> None:
         """Take an operator's `reason` event (the board writes it to the journal) into the

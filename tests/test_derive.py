@@ -290,6 +290,24 @@ def test_health_event_carries_the_clock_figures():
         "irq_resyncs": 1, "events_dropped": 0, "unacked": 3}
 
 
+def test_health_and_snapshot_date_the_nodes_boot_on_utc_with_a_real_monotonic_clock():
+    """The anchor runs on the host's monotonic clock (zero: the host's boot); the figures a
+    person reads (`lampwatch nodes`: booted at) are on UTC."""
+    from lampwatch.hostclock import HostClock
+
+    clocks = {"mono": 5_000.0}  # the host booted 5000 s ago; the node 2 s ago
+    host = HostClock(lambda: clocks["mono"] + (T0 - 5_002.0), lambda: clocks["mono"])
+    d = Deriver(DeriveConfig(nodes={NODE: NodeConfig(NODE, "press")}), host=host)
+    for body, seq, up_ms in ((hello(), 0, 2_000), (hb(), 1, 3_000),
+                             (Health(-67, 81234, 2, 0, 1, 0, 3), 2, 4_000)):
+        clocks["mono"] = 5_000.0 + (up_ms - 2_000) / 1000 + 0.004
+        out = d.on_frame(frame(body, seq, up_ms), host.now())
+    health = next(e for e in out if e.kind == "health")
+    assert health.data["clock_offset_ms"] == pytest.approx((T0 - 4.0) * 1000 + 4, abs=1e-3)
+    snap = d.snapshot(host.now())["press"]
+    assert snap.clock.offset_ms == pytest.approx((T0 - 4.0) * 1000 + 4, abs=1e-3)
+
+
 # --- running-shift OEE, snapshot, replay --------------------------------------------------
 
 CAL = oee.Calendar("UTC", (oee.Shift("A", "08:00", "09:00"),))
