@@ -15,6 +15,7 @@ writer that started meanwhile. The next writer uses them as its own.
 from __future__ import annotations
 
 import json
+import math
 import os
 import sqlite3
 from pathlib import Path
@@ -22,6 +23,7 @@ from typing import Self
 
 from ..errors import JournalReadError
 from ..protocol import T_HEARTBEAT
+from . import rollups
 from .store import SCHEMA_VERSION, Heard, StoredEvent
 
 __all__ = ["JournalReader", "is_journal", "open_readonly"]
@@ -68,7 +70,7 @@ def open_readonly(path: str | os.PathLike, *, timeout_s: float = 10.0) -> Journa
         db.close()
         raise JournalReadError(f"journal {path} has schema {version}, newer than this "
                                f"lampwatch ({SCHEMA_VERSION})")
-    return JournalReader(db, path, "heard" in tables)
+    return JournalReader(db, path, "heard" in tables, "sources" in tables)
 
 
 def is_journal(path: str | os.PathLike) -> bool:
@@ -84,10 +86,12 @@ class JournalReader:
     """A read-only connection to a journal, for one thread. Each query reads the newest
     committed state; it raises JournalReadError if SQLite cannot answer it."""
 
-    def __init__(self, db: sqlite3.Connection, path: Path, has_heard: bool = True):
+    def __init__(self, db: sqlite3.Connection, path: Path, has_heard: bool = True,
+                 schema_4: bool = True):
         self._db = db
         self.path = path
         self._has_heard = has_heard  # schema 3; an older journal (not yet reopened) may not
+        self._schema_4 = schema_4  # the sources table, the rollups
 
     def close(self) -> None:
         self._db.close()
@@ -147,6 +151,79 @@ class JournalReader:
         """Node id -> the receive time of its newest frame."""
         return {node: h.rx_s for node, h in self.last_heard().items()}
 
+    def machines(self) -> list[str]:
+        """Every machine named by an event (a walk over the index, not over the events)."""
+        if not self._schema_4:
+            return [m for (m,) in self._rows("SELECT DISTINCT machine FROM events WHERE "
+                                             "machine IS NOT NULL")]
+        return [m for (m,) in self._rows(
+            "WITH RECURSIVE ms(m) AS (SELECT min(machine) FROM events UNION ALL "
+            "SELECT (SELECT min(machine) FROM events WHERE machine > m) FROM ms "
+            "WHERE m IS NOT NULL) SELECT m FROM ms WHERE m IS NOT NULL")]
+
+    def machine_window(self, machine: str, start_s: float, end_s: float,
+                       margin_s: float) -> list[StoredEvent]:
+        """What an OEE report of one machine over [start_s, end_s) reads, in id order: its
+        state events from margin_s before to margin_s after and the one in effect before
+        that, its counts from start_s (an earlier count's output was made before start_s)
+        to margin_s after, its reasons from margin_s before on, hello events in the margins.
+        """
+        lo, hi = start_s - margin_s, end_s + margin_s
+        return [StoredEvent(*row) for row in self._rows(
+            _EVENT + "WHERE machine = ? AND ((kind IN ('state', 'hello') AND ts_s >= ? AND "
+            "ts_s < ?) OR (kind = 'count' AND ts_s >= ? AND ts_s < ?) OR (kind = 'reason' "
+            "AND ts_s >= ?) OR id = (SELECT id FROM events WHERE machine = ? AND "
+            "kind = 'state' AND ts_s < ? ORDER BY ts_s DESC, id DESC LIMIT 1)) ORDER BY id",
+            (machine, lo, hi, start_s, hi, lo, machine, lo))]
+
+    def machine_last_ts(self, machine: str, start_s: float, end_s: float) -> float | None:
+        """The newest time of the machine's count and hello events in [start_s, end_s), its
+        state events before end_s and its reasons from start_s on (None: none of them)."""
+        times = [self._rows("SELECT max(ts_s) FROM events WHERE machine = ? AND kind = ? AND "
+                            "ts_s >= ? AND ts_s < ?", (machine, kind, lo, end_s))[0][0]
+                 for kind, lo in (("state", -math.inf), ("count", start_s),
+                                  ("hello", start_s))]
+        times.append(self._rows("SELECT max(ts_s) FROM events WHERE machine = ? AND "
+                                "kind = 'reason' AND ts_s >= ?", (machine, start_s))[0][0])
+        times = [t for t in times if t is not None]
+        return max(times) if times else None
+
+    def kind_between(self, kind: str, start_s: float, end_s: float) -> list[StoredEvent]:
+        """Events of one kind (hello, clock) with start_s <= ts_s < end_s, in id order."""
+        return [StoredEvent(*row) for row in self._rows(
+            _EVENT + "WHERE kind = ? AND ts_s >= ? AND ts_s < ? ORDER BY id",
+            (kind, start_s, end_s))]
+
+    # -- rollups (journal/rollups.py) --------------------------------------------------------
+    def _rollups(self, fn, *args, empty=None):
+        if not self._schema_4:
+            return empty
+        try:
+            return fn(self._db, *args)
+        except sqlite3.Error as exc:
+            raise JournalReadError(f"cannot read the journal {self.path}: {exc}") from None
+
+    def rollup_meta(self) -> dict:
+        """The settings the cells were built with, and the event id they are built up to."""
+        return self._rollups(rollups.meta, empty={})
+
+    def rollup_machines(self) -> dict[str, tuple[float, float, int]]:
+        """machine -> (from_s, to_s, built_id): the whole minutes its cells cover."""
+        return self._rollups(rollups.machines, empty={})
+
+    def rollup_stale(self) -> dict[str, float]:
+        """machine -> the earliest time events newer than its cells change them."""
+        return self._rollups(rollups.stale, empty={})
+
+    def rollup_sums(self, spans: list[tuple[int, int, bool]],
+                    bounds: dict[str, tuple[int, int]]) -> list[tuple]:
+        """Cells summed per machine, planned span and class (rollups.sums)."""
+        return self._rollups(rollups.sums, spans, bounds, empty=[])
+
+    def rollup_nodes(self, machine: str, start_s: float, end_s: float) -> list[int]:
+        """The nodes the machine's events came from between start_s and end_s."""
+        return self._rollups(rollups.node_ids, machine, start_s, end_s, empty=[])
+
     def oee_events(self, start_s: float, end_s: float) -> list[StoredEvent]:
         """What an OEE report over [start_s, end_s) reads, in id order: the state, count,
         hello and clock events in the window, the reason events from start_s on (a reason
@@ -167,6 +244,8 @@ class JournalReader:
     def frame_sources(self) -> list[tuple[int, str, float, float]]:
         """(node id, source, first rx_s, last rx_s) for every source a node's frames came
         from."""
+        if self._schema_4:  # kept per batch of frames: no scan, and it outlives retention
+            return self._rows("SELECT node_id, source, first_s, last_s FROM sources")
         return self._rows("SELECT node_id, source, min(rx_s), max(rx_s) FROM frames "
                           "GROUP BY node_id, source")
 
