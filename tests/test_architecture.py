@@ -27,6 +27,7 @@ ALLOWED = {
     "dedupe": {"errors", "protocol", "journal"},
     "node_files": {"errors", "firmware"},
     "collector": CORE | {"journal"},
+    "upkeep": {"errors"},  # the journal it keeps is passed in
     "runtime": CORE | {"journal", "sources", "influx", "board", "uns"},
     "__init__": set(),
     "journal": {"errors", "protocol", "events", "rollup", "oee", "losses", "shifts",

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from ..errors import SinkError
-from . import rollups
+from . import retention, rollups
+from .retention import RETENTION_SCHEMA
 from .rollups import ROLLUP_SCHEMA
 
 __all__ = ["FrameRow", "Heard", "Journal", "StoredEvent", "StoredFrame", "event_row"]
@@ -41,7 +42,7 @@ CREATE INDEX IF NOT EXISTS events_machine_kind_ts ON events(machine, kind, ts_s)
 CREATE INDEX IF NOT EXISTS events_node_kind ON events(node_id, kind);
 CREATE TABLE IF NOT EXISTS sources(node_id INT, source TEXT, first_s REAL, last_s REAL,
     PRIMARY KEY(node_id, source));
-""" + ROLLUP_SCHEMA
+""" + ROLLUP_SCHEMA + RETENTION_SCHEMA
 # A journal without the sources table: filled from its frames, once.
 _FILL_SOURCES = ("INSERT OR IGNORE INTO sources(node_id, source, first_s, last_s) "
                  "SELECT node_id, source, min(rx_s), max(rx_s) FROM frames "
@@ -340,6 +341,26 @@ class Journal:
         return n
     # -- end of rollups -------------------------------------------------------------------------
 
+    # -- retention (schema 4; journal/retention.py) ---------------------------------------------
+    def compact_frames(self, before_s: float, batch: int = 5000) -> int:
+        """Delete up to `batch` raw frames received before `before_s`, in one transaction
+        (derived data, last heard and each node's last frames stay). Returns how many.
+        Raises SinkError if the journal cannot be written."""
+        db = self._db
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                n = retention.compact(db, before_s, batch)
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise SinkError(f"journal {self.path}: cannot delete old frames: {exc}") from None
+        return n
+    # -- end of retention -----------------------------------------------------------------------
+
     def set_cursor(self, name: str, last_id: int) -> None:
         """Store a reader's position (e.g. the InfluxDB forwarder's last sent event id)."""
         try:
@@ -418,8 +439,10 @@ class Journal:
         return max(times) if times else None
 
     def has_frame(self, node_id: int, boot_id: int, seq: int) -> bool:
+        """Whether (node, boot, seq) is stored, or was and retention deleted it."""
         return self._db.execute("SELECT 1 FROM frames WHERE node_id = ? AND boot_id = ? AND "
-                                "seq = ?", (node_id, boot_id, seq)).fetchone() is not None
+                                "seq = ?", (node_id, boot_id, seq)).fetchone() is not None \
+            or retention.compacted_below(self._db, node_id, boot_id, seq)
 
     def seqs_from(self, node_id: int, boot_id: int, min_seq: int) -> list[int]:
         """Stored sequence numbers >= min_seq of one node's boot (to seed a dedupe window)."""
