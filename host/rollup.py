@@ -3,13 +3,18 @@
 A rollup cell is (minute, class): the seconds of the minute the machine spent in intervals of
 that loss class (host/losses.classify: run, minor, setup, breakdown, maintenance, planned,
 planned_pm, or "" for unknown time), and the GOOD and NG output made in them. Output is
-placed as the OEE engine places it (host/losses.attribute) with the span of each count laid
-over the production time inside its own span; the engine does exactly that whenever that
-time holds the units at the ideal cycle (qty x ideal_cycle_s <= production time), so each
-cell keeps `rate`, the largest qty / production time of the counts in it, and a report uses
-a cell only when rate x ideal_cycle_s <= 1. `ng_gap` is the smallest time from a startup
-end (the end of a stop with a setup, breakdown or maintenance) to an NG count in the cell:
-the cell holds no startup rejects when it is at least the startup window.
+placed as the OEE engine places it (host/losses.attribute) with each count's quantity
+spread over the production time inside its own span. The engine does the same whenever that
+time holds the units at the ideal cycle (qty x ideal_cycle_s <= production time); when it
+does not (a unit finished just after a stop), it reaches further back over production time
+of the same side (known or unknown), which changes no sum unless that reach crosses a window
+edge or a change of planned time. So a cell keeps `rate`, the largest qty / production time
+of its counts, and `qty_max`, their largest quantity: a report corrects the few counts that
+reach across such a boundary (host/report/oee_rollup.py). `mixed_rate` is the rate of counts
+whose span holds known and unknown time (there a reach moves output between the two).
+`ng_gap` is the smallest time from a startup end (the end of a stop with a setup, breakdown
+or maintenance) to an NG count in the cell: no startup rejects when it is at least the
+startup window.
 
 Summed over whole minutes of a window, cells give the engine's figures for that window as
 long as the calendar's planned time starts and ends on whole minutes (host/report/
@@ -33,19 +38,20 @@ __all__ = ["CLASSES", "MINUTE_S", "Cell", "minute_cells"]
 MINUTE_S = 60
 CLASSES = ("run", "minor", "setup", "breakdown", "maintenance", "planned", "planned_pm", "")
 _UTC = oee.Calendar("UTC", ())
-# Cell: [secs, good, ng, rate, ng_gap]
+# Cell: [secs, good, ng, rate, ng_gap, qty_max, mixed_rate]
 Cell = list
+_NO_PRODUCTION = 1e300  # the rate of a count with no production time in its span
 
 
 def _cell(cells: dict, minute: int, cls: str) -> Cell:
     c = cells.get((minute, cls))
     if c is None:
-        c = cells[(minute, cls)] = [0.0, 0.0, 0.0, 0.0, math.inf]
+        c = cells[(minute, cls)] = [0.0, 0.0, 0.0, 0.0, math.inf, 0.0, 0.0]
     return c
 
 
 def _spread(cells: dict, a: float, b: float, cls: str, lo: float, hi: float, secs: bool,
-            kind: str | None = None, qty: float = 0.0, rate: float = 0.0,
+            kind: str = "", qty: float = 0.0, rate: tuple = (0.0, 0.0, 0.0),
             gap: float = math.inf) -> None:
     """Add [a, b) clipped to [lo, hi) minute by minute: its seconds, or `qty` of output
     spread evenly over it."""
@@ -63,13 +69,16 @@ def _spread(cells: dict, a: float, b: float, cls: str, lo: float, hi: float, sec
         a, m = end, m + MINUTE_S
 
 
-def _add_output(c: Cell, kind: str, qty: float, rate: float, gap: float) -> None:
+def _add_output(c: Cell, kind: str, qty: float, rate: tuple, gap: float) -> None:
+    """rate: (rate, the count's whole quantity, rate if its span is mixed else 0)."""
     if kind == "GOOD":
         c[1] += qty
     else:
         c[2] += qty
         c[4] = min(c[4], gap)
-    c[3] = max(c[3], rate)
+    c[3] = max(c[3], rate[0])
+    c[5] = max(c[5], rate[1])
+    c[6] = max(c[6], rate[2])
 
 
 def minute_cells(events: Iterable[Event], from_s: float, to_s: float, *,
@@ -116,16 +125,18 @@ def minute_cells(events: Iterable[Event], from_s: float, to_s: float, *,
             if lo <= c.ts < hi:
                 cls = look.kind_at(c.ts) or ""
                 m = int(c.ts // MINUTE_S) * MINUTE_S
-                _add_output(_cell(cells, m, cls), c.kind, c.qty, 0.0, gap)
+                _add_output(_cell(cells, m, cls), c.kind, c.qty, (0.0, c.qty, 0.0), gap)
             continue
         made = look.made_in(c.start, c.ts, 0.0)
         span = sum(q - p for p, q, _ in made)
         if span <= 0:  # no production time in its span: the engine would look further back
             m = int(c.ts // MINUTE_S) * MINUTE_S
             if lo <= c.ts < hi:
-                _add_output(_cell(cells, m, ""), c.kind, 0.0, math.inf, gap)
+                _add_output(_cell(cells, m, ""), c.kind, 0.0,
+                            (_NO_PRODUCTION, c.qty, _NO_PRODUCTION), gap)
             continue
-        rate = c.qty / span
+        r = c.qty / span
+        rate = (r, c.qty, r if len({k is None for _, _, k in made}) > 1 else 0.0)
         for p, q, k in made:
             _spread(cells, p, q, k or "", lo, hi, False, c.kind, c.qty * (q - p) / span, rate,
                     gap)

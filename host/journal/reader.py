@@ -162,11 +162,12 @@ class JournalReader:
             "WHERE m IS NOT NULL) SELECT m FROM ms WHERE m IS NOT NULL")]
 
     def machine_window(self, machine: str, start_s: float, end_s: float,
-                       margin_s: float) -> list[StoredEvent]:
+                       margin_s: float, *, counts_after: bool = True) -> list[StoredEvent]:
         """What an OEE report of one machine over [start_s, end_s) reads, in id order: its
         state events from margin_s before to margin_s after and the one in effect before
         that, its counts from start_s (an earlier count's output was made before start_s)
-        to margin_s after, its reasons from margin_s before on, hello events in the margins.
+        to margin_s after (counts_after False: to end_s), its reasons from margin_s before
+        on, hello events in the margins.
         """
         lo, hi = start_s - margin_s, end_s + margin_s
         return [StoredEvent(*row) for row in self._rows(
@@ -174,7 +175,7 @@ class JournalReader:
             "ts_s < ?) OR (kind = 'count' AND ts_s >= ? AND ts_s < ?) OR (kind = 'reason' "
             "AND ts_s >= ?) OR id = (SELECT id FROM events WHERE machine = ? AND "
             "kind = 'state' AND ts_s < ? ORDER BY ts_s DESC, id DESC LIMIT 1)) ORDER BY id",
-            (machine, lo, hi, start_s, hi, lo, machine, lo))]
+            (machine, lo, hi, start_s, hi if counts_after else end_s, lo, machine, lo))]
 
     def machine_last_ts(self, machine: str, start_s: float, end_s: float) -> float | None:
         """The newest time of the machine's count and hello events in [start_s, end_s), its

@@ -31,11 +31,11 @@ log = logging.getLogger(__name__)
 
 ROLLUP_SCHEMA = """
 CREATE TABLE IF NOT EXISTS rollup_minutes(machine TEXT, minute_s INT, class TEXT, secs REAL,
-    good REAL, ng REAL, rate REAL, ng_gap REAL, PRIMARY KEY(machine, minute_s, class))
-    WITHOUT ROWID;
+    good REAL, ng REAL, rate REAL, ng_gap REAL, qty_max REAL, mixed_rate REAL,
+    PRIMARY KEY(machine, minute_s, class)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS rollup_hours(machine TEXT, hour_s INT, class TEXT, secs REAL,
-    good REAL, ng REAL, rate REAL, ng_gap REAL, PRIMARY KEY(machine, hour_s, class))
-    WITHOUT ROWID;
+    good REAL, ng REAL, rate REAL, ng_gap REAL, qty_max REAL, mixed_rate REAL,
+    PRIMARY KEY(machine, hour_s, class)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS rollup_machines(machine TEXT PRIMARY KEY, from_s REAL, to_s REAL,
     built_id INT);
 CREATE TABLE IF NOT EXISTS rollup_nodes(machine TEXT, node_id INT, first_s REAL, last_s REAL,
@@ -124,15 +124,17 @@ def _build_machine(db: sqlite3.Connection, machine: str, from_s: float, settings
                (machine, from_s))
     db.execute("DELETE FROM rollup_hours WHERE machine = ? AND hour_s >= ?",
                (machine, _floor(from_s, HOUR_S)))
-    db.executemany("INSERT INTO rollup_minutes VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    db.executemany("INSERT INTO rollup_minutes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                    [(machine, m, cls, c[0], c[1], c[2], min(c[3], _BIG),
-                     None if c[4] == math.inf else c[4]) for (m, cls), c in cells.items()])
+                     None if c[4] == math.inf else c[4], c[5], min(c[6], _BIG))
+                    for (m, cls), c in cells.items()])
     old = db.execute("SELECT from_s FROM rollup_machines WHERE machine = ?",
                      (machine,)).fetchone()
     first = from_s if old is None else min(old[0], from_s)
     # whole hours inside [first, to_s) from their minutes
     db.execute("INSERT INTO rollup_hours SELECT machine, minute_s / 3600 * 3600 AS h, class, "
-               "sum(secs), sum(good), sum(ng), max(rate), min(ng_gap) FROM rollup_minutes "
+               "sum(secs), sum(good), sum(ng), max(rate), min(ng_gap), max(qty_max), "
+               "max(mixed_rate) FROM rollup_minutes "
                "WHERE machine = ? AND minute_s >= ? AND minute_s < ? GROUP BY h, class",
                (machine, max(_floor(from_s, HOUR_S), -(-first // HOUR_S) * HOUR_S),
                 _floor(to_s, HOUR_S)))
@@ -213,9 +215,10 @@ def stale(db: sqlite3.Connection) -> dict[str, float]:
 
 def sums(db: sqlite3.Connection, spans: list[tuple[int, int, bool]],
          bounds: dict[str, tuple[int, int]]) -> list[tuple]:
-    """Per machine, whether planned, and class: seconds, good, ng, max rate, min ng_gap of the
-    cells in the planned (True) and unplanned (False) whole-minute `spans`, each machine
-    within its own [a, b) of `bounds`; whole hours read from rollup_hours."""
+    """Per machine, whether planned, and class: seconds, good, ng, max rate, min ng_gap (of
+    cells with NG), max qty_max, max mixed_rate of the cells in the planned (True) and
+    unplanned (False) whole-minute `spans`, each machine within its own [a, b) of `bounds`;
+    whole hours read from rollup_hours."""
     out = []
     for machine, (a, b) in bounds.items():
         for p, q, planned in spans:
@@ -231,7 +234,8 @@ def sums(db: sqlite3.Connection, spans: list[tuple[int, int, bool]],
                     continue
                 for row in db.execute(
                         f"SELECT class, sum(secs), sum(good), sum(ng), max(rate), "
-                        f"min(CASE WHEN ng > 0 THEN ng_gap END) FROM {table} WHERE "
+                        f"min(CASE WHEN ng > 0 THEN ng_gap END), max(qty_max), "
+                        f"max(mixed_rate) FROM {table} WHERE "
                         f"machine = ? AND {col} >= ? AND {col} < ? GROUP BY class",
                         (machine, x, y)):
                     out.append((machine, planned, *row))

@@ -25,7 +25,15 @@ from pathlib import Path
 from .. import journal, oee
 from ..errors import JournalReadError
 from ..events import Event
-from ..losses import _Timeline, checked_states, classify, merge, planned_time, subtract
+from ..losses import (
+    _Timeline,
+    checked_states,
+    classify,
+    merge,
+    overlap,
+    planned_time,
+    subtract,
+)
 from ..timeline import MachineTimeline
 from .oee_report import (
     _MARGIN_S,
@@ -145,7 +153,6 @@ def _machine(j, name, ms, ideal, cells, plan, start_s, end, calendar, judged, la
         if b - a < _MINUTE or any(t % _MINUTE for t in inner):
             a = b = None
     nodes = set(j.rollup_nodes(name, lo, hi)) if a is not None else set()
-    parts = []
     edges = [(start_s, end)] if a is None else [(start_s, a), (b, end)]
     timelines = []
     for x, y in edges:
@@ -153,42 +160,28 @@ def _machine(j, name, ms, ideal, cells, plan, start_s, end, calendar, judged, la
             continue
         evs = _events(j.machine_window(name, x, y, _MARGIN_S))
         nodes |= {ev.node_id for ev in evs if ev.node_id is not None}
-        tl = MachineTimeline(name)
-        for ev in evs:
-            tl.add(ev)
-        timelines.append((x, y, tl))
+        timelines.append((x, y, _timeline(name, evs)))
     until = until_s(ms, nodes, last_rx, heartbeat_s, last_ts, end)
+    parts = [tl.evaluate(ms.ideal_cycle_s, calendar, x, y, until_s=until, **judged)
+             for x, y, tl in timelines]
     if a is not None:
-        rolled = _rolled(j, name, ideal, plan, a, b, judged)
-        if rolled is None or any(_reaches_back(tl, x, ideal, until, judged)
-                                 for x, _, tl in timelines if x == b):
+        rolled = _rolled(j, name, ideal, plan, a, b, cells[1], until, judged, start_s, end)
+        if rolled is None:  # cells this report cannot use: the machine from its events
             return _machine(j, name, ms, ideal, None, plan, start_s, end, calendar, judged,
                             last_rx, heartbeat_s, last_ts, lo, hi)
         parts.append(rolled)
-    for x, y, tl in timelines:
-        parts.append(tl.evaluate(ms.ideal_cycle_s, calendar, x, y, until_s=until, **judged))
     return oee.rollup(parts, name)
 
 
-def _reaches_back(tl: MachineTimeline, b: float, ideal: float, until: float,
-                  judged) -> bool:
-    """Whether output counted at or after `b` is laid (by the ideal cycle) before `b`,
-    into time the cells hold without it."""
-    timeline = checked_states(tl.intervals(until), ALL_DAY)
-    kinds, _ = classify(timeline, judged["short_stop_s"], judged["planned_maintenance"])
-    look = _Timeline([(s.start, s.end) for s in timeline],
-                     ["planned" if k == "planned_pm" else k for k in kinds])
-    for c in tl.counts:
-        if c.start is not None and c.start < c.ts and c.ts >= b:
-            made = look.made_in(c.start, c.ts, c.qty * ideal)
-            if made and made[0][0] < b and c.start >= b:
-                return True
-    return False
+def _timeline(name: str, events) -> MachineTimeline:
+    tl = MachineTimeline(name)
+    for ev in events:
+        tl.add(ev)
+    return tl
 
 
-def _rolled(j, name, ideal, plan, a, b, judged) -> oee.OEEResult | None:
-    """The machine's result over [a, b) from its cells; None if a cell does not hold what
-    this report needs (a count spread beyond its span, a startup reject)."""
+def _spans(plan, a: float, b: float) -> list[tuple[float, float, bool]]:
+    """[a, b) cut into planned (True) and unplanned (False) spans."""
     spans, t = [], a
     for p, q in plan:
         p, q = max(p, a), min(q, b)
@@ -200,16 +193,30 @@ def _rolled(j, name, ideal, plan, a, b, judged) -> oee.OEEResult | None:
         t = q
     if t < b:
         spans.append((t, b, False))
+    return spans
+
+
+def _rolled(j, name, ideal, plan, a, b, cells_end, until, judged, start_s,
+            end) -> oee.OEEResult | None:
+    """The machine's result over [a, b) from its cells, corrected for the counts whose
+    output the ideal cycle lays across a boundary; None if a cell does not hold what this
+    report needs (a startup reject, a reach between known and unknown time)."""
+    spans = _spans(plan, a, b)
     acc = dict.fromkeys(("run", "minor", "setup", "breakdown", "maintenance", "planned_pm",
                          "planned"), 0.0)
     out = dict.fromkeys(("good", "ng", "unknown_good", "unknown_ng", "excluded_good",
                          "excluded_ng"), 0.0)
     known = run_outside = 0.0
-    window = judged["startup_window_s"]
-    for _, planned, cls, secs, good, ng, rate, gap in j.rollup_sums(
-            [(int(p), int(q), pl) for p, q, pl in spans], {name: (int(a), int(b))}):
-        if (rate or 0.0) * ideal > 1 - _RATE_SLACK:
+    rows = j.rollup_sums([(int(p), int(q), pl) for p, q, pl in spans],
+                         {name: (int(a), int(b))})
+    # the cells after b: the largest quantity a count there holds (how far back it may reach)
+    after = j.rollup_sums([(int(b), int(cells_end), False)],
+                          {name: (int(b), int(cells_end))}) if b < cells_end else []
+    qty_max = max([r[8] or 0.0 for r in rows + after], default=0.0)
+    for _, planned, cls, secs, good, ng, rate, gap, _q, mixed in rows + after:
+        if (mixed or 0.0) * ideal > 1 - _RATE_SLACK or (rate or 0.0) >= 1e299:
             return None
+    for _, planned, cls, secs, good, ng, rate, gap, _q, _m in rows:
         if cls:
             known += secs
         if planned and cls:
@@ -218,10 +225,15 @@ def _rolled(j, name, ideal, plan, a, b, judged) -> oee.OEEResult | None:
             run_outside += secs
         where = ("excluded_" if not planned or cls in ("planned", "planned_pm") else
                  "unknown_" if not cls else "")
-        if where == "" and ng > 0 and gap is not None and gap < window:
-            return None  # NG soon after a setup: startup rejects, counted per count
+        if where == "" and ng > 0 and gap is not None and gap < judged["startup_window_s"]:
+            return None  # NG soon after a setup: startup rejects, judged per count
         out[where + "good"] += good
         out[where + "ng"] += ng
+    fixed = _corrections(j, name, ideal, plan, a, b, until, qty_max, judged, start_s, end)
+    if fixed is None:
+        return None
+    for key, value in fixed.items():
+        out[key] += value
     plan_s = sum(q - p for p, q, pl in spans if pl)
     planned_s = planned_time(plan_s - acc["planned"], acc["maintenance"] + acc["planned_pm"],
                              judged["planned_maintenance"])
@@ -238,3 +250,85 @@ def _rolled(j, name, ideal, plan, a, b, judged) -> oee.OEEResult | None:
         unknown_good=out["unknown_good"], unknown_ng=out["unknown_ng"],
         excluded_good=out["excluded_good"], excluded_ng=out["excluded_ng"],
         run_outside_planned_s=run_outside)
+
+
+_FIRST_LOOK_S = 600.0
+_BACK_S = 3600.0
+
+
+def _corrections(j, name, ideal, plan, a, b, until, qty_max, judged, start_s,
+                 end) -> dict | None:
+    """What the counts whose output the ideal cycle lays across a boundary (the cells'
+    edges a and b, a change of planned time) add to the cells' sums over [a, b): their
+    output as the engine places it less as the cells hold it, and what they lay before a
+    (the edge evaluated from events before a takes only counts begun before a). Only counts
+    from a boundary until the production time after it holds qty_max units at the ideal
+    cycle can reach back across it; a count begun at or after the window's end counts for
+    nothing in it (host/losses.attribute)."""
+    bounds = sorted({a, b, *(t for span in plan for t in span if a < t < b)})
+    seen: set = set()
+    delta = dict.fromkeys(("good", "ng", "unknown_good", "unknown_ng", "excluded_good",
+                           "excluded_ng"), 0.0)
+    need_s = qty_max * ideal
+    for B in bounds:
+        look_s, back_s = _FIRST_LOOK_S, _BACK_S
+        while True:
+            evs = _events(j.machine_window(name, B, B + look_s, back_s, counts_after=False))
+            tl = _timeline(name, evs)
+            timeline = checked_states(tl.intervals(until), ALL_DAY)
+            if not timeline:
+                break
+            kinds, _ = classify(timeline, judged["short_stop_s"],
+                                judged["planned_maintenance"])
+            look = _Timeline([(x.start, x.end) for x in timeline],
+                             ["planned" if k == "planned_pm" else k for k in kinds])
+            made_s = sum(overlap(x.start, x.end, [(B, B + look_s)])
+                         for x, k in zip(timeline, kinds) if k in ("run", None))
+            placed, too_short = [], False
+            for c in tl.counts:
+                if (c.start is None or c.start >= c.ts or c.start >= end
+                        or not B <= c.ts < B + look_s):
+                    continue
+                engine = look.made_in(c.start, c.ts, c.qty * ideal)
+                cells = look.made_in(c.start, c.ts, 0.0)
+                if engine == cells:
+                    continue
+                if engine and engine[0][0] <= timeline[0].start:
+                    too_short = True  # it reaches before the states read: read further
+                placed.append((c, engine, cells))
+            if too_short and back_s < _MARGIN_S:
+                back_s = _MARGIN_S
+                continue
+            if made_s < need_s and B + look_s < until:
+                look_s *= 4
+                continue
+            break
+        for c, engine, cells in placed:
+            key = (c.ts, c.kind, c.start, c.qty)
+            if key in seen:
+                continue
+            seen.add(key)
+            _place(delta, c, engine, 1.0, a, b, plan)
+            _place(delta, c, cells, -1.0, a, b, plan)
+            if c.start >= a:
+                _place(delta, c, engine, 1.0, start_s, a, plan)
+    return delta
+
+
+def _place(delta: dict, c, pieces, sign: float, a: float, b: float, plan) -> None:
+    """Add c's output laid over `pieces` inside [a, b), as host/losses.attribute tallies it."""
+    span = sum(q - p for p, q, _ in pieces)
+    if span <= 0 or b <= a:
+        return
+    plan = [(max(p, a), min(q, b)) for p, q in plan if min(q, b) > max(p, a)]
+    kind = "good" if c.kind == "GOOD" else "ng"
+    for p, q, k in pieces:
+        qty = c.qty * (q - p) / span
+        inside = overlap(p, q, [(a, b)])
+        if inside <= 0:
+            continue
+        planned = qty * overlap(p, q, plan) / (q - p)
+        delta["excluded_" + kind] += sign * (qty * inside / (q - p) - planned)
+        where = ("" if k not in (None, "planned") else "unknown_" if k is None
+                 else "excluded_")
+        delta[where + kind] += sign * planned
