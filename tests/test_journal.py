@@ -37,8 +37,9 @@ def test_schema_is_the_documented_one(tmp_path):
         "heard": ["node_id", "rx_s", "boot_id", "seq", "uptime_ms"],
         "sources": ["node_id", "source", "first_s", "last_s"],
         "rollup_minutes": ["machine", "minute_s", "class", "secs", "good", "ng", "rate",
-                           "ng_gap"],
-        "rollup_hours": ["machine", "hour_s", "class", "secs", "good", "ng", "rate", "ng_gap"],
+                           "ng_gap", "qty_max", "mixed_rate"],
+        "rollup_hours": ["machine", "hour_s", "class", "secs", "good", "ng", "rate", "ng_gap",
+                         "qty_max", "mixed_rate"],
         "rollup_machines": ["machine", "from_s", "to_s", "built_id"],
     }
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
