@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Self
 
 from ..errors import JournalReadError
-from ..protocol import T_HEARTBEAT
+from ..protocol import LAMP_NAMES, T_HEARTBEAT
 from . import rollups
 from .store import SCHEMA_VERSION, Heard, StoredEvent
 
@@ -170,12 +170,16 @@ class JournalReader:
         on, hello events in the margins.
         """
         lo, hi = start_s - margin_s, end_s + margin_s
-        return [StoredEvent(*row) for row in self._rows(
-            _EVENT + "WHERE machine = ? AND ((kind IN ('state', 'hello') AND ts_s >= ? AND "
-            "ts_s < ?) OR (kind = 'count' AND ts_s >= ? AND ts_s < ?) OR (kind = 'reason' "
-            "AND ts_s >= ?) OR id = (SELECT id FROM events WHERE machine = ? AND "
-            "kind = 'state' AND ts_s < ? ORDER BY ts_s DESC, id DESC LIMIT 1)) ORDER BY id",
-            (machine, lo, hi, start_s, hi if counts_after else end_s, lo, machine, lo))]
+        # one indexed range per kind (an OR of them would read all the machine's events)
+        rows = self._rows(
+            _EVENT + "WHERE machine = ?1 AND kind = 'state' AND ts_s >= ?2 AND ts_s < ?3 "
+            "UNION ALL " + _EVENT + "WHERE machine = ?1 AND kind = 'hello' AND ts_s >= ?2 "
+            "AND ts_s < ?3 UNION ALL " + _EVENT + "WHERE machine = ?1 AND kind = 'count' AND "
+            "ts_s >= ?4 AND ts_s < ?5 UNION ALL " + _EVENT + "WHERE machine = ?1 AND "
+            "kind = 'reason' AND ts_s >= ?2 UNION ALL SELECT * FROM (" + _EVENT +
+            "WHERE machine = ?1 AND kind = 'state' AND ts_s < ?2 ORDER BY ts_s DESC, id DESC "
+            "LIMIT 1)", (machine, lo, hi, start_s, hi if counts_after else end_s))
+        return [StoredEvent(*row) for row in sorted(rows)]
 
     def machine_last_ts(self, machine: str, start_s: float, end_s: float) -> float | None:
         """The newest time of the machine's count and hello events in [start_s, end_s), its
@@ -250,39 +254,59 @@ class JournalReader:
         return self._rows("SELECT node_id, source, min(rx_s), max(rx_s) FROM frames "
                           "GROUP BY node_id, source")
 
+    # Each node's newest events of a kind, one indexed walk from the newest per node and
+    # kind (events(node_id, kind), id order), not a grouping over all the events: the nodes
+    # are those of the `heard` table (every node that sent a frame).
+    def _nodes(self) -> list[int]:
+        if not self._has_heard:
+            return [n for (n,) in self._rows("SELECT DISTINCT node_id FROM frames")]
+        return [n for (n,) in self._rows("SELECT node_id FROM heard ORDER BY node_id")]
+
+    def _newest(self, node: int, kind: str, where: str = "", args: tuple = (),
+                cols: str = "data") -> tuple | None:
+        rows = self._rows(f"SELECT {cols} FROM events WHERE node_id = ? AND kind = ? {where} "
+                          "ORDER BY id DESC LIMIT 1", (node, kind, *args))
+        return rows[0] if rows else None
+
     def last_hello_and_health(self) -> list[tuple[int, str | None, str, dict]]:
         """(node id, machine, kind, data) of each node's newest HELLO and newest HEALTH."""
-        rows = self._rows("SELECT node_id, machine, kind, data FROM events WHERE id IN "
-                          "(SELECT max(id) FROM events WHERE kind IN ('hello', 'health') "
-                          "GROUP BY node_id, kind)")
-        return [(node, machine, kind, json.loads(data)) for node, machine, kind, data in rows]
+        out = []
+        for node in self._nodes():
+            for kind in ("hello", "health"):
+                row = self._newest(node, kind, cols="machine, data")
+                if row is not None:
+                    out.append((node, row[0], kind, json.loads(row[1])))
+        return out
 
     def states_since(self, since_s: float) -> list[tuple[int, float, str]]:
         """(node id, ts_s, state): each node's last state before since_s and every state
         from since_s on, in id order."""
-        return self._rows(
-            "SELECT node_id, ts_s, json_extract(data, '$.state') FROM events WHERE id IN "
-            "(SELECT max(id) FROM events WHERE kind = 'state' AND ts_s < ? GROUP BY node_id)"
-            " OR (kind = 'state' AND ts_s >= ?) ORDER BY id", (since_s, since_s))
+        before = [(row[0], node, *row[1:]) for node in self._nodes() if (row := self._newest(
+            node, "state", "AND ts_s < ?", (since_s,),
+            "id, ts_s, json_extract(data, '$.state')")) is not None]
+        after = self._rows("SELECT id, node_id, ts_s, json_extract(data, '$.state') FROM "
+                           "events WHERE kind = 'state' AND ts_s >= ?", (since_s,))
+        return [row[1:] for row in sorted(before + after)]
 
     def last_lamp_states(self) -> list[tuple[int, str, str]]:
         """(node id, lamp, state) of each node's newest lamp event per lamp."""
-        return self._rows(
-            "SELECT node_id, json_extract(data, '$.lamp'), json_extract(data, '$.state') "
-            "FROM events WHERE id IN (SELECT max(id) FROM events WHERE kind = 'lamp' "
-            "GROUP BY node_id, json_extract(data, '$.lamp'))")
+        return [(node, lamp, row[0]) for node in self._nodes() for lamp in LAMP_NAMES
+                if (row := self._newest(node, "lamp", "AND json_extract(data, '$.lamp') = ?",
+                                        (lamp,), "json_extract(data, '$.state')"))]
 
     def last_lit(self) -> list[tuple[int, str, float]]:
-        """(node id, lamp, ts_s): when each node's lamp last went ON or BLINK."""
-        return self._rows(
-            "SELECT node_id, json_extract(data, '$.lamp'), max(ts_s) FROM events WHERE "
-            "kind = 'lamp' AND json_extract(data, '$.state') IN ('ON', 'BLINK') "
-            "GROUP BY node_id, json_extract(data, '$.lamp')")
+        """(node id, lamp, ts_s): when each node's lamp last went ON or BLINK (its newest
+        such event)."""
+        return [(node, lamp, row[0]) for node in self._nodes() for lamp in LAMP_NAMES
+                if (row := self._newest(node, "lamp", "AND json_extract(data, '$.lamp') = ? "
+                                        "AND json_extract(data, '$.state') IN ('ON', 'BLINK')",
+                                        (lamp,), "ts_s"))]
 
     def last_good_part(self) -> list[tuple[int, float]]:
         """(node id, ts_s) of each node's newest count event with a GOOD part."""
-        return self._rows("SELECT node_id, max(ts_s) FROM events WHERE kind = 'count' AND "
-                          "json_extract(data, '$.good') > 0 GROUP BY node_id")
+        return [(node, row[0]) for node in self._nodes()
+                if (row := self._newest(node, "count", "AND json_extract(data, '$.good') > 0",
+                                        (), "ts_s"))]
 
     def reject_counts(self) -> list[tuple[str, str, int, int, float]]:
         """(source, reason, node id, count, last time seen) over the journal's life, by
