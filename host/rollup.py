@@ -82,7 +82,7 @@ def _add_output(c: Cell, kind: str, qty: float, rate: tuple, gap: float) -> None
 
 
 def minute_cells(events: Iterable[Event], from_s: float, to_s: float, *,
-                 short_stop_s: float = oee.DEFAULT_SHORT_STOP_S,
+                 until_s: float | None = None, short_stop_s: float = oee.DEFAULT_SHORT_STOP_S,
                  pm_policy: str = oee.DEFAULT_PM_POLICY) -> dict[tuple[int, str], Cell]:
     """Cells of the whole minutes in [from_s, to_s) of one machine.
 
@@ -91,14 +91,15 @@ def minute_cells(events: Iterable[Event], from_s: float, to_s: float, *,
             before its stop runs that reach into the range (read a margin before from_s)
             until to_s, the counts from from_s on, the reasons. from_s and to_s whole
             minutes; to_s no later than the start of the machine's last stop run (its
-            length is not known yet), so the last state never runs open here.
+            length is not known yet). until_s: how long the last state lasts (at least
+            until the newest count: the report's does), for the spans of counts after to_s.
         short_stop_s, pm_policy: as host/oee.evaluate; the classes depend on them.
     Returns (minute start, class) -> [seconds, good, ng, rate, ng_gap].
     """
     tl = MachineTimeline("")
     for ev in events:
         tl.add(ev)
-    timeline = checked_states(tl.intervals(to_s), _UTC)
+    timeline = checked_states(tl.intervals(max(to_s, until_s or to_s)), _UTC)
     kinds, startup_ends = classify(timeline, short_stop_s, pm_policy)
     cells: dict[tuple[int, str], Cell] = {}
     lo, hi = float(from_s), float(to_s)

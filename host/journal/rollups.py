@@ -82,14 +82,16 @@ def run_start(db: sqlite3.Connection, machine: str, ts: float) -> float:
 
 
 def _machine_events(db: sqlite3.Connection, machine: str, from_s: float) -> list[tuple]:
-    """The machine's events a rebuild from `from_s` needs, in id order."""
+    """The machine's events a rebuild from `from_s` needs, in id order: its states from the
+    start of the stop run in effect at from_s (and the one before), its counts from from_s
+    (an earlier count's output lies before from_s), its reasons from a day before."""
     sel = "SELECT id, ts_s, kind, node_id, data FROM events WHERE machine = ?1 AND "
     # one indexed range per kind (an OR of them would read all the machine's events)
     return sorted(db.execute(
         sel + "kind = 'state' AND ts_s >= ?2 UNION ALL " + sel + "kind = 'count' AND "
-        "ts_s >= ?3 UNION ALL " + sel + "kind = 'reason' AND ts_s >= ?2 UNION ALL "
+        "ts_s >= ?3 UNION ALL " + sel + "kind = 'reason' AND ts_s >= ?4 UNION ALL "
         "SELECT * FROM (" + sel + "kind = 'state' AND ts_s < ?2 ORDER BY ts_s DESC, id DESC "
-        "LIMIT 1)", (machine, from_s - MARGIN_S, from_s)))
+        "LIMIT 1)", (machine, run_start(db, machine, from_s), from_s, from_s - MARGIN_S)))
 
 
 def _build_machine(db: sqlite3.Connection, machine: str, from_s: float, settings: dict,
@@ -113,14 +115,24 @@ def _build_machine(db: sqlite3.Connection, machine: str, from_s: float, settings
             span = nodes.setdefault(node, [ts, ts])
             span[0], span[1] = min(span[0], ts), max(span[1], ts)
     states.sort()
-    last_run = states[-1][0] if states else from_s
-    for t, state in reversed(states[:-1] if states and states[-1][1] in _STOPS else []):
-        if state not in _STOPS:
-            break
-        last_run = t
-    to_s = max(from_s, _floor(min(last_run, newest_count if newest_count > -math.inf
-                                  else last_run)))
-    cells = rollup.minute_cells(events, from_s, to_s, short_stop_s=settings["short_stop_s"],
+    # Cells end where what they hold is still open: a stop run still going (its class
+    # depends on its length), and the newest count (the next one's span starts there).
+    # A RUN or UNKNOWN going on is known up to the newest count: the report's last state
+    # lasts at least until then.
+    if not states:
+        to = from_s
+    elif states[-1][1] in _STOPS:
+        to = states[-1][0]
+        for t, state in reversed(states[:-1]):
+            if state not in _STOPS:
+                break
+            to = t
+        to = min(to, newest_count) if newest_count > -math.inf else to
+    else:
+        to = max(states[-1][0], newest_count)
+    to_s = max(from_s, _floor(to))
+    cells = rollup.minute_cells(events, from_s, to_s, until_s=newest_count,
+                                short_stop_s=settings["short_stop_s"],
                                 pm_policy=settings["pm_policy"]) if to_s > from_s else {}
     db.execute("DELETE FROM rollup_minutes WHERE machine = ? AND minute_s >= ?",
                (machine, from_s))

@@ -464,9 +464,10 @@ class Journal:
         return None if row is None else (bytes(row[0]), row[1])
 
     def newest_frame(self, node_id: int) -> tuple[int, int] | None:
-        """(boot_id, uptime_ms) of the node's newest stored frame, or None."""
-        row = self._db.execute("SELECT boot_id, uptime_ms FROM frames WHERE node_id = ? "
-                               "ORDER BY id DESC LIMIT 1", (node_id,)).fetchone()
+        """(boot_id, uptime_ms) of the node's newest stored frame (from the `heard` table:
+        the boot of its newest frame, the uptime of that boot's highest seq), or None."""
+        row = self._db.execute("SELECT boot_id, uptime_ms FROM heard WHERE node_id = ?",
+                               (node_id,)).fetchone()
         return None if row is None else (row[0], row[1])
 
     def frame_count(self) -> int:
