@@ -192,18 +192,25 @@ def sizes(journal: Path, machines: int, days: int) -> dict:
 
 
 def _run(argv: list[str], runs: int) -> dict:
+    """The best of `runs` runs of argv: wall s, peak RSS MB (os.wait4 of that child) and
+    its output (into a file: a pipe would fill and stall a child not yet waited for)."""
+    import tempfile
+
     best = None
     for _ in range(runs):
-        start = time.perf_counter()
-        p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        _, status, usage = os.wait4(p.pid, 0)
-        wall = time.perf_counter() - start
-        out, err = p.stdout.read(), p.stderr.read()
-        if os.waitstatus_to_exitcode(status):
-            sys.exit(f"report bench: {' '.join(argv)} failed: {err.decode()[-500:]}")
-        run = {"wall_s": round(wall, 3), "rss_mb": round(usage.ru_maxrss / 1024, 1)}
-        if best is None or wall < best["wall_s"]:
-            best = {**run, "out": out}
+        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+            start = time.perf_counter()
+            p = subprocess.Popen(argv, stdout=out, stderr=err)
+            _, status, usage = os.wait4(p.pid, 0)
+            wall = time.perf_counter() - start
+            p.returncode = os.waitstatus_to_exitcode(status)
+            out.seek(0)
+            err.seek(0)
+            if p.returncode:
+                sys.exit(f"report bench: {' '.join(argv)} failed: {err.read().decode()[-500:]}")
+            run = {"wall_s": round(wall, 3), "rss_mb": round(usage.ru_maxrss / 1024, 1)}
+            if best is None or wall < best["wall_s"]:
+                best = {**run, "out": out.read()}
     return best
 
 

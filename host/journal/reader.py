@@ -225,6 +225,10 @@ class JournalReader:
         """Cells summed per machine, planned span and class (rollups.sums)."""
         return self._rollups(rollups.sums, spans, bounds, empty=[])
 
+    def rollup_cells(self, machine: str, start_s: float, end_s: float) -> list[tuple]:
+        """(minute_s, class, secs, rate) of the machine's cells in [start_s, end_s)."""
+        return self._rollups(rollups.cells, machine, start_s, end_s, empty=[])
+
     def rollup_nodes(self, machine: str, start_s: float, end_s: float) -> list[int]:
         """The nodes the machine's events came from between start_s and end_s."""
         return self._rollups(rollups.node_ids, machine, start_s, end_s, empty=[])

@@ -258,6 +258,12 @@ def sums(db: sqlite3.Connection, spans: list[tuple[int, int, bool]],
     return out
 
 
+def cells(db: sqlite3.Connection, machine: str, a: float, b: float) -> list[tuple]:
+    return db.execute("SELECT minute_s, class, secs, rate FROM rollup_minutes WHERE "
+                      "machine = ? AND minute_s >= ? AND minute_s < ? ORDER BY minute_s",
+                      (machine, a, b)).fetchall()
+
+
 def node_ids(db: sqlite3.Connection, machine: str, a: float, b: float) -> list[int]:
     return [n for (n,) in db.execute("SELECT node_id FROM rollup_nodes WHERE machine = ? AND "
                                      "first_s < ? AND last_s >= ?", (machine, b, a))]

@@ -229,7 +229,8 @@ def _rolled(j, name, ideal, plan, a, b, cells_end, until, judged, start_s,
             return None  # NG soon after a setup: startup rejects, judged per count
         out[where + "good"] += good
         out[where + "ng"] += ng
-    fixed = _corrections(j, name, ideal, plan, a, b, until, qty_max, judged, start_s, end)
+    fixed = _corrections(j, name, ideal, plan, a, b, until, qty_max, judged, start_s, end,
+                         cells_end)
     if fixed is None:
         return None
     for key, value in fixed.items():
@@ -256,8 +257,25 @@ _FIRST_LOOK_S = 600.0
 _BACK_S = 3600.0
 
 
+def _crossed(j, name, B: float, cells_end: float, ideal: float, need_s: float) -> bool:
+    """Whether a count may reach back across B: a cell from B holds a count spread beyond
+    its span before the production time from B holds need_s (a count later than that
+    finds its units after B), or the cells end first."""
+    if B + _FIRST_LOOK_S > cells_end:
+        return True
+    made_s = 0.0
+    for minute, cls, secs, rate in j.rollup_cells(name, B, B + _FIRST_LOOK_S):
+        if (rate or 0.0) * ideal > 1 - _RATE_SLACK:
+            return True
+        if cls in ("run", ""):
+            made_s += secs
+        if made_s >= need_s and minute + _MINUTE <= B + _FIRST_LOOK_S:
+            return False
+    return True
+
+
 def _corrections(j, name, ideal, plan, a, b, until, qty_max, judged, start_s,
-                 end) -> dict | None:
+                 end, cells_end) -> dict | None:
     """What the counts whose output the ideal cycle lays across a boundary (the cells'
     edges a and b, a change of planned time) add to the cells' sums over [a, b): their
     output as the engine places it less as the cells hold it, and what they lay before a
@@ -271,6 +289,8 @@ def _corrections(j, name, ideal, plan, a, b, until, qty_max, judged, start_s,
                            "excluded_ng"), 0.0)
     need_s = qty_max * ideal
     for B in bounds:
+        if not _crossed(j, name, B, cells_end, ideal, need_s):
+            continue
         look_s, back_s = _FIRST_LOOK_S, _BACK_S
         while True:
             evs = _events(j.machine_window(name, B, B + look_s, back_s, counts_after=False))
