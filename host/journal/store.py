@@ -326,19 +326,7 @@ class Journal:
         return self._rollup_write(from_s=from_s, rebuild=True)
 
     def _rollup_write(self, **kw) -> int:
-        db = self._db
-        try:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                n = rollups.update(db, **kw)
-                db.execute("COMMIT")
-            except BaseException:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise
-        except sqlite3.Error as exc:
-            raise SinkError(f"journal {self.path}: cannot update the rollups: {exc}") from None
-        return n
+        return self._in_transaction(rollups.update, "cannot update the rollups", **kw)
     # -- end of rollups -------------------------------------------------------------------------
 
     # -- retention (schema 4; journal/retention.py) ---------------------------------------------
@@ -346,18 +334,23 @@ class Journal:
         """Delete up to `batch` raw frames received before `before_s`, in one transaction
         (derived data, last heard and each node's last frames stay). Returns how many.
         Raises SinkError if the journal cannot be written."""
+        return self._in_transaction(retention.compact, "cannot delete old frames", before_s,
+                                    batch)
+
+    def _in_transaction(self, fn, what: str, *args, **kw) -> int:
+        """fn(db, *args, **kw) in one write transaction; SinkError "<what>" if it fails."""
         db = self._db
         try:
             db.execute("BEGIN IMMEDIATE")
             try:
-                n = retention.compact(db, before_s, batch)
+                n = fn(db, *args, **kw)
                 db.execute("COMMIT")
             except BaseException:
                 if db.in_transaction:
                     db.execute("ROLLBACK")
                 raise
         except sqlite3.Error as exc:
-            raise SinkError(f"journal {self.path}: cannot delete old frames: {exc}") from None
+            raise SinkError(f"journal {self.path}: {what}: {exc}") from None
         return n
     # -- end of retention -----------------------------------------------------------------------
 
