@@ -23,6 +23,7 @@ from .derive import DeriverProtocol, NullDeriver
 from .errors import ProtocolError, SinkError
 from .journal import Journal, event_row
 from .protocol import decode, encode_ack
+from .upkeep import JournalUpkeep
 
 __all__ = ["Collector", "CollectorStats", "SeenWindow"]
 
@@ -118,7 +119,8 @@ class Collector:
     """
 
     def __init__(self, config: Any, journal: Journal, deriver: DeriverProtocol | None = None,
-                 *, clock: Callable[[], float] = time.time, max_batch: int = MAX_BATCH):
+                 *, clock: Callable[[], float] = time.time, max_batch: int = MAX_BATCH,
+                 upkeep: JournalUpkeep | None = None):
         self.config, self.journal = config, journal
         self.deriver: DeriverProtocol = deriver if deriver is not None else NullDeriver()
         self.clock, self.max_batch = clock, max_batch
@@ -138,6 +140,8 @@ class Collector:
         self._failures = 0  # consecutive failed commits
         self.on_commit: Callable[[int], None] | None = None  # e.g. Forwarder.notify
         self._acks_resumed_s = clock()  # since when stored frames have been ACKed
+        # issue 14: the journal's rollups and retention (host/upkeep.py), run from tick
+        self.upkeep: JournalUpkeep | None = upkeep
 
     # -- per chunk -----------------------------------------------------------------------
     def submit(self, data: bytes, source: str, reply: Reply | None,
@@ -303,4 +307,7 @@ class Collector:
         now = self.clock()
         self._derived(self.deriver.tick, now)
         self._rejects.tick(now)
-        return self.flush(retry_now=True)
+        flushed = self.flush(retry_now=True)
+        if self.upkeep is not None:  # issue 14: after the flush, so the rollups see its events
+            self.upkeep.tick(now)
+        return flushed

@@ -164,6 +164,7 @@ class Config:
     # ([uns], a UnsConfig or None) and the brokers a central one reads frames from.
     uns: Any = None
     uns_sources: tuple = ()
+    retention_days: float = 365.0  # raw frames kept this long, then deleted (host/upkeep.py)
 
     def key_of(self, node_id: int) -> bytes | None:
         """The node's key, or None for a node not in the registry (protocol.decode lookup)."""
@@ -282,6 +283,7 @@ def parse_config(data: Mapping[str, Any], path: Path | None = None, *,
         fail("collector.log_level", f"must be debug, info, warning or error, not {level!r}")
     nodes_file = col.text("nodes_file", "")
     heartbeat_s = col.number("heartbeat_s", 10.0)
+    retention_days = col.number("retention_days", 365.0)
     col.done()
 
     serial = []
@@ -344,7 +346,7 @@ def parse_config(data: Mapping[str, Any], path: Path | None = None, *,
                   calendar, heartbeat_s, refresh_s, short_stop_s, board_listen, board_pin,
                   registry, hosts, slots, startup_window_s=startup_window_s,
                   planned_maintenance=pm, lamp_change_s=lamp_change_s, uns=uns,
-                  uns_sources=uns_sources)
+                  uns_sources=uns_sources, retention_days=retention_days)
 
 
 def _uns(root: _Table, base: Path, nodes: Mapping[int, Node], fail) -> tuple[Any, tuple]:

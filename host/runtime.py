@@ -25,6 +25,7 @@ from .journal import Journal
 from .protocol import decode
 from .sources.serial import SerialSource
 from .sources.udp import UdpSource
+from .upkeep import JournalUpkeep
 
 __all__ = ["CollectorRuntime", "CollectorThread", "replay"]
 
@@ -131,7 +132,11 @@ class CollectorRuntime:
             if last is not None:
                 self.host.hold_from(last)  # event time never before what is journaled
             replay(self.deriver, self.journal, cfg, self.clock())
-            self.collector = Collector(cfg, self.journal, self.deriver, clock=self.clock)
+            upkeep = JournalUpkeep(self.journal, retention_days=cfg.retention_days,
+                                   short_stop_s=cfg.short_stop_s,
+                                   pm_policy=cfg.planned_maintenance)  # issue 14
+            self.collector = Collector(cfg, self.journal, self.deriver, clock=self.clock,
+                                       upkeep=upkeep)
             if cfg.udp_listen is not None:
                 self.udp = UdpSource(self.collector, *cfg.udp_listen)
                 await self.udp.start()

@@ -26,7 +26,8 @@ def test_schema_is_the_documented_one(tmp_path):
     Journal(tmp_path / "j.sqlite").close()
     db = sqlite3.connect(tmp_path / "j.sqlite")
     cols = {t: [r[1] for r in db.execute(f"PRAGMA table_info({t})")]
-            for t in ("frames", "events", "rejects", "cursors", "heard")}
+            for t in ("frames", "events", "rejects", "cursors", "heard", "sources",
+                      "rollup_minutes", "rollup_hours", "rollup_machines")}
     assert cols == {
         "frames": ["id", "rx_s", "source", "node_id", "boot_id", "seq", "type", "uptime_ms",
                    "raw"],
@@ -34,8 +35,17 @@ def test_schema_is_the_documented_one(tmp_path):
         "rejects": ["source", "reason", "node_id", "count", "last_s"],
         "cursors": ["name", "last_id"],
         "heard": ["node_id", "rx_s", "boot_id", "seq", "uptime_ms"],
+        "sources": ["node_id", "source", "first_s", "last_s"],
+        "rollup_minutes": ["machine", "minute_s", "class", "secs", "good", "ng", "rate",
+                           "ng_gap", "qty_max", "mixed_rate"],
+        "rollup_hours": ["machine", "hour_s", "class", "secs", "good", "ng", "rate", "ng_gap",
+                         "qty_max", "mixed_rate"],
+        "rollup_machines": ["machine", "from_s", "to_s", "built_id"],
     }
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'index' "
+                                     "AND sql IS NOT NULL")} == {
+        "events_kind_ts", "events_machine_kind_ts", "events_node_kind"}
 
 
 def test_last_heard_is_kept_with_the_frames_and_read_without_a_scan(tmp_path):
@@ -186,7 +196,7 @@ def test_a_version_1_journal_reads_as_it_is_and_migrates_when_written(tmp_path):
                                      ("udp:10.0.0.1", "replay", 7, 2, 60.0),
                                      ("udp:10.0.0.2", "bad_tag", 0, 3, 9.0)]
     db = sqlite3.connect(path)
-    assert db.execute("PRAGMA user_version").fetchone()[0] == 3
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 4
     assert [r[1] for r in db.execute("PRAGMA table_info(rejects)")] == [
         "source", "reason", "node_id", "count", "last_s"]
     assert [r[1] for r in db.execute("PRAGMA table_info(heard)")] == [

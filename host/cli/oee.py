@@ -80,9 +80,10 @@ def report_command(journal_path, config_path, from_, to, shift, day, machine, fm
     else:
         today = datetime.fromtimestamp(now, cal.zone).date()
         start, end = cal.day(report.parse_day(day or "today", today))
-    events, last_rx = report.read_journal(journal_path, start, end)
-    rep = report.build_report(events, last_rx, start, end, calendar=calendar,
-                              settings=settings, machine=machine, now_s=now, **judged)
+    from ..report.oee_rollup import journal_report
+
+    rep = journal_report(journal_path, start, end, calendar=calendar, settings=settings,
+                         machine=machine, now_s=now, **judged)
     text = report.format_table(rep, wide=True) if wide and fmt == "table" else \
         report.FORMATS[fmt](rep)
     click.echo(text.rstrip("\n"))

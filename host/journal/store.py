@@ -18,15 +18,39 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from ..errors import SinkError
+from . import retention, rollups
+from .retention import RETENTION_SCHEMA
+from .rollups import ROLLUP_SCHEMA
 
 __all__ = ["FrameRow", "Heard", "Journal", "StoredEvent", "StoredFrame", "event_row"]
 
 log = logging.getLogger(__name__)
 
 # 3: rejects has node_id (0: the frame names no node it could be verified as) and the heard
-# table (when each node was last heard). A journal of schema 1 or 2 is brought up to it when
-# a writer opens it (by what its tables hold), and read as it is by open_readonly.
-SCHEMA_VERSION = 3
+# table (when each node was last heard). 4 (issue 14): the indexes the report and the nodes
+# view read by, the sources table, and the per-minute rollups (journal/rollups.py). A journal
+# of schema 1 to 3 is brought up to it when a writer opens it (by what its tables hold), and
+# read as it is by open_readonly.
+SCHEMA_VERSION = 4
+# --- schema 4 (issue 14): indexes, sources, rollups ------------------------------------------
+# Every query of the report, the nodes view and retention reads by one of these indexes
+# (tests/test_journal_plan.py checks each query's plan). The frames get none: ingest pays
+# nothing more per frame, and retention walks them by id (journal/retention.py).
+_SCHEMA_4 = """
+CREATE INDEX IF NOT EXISTS events_kind_ts ON events(kind, ts_s);
+CREATE INDEX IF NOT EXISTS events_machine_kind_ts ON events(machine, kind, ts_s);
+CREATE INDEX IF NOT EXISTS events_node_kind ON events(node_id, kind);
+CREATE TABLE IF NOT EXISTS sources(node_id INT, source TEXT, first_s REAL, last_s REAL,
+    PRIMARY KEY(node_id, source));
+""" + ROLLUP_SCHEMA + RETENTION_SCHEMA
+# A journal without the sources table: filled from its frames, once.
+_FILL_SOURCES = ("INSERT OR IGNORE INTO sources(node_id, source, first_s, last_s) "
+                 "SELECT node_id, source, min(rx_s), max(rx_s) FROM frames "
+                 "GROUP BY node_id, source")
+_UPSERT_SOURCE = ("INSERT INTO sources(node_id, source, first_s, last_s) VALUES (?, ?, ?, ?) "
+                  "ON CONFLICT(node_id, source) DO UPDATE SET "
+                  "first_s = min(first_s, excluded.first_s), last_s = max(last_s, excluded.last_s)")
+# --- end of schema 4 --------------------------------------------------------------------------
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS frames(id INTEGER PRIMARY KEY, rx_s REAL, source TEXT, node_id INT,
     boot_id INT, seq INT, type INT, uptime_ms INT, raw BLOB, UNIQUE(node_id, boot_id, seq));
@@ -37,7 +61,7 @@ CREATE TABLE IF NOT EXISTS rejects(source TEXT, reason TEXT, node_id INT NOT NUL
 CREATE TABLE IF NOT EXISTS cursors(name TEXT PRIMARY KEY, last_id INT);
 CREATE TABLE IF NOT EXISTS heard(node_id INTEGER PRIMARY KEY, rx_s REAL, boot_id INT, seq INT,
     uptime_ms INT);
-"""
+""" + _SCHEMA_4
 # A journal without the heard table: filled from each node's newest frame.
 _FILL_HEARD = ("INSERT OR IGNORE INTO heard(node_id, rx_s, boot_id, seq, uptime_ms) "
                "SELECT node_id, rx_s, boot_id, seq, uptime_ms FROM frames WHERE id IN "
@@ -172,6 +196,20 @@ def _heard_rows(frames: Sequence[FrameRow | tuple]) -> list[tuple]:
     return [(node, rx[node], f[3], f[4], f[6]) for node, f in newest.items()]
 
 
+def _source_rows(frames: Sequence[FrameRow | tuple]) -> list[tuple]:
+    """(node_id, source, first rx_s, last rx_s) per node and source of `frames`."""
+    out: dict[tuple, list] = {}
+    for f in frames:
+        span = out.get((f[2], f[1]))
+        if span is None:
+            out[(f[2], f[1])] = [f[0], f[0]]
+        elif f[0] < span[0]:
+            span[0] = f[0]
+        elif f[0] > span[1]:
+            span[1] = f[0]
+    return [(node, src, a, b) for (node, src), (a, b) in out.items()]
+
+
 class Journal:
     """The journal file, created on first open; reopening after a crash recovers the WAL.
 
@@ -194,12 +232,13 @@ class Journal:
                                 f"lampwatch ({SCHEMA_VERSION})")
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={'FULL' if sync == 'full' else 'NORMAL'}")
-            had_heard = self._db.execute(
-                "SELECT 1 FROM sqlite_master WHERE name = 'heard'").fetchone() is not None
+            had = {row[0] for row in self._db.execute("SELECT name FROM sqlite_master")}
             self._migrate()
             self._db.executescript(_SCHEMA)
-            if not had_heard:
+            if "heard" not in had:
                 self._db.execute(_FILL_HEARD)
+            if "sources" not in had:  # schema 4: rollups are built lazily (rollups.py)
+                self._db.execute(_FILL_SOURCES)
             self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except (sqlite3.Error, OSError) as exc:
             raise SinkError(f"cannot open journal {self.path}: {exc}") from None
@@ -263,6 +302,7 @@ class Journal:
                                                     in rejects.items()])
                 if frames:
                     db.executemany(_UPSERT_HEARD, _heard_rows(frames))
+                    db.executemany(_UPSERT_SOURCE, _source_rows(frames))  # schema 4
                 db.execute("COMMIT")
             except BaseException:
                 if db.in_transaction:
@@ -271,6 +311,48 @@ class Journal:
         except (sqlite3.Error, ValueError, TypeError) as exc:
             raise SinkError(f"journal {self.path}: write failed: {exc}") from None
         return new
+
+    # -- rollups (schema 4; journal/rollups.py) ----------------------------------------------
+    def update_rollups(self, *, short_stop_s: float | None = None,
+                       pm_policy: str | None = None) -> int:
+        """Bring the per-minute rollups up to the newest event (cheap when done every
+        minute); a new short-stop threshold or PM policy rebuilds them. Returns how many
+        machines were rebuilt. Raises SinkError if the journal cannot be written."""
+        return self._rollup_write(short_stop_s=short_stop_s, pm_policy=pm_policy)
+
+    def rebuild_rollups(self, from_s: float | None = None) -> int:
+        """Rebuild the rollups from the events, from `from_s` on (None: all of them), as
+        `journal recompute` does after the events were derived again."""
+        return self._rollup_write(from_s=from_s, rebuild=True)
+
+    def _rollup_write(self, **kw) -> int:
+        return self._in_transaction(rollups.update, "cannot update the rollups", **kw)
+    # -- end of rollups -------------------------------------------------------------------------
+
+    # -- retention (schema 4; journal/retention.py) ---------------------------------------------
+    def compact_frames(self, before_s: float, batch: int = 5000) -> int:
+        """Delete up to `batch` raw frames received before `before_s`, in one transaction
+        (derived data, last heard and each node's last frames stay). Returns how many.
+        Raises SinkError if the journal cannot be written."""
+        return self._in_transaction(retention.compact, "cannot delete old frames", before_s,
+                                    batch)
+
+    def _in_transaction(self, fn, what: str, *args, **kw) -> int:
+        """fn(db, *args, **kw) in one write transaction; SinkError "<what>" if it fails."""
+        db = self._db
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                n = fn(db, *args, **kw)
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise SinkError(f"journal {self.path}: {what}: {exc}") from None
+        return n
+    # -- end of retention -----------------------------------------------------------------------
 
     def set_cursor(self, name: str, last_id: int) -> None:
         """Store a reader's position (e.g. the InfluxDB forwarder's last sent event id)."""
@@ -350,8 +432,10 @@ class Journal:
         return max(times) if times else None
 
     def has_frame(self, node_id: int, boot_id: int, seq: int) -> bool:
+        """Whether (node, boot, seq) is stored, or was and retention deleted it."""
         return self._db.execute("SELECT 1 FROM frames WHERE node_id = ? AND boot_id = ? AND "
-                                "seq = ?", (node_id, boot_id, seq)).fetchone() is not None
+                                "seq = ?", (node_id, boot_id, seq)).fetchone() is not None \
+            or retention.compacted_below(self._db, node_id, boot_id, seq)
 
     def seqs_from(self, node_id: int, boot_id: int, min_seq: int) -> list[int]:
         """Stored sequence numbers >= min_seq of one node's boot (to seed a dedupe window)."""
@@ -373,9 +457,10 @@ class Journal:
         return None if row is None else (bytes(row[0]), row[1])
 
     def newest_frame(self, node_id: int) -> tuple[int, int] | None:
-        """(boot_id, uptime_ms) of the node's newest stored frame, or None."""
-        row = self._db.execute("SELECT boot_id, uptime_ms FROM frames WHERE node_id = ? "
-                               "ORDER BY id DESC LIMIT 1", (node_id,)).fetchone()
+        """(boot_id, uptime_ms) of the node's newest stored frame (from the `heard` table:
+        the boot of its newest frame, the uptime of that boot's highest seq), or None."""
+        row = self._db.execute("SELECT boot_id, uptime_ms FROM heard WHERE node_id = ?",
+                               (node_id,)).fetchone()
         return None if row is None else (row[0], row[1])
 
     def frame_count(self) -> int:

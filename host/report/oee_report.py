@@ -183,23 +183,43 @@ def build_report(events: Iterable[Event], last_rx: Mapping[int, float], start_s:
             raise ReportError(f"unknown machine {machine!r} (known: {known})")
         timelines = {machine: timelines[machine]}
     end = end_s if now_s is None else max(start_s, min(end_s, now_s))
-    rows = []
-    # the line's order, as the registry lists its machines; others after, by name
-    line_order = {m: i for i, m in enumerate(settings)}
-    for name in sorted(timelines, key=lambda m: (line_order.get(m, len(line_order)), m)):
+    results = {}
+    for name in timelines:
         ms = settings.get(name, MachineSettings())
-        ids = nodes.get(name, set())
-        heard = max([last_rx[i] for i in ids if i in last_rx] + [last_ts.get(name, -1e18)])
-        grace = _SILENT_PERIODS * max([heartbeat_s.get(i, ms.heartbeat_s) for i in ids],
-                                      default=ms.heartbeat_s)
+        until = until_s(ms, nodes.get(name, set()), last_rx, heartbeat_s,
+                        last_ts.get(name), end)
         try:
-            result = timelines[name].evaluate(
-                ms.ideal_cycle_s, calendar, start_s, end, until_s=min(end, heard + grace),
+            results[name] = timelines[name].evaluate(
+                ms.ideal_cycle_s, calendar, start_s, end, until_s=until,
                 short_stop_s=short_stop_s, startup_window_s=startup_window_s,
                 planned_maintenance=planned_maintenance)
         except oee.OEEInputError as exc:
             raise ReportError(f"machine {name}: {exc}") from None
-        rows.append(Row(name, result, bool(ms.ideal_cycle_s), ms.unit))
+    return finish_report(results, settings, calendar, start_s, end, warnings)
+
+
+def until_s(ms: MachineSettings, ids: Iterable[int], last_rx: Mapping[int, float],
+            heartbeat_s: Mapping[int, float], last_ts: float | None, end: float) -> float:
+    """Until when a machine's last state lasts: its nodes last heard (or its newest event)
+    plus the silence timeout of the slowest of them, at most `end`."""
+    ids = list(ids)
+    heard = max([last_rx[i] for i in ids if i in last_rx]
+                + [-1e18 if last_ts is None else last_ts])
+    grace = _SILENT_PERIODS * max([heartbeat_s.get(i, ms.heartbeat_s) for i in ids],
+                                  default=ms.heartbeat_s)
+    return min(end, heard + grace)
+
+
+def finish_report(results: Mapping[str, oee.OEEResult], settings: Mapping[str, MachineSettings],
+                  calendar: oee.Calendar, start_s: float, end: float,
+                  warnings: list[str]) -> Report:
+    """The report of the machines' results: rows in line order, the plant row, warnings."""
+    rows = []
+    # the line's order, as the registry lists its machines; others after, by name
+    line_order = {m: i for i, m in enumerate(settings)}
+    for name in sorted(results, key=lambda m: (line_order.get(m, len(line_order)), m)):
+        ms = settings.get(name, MachineSettings())
+        rows.append(Row(name, results[name], bool(ms.ideal_cycle_s), ms.unit))
     plant = Plant(rows)
     for row in [*rows, plant]:
         p = row.data()["performance"]
