@@ -26,7 +26,9 @@ log = logging.getLogger(__name__)
 # 3: rejects has node_id (0: the frame names no node it could be verified as) and the heard
 # table (when each node was last heard). A journal of schema 1 or 2 is brought up to it when
 # a writer opens it (by what its tables hold), and read as it is by open_readonly.
-SCHEMA_VERSION = 3
+# 5: the config_versions table (each configuration the journal was derived under; issue 14,
+# host/journal/history.py), added by _step_5 to a journal of any older schema.
+SCHEMA_VERSION = 5
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS frames(id INTEGER PRIMARY KEY, rx_s REAL, source TEXT, node_id INT,
     boot_id INT, seq INT, type INT, uptime_ms INT, raw BLOB, UNIQUE(node_id, boot_id, seq));
@@ -90,6 +92,23 @@ def _data_json(kind: str, data: Any) -> str:
                     and type(since) is float and math.isfinite(since)):
                 return _COUNT_JSON % (b, g, gt, n, nt, since)
     return _to_json(data)
+
+
+# Schema 5 (issue 14): one row per configuration the journal was derived under. `settings`
+# is host/config_versions.py's document (no keys or secrets), `hash` its short name,
+# `summary` what changed from the version before. The version valid at time t is the one
+# with the latest effective_from_s <= t (a later-recorded version wins a tie).
+_SCHEMA_5 = """
+CREATE TABLE IF NOT EXISTS config_versions(version INTEGER PRIMARY KEY,
+    effective_from_s REAL NOT NULL, recorded_s REAL NOT NULL, hash TEXT NOT NULL,
+    settings TEXT NOT NULL, summary TEXT NOT NULL);
+"""
+
+
+def _step_5(db: sqlite3.Connection) -> None:
+    """Schema 4 -> 5 (and any older journal, by content): the config_versions table. Its
+    own step, so it chains after the schema-4 step whatever that one does."""
+    db.executescript(_SCHEMA_5)
 
 
 class FrameRow(NamedTuple):
@@ -198,6 +217,7 @@ class Journal:
                 "SELECT 1 FROM sqlite_master WHERE name = 'heard'").fetchone() is not None
             self._migrate()
             self._db.executescript(_SCHEMA)
+            _step_5(self._db)
             if not had_heard:
                 self._db.execute(_FILL_HEARD)
             self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
