@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import time
 from typing import Any
@@ -27,24 +27,34 @@ _OEE_KEYS = ("heartbeat_s", "oee_interval_s", "short_stop_s", "startup_window_s"
              "planned_maintenance", "lamp_change_s")
 
 
+_DEFAULTS = {"heartbeat_s": 10.0, "oee_interval_s": 60.0, "short_stop_s": 300.0,
+             "startup_window_s": 0.0, "planned_maintenance": "availability_loss",
+             "lamp_change_s": 1.0}
+
+
 def _wall_text(value: time | str) -> str:
     return value.isoformat() if isinstance(value, time) else str(value)
 
 
 def settings_of(config: Any) -> dict:
     """The versioned document of a Config (or a DerivedSettings): JSON-ready, keys sorted."""
-    cal = config.calendar
+    cal = getattr(config, "calendar", None) or Calendar("UTC")
     return {
         "nodes": {str(n.node_id): {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in
                                    ((k, getattr(n, k, None)) for k in _NODE_KEYS)}
-                  for n in sorted(config.nodes.values(), key=lambda n: n.node_id)},
+                  for n in sorted(_nodes(config), key=lambda n: n.node_id)},
         "calendar": {"time_zone": cal.tz, "planned_stops": [list(p) for p in cal.planned_stops],
                      "shifts": [{"name": s.name, "start": _wall_text(s.start),
                                  "end": _wall_text(s.end), "weekdays": list(s.weekdays),
                                  "breaks": [[_wall_text(b.start), _wall_text(b.end)]
                                             for b in s.breaks]} for s in cal.shifts]},
-        **{k: getattr(config, k) for k in _OEE_KEYS},
+        **{k: getattr(config, k, _DEFAULTS[k]) for k in _OEE_KEYS},
     }
+
+
+def _nodes(config: Any) -> list:
+    nodes = getattr(config, "nodes", ())
+    return list(nodes.values() if isinstance(nodes, Mapping) else nodes)
 
 
 def settings_text(doc: dict) -> str:
@@ -79,6 +89,10 @@ def changes(old: dict | None, new: dict) -> str:
     return "; ".join(out) or "no change"
 
 
+def _no_key(node_id: int) -> bytes | None:
+    return None
+
+
 @dataclass(frozen=True)
 class NodeSettings:
     """One node of a stored version: what Deriver and the report read of a registry entry."""
@@ -103,10 +117,15 @@ class DerivedSettings:
     startup_window_s: float = 0.0
     planned_maintenance: str = "availability_loss"
     lamp_change_s: float = 1.0
+    # The node keys are never stored with a version: the config given to a recompute
+    # supplies them (Config.key_of), so frames are verified as they were live.
+    key_of: Callable[[int], bytes | None] = _no_key
 
     @classmethod
-    def from_doc(cls, doc: dict) -> DerivedSettings:
-        """Raises KeyError, TypeError or OEEInputError on a document it cannot read."""
+    def from_doc(cls, doc: dict, key_of: Callable[[int], bytes | None] = _no_key
+                 ) -> DerivedSettings:
+        """Raises KeyError, TypeError, ValueError or OEEInputError on a document it cannot
+        read."""
         nodes = {int(nid): NodeSettings(int(nid), **{k: n.get(k) for k in _NODE_KEYS
                                                      if n.get(k) is not None})
                  for nid, n in doc["nodes"].items()}
@@ -116,4 +135,4 @@ class DerivedSettings:
                              tuple(Break(time.fromisoformat(a), time.fromisoformat(b))
                                    for a, b in s["breaks"])) for s in c["shifts"])
         cal = Calendar(c["time_zone"], shifts, tuple(tuple(p) for p in c["planned_stops"]))
-        return cls(nodes, cal, **{k: doc[k] for k in _OEE_KEYS if k in doc})
+        return cls(nodes, cal, **{k: doc[k] for k in _OEE_KEYS if k in doc}, key_of=key_of)

@@ -39,18 +39,32 @@ TICK_S = 1.0
 
 
 class StreamTime:
-    """A clock that reads the newest receive time set, never going back (HostClock's wall
-    and monotonic clock both, so event time is receive time)."""
+    """The clock of a replayed stream: the newest receive time fed in, never going back
+    (HostClock's wall and monotonic clock both, so event time is receive time), and when
+    the collector's 1 s tick is due on it: after the frames received at its time, once the
+    next frame is later (as a live tick follows the datagrams read before it), and only
+    past `held` (the journal's end: time before it is derived already)."""
 
-    def __init__(self, start_s: float):
-        self.t = start_s
+    def __init__(self, start_s: float, held: float | None = None):
+        self.t, self.held = start_s, held
+        self._last_tick = float("-inf")
+
+    def __call__(self) -> float:
+        return self.t
+
+    def live(self) -> bool:
+        return self.held is None or self.t > self.held
+
+    def tick_before(self, rx_s: float) -> bool:
+        """Whether a tick is due (at self()) before the frame received at `rx_s`."""
+        if rx_s > self.t and self.live() and self.t - self._last_tick >= TICK_S:
+            self._last_tick = self.t
+            return True
+        return False
 
     def advance(self, rx_s: float) -> None:
         if rx_s > self.t:
             self.t = rx_s
-
-    def __call__(self) -> float:
-        return self.t
 
 
 @dataclass
@@ -121,26 +135,17 @@ class _Feed:
 
     def __init__(self, journal: HistoryJournal, config: Any, held: float | None,
                  first_s: float):
-        self.journal, self.held = journal, held
-        self.clock = StreamTime(first_s if held is None else held)
+        self.journal = journal
+        self.clock = StreamTime(first_s if held is None else held, held)
         host = HostClock(self.clock, self.clock)
         self.deriver = Deriver(config, host=host)
         if held is not None:
             replay(self.deriver, journal, config, held)
         record_config(journal, config, self.clock())
         self.collector = Collector(config, journal, self.deriver, clock=host.now)
-        self._last_tick = float("-inf")
-
-    def _live(self) -> bool:
-        """Past what the journal held: time-driven events are due (before: derived)."""
-        return self.held is None or self.clock.t > self.held
 
     def submit(self, line) -> None:
-        # A tick comes after the frames received at its time (as a collector's 1 s tick
-        # after the datagrams read before it): once the next frame is later.
-        if (line.rx_s > self.clock.t and self._live()
-                and self.clock.t - self._last_tick >= TICK_S):
-            self._last_tick = self.clock.t
+        if self.clock.tick_before(line.rx_s):
             self.collector.tick()
         self.clock.advance(line.rx_s)
         self.collector.submit(line.frame, line.source, None, IMPORT_SOURCE, rx_s=line.rx_s)
@@ -148,7 +153,7 @@ class _Feed:
     def finish(self, stats: ImportStats, drain: bool) -> None:
         """Commit what is pending (the end, or a bad line). Raises SinkError if it cannot."""
         c = self.collector
-        if drain and self._live():  # as the collector does when it stops
+        if drain and self.clock.live():  # as the collector does when it stops
             c.tick()
             c.store_now(self.deriver.drain(self.clock()))
         c.flush(retry_now=True)

@@ -36,12 +36,12 @@ def record_config(journal: HistoryJournal, config: Any, effective_from_s: float,
 
 
 def valid_at(versions: list[ConfigVersion], t: float) -> ConfigVersion | None:
-    """The version valid at `t`: the latest effective_from_s <= t, the later-recorded (higher
-    number) on a tie; None before the first."""
+    """The version valid at `t`: of those effective by then, the last recorded (a config
+    given to a recompute "from WHEN" overrides every older one from WHEN on; a collector
+    started later with another config overrides it from then). None before the first."""
     best = None
     for v in versions:
-        if v.effective_from_s <= t and (best is None or (v.effective_from_s, v.version)
-                                        > (best.effective_from_s, best.version)):
+        if v.effective_from_s <= t and (best is None or v.version > best.version):
             best = v
     return best
 

@@ -17,7 +17,7 @@ from typing import NamedTuple
 from ..errors import SinkError
 from .store import Heard, Journal, StoredEvent, StoredFrame, event_row
 
-__all__ = ["ConfigVersion", "HistoryJournal", "INPUT_KINDS"]
+__all__ = ["INPUT_KINDS", "ConfigVersion", "HistoryJournal"]
 
 _FRAME = "SELECT id, rx_s, source, node_id, boot_id, seq, type, uptime_ms, raw FROM frames "
 _EVENT = "SELECT id, ts_s, kind, node_id, machine, data FROM events "

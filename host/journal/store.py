@@ -96,8 +96,8 @@ def _data_json(kind: str, data: Any) -> str:
 
 # Schema 5 (issue 14): one row per configuration the journal was derived under. `settings`
 # is host/config_versions.py's document (no keys or secrets), `hash` its short name,
-# `summary` what changed from the version before. The version valid at time t is the one
-# with the latest effective_from_s <= t (a later-recorded version wins a tie).
+# `summary` what changed from the version before. The version valid at time t is the last
+# recorded (highest version) of those with effective_from_s <= t (history/versions.py).
 _SCHEMA_5 = """
 CREATE TABLE IF NOT EXISTS config_versions(version INTEGER PRIMARY KEY,
     effective_from_s REAL NOT NULL, recorded_s REAL NOT NULL, hash TEXT NOT NULL,
