@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import time
 from typing import Any
 
 from .oee import Break, Calendar, Shift
 
-__all__ = ["DerivedSettings", "NodeSettings", "changes", "settings_hash", "settings_of"]
+__all__ = ["DerivedSettings", "NodeSettings", "changes", "segments", "settings_hash",
+           "settings_of", "valid_at"]
 
 _NODE_KEYS = ("machine", "ideal_cycle_s", "lamp_map", "heartbeat_s", "unit")
 _OEE_KEYS = ("heartbeat_s", "oee_interval_s", "short_stop_s", "startup_window_s",
@@ -91,6 +92,31 @@ def changes(old: dict | None, new: dict) -> str:
 
 def _no_key(node_id: int) -> bytes | None:
     return None
+
+
+def valid_at(versions: Sequence[Any], t: float) -> Any:
+    """The version valid at `t`: of those effective by then, the last recorded (a config
+    given to a recompute "from WHEN" overrides every older one from WHEN on; a collector
+    started later with another config overrides it from then). None before the first."""
+    best = None
+    for v in versions:
+        if v.effective_from_s <= t and (best is None or v.version > best.version):
+            best = v
+    return best
+
+
+def segments(versions: Sequence[Any], start_s: float,
+             end_s: float) -> list[tuple[float, float, Any]]:
+    """[start_s, end_s) cut where the valid version changes: (from, to, version)."""
+    cuts = sorted({v.effective_from_s for v in versions if start_s < v.effective_from_s < end_s})
+    out: list[tuple[float, float, Any]] = []
+    for a, b in zip([start_s, *cuts], [*cuts, end_s]):
+        v = valid_at(versions, a)
+        if out and out[-1][2] == v:
+            out[-1] = (out[-1][0], b, v)
+        else:
+            out.append((a, b, v))
+    return out
 
 
 @dataclass(frozen=True)

@@ -63,8 +63,7 @@ class StreamTime:
         return False
 
     def advance(self, rx_s: float) -> None:
-        if rx_s > self.t:
-            self.t = rx_s
+        self.t = max(self.t, rx_s)
 
 
 @dataclass
