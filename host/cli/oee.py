@@ -81,8 +81,10 @@ def report_command(journal_path, config_path, from_, to, shift, day, machine, fm
         today = datetime.fromtimestamp(now, cal.zone).date()
         start, end = cal.day(report.parse_day(day or "today", today))
     events, last_rx = report.read_journal(journal_path, start, end)
+    versions = report.read_versions(journal_path, start, min(end, now))  # issue 14
     rep = report.build_report(events, last_rx, start, end, calendar=calendar,
-                              settings=settings, machine=machine, now_s=now, **judged)
+                              settings=settings, machine=machine, now_s=now, **judged,
+                              versions=versions)
     text = report.format_table(rep, wide=True) if wide and fmt == "table" else \
         report.FORMATS[fmt](rep)
     click.echo(text.rstrip("\n"))
