@@ -26,7 +26,8 @@ ALLOWED = {
     "dedupe": {"errors", "protocol", "journal"},
     "node_files": {"errors", "firmware"},
     "collector": CORE | {"journal"},
-    "runtime": CORE | {"journal", "sources", "influx", "board", "uns"},
+    "config_versions": {"errors", "oee", "shifts"},  # a config's derive settings, versioned
+    "runtime": CORE | {"journal", "sources", "influx", "board", "uns", "history"},
     "__init__": set(),
     "journal": {"errors", "protocol", "events"},
     "sources": CORE | {"journal", "uns"},  # sources/uns.py reads the broker's messages
@@ -34,6 +35,7 @@ ALLOWED = {
     "influx": CORE | {"journal"},
     "board": CORE | {"journal"},
     "report": CORE | {"journal"},
+    "history": CORE | {"journal"},  # raw frames out and in, config versions, recompute
     "flash": CORE | {"journal", "firmware"},
     "vnode": CORE | {"flash", "firmware"},
     "demo": CORE | {"journal", "sources", "influx", "board", "report", "flash", "vnode", "uns"},
