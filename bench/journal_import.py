@@ -9,7 +9,7 @@ process, and in the same run:
   imported: the memory any import needs;
 - import of the first tenth of the file into a fresh journal;
 - import of the whole file into a fresh journal.
-Prints one JSON object: peak RSS of each (MB, ru_maxrss), frames/s and CPU s per frame of
+Prints one JSON object: peak RSS of each (MB, VmHWM), frames/s and CPU s per frame of
 the imports, and `growth_mb`: the whole file's peak less the tenth's. Bounded memory means
 the growth is small and does not scale with the frames (10x the frames here).
 The config has two-hour shifts round the clock, so the running shift's OEE is evaluated
@@ -37,7 +37,13 @@ import lwproto
 T0 = 1_772_409_600.0  # 2026-03-02 00:00 UTC
 BOOT = 0x0B0B0001
 _PROBE = """
-import json, resource, sys, time
+import json, sys, time
+def hwm_kb():
+    # VmHWM: this process's own peak RSS (ru_maxrss would start at the parent's size: the
+    # fork's copy of its memory counts until exec)
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
 from lampwatch.history import transfer
 from lampwatch.history.jsonl import parse_line
 mode, path, limit = sys.argv[1], sys.argv[2], int(sys.argv[3])
@@ -56,7 +62,7 @@ else:
     n = st.accepted
 print(json.dumps({"frames": n, "wall_s": time.perf_counter() - t,
                   "cpu_s": time.process_time() - c,
-                  "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  "rss_mb": hwm_kb() / 1024}))
 """
 
 

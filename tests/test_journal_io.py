@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 import sqlite3
+import sys
 from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,6 +22,7 @@ from lampwatch.config import load_config
 from lampwatch.journal import Journal
 from plantsim import DAY, G, Machine, Plant, R, Y, at
 
+REPO = Path(__file__).resolve().parent.parent
 SHIFT_A = '\n[[calendar.shifts]]\nname = "A"\nstart = "06:00"\nend = "14:00"\n'
 NODES = {7: {"machine": "press", "ideal_s": 2.0}, 8: {"machine": "saw", "ideal_s": 5.0}}
 
@@ -266,3 +268,21 @@ def test_the_collector_records_a_config_version_when_its_config_changes(tmp_path
     assert rows[0][1] == DAY and at("00:02") <= rows[1][1] < at("00:02:01")
     res = run("journal", "versions", "--config", str(p.config_path))
     assert res.output.splitlines()[1].startswith("  2  from 2026-03-02T00:02:00")
+
+
+def test_memory_stays_bounded_while_importing(tmp_path):
+    """Peak RSS importing 3x the frames is the same within 3 MB once the collector's dedupe
+    window of the node is full (4,096 seqs: 5,000 and 15,000 frames of one node): nothing
+    in the import grows with the file. bench/journal_import.py measures 1 M frames."""
+    sys.path.insert(0, str(REPO / "bench"))
+    import journal_import as bench
+
+    dump = tmp_path / "frames.jsonl"
+    bench.write_frames(dump, 1, 15_000)
+    base = bench.probe("baseline", dump, 15_000)
+    small = bench.probe("import", dump, 5_000, bench.write_config(tmp_path, "small", 1))
+    large = bench.probe("import", dump, 15_000, bench.write_config(tmp_path, "large", 1))
+    print({"baseline": base, "small": small, "large": large})
+    assert (small["frames"], large["frames"]) == (5_000, 15_000)
+    assert large["rss_mb"] - small["rss_mb"] < 3.0, (small, large)
+    assert large["rss_mb"] - base["rss_mb"] < 30.0, (base, large)
