@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+import servers
 from click.testing import CliRunner
 from lampwatch.cli import cli
 from lampwatch.config import load_config
@@ -286,3 +287,29 @@ def test_memory_stays_bounded_while_importing(tmp_path):
     assert (small["frames"], large["frames"]) == (5_000, 15_000)
     assert large["rss_mb"] - small["rss_mb"] < 3.0, (small, large)
     assert large["rss_mb"] - base["rss_mb"] < 30.0, (base, large)
+
+
+victoria_metrics = servers.victoria_metrics
+
+
+def test_a_recompute_sends_its_events_to_influxdb(plant_journal, tmp_path, victoria_metrics,
+                                                  monkeypatch):
+    """--influx: the recomputed events go out through the forwarder to a real InfluxDB
+    write API (VictoriaMetrics on loopback): the press's final OEE point carries the P of
+    the fixed ideal cycle."""
+    config, original, _ = plant_journal
+    journal = tmp_path / "j.sqlite"
+    shutil.copy(original, journal)
+    cfg = config_for(config, str(journal), tmp_path / "influx.toml",
+                     **{"ideal_cycle_s = 2.0": "ideal_cycle_s = 1.6"})
+    cfg.write_text(cfg.read_text() + f'\n[influxdb]\nurl = "{victoria_metrics.url}"\n'
+                   'org = "plant"\nbucket = "lampwatch"\n')
+    monkeypatch.setenv("LAMPWATCH_INFLUX_TOKEN", "not-checked")
+    res = run("journal", "recompute", "--config", str(cfg), "--from", iso(DAY), "--apply",
+              "--influx")
+    sent = int(res.output.split("sent to InfluxDB")[1].split(": ")[1].split()[0])
+    assert sent == len(events(journal))
+    got = victoria_metrics.export('{__name__="oee_performance",machine="press"}')
+    finals = [(t, v) for item in got for t, v in zip(item["timestamps"], item["values"])
+              if t == int(at("14:00") * 1000)]
+    assert [round(v, 2) for _, v in finals] == [0.72]  # 0.9 x 1.6 / 2.0: the truth at 1.6 s
