@@ -145,6 +145,10 @@ def recompute_command(config_path, journal_path, from_, apply, influx):
     if stats.undecodable:
         click.echo(f"warning: {stats.undecodable} stored frames do not verify with this "
                    "config's keys and were left out", err=True)
+    if stats.clock_steps:
+        click.echo(f"warning: {stats.clock_steps} host clock step(s) in the range: node times "
+                   "after them are anchored on receive time, not on the collector's monotonic "
+                   "clock (docs/history.md, \"Limits\")", err=True)
     if influx:
         _send(cfg)
 

@@ -7,8 +7,12 @@ collector would have run had it been restarted at the span's start with that con
 deriver's memory rebuilt by runtime.replay from the journal as it stood then (the frames
 received before, the events dated before, both read through `_AsOf`), then the frames in
 acceptance order on the stream's time (transfer.StreamTime: the same ticks as an import),
-the journaled clock steps handed to it again at their times. An event dated before WHEN
-is kept as it is (the frames before WHEN are not derived again).
+the journaled clock steps handed to it again at their times (their UNKNOWN spans are made
+again; but node time is anchored on the stored receive times, which followed the step,
+where the collector anchored it on its monotonic clock, which did not: after a forward
+step of s seconds a node's later data is dated up to s earlier than live until it reboots;
+the command warns). An event dated before WHEN is kept as it is (the frames before WHEN
+are not derived again).
 
 It is one transaction: an error or an interrupt leaves the journal as it was. Stop the
 collector first: its deriver would carry on with what it had, and its commits wait for the
@@ -43,6 +47,7 @@ class RecomputeStats:
     frames: int = 0
     events: int = 0
     undecodable: int = 0  # stored frames the config's keys no longer verify
+    clock_steps: int = 0  # host clock steps journaled in the range (docs/history.md: a limit)
     versions: list[int] = field(default_factory=list)  # the versions used, in time order
     recorded: int | None = None  # the version a given config was recorded as
 
@@ -122,6 +127,7 @@ def _span(journal: HistoryJournal, settings: DerivedSettings, from_s: float, sta
     steps = [ClockStep(e.ts_s, d["wall_s"], d["step_s"], e.ts_s, d["after_s"])
              for e in journal.clock_events_from(start) if e.ts_s < end
              for d in [json.loads(e.data)]]
+    stats.clock_steps += len(steps)
 
     def keep(events) -> None:
         # the kept clock events are input: the deriver's copies of them are not stored
