@@ -266,8 +266,10 @@ def test_the_collector_records_a_config_version_when_its_config_changes(tmp_path
     rows = table(p.journal_path, "SELECT version, effective_from_s, summary FROM config_versions")
     assert [(v, s) for v, _, s in rows] == [
         (1, "first version"), (2, "node 7 ideal_cycle_s 2.0 -> 1.5")]
-    assert rows[0][1] == DAY and at("00:02") <= rows[1][1] < at("00:02:01")
+    # the first version holds from the journal's beginning, the next from the restart
+    assert rows[0][1] == 0.0 and at("00:02") <= rows[1][1] < at("00:02:01")
     res = run("journal", "versions", "--config", str(p.config_path))
+    assert res.output.splitlines()[0].startswith("  1  from 1970-01-01T00:00:00")
     assert res.output.splitlines()[1].startswith("  2  from 2026-03-02T00:02:00")
 
 

@@ -83,8 +83,8 @@ def recompute(config: Any, from_s: float, now_s: float, *, new_config: Any = Non
 
     Args:
         config: a Config: its keys verify the stored frames; its journal unless
-            `journal_path`. Recorded as version 1 from the first frame if the journal has
-            none (a journal older than schema 5).
+            `journal_path`. Recorded as version 1 if the journal has
+            none (a journal older than schema 5): from its beginning.
         new_config: a Config recorded as a new version effective from `from_s`
             (recorded at `now_s`) before recomputing.
     Raises:
@@ -93,9 +93,8 @@ def recompute(config: Any, from_s: float, now_s: float, *, new_config: Any = Non
     """
     stats = RecomputeStats()
     with HistoryJournal(journal_path or config.journal_path, sync="full") as journal:
-        if not journal.config_versions():
-            first = next(journal.iter_frames(page=1), None)
-            record_config(journal, config, min(from_s, first.rx_s) if first else from_s, now_s)
+        if not journal.config_versions():  # a journal older than versions: from its start
+            record_config(journal, config, 0.0, now_s)
         if new_config is not None:
             stats.recorded = record_config(journal, new_config, from_s, now_s,
                                            force=True).version

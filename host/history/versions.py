@@ -26,6 +26,7 @@ def record_config(journal: HistoryJournal, config: Any, effective_from_s: float,
                   recorded_s: float | None = None, *, force: bool = False) -> ConfigVersion:
     """Record `config` as a new version unless it is the latest already (or `force`: a
     version effective from an earlier time, by a recompute). Returns the version in force.
+    The first version of a journal is effective from its beginning (epoch 0).
 
     Raises SinkError if the journal cannot store it.
     """
@@ -36,6 +37,11 @@ def record_config(journal: HistoryJournal, config: Any, effective_from_s: float,
     if last is not None and last.hash == hash_ and not force:
         return last
     summary = changes(json.loads(last.settings) if last else None, doc)
+    if last is None:
+        # The first version is the journal's from its beginning: nothing was derived before
+        # it, or (a journal older than versions) under a config no longer known, which the
+        # report used to take from the config it was given: this one.
+        effective_from_s = 0.0
     recorded = effective_from_s if recorded_s is None else recorded_s
     number = journal.record_version(settings_text(doc), hash_, summary, effective_from_s,
                                     recorded)
