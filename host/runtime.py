@@ -22,6 +22,7 @@ from .errors import ProtocolError, SinkError
 from .events import Event
 from .hostclock import HostClock
 from .journal import Journal
+from .journal.history import HistoryJournal
 from .protocol import decode
 from .sources.serial import SerialSource
 from .sources.udp import UdpSource
@@ -126,11 +127,14 @@ class CollectorRuntime:
 
     async def start(self) -> None:
         cfg = self.config
-        self.journal = Journal(cfg.journal_path, sync=cfg.journal_sync)
+        self.journal = HistoryJournal(cfg.journal_path, sync=cfg.journal_sync)
         try:
             last = self.journal.last_time()
             if last is not None:
                 self.host.hold_from(last)  # event time never before what is journaled
+            from .history.versions import record_config  # issue 14: the config in force
+
+            record_config(self.journal, cfg, self.clock())
             replay(self.deriver, self.journal, cfg, self.clock())
             upkeep = JournalUpkeep(self.journal, retention_days=cfg.retention_days,
                                    short_stop_s=cfg.short_stop_s,

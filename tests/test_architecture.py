@@ -28,7 +28,8 @@ ALLOWED = {
     "node_files": {"errors", "firmware"},
     "collector": CORE | {"journal"},
     "upkeep": {"errors"},  # the journal it keeps is passed in
-    "runtime": CORE | {"journal", "sources", "influx", "board", "uns"},
+    "config_versions": {"errors", "oee", "shifts"},  # a config's derive settings, versioned
+    "runtime": CORE | {"journal", "sources", "influx", "board", "uns", "history"},
     "__init__": set(),
     "journal": {"errors", "protocol", "events", "rollup", "oee", "losses", "shifts",
                 "timeline"},  # rollup and what it imports: the rollups are built from events
@@ -37,6 +38,7 @@ ALLOWED = {
     "influx": CORE | {"journal"},
     "board": CORE | {"journal"},
     "report": CORE | {"journal"},
+    "history": CORE | {"journal"},  # raw frames out and in, config versions, recompute
     "flash": CORE | {"journal", "firmware"},
     "vnode": CORE | {"flash", "firmware"},
     "demo": CORE | {"journal", "sources", "influx", "board", "report", "flash", "vnode", "uns"},

@@ -52,9 +52,13 @@ def _ids(path: tuple[str, ...]) -> str:
 
 def test_the_table_holds_every_command():
     assert {p for p in ALL if len(p) == 1} == {
-        ("collect",), ("commission",), ("demo",), ("flash",), ("nodes",), ("oee",)}
+        ("collect",), ("commission",), ("demo",), ("flash",), ("journal",), ("nodes",),
+        ("oee",)}
     assert {p for p in ALL if p[:1] == ("oee",)} == {("oee",), ("oee", "report"),
                                                       ("oee", "calc")}
+    assert {p for p in ALL if p[:1] == ("journal",)} == {
+        ("journal",), ("journal", "export"), ("journal", "import"), ("journal", "recompute"),
+        ("journal", "versions")}
 
 
 @pytest.mark.parametrize("path", ALL, ids=_ids)

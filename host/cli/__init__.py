@@ -17,6 +17,7 @@ _COMMANDS = {
     "commission": ("commission", "commission"),
     "demo": ("demo", "demo"),
     "flash": ("flash", "flash_command"),
+    "journal": ("journal", "journal"),
     "nodes": ("commission", "nodes_command"),
     "oee": ("oee", "oee"),
 }

@@ -82,8 +82,9 @@ def report_command(journal_path, config_path, from_, to, shift, day, machine, fm
         start, end = cal.day(report.parse_day(day or "today", today))
     from ..report.oee_rollup import journal_report
 
+    versions = report.read_versions(journal_path, start, min(end, now))  # issue 14
     rep = journal_report(journal_path, start, end, calendar=calendar, settings=settings,
-                         machine=machine, now_s=now, **judged)
+                         machine=machine, now_s=now, **judged, versions=versions)
     text = report.format_table(rep, wide=True) if wide and fmt == "table" else \
         report.FORMATS[fmt](rep)
     click.echo(text.rstrip("\n"))

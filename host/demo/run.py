@@ -300,5 +300,7 @@ def final_report(result: DemoResult) -> str:
                               settings=settings, now_s=time.time(),
                               short_stop_s=cfg.short_stop_s,
                               startup_window_s=cfg.startup_window_s,
-                              planned_maintenance=cfg.planned_maintenance)
+                              planned_maintenance=cfg.planned_maintenance,
+                              versions=report.read_versions(result.journal_path,
+                                                            *result.window))  # issue 14
     return report.format_table(rep)

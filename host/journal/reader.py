@@ -24,6 +24,7 @@ from typing import Self
 from ..errors import JournalReadError
 from ..protocol import LAMP_NAMES, T_HEARTBEAT
 from . import rollups
+from .history import ConfigVersion
 from .store import SCHEMA_VERSION, Heard, StoredEvent
 
 __all__ = ["JournalReader", "is_journal", "open_readonly"]
@@ -311,6 +312,14 @@ class JournalReader:
         return [(node, row[0]) for node in self._nodes()
                 if (row := self._newest(node, "count", "AND json_extract(data, '$.good') > 0",
                                         (), "ts_s"))]
+
+    def config_versions(self) -> list[ConfigVersion]:
+        """Every config version recorded (schema 5), oldest first; none in an older journal."""
+        if not self._rows("SELECT 1 FROM sqlite_master WHERE name = 'config_versions'"):
+            return []
+        return [ConfigVersion(*r) for r in self._rows(
+            "SELECT version, effective_from_s, recorded_s, hash, settings, summary "
+            "FROM config_versions ORDER BY version")]
 
     def reject_counts(self) -> list[tuple[str, str, int, int, float]]:
         """(source, reason, node id, count, last time seen) over the journal's life, by

@@ -31,7 +31,9 @@ log = logging.getLogger(__name__)
 # view read by, the sources table, and the per-minute rollups (journal/rollups.py). A journal
 # of schema 1 to 3 is brought up to it when a writer opens it (by what its tables hold), and
 # read as it is by open_readonly.
-SCHEMA_VERSION = 4
+# 5: the config_versions table (each configuration the journal was derived under; issue 14,
+# host/journal/history.py), added by _step_5 to a journal of any older schema.
+SCHEMA_VERSION = 5
 # --- schema 4 (issue 14): indexes, sources, rollups ------------------------------------------
 # Every query of the report, the nodes view and retention reads by one of these indexes
 # (tests/test_journal_plan.py checks each query's plan). The frames get none: ingest pays
@@ -114,6 +116,23 @@ def _data_json(kind: str, data: Any) -> str:
                     and type(since) is float and math.isfinite(since)):
                 return _COUNT_JSON % (b, g, gt, n, nt, since)
     return _to_json(data)
+
+
+# Schema 5 (issue 14): one row per configuration the journal was derived under. `settings`
+# is host/config_versions.py's document (no keys or secrets), `hash` its short name,
+# `summary` what changed from the version before. The version valid at time t is the last
+# recorded (highest version) of those with effective_from_s <= t (history/versions.py).
+_SCHEMA_5 = """
+CREATE TABLE IF NOT EXISTS config_versions(version INTEGER PRIMARY KEY,
+    effective_from_s REAL NOT NULL, recorded_s REAL NOT NULL, hash TEXT NOT NULL,
+    settings TEXT NOT NULL, summary TEXT NOT NULL);
+"""
+
+
+def _step_5(db: sqlite3.Connection) -> None:
+    """Schema 4 -> 5 (and any older journal, by content): the config_versions table. Its
+    own step, so it chains after the schema-4 step whatever that one does."""
+    db.executescript(_SCHEMA_5)
 
 
 class FrameRow(NamedTuple):
@@ -235,6 +254,7 @@ class Journal:
             had = {row[0] for row in self._db.execute("SELECT name FROM sqlite_master")}
             self._migrate()
             self._db.executescript(_SCHEMA)
+            _step_5(self._db)
             if "heard" not in had:
                 self._db.execute(_FILL_HEARD)
             if "sources" not in had:  # schema 4: rollups are built lazily (rollups.py)

@@ -18,12 +18,13 @@ Output is summed only within one unit. Every sum in it is the sum of the machine
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
 
-from .. import journal, oee
+from .. import config_versions, journal, oee
 from ..errors import JournalReadError, LampwatchError
 from ..events import Event
 from ..timeline import MachineTimeline, oee_data
@@ -109,6 +110,19 @@ class Plant:
 
 
 @dataclass(frozen=True)
+class VersionSpan:
+    """A part of the window under one config version (issue 14): machine settings from the
+    version the journal recorded, not from today's config file. Version 0: before the
+    first recorded version (the settings of the config given to the report)."""
+
+    start: float
+    end: float
+    version: int
+    hash: str
+    settings: Mapping[str, MachineSettings]
+
+
+@dataclass(frozen=True)
 class Report:
     start: float
     end: float
@@ -116,6 +130,7 @@ class Report:
     rows: list[Row]
     plant: Plant
     warnings: list[str] = field(default_factory=list)
+    versions: list[VersionSpan] = field(default_factory=list)  # the config versions used
 
 
 # --- reading the journal ----------------------------------------------------------------
@@ -142,6 +157,33 @@ def read_journal(path: str | Path, start_s: float,
     return events, heard
 
 
+def read_versions(path: str | Path, start_s: float, end_s: float) -> list[VersionSpan]:
+    """The config versions in force over [start_s, end_s), each with its machine settings;
+    [] for a journal that records none (then the config given is used throughout).
+
+    Raises ReportError if the journal cannot be read or a version cannot be parsed.
+    """
+    try:
+        with journal.open_readonly(path) as j:
+            versions = j.config_versions()
+    except JournalReadError as exc:
+        raise ReportError(str(exc)) from None
+    out = []
+    for a, b, v in config_versions.segments(versions, start_s, end_s) if versions else ():
+        if v is None:  # before the first version: the config given (version 0)
+            out.append(VersionSpan(a, b, 0, "", {}))
+            continue
+        try:
+            nodes = config_versions.DerivedSettings.from_doc(json.loads(v.settings)).nodes
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ReportError(f"config version {v.version} in the journal cannot be read: "
+                              f"{exc}") from None
+        out.append(VersionSpan(a, b, v.version, v.hash, {
+            n.machine: MachineSettings(n.ideal_cycle_s, n.heartbeat_s, n.unit)
+            for n in nodes.values()}))
+    return out
+
+
 # --- computing ---------------------------------------------------------------------------
 
 def build_report(events: Iterable[Event], last_rx: Mapping[int, float], start_s: float,
@@ -149,7 +191,8 @@ def build_report(events: Iterable[Event], last_rx: Mapping[int, float], start_s:
                  settings: Mapping[str, MachineSettings] | None = None,
                  machine: str | None = None, now_s: float | None = None,
                  short_stop_s: float = oee.DEFAULT_SHORT_STOP_S, startup_window_s: float = 0.0,
-                 planned_maintenance: str = oee.DEFAULT_PM_POLICY) -> Report:
+                 planned_maintenance: str = oee.DEFAULT_PM_POLICY,
+                 versions: list[VersionSpan] | None = None) -> Report:
     """OEE per machine and the plant roll-up over [start_s, min(end_s, now_s)).
 
     Args:
@@ -158,6 +201,8 @@ def build_report(events: Iterable[Event], last_rx: Mapping[int, float], start_s:
         settings: machine -> ideal cycle, heartbeat and unit (no ideal cycle: P unknown).
         machine: only this machine (ReportError if unknown).
         short_stop_s, startup_window_s, planned_maintenance: as host/oee.evaluate.
+        versions: the config versions over the window (read_versions): each part of it is
+            computed with its version's machine settings, then summed (oee.rollup).
     """
     calendar = calendar or ALL_DAY
     settings = dict(settings or {})
@@ -188,14 +233,24 @@ def build_report(events: Iterable[Event], last_rx: Mapping[int, float], start_s:
         ms = settings.get(name, MachineSettings())
         until = until_s(ms, nodes.get(name, set()), last_rx, heartbeat_s,
                         last_ts.get(name), end)
+        parts = version_parts(versions, name, ms, start_s, end)
         try:
-            results[name] = timelines[name].evaluate(
-                ms.ideal_cycle_s, calendar, start_s, end, until_s=until,
+            results[name] = ([timelines[name].evaluate(
+                pms.ideal_cycle_s, calendar, a, b, until_s=min(b, until),
                 short_stop_s=short_stop_s, startup_window_s=startup_window_s,
-                planned_maintenance=planned_maintenance)
+                planned_maintenance=planned_maintenance) for a, b, pms in parts], parts)
         except oee.OEEInputError as exc:
             raise ReportError(f"machine {name}: {exc}") from None
-    return finish_report(results, settings, calendar, start_s, end, warnings)
+    return finish_report(results, settings, calendar, start_s, end, warnings, versions)
+
+
+def version_parts(versions: list[VersionSpan] | None, name: str, ms: MachineSettings,
+                  start_s: float, end: float) -> list[tuple[float, float, MachineSettings]]:
+    """[start_s, end) cut at the config versions (issue 14), each part with the machine
+    settings of its version; one part under `ms` when the journal records none."""
+    parts = [(max(start_s, v.start), min(end, v.end), v.settings.get(name, ms))
+             for v in versions or () if v.start < end and v.end > start_s]
+    return parts or [(start_s, end, ms)]
 
 
 def until_s(ms: MachineSettings, ids: Iterable[int], last_rx: Mapping[int, float],
@@ -210,23 +265,29 @@ def until_s(ms: MachineSettings, ids: Iterable[int], last_rx: Mapping[int, float
     return min(end, heard + grace)
 
 
-def finish_report(results: Mapping[str, oee.OEEResult], settings: Mapping[str, MachineSettings],
-                  calendar: oee.Calendar, start_s: float, end: float,
-                  warnings: list[str]) -> Report:
-    """The report of the machines' results: rows in line order, the plant row, warnings."""
+def finish_report(results: Mapping[str, tuple[list[oee.OEEResult], list]],
+                  settings: Mapping[str, MachineSettings], calendar: oee.Calendar,
+                  start_s: float, end: float, warnings: list[str],
+                  versions: list[VersionSpan] | None = None) -> Report:
+    """The report of the machines' results (per machine: the results of its version parts
+    and those parts, version_parts): rows in line order, the plant row, warnings."""
     rows = []
     # the line's order, as the registry lists its machines; others after, by name
     line_order = {m: i for i, m in enumerate(settings)}
     for name in sorted(results, key=lambda m: (line_order.get(m, len(line_order)), m)):
-        ms = settings.get(name, MachineSettings())
-        rows.append(Row(name, results[name], bool(ms.ideal_cycle_s), ms.unit))
+        parts_results, parts = results[name]
+        result = parts_results[0] if len(parts_results) == 1 else oee.rollup(parts_results,
+                                                                               name)
+        ideal_known = all(pms.ideal_cycle_s for _, _, pms in parts)
+        rows.append(Row(name, result, ideal_known, parts[-1][2].unit))
     plant = Plant(rows)
     for row in [*rows, plant]:
         p = row.data()["performance"]
         if p is not None and p > 1 + _P_SLACK:
             warnings.append(f"{row.machine}: performance {oee.percent(p)} is above 100%: "
                             "its ideal_cycle_s is too slow, or its counts are doubled")
-    return Report(start_s, end, calendar, rows, plant, warnings)
+    used = [v for v in versions or () if v.start < end and v.end > start_s]
+    return Report(start_s, end, calendar, rows, plant, warnings, used)
 
 
 def _clock_warning(ev: Event, calendar: oee.Calendar) -> str:

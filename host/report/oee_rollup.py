@@ -41,9 +41,11 @@ from .oee_report import (
     MachineSettings,
     Report,
     ReportError,
+    VersionSpan,
     _clock_warning,
     finish_report,
     until_s,
+    version_parts,
 )
 
 _MINUTE = 60
@@ -57,7 +59,8 @@ def journal_report(path: str | Path, start_s: float, end_s: float, *,
                    short_stop_s: float = oee.DEFAULT_SHORT_STOP_S,
                    startup_window_s: float = 0.0,
                    planned_maintenance: str = oee.DEFAULT_PM_POLICY,
-                   use_rollups: bool = True) -> Report:
+                   use_rollups: bool = True,
+                   versions: list[VersionSpan] | None = None) -> Report:
     """The report build_report makes from read_journal's events, read as described above.
 
     Raises ReportError (no journal, unknown machine, impossible data).
@@ -71,7 +74,7 @@ def journal_report(path: str | Path, start_s: float, end_s: float, *,
     try:
         with journal.open_readonly(path) as j:
             return _report(j, start_s, end_s, end, lo, hi, calendar, settings, machine,
-                           judged, use_rollups)
+                           judged, use_rollups, versions)
     except JournalReadError as exc:
         raise ReportError(str(exc)) from None
 
@@ -87,7 +90,7 @@ def _events(rows) -> list[Event]:
 
 
 def _report(j, start_s, end_s, end, lo, hi, calendar, settings, machine, judged,
-            use_rollups) -> Report:
+            use_rollups, versions) -> Report:
     last_rx = j.last_rx()
     warnings = [_clock_warning(ev, calendar) for ev in _events(j.kind_between("clock", lo, hi))]
     heartbeat_s: dict[int, float] = {}
@@ -102,18 +105,19 @@ def _report(j, start_s, end_s, end, lo, hi, calendar, settings, machine, judged,
             raise ReportError(f"unknown machine {machine!r} (known: {known})")
         names = {machine}
     cells = _usable_cells(j, judged) if use_rollups else {}
-    plan = _plan(calendar, start_s, end)
     results = {}
     for name in names:
-        ms = settings.get(name, MachineSettings())
-        ideal = ms.ideal_cycle_s or 1.0
+        # each part of the window under its config version's settings (issue 14)
+        parts = version_parts(versions, name, settings.get(name, MachineSettings()),
+                              start_s, end)
         try:
-            results[name] = _machine(j, name, ms, ideal, cells.get(name), plan, start_s, end,
-                                     calendar, judged, last_rx, heartbeat_s, last_ts.get(name),
-                                     lo, hi)
+            results[name] = ([_machine(j, name, ms, ms.ideal_cycle_s or 1.0, cells.get(name),
+                                       _plan(calendar, a, b), a, b, calendar, judged, last_rx,
+                                       heartbeat_s, last_ts.get(name), lo, hi)
+                              for a, b, ms in parts], parts)
         except oee.OEEInputError as exc:
             raise ReportError(f"machine {name}: {exc}") from None
-    return finish_report(results, settings, calendar, start_s, end, warnings)
+    return finish_report(results, settings, calendar, start_s, end, warnings, versions)
 
 
 def _usable_cells(j, judged) -> dict[str, tuple[float, float]]:

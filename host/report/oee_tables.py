@@ -34,7 +34,11 @@ def format_json(report: Report) -> str:
     return json.dumps({
         "from": report.calendar.iso(report.start), "to": report.calendar.iso(report.end),
         "machines": [r.data() for r in report.rows], "plant": report.plant.data(),
-        "warnings": report.warnings}, indent=2)
+        "warnings": report.warnings,
+        "config_versions": [{"version": v.version, "hash": v.hash,
+                             "from": report.calendar.iso(max(v.start, report.start)),
+                             "to": report.calendar.iso(min(v.end, report.end))}
+                            for v in report.versions]}, indent=2)
 
 
 def format_csv(report: Report) -> str:
@@ -61,6 +65,8 @@ T_UNIT = "{good} good, {ng} NG {unit}"
 T_UNKNOWN = "{machine}: output in unknown time: {good} good, {ng} NG (in Q, not in P)"
 T_OUTSIDE = "{machine}: counted outside planned time: {good} good, {ng} NG (left out)"
 T_WARNING = "warning: {text}"
+T_CONFIG = "config version {version} ({hash}) from {start} to {end}"
+T_CONFIG_NONE = "no config version recorded from {start} to {end}: the config given"
 T_LEGEND = "PM: planned maintenance; minor: minor stops; speed: reduced speed"
 _MACHINE_W = 14  # in 80 columns a longer name ends in an ellipsis (--wide: whole)
 
@@ -124,6 +130,9 @@ def _notes(report: Report) -> list[str]:
         if _n(r.excluded_good) != "0" or _n(r.excluded_ng) != "0":
             notes.append(T_OUTSIDE.format(machine=row.machine, good=_n(r.excluded_good),
                                           ng=_n(r.excluded_ng)))
+    notes += [(T_CONFIG if v.version else T_CONFIG_NONE).format(
+        version=v.version, hash=v.hash[:8], start=report.calendar.iso(max(v.start, report.start)),
+        end=report.calendar.iso(min(v.end, report.end))) for v in report.versions]
     notes += [T_WARNING.format(text=w) for w in report.warnings]
     wrapped = [part for note in notes for part in textwrap.wrap(
         note, 80, subsequent_indent="  ", break_on_hyphens=False)]
