@@ -14,7 +14,6 @@ SIGTERM after committing what it holds.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import selectors
 import signal
