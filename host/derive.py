@@ -80,6 +80,9 @@ class _Node:
     # Per boot id: the highest seq of a frame whose lamp information was applied (a LAMP
     # frame or a heartbeat's lamp byte); see Deriver.on_frame. At most _BOOTS_KEPT boots.
     lamp_seq: dict[int, int] = field(default_factory=dict)
+    # Set after a heartbeat left the node settled: (boot, lamps, state, reason, since); a
+    # heartbeat matching it changes nothing (Deriver._quiet). Any other frame clears it.
+    quiet: tuple | None = None
 
 
 def _with_hz(events: list[Event], changes: list[tuple[int, int, float]],
@@ -141,6 +144,55 @@ class Deriver:
 
     def on_frame(self, frame: Frame, rx_s: float) -> list[Event]:
         """Events derived from one accepted frame received at host time `rx_s`."""
+        h, body = frame.header, frame.body
+        node = self._nodes.get(h.node_id)
+        if node is None:
+            return self._derive(frame, rx_s)
+        if type(body) is not Heartbeat:
+            node.quiet = None
+            return self._derive(frame, rx_s)
+        if node.quiet is not None and self._quiet(node, h, body, rx_s):
+            return []
+        node.quiet = None
+        out = self._derive(frame, rx_s)
+        tr = node.tracker
+        if node.backlog is None and tuple(tr.lamps) == body.lamps and tr.settled():
+            node.quiet = (h.boot_id, body.lamps, tr.state, tr.reason, tr.since)
+        return out
+
+    def _quiet(self, node: _Node, h: Any, body: Heartbeat, rx_s: float) -> bool:
+        """The fast path of a heartbeat that changes nothing (most of a plant's frames): the
+        same boot, lamps and machine state as the node's last settled heartbeat, counts
+        equal to the boot's highest, the node neither silent nor back from silence, no
+        clock step. Does what `_derive` would (anchor, last heard, the counts' and lamps'
+        bookkeeping) and returns True; False, having changed nothing: take `_derive`."""
+        host = self._host
+        tr = node.tracker
+        if ((host is not None and len(host.steps) > self._steps_seen)
+                or node.quiet != (h.boot_id, body.lamps, tr.state, tr.reason, tr.since)
+                or node.backlog is not None
+                or not node.counts.unchanged(h.boot_id, body.good, body.ng)):
+            return False
+        last_lamp_seq = node.lamp_seq.get(h.boot_id)
+        if last_lamp_seq is None:
+            return False
+        rx = self._mono(rx_s)
+        if rx > node.last_rx:
+            if rx - node.last_rx > _SILENT_PERIODS * node.heartbeat_s:
+                return False
+            node.last_rx = rx
+        anchor = node.clock.observe(h.boot_id, h.seq, h.uptime_ms, rx)
+        made = anchor.to_wall(h.uptime_ms)
+        if made >= node.last_heard:
+            node.last_heard = made
+            node.anchor = anchor
+        node.counts.made(h.boot_id, made)
+        if h.seq > last_lamp_seq:  # a newer lamp byte, equal to the lamps: settle() is a no-op
+            node.lamp_seq[h.boot_id] = h.seq
+        return True
+
+    def _derive(self, frame: Frame, rx_s: float) -> list[Event]:
+        """on_frame's general path."""
         out: list[Event] = []
         host = self._host
         if host is not None and len(host.steps) > self._steps_seen:
