@@ -10,6 +10,7 @@ import functools
 import hashlib
 import hmac
 import struct
+import types
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -155,6 +156,7 @@ _LAMP_BYTES = tuple(unpack_lamps(v) for v in range(3 ** 5))  # a heartbeat's lam
 
 
 _new = object.__new__
+_FUNCTIONS = (types.MethodType, types.FunctionType, types.BuiltinMethodType)
 
 
 def peek_node_id(data: bytes) -> int:
@@ -184,7 +186,9 @@ def decode(data: bytes, keys: Mapping[int, bytes] | Callable[[int], bytes | None
     ftype = vt & 0x0F
     if ftype not in (T_HELLO, T_LAMP, T_HEARTBEAT, T_HEALTH):
         raise ProtocolError("bad_type", f"unknown frame type {ftype}")
-    key = keys.get(node_id) if isinstance(keys, Mapping) else keys(node_id)
+    # a function first: isinstance against the Mapping ABC costs ~0.4 us a frame
+    key = (keys(node_id) if type(keys) in _FUNCTIONS or not isinstance(keys, Mapping)
+           else keys.get(node_id))
     if key is None:
         raise ProtocolError("unknown_node", f"frame from unknown node {node_id}")
     msg, tag = data[:-TAG_LEN], data[-TAG_LEN:]
