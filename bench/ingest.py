@@ -14,8 +14,10 @@ Per receiver, one JSON object:
   unACKed frames, resent after 1 s, as a node's ring does); frames/s counts frames ACKed.
   `counting`: each HEARTBEAT reports one more good part (a count event each, the worst
   case); `idle`: nothing changes (the heartbeat of a stopped or idle machine).
-- steady: each node sends `rate` LAMP frames a second (a lamp change each), spread evenly;
-  latency is from sendto() to the ACK arriving. Both receivers ACK only after the commit,
+- steady: each node sends `rate` frames a second, spread evenly: `--mix lamp` every one a
+  LAMP frame with a lamp change (a state change each: the worst case), `--mix plant` one in
+  20 (the others HEARTBEATs, every other one a part more); latency is from sendto() to the
+  ACK arriving. Both receivers ACK only after the commit,
   so this is an upper bound of "lamp -> in the journal".
 - receiver CPU seconds (from /proc) and CPU per ACKed frame, per phase; RSS now and peak.
 - journal: both phases check afterwards that it holds exactly the ACKed frames.
@@ -143,20 +145,29 @@ def max_throughput(sock, addr, frames: list[tuple[int, int, bytes]], window: int
 frames_by_key: dict[tuple[int, int], bytes] = {}
 
 
-def steady(sock, nodes: int, seconds: float, start_s: int = 0, rate: float = 1.0) -> dict:
-    """Each node sends `rate` LAMP frames a second (spread evenly over the nodes) for
-    `seconds`, each one a change of its green lamp; `start_s`: seconds of the nodes' boot
-    already sent (a later run continues their sequence numbers)."""
+def steady(sock, nodes: int, seconds: float, start_s: int = 0, rate: float = 1.0,
+           mix: str = "lamp") -> dict:
+    """Each node sends `rate` frames a second (spread evenly over the nodes) for `seconds`;
+    `start_s`: seconds of the nodes' boot already sent (a later run continues their sequence
+    numbers). mix "lamp": every frame a LAMP frame changing the green lamp (a lamp and a
+    state event each, the worst case); "plant": one frame in 20 such a LAMP frame, the others
+    HEARTBEATs with the lamps as they are, every other one reporting one more good part."""
     codecs = [lwproto.Codec(n, key(n)) for n in range(1, nodes + 1)]
     rounds = int(seconds * rate)
     total = nodes * rounds
     plan = []  # (offset_s, node, seq, frame): node n sends at (n/nodes + k) / rate seconds
+    green = [1] * nodes
     for k in range(rounds):
         seq = 100000 + start_s + k
         for i, c in enumerate(codecs):
             up = int(1000 * (start_s + k / rate)) + i
-            ev = [(lwproto.GREEN, k % 2, up)]
-            plan.append(((k + i / nodes) / rate, c.node_id, seq, c.lamp(BOOT, seq, up, ev)))
+            if mix == "lamp" or (k + i) % 20 == 0:
+                green[i] = k % 2 if mix == "lamp" else 1 - green[i]
+                f = c.lamp(BOOT, seq, up, [(lwproto.GREEN, green[i], up)])
+            else:
+                good = 1000 + (start_s + k) // 2
+                f = c.heartbeat(BOOT, seq, up, good, 0, [green[i], 0, 0, 0, 0])
+            plan.append(((k + i / nodes) / rate, c.node_id, seq, f))
     sent_at: dict[tuple[int, int], float] = {}
     lat: list[float] = []
 
@@ -205,6 +216,8 @@ def main() -> None:
     ap.add_argument("--window", type=int, default=4000)
     ap.add_argument("--seconds", type=float, default=20.0, help="of the steady phase")
     ap.add_argument("--rate", type=float, default=1.0, help="frames/s per node, steady phase")
+    ap.add_argument("--mix", choices=("lamp", "plant"), default="lamp",
+                    help="steady phase: every frame a lamp change, or a plant's mix")
     ap.add_argument("--heartbeats", choices=("counting", "idle"), default="counting",
                     help="counting: each HEARTBEAT one part more; idle: nothing changes")
     ap.add_argument("--rounds", type=int, default=1, help="lampwatch, baseline, ... alternated")
@@ -221,7 +234,7 @@ def main() -> None:
         "machine": {"cores": os.cpu_count(), "python": sys.version.split()[0],
                     "loadavg_1min": os.getloadavg()[0]},
         "settings": {"nodes": args.nodes, "journal_sync": args.sync, "deriver": args.deriver,
-                     "heartbeats": args.heartbeats, "rate_hz": args.rate,
+                     "heartbeats": args.heartbeats, "rate_hz": args.rate, "mix": args.mix,
                      "steady_s": args.seconds},
         **{k: v for k, v in runs.items() if v},
     }
@@ -336,7 +349,8 @@ def run(proc, port: int, args, tmp: Path, frames: list) -> dict:
         time.sleep(1.0)
     if args.seconds > 0:
         cpu0 = cpu_s(proc.pid)
-        out["steady"] = phase_cpu(proc, steady(sock, args.nodes, args.seconds, rate=args.rate),
+        out["steady"] = phase_cpu(proc, steady(sock, args.nodes, args.seconds, rate=args.rate,
+                                         mix=args.mix),
                                   cpu0)
         acked += out["steady"]["acked"]
     out["rss_mb"] = rss_mb(proc.pid)

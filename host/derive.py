@@ -152,8 +152,10 @@ class Deriver:
         if type(body) is not Heartbeat:
             node.quiet = None
             return self._derive(frame, rx_s)
-        if node.quiet is not None and self._quiet(node, h, body, rx_s):
-            return []
+        if node.quiet is not None:
+            out = self._quiet(node, h, body, rx_s)
+            if out is not None:
+                return out
         node.quiet = None
         out = self._derive(frame, rx_s)
         tr = node.tracker
@@ -161,36 +163,41 @@ class Deriver:
             node.quiet = (h.boot_id, body.lamps, tr.state, tr.reason, tr.since)
         return out
 
-    def _quiet(self, node: _Node, h: Any, body: Heartbeat, rx_s: float) -> bool:
-        """The fast path of a heartbeat that changes nothing (most of a plant's frames): the
-        same boot, lamps and machine state as the node's last settled heartbeat, counts
-        equal to the boot's highest, the node neither silent nor back from silence, no
-        clock step. Does what `_derive` would (anchor, last heard, the counts' and lamps'
-        bookkeeping) and returns True; False, having changed nothing: take `_derive`."""
+    def _quiet(self, node: _Node, h: Any, body: Heartbeat, rx_s: float) -> list[Event] | None:
+        """The fast path of a heartbeat that changes no lamp and no state (most of a plant's
+        frames): the same boot, lamps and machine state as the node's last settled
+        heartbeat, the node neither silent nor back from silence, no clock step. Does what
+        `_derive` would (anchor, last heard, counts, the lamps' bookkeeping) and returns its
+        events: none, or the count; None, having changed nothing: take `_derive`."""
         host = self._host
         tr = node.tracker
+        boot_id = h.boot_id
         if ((host is not None and len(host.steps) > self._steps_seen)
-                or node.quiet != (h.boot_id, body.lamps, tr.state, tr.reason, tr.since)
-                or node.backlog is not None
-                or not node.counts.unchanged(h.boot_id, body.good, body.ng)):
-            return False
-        last_lamp_seq = node.lamp_seq.get(h.boot_id)
+                or node.quiet != (boot_id, body.lamps, tr.state, tr.reason, tr.since)
+                or node.backlog is not None):
+            return None
+        last_lamp_seq = node.lamp_seq.get(boot_id)
         if last_lamp_seq is None:
-            return False
+            return None
         rx = self._mono(rx_s)
         if rx > node.last_rx:
             if rx - node.last_rx > _SILENT_PERIODS * node.heartbeat_s:
-                return False
+                return None
             node.last_rx = rx
-        anchor = node.clock.observe(h.boot_id, h.seq, h.uptime_ms, rx)
+        anchor = node.clock.observe(boot_id, h.seq, h.uptime_ms, rx)
         made = anchor.to_wall(h.uptime_ms)
         if made >= node.last_heard:
             node.last_heard = made
             node.anchor = anchor
-        node.counts.made(h.boot_id, made)
         if h.seq > last_lamp_seq:  # a newer lamp byte, equal to the lamps: settle() is a no-op
-            node.lamp_seq[h.boot_id] = h.seq
-        return True
+            node.lamp_seq[boot_id] = h.seq
+        if node.counts.unchanged(boot_id, body.good, body.ng):
+            node.counts.made(boot_id, made)  # a zero delta, without building one
+            return []
+        counts = self._counts(node, boot_id, body, made, self._utc(made), anchor)
+        if counts:
+            self._absorb(counts)
+        return counts
 
     def _derive(self, frame: Frame, rx_s: float) -> list[Event]:
         """on_frame's general path."""
