@@ -50,7 +50,7 @@ import lwproto
 BOOT = 0x0B0B0001
 _ACK = struct.Struct(">BHIBHI")
 _RUNNER = """
-import asyncio, signal, sys
+import asyncio, os, signal, sys
 from lampwatch.cli.collect import setup_logging
 from lampwatch.derive import NullDeriver
 from lampwatch.config import load_config
@@ -62,7 +62,11 @@ async def main():
     for s in (signal.SIGTERM, signal.SIGINT):
         asyncio.get_running_loop().add_signal_handler(s, stop.set)
     await CollectorRuntime(cfg, deriver=NullDeriver() if sys.argv[2] == "null" else None).run(stop)
-asyncio.run(main())
+if os.environ.get("LWBENCH_PROFILE"):  # cProfile the collector into that file
+    import cProfile
+    cProfile.run("asyncio.run(main())", os.environ["LWBENCH_PROFILE"])
+else:
+    asyncio.run(main())
 """
 
 

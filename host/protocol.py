@@ -123,7 +123,9 @@ class Frame:
     raw: bytes
 
 
-@functools.lru_cache(maxsize=4096)
+# One entry per node key: node ids are 16 bits, so 65,536 at most (a smaller cache thrashed
+# at 10,000 nodes and rebuilt both pads for every frame).
+@functools.lru_cache(maxsize=1 << 16)
 def _pads(key: bytes) -> tuple:
     # HMAC's inner and outer pad states, hashed once per key and copied per frame: C-level
     # sha256 copies cost half of hmac.new() on the per-frame path (RFC 2104 construction).

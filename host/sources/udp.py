@@ -5,8 +5,9 @@ The socket is read in bursts: on each readiness callback every queued datagram (
 transaction carries many frames. (asyncio's DatagramProtocol reads one datagram per event
 loop turn, which would make batches of one; add_reader on the raw socket avoids that.)
 Under a steady load (frames arriving less than `linger_s` after the last commit) the commit
-waits up to `linger_s` for more frames: one fsync per batch instead of one per few frames,
-at most `linger_s` more before the ACK. A frame after a quiet spell is committed at once.
+waits up to `linger_s` for more frames, and the frames that come meanwhile are read in one
+burst when it ends: one fsync and one wake-up per batch instead of one per few frames, at
+most `linger_s` more before the ACK. A frame after a quiet spell is committed at once.
 """
 
 from __future__ import annotations
@@ -122,8 +123,9 @@ class UdpSource:
             self._commit()
 
     def _commit(self) -> None:
-        """Commit now, or within linger_s of the last commit if that was less ago and the
-        batch is not full (module docstring)."""
+        """Commit now, or at linger_s after the last commit if that was less ago and the
+        batch is not full (module docstring). Meanwhile the socket is not watched: what
+        arrives is read in one burst when the wait ends, not one wake-up per datagram."""
         pending = self.collector.pending
         if not pending:
             return
@@ -131,11 +133,15 @@ class UdpSource:
         if self._loop.time() >= due or pending >= self.burst:
             self._flush()
         elif self._timer is None:
-            self._timer = self._loop.call_at(due, self._flush)
+            self._loop.remove_reader(self.sock.fileno())
+            self._timer = self._loop.call_at(due, self._wait_over)
+
+    def _wait_over(self) -> None:
+        self._timer = None
+        if self.sock is not None:
+            self._loop.add_reader(self.sock.fileno(), self._drain)
+            self._drain()  # what came meanwhile, then the commit (due now)
 
     def _flush(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
         self._committed_at = self._loop.time()
         self.collector.flush()
