@@ -19,6 +19,8 @@ Per receiver, one JSON object:
   20 (the others HEARTBEATs, every other one a part more); latency is from sendto() to the
   ACK arriving. Both receivers ACK only after the commit,
   so this is an upper bound of "lamp -> in the journal".
+  Before it, `--warmup` seconds of the same load, not timed (every node's first frames
+  seed its dedupe window, clock anchor and machine state: a cold start, not the steady state).
 - receiver CPU seconds (from /proc) and CPU per ACKed frame, per phase; RSS now and peak.
 - journal: both phases check afterwards that it holds exactly the ACKed frames.
 `efficiency`: baseline CPU per frame / lampwatch CPU per frame, per round and phase (the
@@ -160,17 +162,18 @@ def steady(sock, nodes: int, seconds: float, start_s: int = 0, rate: float = 1.0
     rounds = int(seconds * rate)
     total = nodes * rounds
     plan = []  # (offset_s, node, seq, frame): node n sends at (n/nodes + k) / rate seconds
-    green = [1] * nodes
     for k in range(rounds):
-        seq = 100000 + start_s + k
+        r = int(start_s * rate) + k  # rounds since the nodes' first
+        seq = 100000 + r
         for i, c in enumerate(codecs):
             up = int(1000 * (start_s + k / rate)) + i
-            if mix == "lamp" or (k + i) % 20 == 0:
-                green[i] = k % 2 if mix == "lamp" else 1 - green[i]
-                f = c.lamp(BOOT, seq, up, [(lwproto.GREEN, green[i], up)])
+            # plant: node i toggles green at rounds r = -i mod 20; green starts ON
+            toggles = (r - (-i) % 20) // 20 + 1 if r >= (-i) % 20 else 0
+            green = r % 2 if mix == "lamp" else 1 - toggles % 2
+            if mix == "lamp" or (r + i) % 20 == 0:
+                f = c.lamp(BOOT, seq, up, [(lwproto.GREEN, green, up)])
             else:
-                good = 1000 + (start_s + k) // 2
-                f = c.heartbeat(BOOT, seq, up, good, 0, [green[i], 0, 0, 0, 0])
+                f = c.heartbeat(BOOT, seq, up, 1000 + r // 2, 0, [green, 0, 0, 0, 0])
             plan.append(((k + i / nodes) / rate, c.node_id, seq, f))
     sent_at: dict[tuple[int, int], float] = {}
     lat: list[float] = []
@@ -219,6 +222,8 @@ def main() -> None:
                     help="HEARTBEATs of the max_throughput phase (0: skip it)")
     ap.add_argument("--window", type=int, default=4000)
     ap.add_argument("--seconds", type=float, default=20.0, help="of the steady phase")
+    ap.add_argument("--warmup", type=float, default=3.0,
+                    help="seconds of the steady load sent, not timed, before it is timed")
     ap.add_argument("--rate", type=float, default=1.0, help="frames/s per node, steady phase")
     ap.add_argument("--mix", choices=("lamp", "plant"), default="lamp",
                     help="steady phase: every frame a lamp change, or a plant's mix")
@@ -239,7 +244,7 @@ def main() -> None:
                     "loadavg_1min": os.getloadavg()[0]},
         "settings": {"nodes": args.nodes, "journal_sync": args.sync, "deriver": args.deriver,
                      "heartbeats": args.heartbeats, "rate_hz": args.rate, "mix": args.mix,
-                     "steady_s": args.seconds},
+                     "steady_s": args.seconds, "warmup_s": args.warmup},
         **{k: v for k, v in runs.items() if v},
     }
     if runs["baseline"]:
@@ -352,10 +357,15 @@ def run(proc, port: int, args, tmp: Path, frames: list) -> dict:
         acked += out["max_throughput"]["acked"]
         time.sleep(1.0)
     if args.seconds > 0:
+        start_s = 0
+        if args.warmup > 0:  # every node's first frames (new boot, anchor, state): not timed
+            w = steady(sock, args.nodes, args.warmup, rate=args.rate, mix=args.mix)
+            acked += w["acked"]
+            start_s = args.warmup
+            time.sleep(1.0)
         cpu0 = cpu_s(proc.pid)
-        out["steady"] = phase_cpu(proc, steady(sock, args.nodes, args.seconds, rate=args.rate,
-                                         mix=args.mix),
-                                  cpu0)
+        out["steady"] = phase_cpu(proc, steady(sock, args.nodes, args.seconds, start_s=start_s,
+                                               rate=args.rate, mix=args.mix), cpu0)
         acked += out["steady"]["acked"]
     out["rss_mb"] = rss_mb(proc.pid)
     time.sleep(1.5)  # the collector's last tick commit
