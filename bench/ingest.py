@@ -151,13 +151,14 @@ def max_throughput(sock, addr, frames: list[tuple[int, int, bytes]], window: int
 frames_by_key: dict[tuple[int, int], bytes] = {}
 
 
-def steady(sock, nodes: int, seconds: float, start_s: int = 0, rate: float = 1.0,
-           mix: str = "lamp") -> dict:
+def steady(sock, nodes: int, seconds: float, start_s: float = 0, rate: float = 1.0,
+           mix: str = "lamp", drain_s: float = 2.0) -> dict:
     """Each node sends `rate` frames a second (spread evenly over the nodes) for `seconds`;
     `start_s`: seconds of the nodes' boot already sent (a later run continues their sequence
     numbers). mix "lamp": every frame a LAMP frame changing the green lamp (a lamp and a
     state event each, the worst case); "plant": one frame in 20 such a LAMP frame, the others
-    HEARTBEATs with the lamps as they are, every other one reporting one more good part."""
+    HEARTBEATs with the lamps as they are, every other one reporting one more good part.
+    After the last send, ACKs are awaited up to `drain_s`."""
     codecs = [lwproto.Codec(n, key(n)) for n in range(1, nodes + 1)]
     rounds = int(seconds * rate)
     total = nodes * rounds
@@ -197,7 +198,7 @@ def steady(sock, nodes: int, seconds: float, start_s: int = 0, rate: float = 1.0
         sent_at[(node, seq)] = time.perf_counter()
         sock.send(data)
         drain(sock, on_ack)
-    end = time.perf_counter() + 2.0
+    end = time.perf_counter() + drain_s
     while sent_at and time.perf_counter() < end:
         drain(sock, on_ack)
         time.sleep(0.001)
@@ -359,7 +360,10 @@ def run(proc, port: int, args, tmp: Path, frames: list) -> dict:
     if args.seconds > 0:
         start_s = 0
         if args.warmup > 0:  # every node's first frames (new boot, anchor, state): not timed
-            w = steady(sock, args.nodes, args.warmup, rate=args.rate, mix=args.mix)
+            w = steady(sock, args.nodes, args.warmup, rate=args.rate, mix=args.mix,
+                       drain_s=120.0)  # the timed phase starts on an idle collector
+            out["warmup"] = {"acked": w["acked"], "frames": w["frames"],
+                             "elapsed_s": w["elapsed_s"]}
             acked += w["acked"]
             start_s = args.warmup
             time.sleep(1.0)
