@@ -1,19 +1,31 @@
-"""Ingest benchmark: simulated nodes over loopback UDP into a collector in a subprocess.
+"""Ingest benchmark: simulated nodes over loopback UDP into a collector, against a baseline.
 
     .venv/bin/python bench/ingest.py [--nodes 1000] [--frames 200000] [--seconds 20]
-                                     [--sync full|normal] [--deriver real|null]
+        [--rate 1] [--heartbeats counting|idle] [--rounds 1] [--sync full|normal]
+        [--deriver real|null] [--no-baseline]
+    .venv/bin/python bench/ingest.py --nodes 10000 --rate 1 --frames 0 --seconds 20
 
-Prints one JSON object:
+Two receivers, in turn, in subprocesses, each on a fresh journal and fed the same frames by
+the same sender: "lampwatch" (the collector: decode + verify + dedupe + derivation + journal
++ ACK) and "baseline" (bench/baseline.py: HMAC check + SQLite WAL insert with
+synchronous=FULL + ACK after the commit, nothing else). `--rounds` alternates them.
+Per receiver, one JSON object:
 - max_throughput: N nodes send HEARTBEATs as fast as ACKs come back (a bounded window of
-  unACKed frames, resent after 1 s, as a node's ring does); frames/s counts frames ACKed,
-  i.e. through decode + verify + dedupe + deriver + journal commit + ACK.
-- steady_1000: each node sends one LAMP frame a second, spread evenly; latency is from
-  sendto() to the ACK arriving. The collector ACKs only after the commit, so this is an
-  upper bound of "sent -> in the journal".
-Both runs check afterwards that the journal holds exactly the ACKed frames. The sender runs
-in this process and shares the machine's cores with the collector, as it would not in a
-plant;
-collector CPU seconds (from /proc) are reported for each phase.
+  unACKed frames, resent after 1 s, as a node's ring does); frames/s counts frames ACKed.
+  `counting`: each HEARTBEAT reports one more good part (a count event each, the worst
+  case); `idle`: nothing changes (the heartbeat of a stopped or idle machine).
+- steady: each node sends `rate` frames a second, spread evenly: `--mix lamp` every one a
+  LAMP frame with a lamp change (a state change each: the worst case), `--mix plant` one in
+  20 (the others HEARTBEATs, every other one a part more); latency is from sendto() to the
+  ACK arriving. Both receivers ACK only after the commit,
+  so this is an upper bound of "lamp -> in the journal".
+  Before it, `--warmup` seconds of the same load, not timed (every node's first frames
+  seed its dedupe window, clock anchor and machine state: a cold start, not the steady state).
+- receiver CPU seconds (from /proc) and CPU per ACKed frame, per phase; RSS now and peak.
+- journal: both phases check afterwards that it holds exactly the ACKed frames.
+`efficiency`: baseline CPU per frame / lampwatch CPU per frame, per round and phase (the
+goal: >= 0.8). The sender runs in this process and shares the machine's cores with the
+receiver, as it would not in a plant.
 """
 
 from __future__ import annotations
@@ -40,7 +52,7 @@ import lwproto
 BOOT = 0x0B0B0001
 _ACK = struct.Struct(">BHIBHI")
 _RUNNER = """
-import asyncio, signal, sys
+import asyncio, os, signal, sys
 from lampwatch.cli.collect import setup_logging
 from lampwatch.derive import NullDeriver
 from lampwatch.config import load_config
@@ -52,7 +64,11 @@ async def main():
     for s in (signal.SIGTERM, signal.SIGINT):
         asyncio.get_running_loop().add_signal_handler(s, stop.set)
     await CollectorRuntime(cfg, deriver=NullDeriver() if sys.argv[2] == "null" else None).run(stop)
-asyncio.run(main())
+if os.environ.get("LWBENCH_PROFILE"):  # cProfile the collector into that file
+    import cProfile
+    cProfile.run("asyncio.run(main())", os.environ["LWBENCH_PROFILE"])
+else:
+    asyncio.run(main())
 """
 
 
@@ -135,18 +151,31 @@ def max_throughput(sock, addr, frames: list[tuple[int, int, bytes]], window: int
 frames_by_key: dict[tuple[int, int], bytes] = {}
 
 
-def steady(sock, nodes: int, seconds: float, start_s: int = 0) -> dict:
-    """Each node sends one LAMP frame a second for `seconds`; `start_s`: seconds of the
-    nodes' boot already sent (a later run continues their sequence numbers)."""
+def steady(sock, nodes: int, seconds: float, start_s: float = 0, rate: float = 1.0,
+           mix: str = "lamp", drain_s: float = 2.0) -> dict:
+    """Each node sends `rate` frames a second (spread evenly over the nodes) for `seconds`;
+    `start_s`: seconds of the nodes' boot already sent (a later run continues their sequence
+    numbers). mix "lamp": every frame a LAMP frame changing the green lamp (a lamp and a
+    state event each, the worst case); "plant": one frame in 20 such a LAMP frame, the others
+    HEARTBEATs with the lamps as they are, every other one reporting one more good part.
+    After the last send, ACKs are awaited up to `drain_s`."""
     codecs = [lwproto.Codec(n, key(n)) for n in range(1, nodes + 1)]
-    total = int(nodes * seconds)
-    plan = []  # (offset_s, node, seq, frame): node n sends at n/nodes + k seconds
-    for k in range(int(seconds)):
-        seq = 100000 + start_s + k
+    rounds = int(seconds * rate)
+    total = nodes * rounds
+    plan = []  # (offset_s, node, seq, frame): node n sends at (n/nodes + k) / rate seconds
+    for k in range(rounds):
+        r = int(start_s * rate) + k  # rounds since the nodes' first
+        seq = 100000 + r
         for i, c in enumerate(codecs):
-            up = 1000 * (start_s + k) + i
-            ev = [(lwproto.GREEN, k % 2, up)]
-            plan.append((k + i / nodes, c.node_id, seq, c.lamp(BOOT, seq, up, ev)))
+            up = int(1000 * (start_s + k / rate)) + i
+            # plant: node i toggles green at rounds r = -i mod 20; green starts ON
+            toggles = (r - (-i) % 20) // 20 + 1 if r >= (-i) % 20 else 0
+            green = r % 2 if mix == "lamp" else 1 - toggles % 2
+            if mix == "lamp" or (r + i) % 20 == 0:
+                f = c.lamp(BOOT, seq, up, [(lwproto.GREEN, green, up)])
+            else:
+                f = c.heartbeat(BOOT, seq, up, 1000 + r // 2, 0, [green, 0, 0, 0, 0])
+            plan.append(((k + i / nodes) / rate, c.node_id, seq, f))
     sent_at: dict[tuple[int, int], float] = {}
     lat: list[float] = []
 
@@ -169,16 +198,19 @@ def steady(sock, nodes: int, seconds: float, start_s: int = 0) -> dict:
         sent_at[(node, seq)] = time.perf_counter()
         sock.send(data)
         drain(sock, on_ack)
-    end = time.perf_counter() + 2.0
+    end = time.perf_counter() + drain_s
     while sent_at and time.perf_counter() < end:
         drain(sock, on_ack)
         time.sleep(0.001)
+    elapsed = time.perf_counter() - t0
     lat.sort()
 
     def pct(p):
         return round(1000 * lat[min(len(lat) - 1, int(p * len(lat)))], 2) if lat else None
 
-    return {"nodes": nodes, "seconds": seconds, "frames": total, "acked": len(lat),
+    return {"nodes": nodes, "seconds": seconds, "rate_hz": rate, "frames": total,
+            "acked": len(lat), "elapsed_s": round(elapsed, 3),
+            "frames_per_s": round(len(lat) / elapsed) if elapsed else None,
             "latency_ms": {"p50": pct(0.50), "p90": pct(0.90), "p99": pct(0.99),
                            "max": round(1000 * lat[-1], 2) if lat else None},
             "sends_late_over_5ms": late}
@@ -187,27 +219,94 @@ def steady(sock, nodes: int, seconds: float, start_s: int = 0) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--nodes", type=int, default=1000)
-    ap.add_argument("--frames", type=int, default=200_000)
+    ap.add_argument("--frames", type=int, default=200_000,
+                    help="HEARTBEATs of the max_throughput phase (0: skip it)")
     ap.add_argument("--window", type=int, default=4000)
-    ap.add_argument("--seconds", type=float, default=20.0)
+    ap.add_argument("--seconds", type=float, default=20.0, help="of the steady phase")
+    ap.add_argument("--warmup", type=float, default=3.0,
+                    help="seconds of the steady load sent, not timed, before it is timed")
+    ap.add_argument("--rate", type=float, default=1.0, help="frames/s per node, steady phase")
+    ap.add_argument("--mix", choices=("lamp", "plant"), default="lamp",
+                    help="steady phase: every frame a lamp change, or a plant's mix")
+    ap.add_argument("--heartbeats", choices=("counting", "idle"), default="counting",
+                    help="counting: each HEARTBEAT one part more; idle: nothing changes")
+    ap.add_argument("--rounds", type=int, default=1, help="lampwatch, baseline, ... alternated")
     ap.add_argument("--sync", choices=("full", "normal"), default="full")
     ap.add_argument("--deriver", choices=("real", "null"), default="real")
+    ap.add_argument("--no-baseline", action="store_true")
     args = ap.parse_args()
+    frames = heartbeats(args.nodes, args.frames, args.heartbeats == "idle")
+    runs: dict[str, list[dict]] = {"lampwatch": [], "baseline": []}
+    for _ in range(args.rounds):
+        for kind in ("lampwatch",) if args.no_baseline else ("lampwatch", "baseline"):
+            runs[kind].append(receiver_run(kind, args, frames))
+    result = {
+        "machine": {"cores": os.cpu_count(), "python": sys.version.split()[0],
+                    "loadavg_1min": os.getloadavg()[0]},
+        "settings": {"nodes": args.nodes, "journal_sync": args.sync, "deriver": args.deriver,
+                     "heartbeats": args.heartbeats, "rate_hz": args.rate, "mix": args.mix,
+                     "steady_s": args.seconds, "warmup_s": args.warmup},
+        **{k: v for k, v in runs.items() if v},
+    }
+    if runs["baseline"]:
+        result["efficiency"] = efficiency(runs)
+    print(json.dumps(result, indent=2))
 
+
+def efficiency(runs: dict[str, list[dict]]) -> dict:
+    """baseline CPU per frame / lampwatch CPU per frame, per round and phase (1.0: lampwatch
+    costs what the necessary work costs)."""
+    out: dict[str, list[float]] = {}
+    for lw, base in zip(runs["lampwatch"], runs["baseline"]):
+        for phase in ("max_throughput", "steady"):
+            a, b = lw.get(phase, {}), base.get(phase, {})
+            if a.get("cpu_us_per_frame") and b.get("cpu_us_per_frame"):
+                out.setdefault(phase, []).append(
+                    round(b["cpu_us_per_frame"] / a["cpu_us_per_frame"], 3))
+    return out
+
+
+def heartbeats(nodes: int, count: int, idle: bool) -> list[tuple[int, int, bytes]]:
+    """`count` HEARTBEATs, round robin over the nodes: (node, seq, frame)."""
+    frames = []
+    codecs = [lwproto.Codec(n, key(n)) for n in range(1, nodes + 1)]
+    for seq in range(1, -(-count // nodes) + 1):
+        for c in codecs:
+            good = 0 if idle else seq
+            f = c.heartbeat(BOOT, seq, 1000 * seq, good, 0, [1, 0, 0, 0, 0])
+            frames.append((c.node_id, seq, f))
+            frames_by_key[(c.node_id, seq)] = f
+    return frames[:count]
+
+
+def rss_mb(pid: int) -> dict:
+    """Resident memory of a process now and at its peak (VmHWM), MB."""
+    status = dict(line.split(":", 1) for line in
+                  Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    return {"now": round(int(status["VmRSS"].split()[0]) / 1024, 1),
+            "peak": round(int(status["VmHWM"].split()[0]) / 1024, 1)}
+
+
+def receiver_run(kind: str, args, frames: list) -> dict:
+    """Start the collector ("lampwatch") or bench/baseline.py on a fresh journal, run both
+    phases against it, check its journal, stop it."""
     with tempfile.TemporaryDirectory(prefix="lwbench") as tmp_name:
         tmp = Path(tmp_name)
         probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
         probe.close()
-        cfg = write_config(tmp, port, args.nodes, args.sync)
-        proc = subprocess.Popen([sys.executable, "-c", _RUNNER, str(cfg), args.deriver])
+        if kind == "lampwatch":
+            cfg = write_config(tmp, port, args.nodes, args.sync)
+            cmd = [sys.executable, "-c", _RUNNER, str(cfg), args.deriver]
+        else:
+            cmd = [sys.executable, str(Path(__file__).with_name("baseline.py")), str(port),
+                   str(tmp / "journal.sqlite"), str(args.nodes)]
+        proc = subprocess.Popen(cmd)
         try:
-            result = run(proc, port, args, tmp)
+            return run(proc, port, args, tmp, frames)
         finally:
             stop(proc)
-        print(json.dumps(result, indent=2))
-
 
 def stop(proc: subprocess.Popen) -> None:
     """SIGTERM the collector (it commits what is pending and exits); kill it after 30 s."""
@@ -240,44 +339,50 @@ def connect(port: int, tries: int = 150) -> socket.socket:
     return sock
 
 
-def run(proc, port: int, args, tmp: Path) -> dict:
-    sock = connect(port)
+def phase_cpu(proc, result: dict, cpu0: float) -> dict:
+    cpu = cpu_s(proc.pid) - cpu0
+    result["receiver_cpu_s"] = round(cpu, 2)
+    if result["acked"]:
+        result["cpu_us_per_frame"] = round(1e6 * cpu / result["acked"], 1)
+    return result
 
-    t = time.perf_counter()
-    frames = []
-    codecs = [lwproto.Codec(n, key(n)) for n in range(1, args.nodes + 1)]
-    per_node = -(-args.frames // args.nodes)
-    for seq in range(1, per_node + 1):
-        for c in codecs:
-            f = c.heartbeat(BOOT, seq, 1000 * seq, seq, 0, [1, 0, 0, 0, 0])
-            frames.append((c.node_id, seq, f))
-            frames_by_key[(c.node_id, seq)] = f
-    frames = frames[:args.frames]
-    build_s = time.perf_counter() - t
 
-    cpu0 = cpu_s(proc.pid)
-    a = max_throughput(sock, None, frames, args.window)
-    a["collector_cpu_s"] = round(cpu_s(proc.pid) - cpu0, 2)
-    time.sleep(1.0)
-    cpu0 = cpu_s(proc.pid)
-    b = steady(sock, args.nodes, args.seconds)
-    b["collector_cpu_s"] = round(cpu_s(proc.pid) - cpu0, 2)
+def run(proc, port: int, args, tmp: Path, frames: list) -> dict:
+    sock = connect(port, tries=600)
+    out: dict = {"startup_rss_mb": rss_mb(proc.pid)}
+    acked = 0
+    if frames:
+        cpu0 = cpu_s(proc.pid)
+        out["max_throughput"] = phase_cpu(proc, max_throughput(sock, None, frames, args.window),
+                                          cpu0)
+        acked += out["max_throughput"]["acked"]
+        time.sleep(1.0)
+    if args.seconds > 0:
+        start_s = 0
+        if args.warmup > 0:  # every node's first frames (new boot, anchor, state): not timed
+            w = steady(sock, args.nodes, args.warmup, rate=args.rate, mix=args.mix,
+                       drain_s=120.0)  # the timed phase starts on an idle collector
+            out["warmup"] = {"acked": w["acked"], "frames": w["frames"],
+                             "elapsed_s": w["elapsed_s"]}
+            acked += w["acked"]
+            start_s = args.warmup
+            time.sleep(1.0)
+        cpu0 = cpu_s(proc.pid)
+        out["steady"] = phase_cpu(proc, steady(sock, args.nodes, args.seconds, start_s=start_s,
+                                               rate=args.rate, mix=args.mix), cpu0)
+        acked += out["steady"]["acked"]
+    out["rss_mb"] = rss_mb(proc.pid)
     time.sleep(1.5)  # the collector's last tick commit
+    sock.close()
     db = sqlite3.connect(tmp / "journal.sqlite")
     stored = db.execute("SELECT count(*), count(DISTINCT node_id || '/' || seq) FROM frames"
                         ).fetchone()
-    events = db.execute("SELECT count(*) FROM events").fetchone()[0]
+    has_events = db.execute("SELECT 1 FROM sqlite_master WHERE name = 'events'").fetchone()
+    events = db.execute("SELECT count(*) FROM events").fetchone()[0] if has_events else 0
     db.close()
-    return {
-        "machine": {"cores": os.cpu_count(), "python": sys.version.split()[0]},
-        "settings": {"nodes": args.nodes, "journal_sync": args.sync, "deriver": args.deriver},
-        "frame_build_s": round(build_s, 1),
-        "max_throughput": a,
-        "steady_1000_nodes_1hz": b,
-        "journal": {"frames": stored[0], "distinct": stored[1], "events": events,
-                    "expected_frames": 1 + a["acked"] + b["acked"]},
-    }
-
+    out["journal"] = {"frames": stored[0], "distinct": stored[1], "events": events,
+                      "expected_frames": 1 + acked}
+    return out
 
 if __name__ == "__main__":
     main()

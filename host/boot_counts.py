@@ -66,6 +66,19 @@ class BootCounts:
             best[2] = made
         return Delta(d_good, d_ng, best[0], best[1], min(since, made))
 
+    def unchanged(self, boot_id: int, good: int, ng: int) -> bool:
+        """True if a heartbeat of `boot_id` with these counts is no delta: the boot's highest
+        counts are these (then `heartbeat` would return a zero delta; `made` records it)."""
+        best = self._boots.get(boot_id)
+        return best is not None and best[0] == good and best[1] == ng
+
+    def made(self, boot_id: int, made: float) -> None:
+        """What `heartbeat` does with a zero delta of a known boot: its last heartbeat was
+        made at `made` (the next delta's output began then)."""
+        best = self._boots[boot_id]
+        self._boots.move_to_end(boot_id)
+        best[2] = max(best[2], made)
+
     def seed(self, boot_id: int, good_total: int, ng_total: int, made: float) -> None:
         """Raise a boot's maxima to a journaled count event's totals (after a restart)."""
         totals = [good_total % COUNT_MOD, ng_total % COUNT_MOD]

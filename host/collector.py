@@ -233,7 +233,9 @@ class Collector:
     # -- per batch -----------------------------------------------------------------------
     @property
     def pending(self) -> int:
-        return len(self._frames) + len(self._events) + len(self._acks)
+        """Frames, events, ACKs owed and reject counts waiting for the next commit."""
+        return (len(self._frames) + len(self._events) + len(self._acks)
+                + len(self._rejects.unsaved))
 
     def flush(self, *, retry_now: bool = False) -> int:
         """Commit the batch (frames, their events, reject counts), then send its ACKs.

@@ -58,37 +58,54 @@ class SeenWindow:
     """Which (node, boot, seq) are stored: recent sequence numbers per boot in memory, the
     journal's UNIQUE index behind them.
 
-    Per (node, boot) the numbers within `span` of the highest are kept; a miss below that,
-    or on a boot not in memory (after a restart), asks the journal. Only committed numbers
-    are ever pruned (`prune` runs after a commit), so a miss in memory is exact.
+    Per (node, boot) the numbers within `span` of the highest are kept, as a bitmap (bit i:
+    highest - i), about 300 bytes a boot; a miss below that, or on a boot not in memory
+    (after a restart), asks the journal. Numbers accepted since the last commit are also
+    kept in a set until `prune` (after the commit), so a number that leaves the bitmap
+    before its frame is stored is still known: a miss in memory is exact. Both `add` and
+    `prune` cost O(1) per frame, whatever the number of boots.
     """
 
     def __init__(self, journal: Journal, span: int = 2048, max_boots: int = 50_000):
         self._journal, self._span, self._max_boots = journal, span, max_boots
-        self._boots: dict[tuple[int, int], list] = {}  # (node, boot) -> [high, set of seqs]
+        self._full = (1 << (span + 1)) - 1  # the bits of highest - span .. highest
+        self._boots: dict[tuple[int, int], list] = {}  # (node, boot) -> [high, bitmap]
+        self._uncommitted: set[tuple[int, int, int]] = set()  # accepted since the last prune
 
     def add(self, node_id: int, boot_id: int, seq: int) -> bool:
         """Mark as seen; False if it already was (a duplicate)."""
-        entry = self._boots.get((node_id, boot_id))
+        key = (node_id, boot_id)
+        entry = self._boots.get(key)
         if entry is None:
-            seqs = set(self._journal.seqs_from(node_id, boot_id, seq - self._span))
-            entry = self._boots[(node_id, boot_id)] = [max(seqs, default=seq), seqs]
-        high, seqs = entry
-        if seq in seqs:
-            return False
-        if seq < high - self._span and self._journal.has_frame(node_id, boot_id, seq):
-            return False
-        seqs.add(seq)
+            entry = self._boots[key] = self._seed(node_id, boot_id, seq)
+        high, bits = entry
         if seq > high:
             entry[0] = seq
+            entry[1] = ((bits << (seq - high)) | 1) & self._full
+        elif high - seq <= self._span:
+            bit = 1 << (high - seq)
+            if bits & bit:
+                return False
+            entry[1] = bits | bit
+        elif ((node_id, boot_id, seq) in self._uncommitted
+              or self._journal.has_frame(node_id, boot_id, seq)):
+            return False
+        self._uncommitted.add((node_id, boot_id, seq))
         return True
 
+    def _seed(self, node_id: int, boot_id: int, seq: int) -> list:
+        """A boot first seen since the start: its stored numbers near `seq`, from the journal."""
+        seqs = self._journal.seqs_from(node_id, boot_id, seq - self._span)
+        high = max(seqs, default=seq)
+        bits = 0
+        for s in seqs:
+            if high - s <= self._span:
+                bits |= 1 << (high - s)
+        return [high, bits]
+
     def prune(self) -> None:
-        for entry in self._boots.values():
-            if len(entry[1]) > 2 * self._span:
-                low = entry[0] - self._span
-                entry[1] = {s for s in entry[1] if s >= low}
+        """After a commit: what was accepted is stored, and the oldest boots beyond
+        `max_boots` go (the journal answers for them)."""
+        self._uncommitted.clear()
         while len(self._boots) > self._max_boots:
             del self._boots[next(iter(self._boots))]
-
-

@@ -188,6 +188,12 @@ class MachineTracker:
         self._lamp_ts[channel] = ts
         return out
 
+    def settled(self) -> bool:
+        """True when `settle` would emit and change nothing, at any time: no lamp-change gap
+        held, and the lamps map to the emitted state (never UNKNOWN: data ends it)."""
+        return (self._dark_since is None and self.state is not None and self.state != UNKNOWN
+                and self.lamp_map.match(self.lamps)[0] == (self.state, self.reason))
+
     def settle(self, ts: float) -> list[Event]:
         """Emit a state change if the lamps now map to another state than the emitted one."""
         if self.state == UNKNOWN and self.since is not None and (
