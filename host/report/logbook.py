@@ -7,6 +7,7 @@ import io
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
 from .. import oee
@@ -14,6 +15,9 @@ from ..errors import InputFileError
 
 COLUMNS = ("period", "available_min", "pm_min", "setup_min", "breakdown_min", "processed",
            "good", "ideal_cycle_s")
+# Optional, for `oee reconcile` (docs/oee.md, "Logbook and sensor side by side"): the local
+# date (ISO, 2026-03-02) and calendar shift name a period covers, and the machine it is of.
+MATCH_COLUMNS = ("date", "shift", "machine")
 # Thousands and decimal separator per locale: `en` writes 5,325,000.5, `id` writes 5.325.000,5.
 SEPARATORS = {"en": (",", "."), "id": (".", ",")}
 _NUMBER = {
@@ -52,6 +56,9 @@ class Period:
     good: float
     ideal_cycle_s: float
     row: int = 0
+    date: date | None = None
+    shift: str | None = None
+    machine: str | None = None
 
 
 @dataclass(frozen=True)
@@ -124,7 +131,7 @@ def _period(name: str, row: int, rec: dict, locale: str) -> Period:
     for col, value in rec.items():
         if col not in COLUMNS and value is not None:
             _cell(name, row, col, value)
-    p = Period(period, row=row, **nums)
+    p = Period(period, row=row, **nums, **_match(name, row, rec))
     if p.ideal_cycle_s == 0:
         raise _fail(name, row, "ideal_cycle_s", "must be greater than 0")
     if p.good > p.processed * (1 + _SLACK):
@@ -138,6 +145,18 @@ def _period(name: str, row: int, rec: dict, locale: str) -> Period:
         raise _fail(name, row, "processed", f"{rec['processed'].strip()} units processed "
                     "with no run time (available - pm - setup - breakdown = 0)")
     return p
+
+
+def _match(name: str, row: int, rec: dict) -> dict:
+    """The optional date, shift and machine cells (None when absent or empty)."""
+    out = {col: (rec.get(col) or "").strip() or None for col in MATCH_COLUMNS}
+    if out["date"] is not None:
+        try:
+            out["date"] = date.fromisoformat(out["date"])
+        except ValueError:
+            raise _fail(name, row, "date", f"{out['date']!r} is not a date like 2026-03-02"
+                        ) from None
+    return out
 
 
 def parse_logbook(data: bytes, name: str, locale: str = "en") -> list[Period]:

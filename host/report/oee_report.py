@@ -26,6 +26,7 @@ from pathlib import Path
 from .. import journal, oee
 from ..errors import JournalReadError, LampwatchError
 from ..events import Event
+from ..i18n import catalogue
 from ..timeline import MachineTimeline, oee_data
 from .oee_tables import format_csv, format_json, format_table
 
@@ -116,6 +117,8 @@ class Report:
     rows: list[Row]
     plant: Plant
     warnings: list[str] = field(default_factory=list)
+    # each warning as a catalogue key and fields (host/i18n), for the tables' --lang
+    notices: list[tuple[str, dict]] = field(default_factory=list)
 
 
 # --- reading the journal ----------------------------------------------------------------
@@ -165,10 +168,10 @@ def build_report(events: Iterable[Event], last_rx: Mapping[int, float], start_s:
     nodes: dict[str, set[int]] = {}
     heartbeat_s: dict[int, float] = {}
     last_ts: dict[str, float] = {}
-    warnings: list[str] = []
+    notices: list[tuple[str, dict]] = []
     for ev in events:
         if ev.kind == "clock":
-            warnings.append(_clock_warning(ev, calendar))
+            notices.append(_clock_warning(ev, calendar))
         if not ev.machine:
             continue
         if ev.node_id is not None:
@@ -204,19 +207,15 @@ def build_report(events: Iterable[Event], last_rx: Mapping[int, float], start_s:
     for row in [*rows, plant]:
         p = row.data()["performance"]
         if p is not None and p > 1 + _P_SLACK:
-            warnings.append(f"{row.machine}: performance {oee.percent(p)} is above 100%: "
-                            "its ideal_cycle_s is too slow, or its counts are doubled")
-    return Report(start_s, end, calendar, rows, plant, warnings)
+            notices.append(("warn.performance", {"machine": row.machine, "p": oee.percent(p)}))
+    warnings = [catalogue("en").t(key, **fields) for key, fields in notices]
+    return Report(start_s, end, calendar, rows, plant, warnings, notices)
 
 
-def _clock_warning(ev: Event, calendar: oee.Calendar) -> str:
+def _clock_warning(ev: Event, calendar: oee.Calendar) -> tuple[str, dict]:
     step = float(ev.data.get("step_s") or 0.0)
-    at = calendar.iso(ev.ts_s)
-    if step > 0:
-        return (f"the host clock stepped forward by {step:g} s at {at}: the time it skipped "
-                "is unknown time")
-    return (f"the host clock stepped back by {-step:g} s at {at}: event time stood still "
-            "until it caught up; output made meanwhile is output in unknown time")
+    fields = {"step": f"{abs(step):g}", "at": calendar.iso(ev.ts_s)}
+    return ("warn.clock_forward" if step > 0 else "warn.clock_back"), fields
 
 
 # --- windows -----------------------------------------------------------------------------

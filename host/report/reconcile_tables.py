@@ -1,0 +1,147 @@
+"""`lampwatch oee reconcile` as text (per period, logbook | sensor | difference), CSV and JSON."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import textwrap
+from typing import TYPE_CHECKING
+
+from ..i18n import catalogue
+from .reconcile import CAUSES, FIGURES
+
+if TYPE_CHECKING:
+    from ..i18n import Catalogue
+    from .reconcile import Flag, Match, Reconciliation
+
+__all__ = ["format_csv", "format_json", "format_table"]
+
+_RATIOS = ("availability", "performance", "quality", "oee", "coverage")
+_WIDTH = 80
+
+
+def _cell(cat: Catalogue, key: str, v: float | None) -> str:
+    if v is None:
+        return "-"
+    return cat.percent(v) if key in _RATIOS else cat.number(v, 1, exact=key.endswith("_min"))
+
+
+def _diff(cat: Catalogue, key: str, a: float | None, b: float | None) -> str:
+    if a is None or b is None:
+        return ""
+    d = b - a
+    text = (cat.number(100 * d, 1, exact=True) + " pp") if key in _RATIOS else \
+        cat.number(d, 1, exact=key.endswith("_min"))
+    return "+" + text if round(d, 1 if key.endswith("_min") or key in _RATIOS else 3) > 0 \
+        else text
+
+
+def flag_text(cat: Catalogue, f: Flag) -> str:
+    """One flag as a sentence in the catalogue's language."""
+    if f.cause == "output_mismatch":
+        diff = "+∞" if math.isinf(f.amount) else (
+            ("+" if f.amount > 0 else "") + cat.percent(f.amount))
+        return cat.t("rec.flag.output_mismatch", diff=diff)
+    return cat.t(f"rec.flag.{f.cause}", minutes=cat.number(abs(f.amount), 0))
+
+
+def _when(cat: Catalogue, m: Match) -> str:
+    return cat.date(m.shift.day if m.shift else m.period.date)
+
+
+def format_table(rec: Reconciliation, lang: str = "en") -> str:
+    """Per matched period a block of figures (logbook, sensor, difference) and its flags,
+    then the periods not matched and the shifts without a logbook period; 80 columns."""
+    cat = catalogue(lang)
+    cal = rec.calendar
+    tol = rec.tolerances
+    out = [cat.t("rec.title", start=cat.datetime(rec.start, cal.zone),
+                 end=cat.datetime(rec.end, cal.zone)),
+           cat.t("rec.tolerances", minutes=cat.number(tol.minutes),
+                 output=cat.percent(tol.output), coverage=cat.percent(tol.coverage))]
+    matched = [m for m in rec.matches if m.sensor is not None]
+    if not matched:
+        out += ["", cat.t("rec.none")]
+    for m in matched:
+        out += ["", cat.t("rec.period", machine=m.machine, shift=m.shift.name,
+                          date=_when(cat, m), row=m.period.row, period=m.period.period)]
+        head = ("", cat.t("rec.col.logbook"), cat.t("rec.col.sensor"), cat.t("rec.col.diff"))
+        rows = []
+        for key in FIGURES:
+            a, b = getattr(m.logbook, key), getattr(m.sensor, key)
+            rows.append((cat.t(f"rec.fig.{key}"), _cell(cat, key, a), _cell(cat, key, b),
+                         _diff(cat, key, a, b)))
+        out += _grid(head, rows)
+        notes = [flag_text(cat, f) for f in m.flags] or [cat.t("rec.ok")]
+        out += [line for n in notes for line in textwrap.wrap(
+            ("! " if m.flags else "= ") + n, _WIDTH, subsequent_indent="  ",
+            break_on_hyphens=False)]
+    tail = []
+    for m in rec.matches:
+        if m.why is not None:
+            why = cat.t(f"rec.why.{m.why}", shift=m.period.shift, machine=m.machine,
+                        date=cat.date(m.period.date) if m.period.date else "")
+            tail.append(cat.t("rec.unmatched", row=m.period.row, period=m.period.period,
+                              why=why))
+    tail += [cat.t("rec.unlogged", machine=name, shift=inst.name, date=cat.date(inst.day))
+             for name, inst in rec.unlogged]
+    wrapped = [part for t in tail for part in textwrap.wrap(
+        t, _WIDTH, subsequent_indent="  ", break_on_hyphens=False)]
+    return "\n".join(out + ([""] + wrapped if wrapped else []))
+
+
+def _grid(head: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
+    widths = [max(len(r[i]) for r in (head, *rows)) for i in range(len(head))]
+    return ["  ".join(c.ljust(w) if i == 0 else c.rjust(w)
+                      for i, (c, w) in enumerate(zip(r, widths))).rstrip()
+            for r in (head, *rows)]
+
+
+def _record(m: Match, rec: Reconciliation) -> dict:
+    day = m.shift.day if m.shift else m.period.date
+    return {
+        "row": m.period.row, "period": m.period.period, "machine": m.machine,
+        "date": str(day) if day else None,
+        "shift": m.shift.name if m.shift else m.period.shift,
+        "from": rec.calendar.iso(m.shift.start) if m.shift else None,
+        "to": rec.calendar.iso(m.shift.end) if m.shift else None,
+        "matched": m.sensor is not None, "unmatched_why": m.why,
+        "logbook": m.logbook.data(), "sensor": m.sensor.data() if m.sensor else None,
+        "flags": [{"cause": f.cause, "amount": None if math.isinf(f.amount) else f.amount}
+                  for f in m.flags],
+    }
+
+
+def format_json(rec: Reconciliation, lang: str = "en") -> str:
+    """Keys and causes are the same in every language (CAUSES); figures are numbers."""
+    return json.dumps({
+        "from": rec.calendar.iso(rec.start), "to": rec.calendar.iso(rec.end),
+        "tolerances": vars(rec.tolerances), "causes": list(CAUSES),
+        "periods": [_record(m, rec) for m in rec.matches],
+        "unlogged": [{"machine": n, "date": str(i.day), "shift": i.name}
+                     for n, i in rec.unlogged]}, indent=2)
+
+
+def format_csv(rec: Reconciliation, lang: str = "en") -> str:
+    """One row per logbook period: logbook_* and sensor_* columns, flags as cause:amount."""
+    cols = ["row", "period", "machine", "date", "shift", "from", "to", "matched",
+            "unmatched_why"] + [f"{side}_{k}" for k in FIGURES for side in ("logbook", "sensor")
+                                ] + ["flags"]
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, cols, lineterminator="\n")
+    w.writeheader()
+    for m in rec.matches:
+        r = _record(m, rec)
+        flat = {k: r[k] for k in cols[:9]}
+        for side in ("logbook", "sensor"):
+            for k in FIGURES:
+                flat[f"{side}_{k}"] = (r[side] or {}).get(k)
+        flat["flags"] = ";".join(f"{f['cause']}:{f['amount']:.4g}" if f["amount"] is not None
+                                 else f["cause"] for f in r["flags"])
+        w.writerow({k: "" if v is None else v for k, v in flat.items()})
+    return buf.getvalue()
+
+
+FORMATS = {"table": format_table, "csv": format_csv, "json": format_json}
