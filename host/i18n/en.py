@@ -40,6 +40,7 @@ MESSAGES = {
     "rec.tolerances": "tolerances: {minutes} min of time, {output} of output, coverage at "
                       "least {coverage}",
     "rec.period": "{machine} · shift {shift} · {date} · logbook row {row} ({period})",
+    "rec.pp": "{diff} pp",
     "rec.col.logbook": "logbook", "rec.col.sensor": "sensor", "rec.col.diff": "difference",
     "rec.fig.planned_min": "planned time (min)", "rec.fig.run_min": "run time (min)",
     "rec.fig.pm_min": "planned maintenance (min)", "rec.fig.setup_min": "setup (min)",

@@ -43,6 +43,7 @@ MESSAGES = {
     "rec.tolerances": "toleransi: waktu {minutes} menit, keluaran {output}, cakupan paling "
                       "sedikit {coverage}",
     "rec.period": "{machine} · sif {shift} · {date} · baris catatan {row} ({period})",
+    "rec.pp": "{diff} poin",
     "rec.col.logbook": "catatan", "rec.col.sensor": "sensor", "rec.col.diff": "selisih",
     "rec.fig.planned_min": "waktu terencana (menit)", "rec.fig.run_min": "waktu jalan (menit)",
     "rec.fig.pm_min": "perawatan terencana (menit)", "rec.fig.setup_min": "penyetelan (menit)",

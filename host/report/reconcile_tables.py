@@ -29,13 +29,15 @@ def _cell(cat: Catalogue, key: str, v: float | None) -> str:
 
 
 def _diff(cat: Catalogue, key: str, a: float | None, b: float | None) -> str:
+    """b - a, signed; ratios in percentage points; 0 without a sign."""
     if a is None or b is None:
         return ""
-    d = b - a
-    text = (cat.number(100 * d, 1, exact=True) + " pp") if key in _RATIOS else \
-        cat.number(d, 1, exact=key.endswith("_min"))
-    return "+" + text if round(d, 1 if key.endswith("_min") or key in _RATIOS else 3) > 0 \
-        else text
+    ratio, minutes = key in _RATIOS, key.endswith("_min")
+    d = round((b - a) * (100 if ratio else 1), 1)
+    d = 0.0 if d == 0 else d  # never "-0"
+    text = cat.number(d, 1, exact=ratio or minutes)
+    text = "+" + text if d > 0 else text
+    return cat.t("rec.pp", diff=text) if ratio else text
 
 
 def flag_text(cat: Catalogue, f: Flag) -> str:
