@@ -69,18 +69,11 @@ def _from_config(config_path, journal_path):
         if journal_path is None:
             raise click.UsageError("give --journal PATH or --config FILE")
         return journal_path, None, {}, {}
-    from .. import oee
     from ..config import load_config
     from ..report import oee_report as report
 
     cfg = load_config(config_path)
-    calendar = cfg.calendar
-    if not calendar.shifts:  # no shifts configured: every hour is planned
-        calendar = oee.Calendar(calendar.tz, report.ALL_DAY.shifts, calendar.planned_stops)
-    settings = {n.machine: report.MachineSettings(n.ideal_cycle_s, n.heartbeat_s, n.unit)
-                for n in cfg.nodes.values()}
-    judged = {"short_stop_s": cfg.short_stop_s, "startup_window_s": cfg.startup_window_s,
-              "planned_maintenance": cfg.planned_maintenance}
+    calendar, settings, judged = report.from_config(cfg)
     return journal_path or cfg.journal_path, calendar, settings, judged
 
 
@@ -221,3 +214,53 @@ def reconcile_command(logbook_path, config_path, journal_path, from_, to, shift,
                               **judged)
     text = reconcile_tables.FORMATS[fmt](rec, lang=_lang(lang, config_path))
     click.echo(text.rstrip("\n"))
+
+
+@oee.command("sheet")
+@click.option("--config", "config_path", required=True, type=click.Path(path_type=Path),
+              help="Collector config: journal, calendar, machines.")
+@click.option("--shift", "shift_name", required=True, metavar="NAME", help="A calendar shift.")
+@click.option("--date", "day", required=True, metavar="DATE",
+              help="The local date the shift starts on: 2026-03-02 or 'today'.")
+@click.option("--logbook", "logbook_path", type=click.Path(path_type=Path),
+              help="A logbook CSV to set beside the sensor (as `oee reconcile`).")
+@click.option("--locale", type=click.Choice(LOGBOOK_LOCALES), default="en", show_default=True,
+              help="How the logbook writes numbers.")
+@click.option("--journal", "journal_path", type=click.Path(path_type=Path),
+              help="The journal (default: the one --config names).")
+@click.option("--machine", help="Only this machine's page.")
+@click.option("--lang", type=click.Choice(LANGS), default=None,
+              help="Language (default: the config's [board] lang, else en).")
+@click.option("-o", "--output", "out", required=True, type=click.Path(path_type=Path),
+              metavar="FILE.html", help="Where to write the sheet.")
+def sheet_command(config_path, shift_name, day, logbook_path, locale, journal_path, machine,
+                  lang, out):
+    """The shift sheet both sides sign: one A4 page per machine.
+
+    Each page holds the shift's timeline, its figures with the sensor's coverage, its
+    stops and their reasons, the logbook beside the sensor when --logbook is given,
+    and signature lines for the shift supervisor and the technician. The HTML is
+    styled for print: any browser prints it on A4. See docs/oee.md.
+    """
+    import time
+    from datetime import datetime
+
+    from ..report import logbook, oee_report, reconcile, sheet
+
+    now = time.time()
+    journal_path, calendar, settings, judged = _from_config(config_path, journal_path)
+    today = datetime.fromtimestamp(now, calendar.zone).date()
+    the_day = oee_report.parse_day(day, today)
+    inst = reconcile.instance_of(calendar, the_day, shift_name)
+    if inst is None:
+        names = ", ".join(sorted({s.name for s in calendar.shifts}))
+        raise oee_report.ReportError(f"the calendar has no shift {shift_name!r} on {the_day} "
+                                     f"(shifts: {names})")
+    periods = logbook.read_logbook(logbook_path, locale) if logbook_path else None
+    made = sheet.build(journal_path, inst, calendar=calendar, settings=settings, judged=judged,
+                       now_s=now, periods=periods, machine=machine)
+    try:
+        out.write_text(sheet.render(made, _lang(lang, config_path)), encoding="utf-8")
+    except OSError as exc:
+        raise click.FileError(str(out), exc.strerror or str(exc)) from None
+    click.echo(f"{out}: {len(made.report.rows)} page(s), shift {inst.name} on {inst.day}")

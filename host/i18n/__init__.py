@@ -1,4 +1,4 @@
-"""Operator- and supervisor-facing text in English and Bahasa Indonesia; numbers and dates per locale.
+"""Operator- and supervisor-facing text in English and Bahasa Indonesia, numbers and dates.
 
 One catalogue per language (host/i18n/en.py, host/i18n/id.py: key -> text with `{name}`
 fields); tests/test_i18n.py holds them to the same keys and walks every rendered string.

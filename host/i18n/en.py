@@ -71,6 +71,7 @@ MESSAGES = {
     "sheet.figures": "Figures", "sheet.stops": "Stops and their reasons",
     "sheet.col.from": "from", "sheet.col.to": "to", "sheet.col.minutes": "minutes",
     "sheet.col.state": "state", "sheet.col.reason": "reason", "sheet.no_stops": "no stops",
+    "sheet.more_stops": "{n} more stops, {minutes} min in all",
     "sheet.no_reason": "not given", "sheet.reconcile": "Against the logbook",
     "sheet.no_logbook": "no logbook row for this shift",
     "sheet.sign.supervisor": "Shift supervisor", "sheet.sign.technician": "Technician",

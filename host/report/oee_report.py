@@ -61,6 +61,8 @@ class Row:
     result: oee.OEEResult
     ideal_known: bool
     unit: str | None = None
+    # the state intervals the result was computed from, unclipped (the shift sheet's timeline)
+    intervals: tuple[oee.StateInterval, ...] = ()
 
     def data(self) -> dict:
         return {"machine": self.machine, **oee_data(self.result, self.ideal_known)}
@@ -147,6 +149,19 @@ def read_journal(path: str | Path, start_s: float,
 
 # --- computing ---------------------------------------------------------------------------
 
+def from_config(cfg) -> tuple[oee.Calendar, dict[str, MachineSettings], dict]:
+    """A collector Config's calendar (every hour planned when it has no shifts), machine
+    settings in line order, and how stops and rejects are judged (build_report's keywords)."""
+    calendar = cfg.calendar
+    if not calendar.shifts:
+        calendar = oee.Calendar(calendar.tz, ALL_DAY.shifts, calendar.planned_stops)
+    settings = {n.machine: MachineSettings(n.ideal_cycle_s, n.heartbeat_s, n.unit)
+                for n in cfg.nodes.values()}
+    judged = {"short_stop_s": cfg.short_stop_s, "startup_window_s": cfg.startup_window_s,
+              "planned_maintenance": cfg.planned_maintenance}
+    return calendar, settings, judged
+
+
 def build_report(events: Iterable[Event], last_rx: Mapping[int, float], start_s: float,
                  end_s: float, *, calendar: oee.Calendar | None = None,
                  settings: Mapping[str, MachineSettings] | None = None,
@@ -195,14 +210,16 @@ def build_report(events: Iterable[Event], last_rx: Mapping[int, float], start_s:
         heard = max([last_rx[i] for i in ids if i in last_rx] + [last_ts.get(name, -1e18)])
         grace = _SILENT_PERIODS * max([heartbeat_s.get(i, ms.heartbeat_s) for i in ids],
                                       default=ms.heartbeat_s)
+        until = min(end, heard + grace)
         try:
             result = timelines[name].evaluate(
-                ms.ideal_cycle_s, calendar, start_s, end, until_s=min(end, heard + grace),
+                ms.ideal_cycle_s, calendar, start_s, end, until_s=until,
                 short_stop_s=short_stop_s, startup_window_s=startup_window_s,
                 planned_maintenance=planned_maintenance)
         except oee.OEEInputError as exc:
             raise ReportError(f"machine {name}: {exc}") from None
-        rows.append(Row(name, result, bool(ms.ideal_cycle_s), ms.unit))
+        rows.append(Row(name, result, bool(ms.ideal_cycle_s), ms.unit,
+                        tuple(timelines[name].intervals(until))))
     plant = Plant(rows)
     for row in [*rows, plant]:
         p = row.data()["performance"]

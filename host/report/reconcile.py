@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import date
 
 from .. import oee
 from ..errors import LampwatchError
@@ -160,11 +161,11 @@ def flags(log: Figures, sensor: Figures, tol: Tolerances) -> tuple[Flag, ...]:
     return tuple(out)
 
 
-def instance_of(calendar: oee.Calendar, p: Period) -> oee.ShiftInstance | None:
-    """The calendar's shift `p.shift` starting on local date `p.date`, if there is one."""
-    start, end = calendar.day(p.date)
+def instance_of(calendar: oee.Calendar, day: date, name: str) -> oee.ShiftInstance | None:
+    """The calendar's shift `name` starting on local date `day`, if there is one."""
+    start, end = calendar.day(day)
     return next((i for i in calendar.shifts_between(start, end)
-                 if i.day == p.date and i.name == p.shift), None)
+                 if i.day == day and i.name == name), None)
 
 
 def _machine_of(p: Period, machine: str | None, machines: Sequence[str]) -> str:
@@ -204,7 +205,7 @@ def reconcile(periods: Iterable[Period], events: Sequence[Event], last_rx: Mappi
         if machine is not None and name != machine:
             continue
         log = logbook_figures(p, planned_maintenance)
-        inst = instance_of(calendar, p) if p.date and p.shift else None
+        inst = instance_of(calendar, p.date, p.shift) if p.date and p.shift else None
         if window is not None and (inst is None or not window[0] <= inst.start < window[1]):
             continue
         why = ("no_columns" if not (p.date and p.shift) else "no_shift" if inst is None

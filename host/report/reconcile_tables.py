@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from ..i18n import Catalogue
     from .reconcile import Flag, Match, Reconciliation
 
-__all__ = ["format_csv", "format_json", "format_table"]
+__all__ = ["figure_rows", "flag_text", "format_csv", "format_json", "format_table"]
 
 _RATIOS = ("availability", "performance", "quality", "oee", "coverage")
 _WIDTH = 80
@@ -49,6 +49,17 @@ def flag_text(cat: Catalogue, f: Flag) -> str:
     return cat.t(f"rec.flag.{f.cause}", minutes=cat.number(abs(f.amount), 0))
 
 
+def figure_rows(cat: Catalogue, m: Match) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
+    """The head and rows (figure, logbook, sensor, difference) of a matched period."""
+    head = ("", cat.t("rec.col.logbook"), cat.t("rec.col.sensor"), cat.t("rec.col.diff"))
+    rows = []
+    for key in FIGURES:
+        a, b = getattr(m.logbook, key), getattr(m.sensor, key)
+        rows.append((cat.t(f"rec.fig.{key}"), _cell(cat, key, a), _cell(cat, key, b),
+                     _diff(cat, key, a, b)))
+    return head, rows
+
+
 def _when(cat: Catalogue, m: Match) -> str:
     return cat.date(m.shift.day if m.shift else m.period.date)
 
@@ -69,13 +80,7 @@ def format_table(rec: Reconciliation, lang: str = "en") -> str:
     for m in matched:
         out += ["", cat.t("rec.period", machine=m.machine, shift=m.shift.name,
                           date=_when(cat, m), row=m.period.row, period=m.period.period)]
-        head = ("", cat.t("rec.col.logbook"), cat.t("rec.col.sensor"), cat.t("rec.col.diff"))
-        rows = []
-        for key in FIGURES:
-            a, b = getattr(m.logbook, key), getattr(m.sensor, key)
-            rows.append((cat.t(f"rec.fig.{key}"), _cell(cat, key, a), _cell(cat, key, b),
-                         _diff(cat, key, a, b)))
-        out += _grid(head, rows)
+        out += _grid(*figure_rows(cat, m))
         notes = [flag_text(cat, f) for f in m.flags] or [cat.t("rec.ok")]
         out += [line for n in notes for line in textwrap.wrap(
             ("! " if m.flags else "= ") + n, _WIDTH, subsequent_indent="  ",
