@@ -54,7 +54,8 @@ def test_the_table_holds_every_command():
     assert {p for p in ALL if len(p) == 1} == {
         ("collect",), ("commission",), ("demo",), ("flash",), ("nodes",), ("oee",)}
     assert {p for p in ALL if p[:1] == ("oee",)} == {("oee",), ("oee", "report"),
-                                                      ("oee", "calc")}
+                                                      ("oee", "calc"), ("oee", "reconcile"),
+                                                      ("oee", "sheet")}
 
 
 @pytest.mark.parametrize("path", ALL, ids=_ids)
