@@ -170,8 +170,9 @@ def _timeline(row: Row, inst: oee.ShiftInstance, cat: Catalogue, zone) -> str:
 def _figures(row: Row, cat: Catalogue) -> str:
     """The ratios with coverage in large type, then the times (minutes) and output."""
     d, r = row.data(), row.result
-    ratios = (("A", d["availability"]), ("P", d["performance"]), ("Q", d["quality"]),
-              ("OEE", d["oee"]), (cat.t("rec.fig.coverage"), d["planned_coverage"]))
+    ratios = tuple((cat.t(f"rec.fig.{k}"), d[k]) for k in (
+        "availability", "performance", "quality", "oee")) + (
+        (cat.t("rec.fig.coverage"), d["planned_coverage"]),)
     times = (("rec.fig.planned_min", r.planned_s), ("rec.fig.run_min", r.run_s),
              ("rec.fig.pm_min", r.maintenance_s), ("rec.fig.setup_min", r.setup_s),
              ("rec.fig.breakdown_min", r.breakdown_s))
