@@ -11,6 +11,7 @@ MESSAGES = {
     "reason.other": "Other",
     # `oee report` tables (host/report/oee_tables.py)
     "report.title": "OEE {start} .. {end}",
+    "report.all": "all",  # the plant row
     "report.head.machine": "machine", "report.head.good": "good", "report.head.ng": "NG",
     "report.head.coverage": "coverage", "report.head.planned_h": "planned h",
     "report.head.run_h": "run h", "report.head.unknown_h": "unknown h",

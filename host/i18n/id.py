@@ -11,6 +11,7 @@ MESSAGES = {
     "reason.breakdown": "Kerusakan", "reason.no_order": "Tidak ada pesanan",
     "reason.material": "Bahan", "reason.other": "Lainnya",
     "report.title": "OEE {start} .. {end}",
+    "report.all": "semua",  # the plant row
     "report.head.machine": "mesin", "report.head.good": "baik", "report.head.ng": "NG",
     "report.head.coverage": "cakupan", "report.head.planned_h": "jam rencana",
     "report.head.run_h": "jam jalan", "report.head.unknown_h": "jam tak tahu",

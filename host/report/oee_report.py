@@ -26,7 +26,7 @@ from pathlib import Path
 from .. import journal, oee
 from ..errors import JournalReadError, LampwatchError
 from ..events import Event
-from ..i18n import catalogue
+from ..i18n import Catalogue, catalogue
 from ..timeline import MachineTimeline, oee_data
 from .oee_tables import format_csv, format_json, format_table
 
@@ -119,7 +119,7 @@ class Report:
     rows: list[Row]
     plant: Plant
     warnings: list[str] = field(default_factory=list)
-    # each warning as a catalogue key and fields (host/i18n), for the tables' --lang
+    # each warning as a catalogue key and raw fields (notice_text), for the tables' --lang
     notices: list[tuple[str, dict]] = field(default_factory=list)
 
 
@@ -224,15 +224,29 @@ def build_report(events: Iterable[Event], last_rx: Mapping[int, float], start_s:
     for row in [*rows, plant]:
         p = row.data()["performance"]
         if p is not None and p > 1 + _P_SLACK:
-            notices.append(("warn.performance", {"machine": row.machine, "p": oee.percent(p)}))
-    warnings = [catalogue("en").t(key, **fields) for key, fields in notices]
+            notices.append(("warn.performance", {"machine": row.machine, "p": p}))
+    warnings = [notice_text(key, fields, catalogue("en"), calendar) for key, fields in notices]
     return Report(start_s, end, calendar, rows, plant, warnings, notices)
 
 
 def _clock_warning(ev: Event, calendar: oee.Calendar) -> tuple[str, dict]:
     step = float(ev.data.get("step_s") or 0.0)
-    fields = {"step": f"{abs(step):g}", "at": calendar.iso(ev.ts_s)}
-    return ("warn.clock_forward" if step > 0 else "warn.clock_back"), fields
+    return ("warn.clock_forward" if step > 0 else "warn.clock_back"), {"step": abs(step),
+                                                                       "at": ev.ts_s}
+
+
+def notice_text(key: str, fields: dict, cat: Catalogue, calendar: oee.Calendar) -> str:
+    """A warning in `cat`'s language: a time (`at`) as ISO 8601 in English, else local; a
+    ratio (`p`) as a percent; a step in seconds as written."""
+    out = dict(fields)
+    if "at" in out:
+        out["at"] = (calendar.iso(out["at"]) if cat.lang == "en"
+                     else cat.datetime(out["at"], calendar.zone))
+    if "p" in out:
+        out["p"] = cat.percent(out["p"])
+    if "step" in out:
+        out["step"] = f"{out['step']:g}" if cat.lang == "en" else cat.number(out["step"], 3)
+    return cat.t(key, **out)
 
 
 # --- windows -----------------------------------------------------------------------------

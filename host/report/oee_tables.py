@@ -76,6 +76,7 @@ def format_table(report: Report, wide: bool = False, lang: str = "en") -> str:
         r = row.data()
         name = row.machine if wide or len(row.machine) <= _MACHINE_W else (
             row.machine[:_MACHINE_W - 1] + "…")
+        name = cat.t("report.all") if row is report.plant else name
         ratios = (r["availability"], r["performance"], r["quality"], r["oee"])
         hours = tuple(None if v is None else cat.number(v / 3600, 2, exact=True)
                       for v in (r["planned_s"], r.get("run_s"), r.get("unknown_s"))
@@ -86,8 +87,10 @@ def format_table(report: Report, wide: bool = False, lang: str = "en") -> str:
         losses.append((name, *(cat.number(None if r["losses"][k] is None else
                                           r["losses"][k] / 60, 1, exact=True)
                                for k in LOSS_KEYS)))
-    out = [cat.t("report.title", start=report.calendar.iso(report.start),
-                 end=report.calendar.iso(report.end)), ""]
+    # English keeps ISO 8601 (scripts read it); other languages their local date and time
+    when = report.calendar.iso if cat.lang == "en" else (
+        lambda ts: cat.datetime(ts, report.calendar.zone))
+    out = [cat.t("report.title", start=when(report.start), end=when(report.end)), ""]
     out += _grid(_head(cat, wide), lines)
     out += ["", cat.t("report.losses")] + _grid(_loss_head(cat, wide), losses)
     if not wide:
@@ -101,7 +104,13 @@ def _warnings(report: Report, cat: Catalogue) -> list[str]:
     notices = getattr(report, "notices", [])
     if cat.lang == "en" or len(notices) != len(report.warnings):
         return list(report.warnings)
-    return [cat.t(key, **fields) for key, fields in notices]
+    from .oee_report import notice_text  # (oee_report imports this module)
+
+    plant = report.plant.machine  # the plant row's name is a word, translated too
+    return [notice_text(key, {**fields, **({"machine": cat.t("report.all")}
+                                           if fields.get("machine") == plant else {})},
+                        cat, report.calendar)
+            for key, fields in notices]
 
 
 def _notes(report: Report, cat: Catalogue) -> list[str]:
