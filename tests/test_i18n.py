@@ -95,7 +95,8 @@ def test_numbers_and_dates_per_locale():
 
 # --- every string rendered in Indonesian ------------------------------------------------------
 
-CAL = oee.Calendar("Asia/Jakarta", (oee.Shift("pagi", "06:00", "14:00"),))
+CAL = oee.Calendar("Asia/Jakarta", (oee.Shift("pagi", "06:00", "14:00",
+                                              breaks=(oee.Break("10:00", "10:30"),)),))
 T0 = CAL.at(date(2026, 3, 2), 6 * 3600)
 H = 3600.0
 
@@ -114,7 +115,7 @@ def every_note_report() -> oee_report.Report:
                Event(T0 + 4 * H, "state", node, machine, {"state": "RUN"})]
         ev += [Event(T0 + k * 600, "count", node, machine, {"good": 900, "ng": 5})
                for k in range(1, 48)]
-        ev.append(Event(T0 - 30, "count", node, machine, {"good": 7, "ng": 1}))  # off shift
+        ev.append(Event(T0 + 4.25 * H, "count", node, machine, {"good": 7, "ng": 1}))  # break
         ev.append(Event(T0 + 3.5 * H, "count", node, machine, {"good": 40, "ng": 1}))
     ev += [Event(T0 + 5 * H, "clock", None, None, {"step_s": 3600}),
            Event(T0 + 6 * H, "clock", None, None, {"step_s": -3600})]
@@ -128,6 +129,12 @@ def every_note_report() -> oee_report.Report:
 
 def test_the_report_tables_in_indonesian_have_no_english_word():
     rep = every_note_report()
+    notes = oee_report.format_table(rep, lang="id")
+    for phrase in ("tanpa polisher", "keluaran pabrik", "keluaran pada waktu tak diketahui",
+                   "terhitung di luar waktu terencana", "maju 3.600 detik",
+                   "mundur 3.600 detik", "huller: kinerja 173,7% di atas 100%",
+                   "semua: kinerja"):
+        assert phrase in " ".join(notes.split()), phrase
     for wide in (False, True):
         text = oee_report.format_table(rep, wide=wide, lang="id")
         assert english_left(text) == set(), text
