@@ -161,7 +161,7 @@ def _timeline(row: Row, inst: oee.ShiftInstance, cat: Catalogue, zone) -> str:
         f'<text x="{x(t)}" y="{_H - 8}" font-size="11" text-anchor="middle">'
         f"{_e(cat.time(t, zone))}</text>"
         for t in (inst.start + h * 3600 for h in range(0, hours + 1, step)) if t <= inst.end)
-    legend = "".join(f'<span><i style="background:{c}"></i>{_e(cat.state(s))}</span>'
+    legend = " ".join(f'<span><i style="background:{c}"></i>{_e(cat.state(s))}</span>'
                      for s, c in _COLOURS.items())
     return (f'<svg viewBox="-24 0 {_W + 48} {_H}" xmlns="http://www.w3.org/2000/svg" role="img">'
             f"{rects}{ticks}</svg><div class=\"legend\">{legend}</div>")
