@@ -35,7 +35,7 @@ ALL_DAY = oee.Calendar("UTC", (oee.Shift("day", "00:00", "00:00"),))
 _DEFAULT_HEARTBEAT_S = 10.0
 _SILENT_PERIODS = 3
 # A stop is classified on its whole length, so read this much around the window.
-_MARGIN_S = 86400.0
+MARGIN_S = 86400.0
 _WEEK_S = 7 * 86400.0
 _P_SLACK = 1e-9
 # Losses that need an ideal cycle time (over the machines that have one in the plant row).
@@ -133,7 +133,7 @@ def read_journal(path: str | Path, start_s: float,
     """
     try:
         with journal.open_readonly(path) as j:
-            rows = j.oee_events(start_s - _MARGIN_S, end_s + _MARGIN_S)
+            rows = j.oee_events(start_s - MARGIN_S, end_s + MARGIN_S)
             heard = j.last_rx()
     except JournalReadError as exc:
         raise ReportError(str(exc)) from None

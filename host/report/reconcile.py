@@ -15,6 +15,7 @@ period, not times, so a stop it lacks and a stop it invents in the same shift ca
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date
@@ -24,7 +25,7 @@ from ..errors import LampwatchError
 from ..events import Event
 from ..timeline import oee_data
 from .logbook import Period, Summary
-from .oee_report import MachineSettings, build_report
+from .oee_report import MARGIN_S, MachineSettings, build_report
 
 # Figures in the order both sides show them; *_min minutes, the rest units or fractions.
 FIGURES = ("planned_min", "run_min", "pm_min", "setup_min", "breakdown_min", "unrecorded_min",
@@ -198,6 +199,7 @@ def reconcile(periods: Iterable[Period], events: Sequence[Event], last_rx: Mappi
     """
     judged = {"short_stop_s": short_stop_s, "startup_window_s": startup_window_s,
               "now_s": now_s}
+    around = _Around(events)
     machines = list(settings)
     matches, seen = [], {}
     for p in periods:
@@ -218,11 +220,11 @@ def reconcile(periods: Iterable[Period], events: Sequence[Event], last_rx: Mappi
             raise ReconcileError(f"logbook rows {seen[key]} and {p.row} are both {name}, shift "
                                  f"{inst.name} on {inst.day}")
         seen[key] = p.row
-        result = _result(events, last_rx, inst, calendar, settings, name, planned_maintenance,
+        result = _result(around, last_rx, inst, calendar, settings, name, planned_maintenance,
                          judged)
         pm_min = result.maintenance_s / 60
         if planned_maintenance != "availability_loss":  # PM then leaves planned time
-            pm_min = (_result(events, last_rx, inst, calendar, settings, name,
+            pm_min = (_result(around, last_rx, inst, calendar, settings, name,
                               "availability_loss", judged).maintenance_s / 60)
         sensor = sensor_figures(result, bool(settings[name].ideal_cycle_s), pm_min,
                                 log.down_min)
@@ -239,14 +241,29 @@ def reconcile(periods: Iterable[Period], events: Sequence[Event], last_rx: Mappi
         for name in [machine] if machine else machines:
             if (name, inst.start, inst.name) in logged:
                 continue
-            r = _result(events, last_rx, inst, calendar, settings, name, planned_maintenance,
+            r = _result(around, last_rx, inst, calendar, settings, name, planned_maintenance,
                         judged)
             if r.covered_planned_s > 0:
                 unlogged.append((name, inst))
     return Reconciliation(window[0], window[1], calendar, tolerances, matches, unlogged)
 
 
-def _result(events, last_rx, inst, calendar, settings, name, policy, judged) -> oee.OEEResult:
+class _Around:
+    """The events `oee report` would read for a window (its margin either side), in journal
+    order, found by bisection: each shift of a long logbook costs its own events only."""
+
+    def __init__(self, events: Sequence[Event]):
+        self.events = events
+        self.by_ts = sorted((e.ts_s, i) for i, e in enumerate(events))
+
+    def __call__(self, start_s: float, end_s: float) -> list[Event]:
+        lo = bisect_left(self.by_ts, (start_s - MARGIN_S, -1))
+        hi = bisect_right(self.by_ts, (end_s + MARGIN_S, len(self.events)))
+        return [self.events[i] for i in sorted(i for _, i in self.by_ts[lo:hi])]
+
+
+def _result(around, last_rx, inst, calendar, settings, name, policy, judged) -> oee.OEEResult:
+    events = around(inst.start, inst.end)
     rep = build_report(events, last_rx, inst.start, inst.end, calendar=calendar,
                        settings=settings, machine=name, planned_maintenance=policy, **judged)
     return rep.rows[0].result
