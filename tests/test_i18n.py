@@ -205,3 +205,42 @@ def test_the_board_page_in_indonesian_has_no_english_word():
     page = pages.index_page(catalogue("id")).decode()
     assert english_left(visible_text(page)) == set()
     assert '<html lang="id">' in page and "{{" not in page
+
+
+# --- choosing the language ---------------------------------------------------------------------
+
+def test_board_lang_in_the_config(tmp_path):
+    from lampwatch.config import load_config
+    from lampwatch.errors import ConfigError
+
+    base = ('[collector]\nudp_listen = false\njournal = "j.sqlite"\n'
+            '[calendar]\ntime_zone = "UTC"\n')
+    path = tmp_path / "c.toml"
+    path.write_text(base)
+    assert load_config(path).board_lang == "en"
+    path.write_text(base + '[board]\nlisten = false\nlang = "id"\n')
+    assert load_config(path).board_lang == "id"
+    path.write_text(base + '[board]\nlisten = false\nlang = "fr"\n')
+    with pytest.raises(ConfigError, match=r"board\.lang.*must be one of en, id, not 'fr'"):
+        load_config(path)
+
+
+def test_the_report_command_takes_the_config_language_and_lang_overrides_it(tmp_path):
+    from click.testing import CliRunner
+    from lampwatch.cli import cli
+    from lampwatch.journal import Journal
+
+    base = ('[collector]\nudp_listen = false\njournal = "j.sqlite"\n'
+            '[calendar]\ntime_zone = "UTC"\n')
+    path = tmp_path / "c.toml"
+    path.write_text(base + '[board]\nlisten = false\nlang = "id"\n')
+    Journal(tmp_path / "j.sqlite").close()
+
+    def table(*extra):
+        res = CliRunner().invoke(cli, ["oee", "report", "--config", str(path), "--day",
+                                       "2026-03-02", *extra], standalone_mode=False)
+        assert res.exception is None, res.output
+        return res.output
+
+    assert "enam kerugian besar" in table() and english_left(table()) == set()
+    assert "six big losses" in table("--lang", "en")
