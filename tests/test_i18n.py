@@ -159,11 +159,15 @@ def every_flag_reconciliation() -> Reconciliation:
 
 
 def test_the_reconcile_table_in_indonesian_has_no_english_word():
-    text = reconcile_tables.format_table(every_flag_reconciliation(), lang="id")
+    rec = every_flag_reconciliation()
+    text = reconcile_tables.format_table(rec, lang="id")
     for cause in CAUSES:  # every flag is written
         assert catalogue("id").t(f"rec.flag.{cause}").split(":")[0] in text
     assert english_left(text) == set(), text
     assert max(map(len, text.splitlines())) <= 80
+    wide = reconcile_tables.format_table(rec, lang="id", wide=True)
+    assert all(catalogue("id").t(f"rec.cause.{c}") in wide for c in CAUSES)
+    assert english_left(wide) == set(), wide
 
 
 class _Text(HTMLParser):

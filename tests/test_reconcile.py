@@ -167,6 +167,11 @@ def test_the_table_fits_80_columns_in_both_languages(huller):
     assert "henti tak tercatat: sensor melihat 40 menit henti" in id_
     assert "Senin, 2 Mar 2026" in id_ and "Mon 2 Mar 2026" in en
     assert en.count("agrees within the tolerances") == 1
+    wide = run(*args, "--wide").splitlines()
+    assert [line.split("  ")[-1].strip() for line in wide[-4:]] == [
+        "unrecorded stop", "=", "logbook downtime, running", "output"]
+    assert wide[-4].split()[:8] == ["huller", "2026-03-02", "pagi", "2", "240/240", "220/180",
+                                    "20/60", "40"]
     csv_text = run(*args, "--format", "csv")
     assert csv_text.splitlines()[1].endswith("unrecorded_stop:" + format(
         json.loads(run(*args, "--format", "json"))["periods"][0]["flags"][0]["amount"], ".4g"))

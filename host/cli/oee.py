@@ -178,10 +178,12 @@ def calc(logbook_csv, locale, pm, as_json):
               "a shift has a sensor gap.")
 @click.option("--format", "fmt", type=click.Choice(REPORT_FORMATS), default="table",
               show_default=True)
+@click.option("--wide", is_flag=True, help="One line per period, each figure as logbook / "
+              "sensor (wider than 80 columns).")
 @click.option("--lang", type=click.Choice(LANGS), default=None,
               help="Language of the table (default: the config's [board] lang, else en).")
 def reconcile_command(logbook_path, config_path, journal_path, from_, to, shift, machine,
-                      locale, tol_min, tol_output, min_coverage, fmt, lang):
+                      locale, tol_min, tol_output, min_coverage, fmt, wide, lang):
     """The logbook and the sensor side by side, shift by shift, differences flagged.
 
     Each logbook row is matched to the calendar shift its date and shift columns name
@@ -212,7 +214,10 @@ def reconcile_command(logbook_path, config_path, journal_path, from_, to, shift,
     rec = reconcile.reconcile(periods, events, last_rx, calendar=calendar, settings=settings,
                               window=window, machine=machine, tolerances=tol, now_s=now,
                               **judged)
-    text = reconcile_tables.FORMATS[fmt](rec, lang=_lang(lang, config_path))
+    if fmt == "table":
+        text = reconcile_tables.format_table(rec, _lang(lang, config_path), wide=wide)
+    else:
+        text = reconcile_tables.FORMATS[fmt](rec)
     click.echo(text.rstrip("\n"))
 
 

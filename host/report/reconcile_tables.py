@@ -64,9 +64,32 @@ def _when(cat: Catalogue, m: Match) -> str:
     return cat.date(m.shift.day if m.shift else m.period.date)
 
 
-def format_table(rec: Reconciliation, lang: str = "en") -> str:
+def _wide(cat: Catalogue, matched: list[Match]) -> list[str]:
+    """One line per matched period, each figure as logbook / sensor: wider than 80."""
+    keys = ("machine", "date", "shift", "row", "planned", "run", "down", "unrecorded", "good",
+            "ng", "oee", "coverage", "flags")
+
+    def pair(a: float | None, b: float | None, ratio: bool = False) -> str:
+        fmt = cat.percent if ratio else (lambda v: cat.number(v, 0))
+        return f"{fmt(a)}/{fmt(b)}"
+
+    rows = []
+    for m in matched:
+        lg, se = m.logbook, m.sensor
+        rows.append((m.machine, str(m.shift.day), m.shift.name, str(m.period.row),
+                     pair(lg.planned_min, se.planned_min), pair(lg.run_min, se.run_min),
+                     pair(lg.down_min, se.down_min), cat.number(se.unrecorded_min, 0),
+                     pair(lg.good, se.good), pair(lg.ng, se.ng), pair(lg.oee, se.oee, True),
+                     cat.percent(se.coverage),
+                     ", ".join(cat.t(f"rec.cause.{f.cause}") for f in m.flags) or "="))
+    head = tuple(cat.t(f"rec.wide.{k}") for k in keys)
+    return ["", cat.t("rec.wide.legend"), *_grid(head, rows, left=(0, -1))]
+
+
+def format_table(rec: Reconciliation, lang: str = "en", wide: bool = False) -> str:
     """Per matched period a block of figures (logbook, sensor, difference) and its flags,
-    then the periods not matched and the shifts without a logbook period; 80 columns."""
+    then the periods not matched and the shifts without a logbook period; 80 columns.
+    `wide`: one line per period instead (wider than 80 columns)."""
     cat = catalogue(lang)
     cal = rec.calendar
     tol = rec.tolerances
@@ -77,7 +100,9 @@ def format_table(rec: Reconciliation, lang: str = "en") -> str:
     matched = [m for m in rec.matches if m.sensor is not None]
     if not matched:
         out += ["", cat.t("rec.none")]
-    for m in matched:
+    if wide and matched:
+        out += _wide(cat, matched)
+    for m in [] if wide else matched:
         out += ["", cat.t("rec.period", machine=m.machine, shift=m.shift.name,
                           date=_when(cat, m), row=m.period.row, period=m.period.period)]
         out += _grid(*figure_rows(cat, m))
@@ -99,9 +124,12 @@ def format_table(rec: Reconciliation, lang: str = "en") -> str:
     return "\n".join(out + ([""] + wrapped if wrapped else []))
 
 
-def _grid(head: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
+def _grid(head: tuple[str, ...], rows: list[tuple[str, ...]],
+          left: tuple[int, ...] = (0,)) -> list[str]:
+    """Columns `left` flush left, the others right."""
     widths = [max(len(r[i]) for r in (head, *rows)) for i in range(len(head))]
-    return ["  ".join(c.ljust(w) if i == 0 else c.rjust(w)
+    left = tuple(i % len(head) for i in left)
+    return ["  ".join(c.ljust(w) if i in left else c.rjust(w)
                       for i, (c, w) in enumerate(zip(r, widths))).rstrip()
             for r in (head, *rows)]
 
