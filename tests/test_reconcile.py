@@ -26,6 +26,11 @@ end = "10:00"
 name = "siang"
 start = "10:00"
 end = "14:00"
+[[calendar.shifts]]
+name = "sore"
+start = "14:00"
+end = "18:00"
+days = ["tue"]
 """
 LAMP_MAP = 'red = "STOP", yellow = "STOP:setup", blue = "STOP:planned_maintenance", green = "RUN"'
 IDEAL_S, SPEED, NG_EVERY = 2.0, 0.9, 50
@@ -42,14 +47,17 @@ def stop(start: str, end: str, lamp: int, day: float) -> list:
 #   Mon siang 11:00-11:30 a breakdown (red)
 #   Tue pagi  06:00-06:20 setup (yellow)
 #   Tue siang 12:00-12:30 planned maintenance (blue)
+#   Tue sore  ran throughout (until 18:00), but its node was out of Wi-Fi reach 15:00-16:00
 CHANGES = [(at("05:55", MON), {G: 1}), *stop("06:00", "06:20", Y, MON),
            *stop("08:00", "08:40", R, MON), *stop("11:00", "11:30", R, MON),
            (at("14:00", MON), {G: 0}),
            (at("05:55", TUE), {G: 1}), *stop("06:00", "06:20", Y, TUE),
-           *stop("12:00", "12:30", B, TUE), (at("14:00", TUE), {G: 0})]
+           *stop("12:00", "12:30", B, TUE), (at("18:00", TUE), {G: 0})]
+WIFI_GAP = (at("15:00", TUE), at("16:00", TUE))
 # (date, shift, start, end, pm, setup, breakdown minutes) as they really were
 TRUTH = [(MON, "pagi", "06:00", "10:00", 0, 20, 40), (MON, "siang", "10:00", "14:00", 0, 0, 30),
-         (TUE, "pagi", "06:00", "10:00", 0, 20, 0), (TUE, "siang", "10:00", "14:00", 30, 0, 0)]
+         (TUE, "pagi", "06:00", "10:00", 0, 20, 0), (TUE, "siang", "10:00", "14:00", 30, 0, 0),
+         (TUE, "sore", "14:00", "18:00", 0, 0, 0)]
 
 
 @pytest.fixture(scope="module")
@@ -58,11 +66,12 @@ def huller(tmp_path_factory):
     plant = Plant(tmp, {7: {"machine": "huller", "ideal_s": IDEAL_S, "lamp_map": LAMP_MAP}},
                   SHIFTS)
     truth = Machine(CHANGES, ideal_s=IDEAL_S, speed=SPEED, ng_every=NG_EVERY)
-    plant.node(7, truth, boot_at=at("05:50", MON))
+    node = plant.node(7, truth, boot_at=at("05:50", MON))
+    node.link_down.append(WIFI_GAP)
     plant.start_collector()
     plant.run(at("14:05", MON))
     plant.run(at("05:50", TUE), dt=2.0)  # the night: lamps dark, heartbeats only
-    plant.run(at("14:05", TUE))
+    plant.run(at("18:05", TUE))
     yield plant, truth, tmp
     plant.close()
 
@@ -122,12 +131,13 @@ def test_every_planted_difference_is_flagged_and_nothing_else(huller):
     rep = json.loads(run("--logbook", str(book), "--config", str(plant.config_path),
                          "--format", "json"))
     got = {(p["date"], p["shift"]): p for p in rep["periods"]}
-    assert len(got) == 4 and all(p["matched"] for p in got.values())
+    assert len(got) == 5 and all(p["matched"] for p in got.values())
     causes = {k: [f["cause"] for f in p["flags"]] for k, p in got.items()}
     assert causes == {("2026-03-02", "pagi"): ["unrecorded_stop"],
                       ("2026-03-02", "siang"): [],
                       ("2026-03-03", "pagi"): ["logbook_down_running"],
-                      ("2026-03-03", "siang"): ["output_mismatch"]}
+                      ("2026-03-03", "siang"): ["output_mismatch"],
+                      ("2026-03-03", "sore"): ["sensor_gap"]}
     amount = {k: p["flags"][0]["amount"] for k, p in got.items() if p["flags"]}
     assert amount[("2026-03-02", "pagi")] == pytest.approx(40, abs=0.5)  # the red stop
     assert amount[("2026-03-03", "pagi")] == pytest.approx(45, abs=0.5)  # green all along
@@ -137,12 +147,18 @@ def test_every_planted_difference_is_flagged_and_nothing_else(huller):
     # the sensor's side is what the machine really did, shift by shift
     for (day, shift, start, end, pm, setup, breakdown), r in zip(TRUTH, true_rows(truth)):
         s = got[(r["date"], shift)]["sensor"]
-        assert s["run_min"] == pytest.approx(r["run_min"], abs=0.1)
+        unknown_min = (1 - s["coverage"]) * 240
+        assert s["run_min"] + unknown_min == pytest.approx(r["run_min"], abs=0.1)
         assert (s["pm_min"], s["setup_min"], s["breakdown_min"]) == pytest.approx(
             (pm, setup, breakdown), abs=0.1)
         assert s["good"] + s["ng"] == pytest.approx(r["processed"], abs=2)
-        assert s["coverage"] == pytest.approx(1.0)
-        assert s["availability"] == pytest.approx(r["run_min"] / 240, abs=1e-3)
+        if shift == "sore":  # the gap: from last heard + 30 s until the outbox's oldest frame
+            assert 45 < unknown_min < 60
+            assert got[(r["date"], shift)]["flags"][0]["amount"] == pytest.approx(unknown_min)
+        else:
+            assert s["coverage"] == pytest.approx(1.0)
+        assert s["availability"] == pytest.approx((r["run_min"] - unknown_min)
+                                                  / (240 - unknown_min), abs=1e-3)
 
 
 def test_a_true_logbook_agrees_everywhere(huller):
@@ -151,7 +167,9 @@ def test_a_true_logbook_agrees_everywhere(huller):
     write_logbook(book, true_rows(truth))
     rep = json.loads(run("--logbook", str(book), "--config", str(plant.config_path),
                          "--format", "json"))
-    assert [p["flags"] for p in rep["periods"]] == [[], [], [], []]
+    # only the Wi-Fi gap, which is the sensor's to own
+    assert [[f["cause"] for f in p["flags"]] for p in rep["periods"]] == [
+        [], [], [], [], ["sensor_gap"]]
     assert rep["unlogged"] == []
 
 
@@ -167,10 +185,11 @@ def test_the_table_fits_80_columns_in_both_languages(huller):
     assert "henti tak tercatat: sensor melihat 40 menit henti" in id_
     assert "Senin, 2 Mar 2026" in id_ and "Mon 2 Mar 2026" in en
     assert en.count("agrees within the tolerances") == 1
+    assert "sensor gap: 5" in en  # 50-odd minutes of the sore shift unknown
     wide = run(*args, "--wide").splitlines()
-    assert [line.split("  ")[-1].strip() for line in wide[-4:]] == [
-        "unrecorded stop", "=", "logbook downtime, running", "output"]
-    assert wide[-4].split()[:8] == ["huller", "2026-03-02", "pagi", "2", "240/240", "220/180",
+    assert [line.split("  ")[-1].strip() for line in wide[-5:]] == [
+        "unrecorded stop", "=", "logbook downtime, running", "output", "sensor gap"]
+    assert wide[-5].split()[:8] == ["huller", "2026-03-02", "pagi", "2", "240/240", "220/180",
                                     "20/60", "40"]
     csv_text = run(*args, "--format", "csv")
     assert csv_text.splitlines()[1].endswith("unrecorded_stop:" + format(
@@ -190,7 +209,7 @@ def test_shift_window_and_unmatched_rows_are_listed(huller):
     rep = json.loads(run("--logbook", str(book), "--config", str(plant.config_path),
                          "--from", "2026-03-03", "--to", "2026-03-04", "--format", "json"))
     assert [(p["date"], p["shift"]) for p in rep["periods"]] == [
-        ("2026-03-03", "pagi"), ("2026-03-03", "siang")]
+        ("2026-03-03", "pagi"), ("2026-03-03", "siang"), ("2026-03-03", "sore")]
 
 
 def test_two_rows_for_one_shift_is_a_one_line_error(huller, tmp_path):
@@ -201,7 +220,7 @@ def test_two_rows_for_one_shift_is_a_one_line_error(huller, tmp_path):
     res = CliRunner().invoke(cli, ["oee", "reconcile", "--logbook", str(book), "--config",
                                    str(plant.config_path)], standalone_mode=False)
     assert isinstance(res.exception, ReconcileError)
-    assert str(res.exception) == "logbook rows 2 and 6 are both huller, shift pagi on 2026-03-02"
+    assert str(res.exception) == "logbook rows 2 and 7 are both huller, shift pagi on 2026-03-02"
 
 
 def test_bad_date_names_row_and_column():
