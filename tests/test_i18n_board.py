@@ -3,7 +3,10 @@
 header, warnings, the reason dialog and its messages, the print view) is checked as
 tests/test_i18n.py checks the tables."""
 
+import json
 import time
+import urllib.error
+import urllib.request
 
 from lampwatch.config import load_config
 from lampwatch.runtime import CollectorThread
@@ -70,6 +73,18 @@ def test_the_board_in_indonesian_has_no_english_word(browser, tmp_path, monkeypa
         sheet = page_text(browser)
         assert "Pengawas sif" in sheet and "Teknisi" in sheet and "Lini masa" in sheet
         assert english_left(sheet, NAMES) == set(), sheet
+        # a named shift the calendar has not: a 404 that says so
+        try:
+            urllib.request.urlopen(ct.runtime.board_url + "print?shift=malam&date=2026-03-02",
+                                   timeout=10)
+            raise AssertionError("no error")
+        except urllib.error.HTTPError as exc:
+            assert exc.code == 404
+            assert json.loads(exc.read()) == {"error": "no shift 'malam' on 2026-03-02"}
+        with urllib.request.urlopen(ct.runtime.board_url + "print?shift=A&date=2026-03-02",
+                                    timeout=10) as res:
+            assert "A · Senin, 2 Mar 2026" in res.read().decode()
+            assert "style-src 'unsafe-inline'" in res.headers["Content-Security-Policy"]
     finally:
         for n in nodes:
             n.close()
