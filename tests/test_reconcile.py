@@ -256,3 +256,32 @@ def figs(run_min, pm=0.0, setup=0.0, breakdown=0.0, good=1000.0, ng=0.0, coverag
 def test_flag_rules(log, sensor, expected):
     got = [(f.cause, round(f.amount, 6)) for f in flags(log, sensor, Tolerances())]
     assert got == [(c, round(a, 6)) for c, a in expected]
+
+
+def test_rows_that_cannot_be_matched_are_listed_with_the_reason():
+    from lampwatch import oee
+    from lampwatch.report.logbook import Period
+    from lampwatch.report.oee_report import MachineSettings
+    from lampwatch.report.reconcile import reconcile
+    from lampwatch.report.reconcile_tables import format_table
+
+    cal = oee.Calendar("UTC", (oee.Shift("pagi", "06:00", "10:00"),))
+    day = date(2026, 3, 2)
+    rows = [Period("Mon", 240, 0, 0, 0, 10, 10, 2.0, row=2),
+            Period("Mon", 240, 0, 0, 0, 10, 10, 2.0, row=3, date=day, shift="malam"),
+            Period("Mon", 240, 0, 0, 0, 10, 10, 2.0, row=4, date=day, shift="pagi",
+                   machine="sorter")]
+    rec = reconcile(rows, [], {}, calendar=cal, settings={"huller": MachineSettings(2.0)})
+    assert [(m.period.row, m.machine, m.why) for m in rec.matches] == [
+        (2, "huller", "no_columns"), (3, "huller", "no_shift"), (4, "sorter", "no_machine")]
+    assert (rec.start, rec.end) == cal.day(day)  # the logbook's day, not 1970
+    text = " ".join(format_table(rec).split())
+    assert "Logbook and sensor, 2 Mar 2026 00:00 .. 3 Mar 2026 00:00" in text
+    assert "no logbook period in this window" in text
+    assert "logbook row 2 (Mon) not matched: it has no date and shift" in text
+    assert "logbook row 4 (Mon) not matched: no machine sorter in the config" in text
+    two = {"huller": MachineSettings(2.0), "sorter": MachineSettings(1.0)}
+    with pytest.raises(ReconcileError, match="logbook row 2 names no machine and the config "
+                                             "has 2 .huller, sorter.: add a machine column "
+                                             "or give --machine"):
+        reconcile(rows[:1], [], {}, calendar=cal, settings=two)

@@ -230,9 +230,12 @@ def reconcile(periods: Iterable[Period], events: Sequence[Event], last_rx: Mappi
                                 log.down_min)
         matches.append(Match(p, name, log, inst, sensor, flags(log, sensor, tolerances)))
     shifts = [m.shift for m in matches if m.shift is not None]
-    if window is None:
-        window = ((min(i.start for i in shifts), max(i.end for i in shifts)) if shifts
-                  else (0.0, 0.0))
+    days = [m.period.date for m in matches if m.period.date is not None]
+    if window is None and shifts:
+        window = (min(i.start for i in shifts), max(i.end for i in shifts))
+    elif window is None:  # nothing matched: the logbook's days, else an empty window now
+        window = ((calendar.day(min(days))[0], calendar.day(max(days))[1]) if days
+                  else (now_s or 0.0, now_s or 0.0))
     logged = {(m.machine, m.shift.start, m.shift.name) for m in matches if m.shift}
     unlogged = []
     for inst in calendar.shifts_between(*window) if window[1] > window[0] else []:
