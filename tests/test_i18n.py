@@ -22,7 +22,7 @@ from lampwatch.report.logbook import Period
 from lampwatch.report.reconcile import CAUSES, Figures, Flag, Match, Reconciliation, Tolerances
 
 WORD = re.compile(r"[^\W\d_]+(?:_[^\W\d_]+)*")  # letters; a config key like ideal_cycle_s whole
-FIELD = re.compile(r"\{\w+\}")
+FIELD = re.compile(r"\{\w+\}|[\w/]+\.md\b")  # a {field}, or a file like docs/oee.md
 # Written the same in both languages: the formula's letters and OEE, NG (the shop floor's word
 # for a reject), PIN, Andon (the board's Japanese name), the product, a config key, and two
 # words that are Indonesian too (KBBI: data, sensor).
@@ -142,6 +142,18 @@ def test_the_report_tables_in_indonesian_have_no_english_word():
         assert english_left(en_text) >= {"machine", "good", "warning"}  # the check can fail
     assert max(map(len, oee_report.format_table(rep, lang="id").splitlines())) <= 80
     assert "ketersediaan" in oee_report.format_table(rep, lang="id")
+
+
+def test_the_logbook_table_in_indonesian_has_no_english_word():
+    from pathlib import Path
+
+    from lampwatch.report import logbook
+
+    example = Path(__file__).resolve().parent.parent / "examples" / "logbook-id.csv"
+    rows, total = logbook.summarize(logbook.read_logbook(example, "id"))
+    text = logbook.format_table(rows, total, "id")
+    assert "JUMLAH         4.365         85,6%" in text
+    assert english_left(text, NAMES | {"S"}) == set(), text  # periods: Sen S1, Sen S2, ...
 
 
 def every_flag_reconciliation() -> Reconciliation:

@@ -119,7 +119,9 @@ def _window(cal, from_, to, shift, day, now, default_day=True):
               show_default=True, help="Planned maintenance lowers availability, or is "
               "planned downtime that leaves planned time.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON, ratios as fractions.")
-def calc(logbook_csv, locale, pm, as_json):
+@click.option("--lang", type=click.Choice(LANGS), default="en", show_default=True,
+              help="Language and number format of the table.")
+def calc(logbook_csv, locale, pm, as_json, lang):
     """OEE per period and in TOTAL from a logbook CSV.
 
     One period (shift, day, ...) per row, under a header row naming these columns in this
@@ -153,7 +155,7 @@ def calc(logbook_csv, locale, pm, as_json):
     if as_json:
         click.echo(json.dumps(logbook.report(rows, total), indent=2))
     else:
-        click.echo(logbook.format_table(rows, total))
+        click.echo(logbook.format_table(rows, total, lang))
 
 
 @oee.command("reconcile")

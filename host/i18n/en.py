@@ -36,6 +36,11 @@ MESSAGES = {
                        "time",
     "warn.performance": "{machine}: performance {p} is above 100%: its ideal_cycle_s is too "
                         "slow, or its counts are doubled",
+    # `oee calc` (host/report/logbook.py)
+    "calc.head.period": "period", "calc.head.run_min": "run min",
+    "calc.head.availability": "availability", "calc.head.performance": "performance",
+    "calc.head.quality": "quality", "calc.total": "TOTAL",
+    "calc.undefined": "(-: undefined: no run time, or nothing processed; see docs/oee.md)",
     # `oee reconcile` (host/report/reconcile_tables.py)
     "rec.title": "Logbook and sensor, {start} .. {end}",
     "rec.tolerances": "tolerances: {minutes} min of time, {output} of output, coverage at "

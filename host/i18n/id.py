@@ -40,6 +40,11 @@ MESSAGES = {
                        "waktu tak diketahui",
     "warn.performance": "{machine}: kinerja {p} di atas 100%: ideal_cycle_s terlalu lambat, "
                         "atau hitungannya ganda",
+    "calc.head.period": "periode", "calc.head.run_min": "menit jalan",
+    "calc.head.availability": "ketersediaan", "calc.head.performance": "kinerja",
+    "calc.head.quality": "kualitas", "calc.total": "JUMLAH",
+    "calc.undefined": "(-: tak terdefinisi: tanpa waktu jalan, atau tanpa keluaran; lihat "
+                      "docs/oee.md)",
     "rec.title": "Catatan dan sensor, {start} .. {end}",
     "rec.tolerances": "toleransi: waktu {minutes} menit, keluaran {output}, cakupan paling "
                       "sedikit {coverage}",

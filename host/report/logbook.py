@@ -12,6 +12,7 @@ from pathlib import Path
 
 from .. import oee
 from ..errors import InputFileError
+from ..i18n import Catalogue, catalogue
 
 COLUMNS = ("period", "available_min", "pm_min", "setup_min", "breakdown_min", "processed",
            "good", "ideal_cycle_s")
@@ -222,18 +223,24 @@ def summarize(periods: Iterable[Period],
     return rows, Summary.total(rows)
 
 
-def _minutes(value: float) -> str:
-    return f"{value:.0f}" if float(value).is_integer() else f"{value:.1f}"
+def _minutes(value: float, cat: Catalogue) -> str:
+    if cat.lang == "en":  # as this table always wrote them: 4365, 437.5
+        return f"{value:.0f}" if float(value).is_integer() else f"{value:.1f}"
+    return cat.number(value, 1)
 
 
-def format_table(rows: list[Summary], total: Summary) -> str:
-    """An aligned text table, percentages with one decimal; `-` where a ratio is undefined."""
-    head = ("period", "run min", "availability", "performance", "quality", "OEE")
+def format_table(rows: list[Summary], total: Summary, lang: str = "en") -> str:
+    """An aligned text table, percentages with one decimal; `-` where a ratio is undefined.
+    `lang`: en or id (host/i18n)."""
+    cat = catalogue(lang)
+    head = tuple(cat.t(f"calc.head.{k}") for k in (
+        "period", "run_min", "availability", "performance", "quality")) + ("OEE",)
     body = []
     for s in [*rows, total]:
         r = s.ratios
-        body.append((s.period, _minutes(s.run_min),
-                     *map(oee.percent, (r.availability, r.performance, r.quality, r.oee))))
+        period = cat.t("calc.total") if s is total else s.period
+        body.append((period, _minutes(s.run_min, cat),
+                     *map(cat.percent, (r.availability, r.performance, r.quality, r.oee))))
     widths = [max(len(line[i]) for line in [head, *body]) for i in range(len(head))]
 
     def fmt(line):
@@ -242,7 +249,7 @@ def format_table(rows: list[Summary], total: Summary) -> str:
 
     out = [fmt(head), *(fmt(line) for line in body[:-1]), "", fmt(body[-1])]
     if any("-" in line[2:] for line in body):
-        out.append("(-: undefined: no run time, or nothing processed; see docs/oee.md)")
+        out.append(cat.t("calc.undefined"))
     return "\n".join(out)
 
 
