@@ -156,6 +156,8 @@ class Config:
     nodes_file: Path | None = None
     board_hosts: tuple[str, ...] = ()  # names the board answers to, besides its listen address
     board_sse_slots: int | None = None  # live board viewers at once; None: from RLIMIT_NOFILE
+    # [board] lang: the board's, the shift sheet's and the tables' language (host/i18n)
+    board_lang: str = "en"
     # [oee]: how stops and rejects are judged (docs/oee.md)
     startup_window_s: float = 0.0  # NG this soon after a setup / breakdown / PM: startup rejects
     planned_maintenance: str = "availability_loss"  # the PM policy (host/oee.py)
@@ -340,13 +342,13 @@ def parse_config(data: Mapping[str, Any], path: Path | None = None, *,
     if pm not in PM_POLICIES:
         fail("oee.planned_maintenance", f"must be one of {', '.join(PM_POLICIES)}, not {pm!r}")
     ot.done()
-    board_listen, board_pin, hosts, slots = _board(root.table("board"), base, fail)
+    board_listen, board_pin, hosts, slots, lang = _board(root.table("board"), base, fail)
     root.done()
     return Config(path, udp_listen, tuple(serial), journal, sync, level, influx, nodes,
                   calendar, heartbeat_s, refresh_s, short_stop_s, board_listen, board_pin,
                   registry, hosts, slots, startup_window_s=startup_window_s,
                   planned_maintenance=pm, lamp_change_s=lamp_change_s, uns=uns,
-                  uns_sources=uns_sources, retention_days=retention_days)
+                  uns_sources=uns_sources, retention_days=retention_days, board_lang=lang)
 
 
 def _uns(root: _Table, base: Path, nodes: Mapping[int, Node], fail) -> tuple[Any, tuple]:
@@ -356,11 +358,18 @@ def _uns(root: _Table, base: Path, nodes: Mapping[int, Node], fail) -> tuple[Any
     return uns, tuple(parse_uns_source(s, base) for s in root.tables("uns_source"))
 
 
+# host/i18n.LANGS (tests/test_i18n.py holds them equal; config stays free of babel)
+BOARD_LANGS = ("en", "id")
+
+
 def _board(t: _Table | None, base: Path, fail):
     """[board]: the Andon board's listen address, where its operator PIN comes from, the
     host names it answers to and its live viewer slots."""
     if t is None:
-        return None, None, (), None
+        return None, None, (), None, "en"
+    lang = t.text("lang", "en")
+    if lang not in BOARD_LANGS:
+        fail("board.lang", f"must be one of {', '.join(BOARD_LANGS)}, not {lang!r}")
     listen = t.get("listen", (str, bool), DEFAULT_BOARD, "'host:port', or false")
     address = None
     if listen is True or (listen is not False and listen != ""):
@@ -377,10 +386,10 @@ def _board(t: _Table | None, base: Path, fail):
     t.done()
     names = tuple(dict.fromkeys(h.lower().rstrip(".") for h in hosts))
     if not (pin_env or pin_file):
-        return address, None, names, slots  # no PIN: the board is read-only
+        return address, None, names, slots, lang  # no PIN: the board is read-only
     return address, BoardPin(pin_env or None,
                              base / Path(pin_file).expanduser() if pin_file else None), \
-        names, slots
+        names, slots, lang
 
 
 def board_address(text: str) -> tuple[str, int]:

@@ -156,7 +156,8 @@ class CollectorRuntime:
 
                 pin = cfg.board_pin.value() if cfg.board_pin is not None else None
                 self.board = BoardServer(self, *cfg.board_listen, pin=pin,
-                                         hosts=cfg.board_hosts, sse_slots=cfg.board_sse_slots)
+                                         hosts=cfg.board_hosts, sse_slots=cfg.board_sse_slots,
+                                         lang=cfg.board_lang)
                 await self.board.start()
         except BaseException:
             await self.stop()

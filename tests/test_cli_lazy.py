@@ -55,7 +55,8 @@ def test_the_table_holds_every_command():
         ("collect",), ("commission",), ("demo",), ("flash",), ("journal",), ("nodes",),
         ("oee",)}
     assert {p for p in ALL if p[:1] == ("oee",)} == {("oee",), ("oee", "report"),
-                                                      ("oee", "calc")}
+                                                      ("oee", "calc"), ("oee", "reconcile"),
+                                                      ("oee", "sheet")}
     assert {p for p in ALL if p[:1] == ("journal",)} == {
         ("journal",), ("journal", "export"), ("journal", "import"), ("journal", "recompute"),
         ("journal", "versions")}

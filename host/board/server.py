@@ -7,6 +7,11 @@ Endpoints:
                       changes (checked every POLL_S), and every KEEPALIVE_S regardless
     POST /api/reason  {"pin", "machine", "reason", "start_s"?, "end_s"?}: a stop reason,
                       journaled as a `reason` event and taken into the running shift's OEE
+    GET  /print       the shift sheet (host/report/sheet.py) of ?shift=NAME&date=D, else of
+                      the running shift (or the last one that ended), to print on A4
+
+The page speaks the config's [board] lang: its texts are filled in from the catalogue
+(host/i18n) when the board starts, and the ones board.js writes travel in the page as JSON.
 
 Why aiohttp: it is a kept HTTP/1.1 server whose parser has the limits a plant LAN needs
 (line, header size and count, body size, a deadline for a request's headers), and it runs
@@ -29,8 +34,9 @@ from typing import Any
 
 from aiohttp import web
 
-from ..errors import RequestError, SinkError
-from . import limits
+from ..errors import LampwatchError, RequestError, SinkError
+from ..i18n import catalogue
+from . import limits, pages
 from .auth import HostCheck, PinGate
 from .reasons import checked, parse_body, pin_of
 from .refusals import Refusals
@@ -68,11 +74,13 @@ class BoardServer:
         hosts: further host names the board answers to (besides its listen address,
             localhost, this machine's name and any IP literal).
         sse_slots: live viewers at once; None: sized from RLIMIT_NOFILE (limits.viewer_slots).
+        lang: the page's language, "en" or "id" (host/i18n).
     """
 
     def __init__(self, runtime: Any, host: str, port: int, *, pin: str | None = None,
-                 hosts: tuple[str, ...] = (), sse_slots: int | None = None):
+                 hosts: tuple[str, ...] = (), sse_slots: int | None = None, lang: str = "en"):
         self.runtime, self.host, self.port = runtime, host, port
+        self.cat = catalogue(lang)
         self.reasons: dict[str, OperatorReason] = {}
         self.slots = limits.viewer_slots(sse_slots)  # ConfigError before anything listens
         self.hosts = HostCheck(hosts, host)
@@ -102,6 +110,7 @@ class BoardServer:
     async def start(self) -> None:
         self._static = {path: ((STATIC_DIR / name).read_bytes(), ctype)
                         for path, (name, ctype) in _STATIC.items()}
+        self._static["/"] = (pages.index_page(self.cat), self._static["/"][1])
         app = web.Application(client_max_size=limits.MAX_BODY, middlewares=[self._guarded])
         app.router.add_get("/", self._static_file)
         app.router.add_get("/board.css", self._static_file)
@@ -109,6 +118,7 @@ class BoardServer:
         app.router.add_get("/api/board", self._board)
         app.router.add_get("/events", self._events, allow_head=False)
         app.router.add_post("/api/reason", self._reason)
+        app.router.add_get("/print", self._print)
         # handler_cancellation: a viewer that goes away frees its slot at once.
         self._runner = web.AppRunner(app, handler_cancellation=True,
                                      shutdown_timeout=limits.SHUTDOWN_S, **limits.handler_args())
@@ -151,7 +161,7 @@ class BoardServer:
     def view(self) -> dict:
         now = self.runtime.clock()
         return board_view(self.runtime.deriver.snapshot(now), now, operator=self._gate is not None,
-                          reasons=self.reasons)
+                          reasons=self.reasons, lang=self.cat.lang)
 
     def reason_added(self, machine: str, reason: str, start_s: float,
                      end_s: float | None) -> None:
@@ -269,7 +279,8 @@ class BoardServer:
                         exc.status, exc.reason)
             return self._refuse(who, exc.status, what)
         if not resp.prepared:
-            resp.headers.update(_HEADERS)
+            for name, value in _HEADERS.items():  # a handler's own policy stands (/print)
+                resp.headers.setdefault(name, value)
         return resp
 
     def _refuse(self, who: str, status: int, what: str, retry_after_s: int | None = None):
@@ -282,6 +293,17 @@ class BoardServer:
     async def _static_file(self, request: web.Request) -> web.Response:
         body, ctype = self._static[request.path]
         return web.Response(body=body, headers={"Content-Type": ctype})
+
+    async def _print(self, request: web.Request) -> web.Response:
+        """The shift sheet; read from the journal in a worker thread (the loop goes on)."""
+        shift, day = request.query.get("shift"), request.query.get("date")
+        try:
+            page = await asyncio.to_thread(pages.shift_sheet, self.runtime.config, shift, day,
+                                           self.runtime.clock(), self.cat.lang)
+        except LampwatchError as exc:
+            raise RequestError(404, str(exc)) from None
+        return web.Response(text=page, content_type="text/html",
+                            headers={"Content-Security-Policy": pages.PRINT_CSP})
 
     async def _board(self, request: web.Request) -> web.Response:
         return web.Response(body=self._current()[1], content_type="application/json")

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import oee
+from ..i18n import Catalogue, catalogue
 from ..timeline import STOP_STATES, oee_data
 
 __all__ = ["LOW_COVERAGE", "OperatorReason", "board_view", "fingerprint", "machine_view"]
@@ -43,25 +44,27 @@ def _operator_reason(snap: Any, r: OperatorReason | None, now_s: float) -> str |
 
 
 def machine_view(snap: Any, now_s: float, operator_reason: OperatorReason | None = None,
-                 low_coverage: float = LOW_COVERAGE) -> dict:
+                 low_coverage: float = LOW_COVERAGE, cat: Catalogue | None = None) -> dict:
     """One tile: a MachineSnapshot (host/derive.py) as JSON-ready data at `now_s`.
 
     `state` is "UNKNOWN" for a machine never heard; `blink` is true when a lit lamp
     blinks; ratios are fractions (None when unknown, e.g. no ideal cycle time or off shift).
+    `cat`: the language of the warnings (default English).
     """
+    cat = cat or catalogue("en")
     state = snap.state or "UNKNOWN"
     data = snap.oee_data() if snap.result is not None else {}
     coverage = data.get("coverage")
     low = coverage is not None and coverage < low_coverage
     warnings = []
     if snap.last_heard_s is None:
-        warnings.append("no data yet")
+        warnings.append(cat.t("board.w.no_data"))
     elif snap.silent:
-        warnings.append("node silent")
+        warnings.append(cat.t("board.w.silent"))
     elif snap.state is None:
-        warnings.append("no lamp state yet")
+        warnings.append(cat.t("board.w.no_state"))
     if low:
-        warnings.append(f"coverage {oee.percent(coverage, 0)}")
+        warnings.append(cat.t("board.w.coverage", coverage=cat.percent(coverage, 0)))
     lamps = {name: st for name, st in snap.lamps.items() if st is not None}
     return {
         "machine": snap.machine,
@@ -88,19 +91,22 @@ def machine_view(snap: Any, now_s: float, operator_reason: OperatorReason | None
 
 def board_view(snaps: Mapping[str, Any], now_s: float, *, operator: bool = False,
                reasons: Mapping[str, OperatorReason] | None = None,
-               low_coverage: float = LOW_COVERAGE) -> dict:
+               low_coverage: float = LOW_COVERAGE, lang: str = "en") -> dict:
     """The whole board: every machine's tile and the plant summary.
 
     Args:
         snaps: machine -> MachineSnapshot (Deriver.snapshot(now_s)), in display order.
         operator: an operator PIN is configured, so the page offers reason entry.
         reasons: machine -> the last OperatorReason entered on the board.
+        lang: the language of the tiles' warnings (host/i18n).
     Returns a JSON-ready dict. The plant OEE is host/oee.py's roll-up of the summed times
     and counts (never an average of percentages); its performance and OEE are unknown
     unless every machine in it has an ideal cycle time.
     """
     reasons = reasons or {}
-    machines = [machine_view(s, now_s, reasons.get(m), low_coverage) for m, s in snaps.items()]
+    cat = catalogue(lang)
+    machines = [machine_view(s, now_s, reasons.get(m), low_coverage, cat)
+                for m, s in snaps.items()]
     counts = dict.fromkeys(("running", "idle", "stopped", "off", "unknown"), 0)
     for m in machines:
         counts[_GROUPS.get(m["state"], "unknown")] += 1

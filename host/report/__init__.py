@@ -5,3 +5,4 @@
 # logbook.SEPARATORS.
 REPORT_FORMATS = ("csv", "json", "table")
 LOGBOOK_LOCALES = ("en", "id")
+LANGS = ("en", "id")  # host/i18n.LANGS: the tables' --lang (tests/test_i18n.py)

@@ -7,13 +7,18 @@ import io
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
 from .. import oee
 from ..errors import InputFileError
+from ..i18n import Catalogue, catalogue
 
 COLUMNS = ("period", "available_min", "pm_min", "setup_min", "breakdown_min", "processed",
            "good", "ideal_cycle_s")
+# Optional, for `oee reconcile` (docs/oee.md, "Logbook and sensor side by side"): the local
+# date (ISO, 2026-03-02) and calendar shift name a period covers, and the machine it is of.
+MATCH_COLUMNS = ("date", "shift", "machine")
 # Thousands and decimal separator per locale: `en` writes 5,325,000.5, `id` writes 5.325.000,5.
 SEPARATORS = {"en": (",", "."), "id": (".", ",")}
 _NUMBER = {
@@ -52,6 +57,9 @@ class Period:
     good: float
     ideal_cycle_s: float
     row: int = 0
+    date: date | None = None
+    shift: str | None = None
+    machine: str | None = None
 
 
 @dataclass(frozen=True)
@@ -124,7 +132,7 @@ def _period(name: str, row: int, rec: dict, locale: str) -> Period:
     for col, value in rec.items():
         if col not in COLUMNS and value is not None:
             _cell(name, row, col, value)
-    p = Period(period, row=row, **nums)
+    p = Period(period, row=row, **nums, **_match(name, row, rec))
     if p.ideal_cycle_s == 0:
         raise _fail(name, row, "ideal_cycle_s", "must be greater than 0")
     if p.good > p.processed * (1 + _SLACK):
@@ -138,6 +146,18 @@ def _period(name: str, row: int, rec: dict, locale: str) -> Period:
         raise _fail(name, row, "processed", f"{rec['processed'].strip()} units processed "
                     "with no run time (available - pm - setup - breakdown = 0)")
     return p
+
+
+def _match(name: str, row: int, rec: dict) -> dict:
+    """The optional date, shift and machine cells (None when absent or empty)."""
+    out = {col: (rec.get(col) or "").strip() or None for col in MATCH_COLUMNS}
+    if out["date"] is not None:
+        try:
+            out["date"] = date.fromisoformat(out["date"])
+        except ValueError:
+            raise _fail(name, row, "date", f"{out['date']!r} is not a date like 2026-03-02"
+                        ) from None
+    return out
 
 
 def parse_logbook(data: bytes, name: str, locale: str = "en") -> list[Period]:
@@ -203,18 +223,24 @@ def summarize(periods: Iterable[Period],
     return rows, Summary.total(rows)
 
 
-def _minutes(value: float) -> str:
-    return f"{value:.0f}" if float(value).is_integer() else f"{value:.1f}"
+def _minutes(value: float, cat: Catalogue) -> str:
+    if cat.lang == "en":  # as this table always wrote them: 4365, 437.5
+        return f"{value:.0f}" if float(value).is_integer() else f"{value:.1f}"
+    return cat.number(value, 1)
 
 
-def format_table(rows: list[Summary], total: Summary) -> str:
-    """An aligned text table, percentages with one decimal; `-` where a ratio is undefined."""
-    head = ("period", "run min", "availability", "performance", "quality", "OEE")
+def format_table(rows: list[Summary], total: Summary, lang: str = "en") -> str:
+    """An aligned text table, percentages with one decimal; `-` where a ratio is undefined.
+    `lang`: en or id (host/i18n)."""
+    cat = catalogue(lang)
+    head = tuple(cat.t(f"calc.head.{k}") for k in (
+        "period", "run_min", "availability", "performance", "quality")) + ("OEE",)
     body = []
     for s in [*rows, total]:
         r = s.ratios
-        body.append((s.period, _minutes(s.run_min),
-                     *map(oee.percent, (r.availability, r.performance, r.quality, r.oee))))
+        period = cat.t("calc.total") if s is total else s.period
+        body.append((period, _minutes(s.run_min, cat),
+                     *map(cat.percent, (r.availability, r.performance, r.quality, r.oee))))
     widths = [max(len(line[i]) for line in [head, *body]) for i in range(len(head))]
 
     def fmt(line):
@@ -223,7 +249,7 @@ def format_table(rows: list[Summary], total: Summary) -> str:
 
     out = [fmt(head), *(fmt(line) for line in body[:-1]), "", fmt(body[-1])]
     if any("-" in line[2:] for line in body):
-        out.append("(-: undefined: no run time, or nothing processed; see docs/oee.md)")
+        out.append(cat.t("calc.undefined"))
     return "\n".join(out)
 
 

@@ -27,6 +27,7 @@ from pathlib import Path
 from .. import config_versions, journal, oee
 from ..errors import JournalReadError, LampwatchError
 from ..events import Event
+from ..i18n import Catalogue, catalogue
 from ..timeline import MachineTimeline, oee_data
 from .oee_tables import format_csv, format_json, format_table
 
@@ -35,7 +36,7 @@ ALL_DAY = oee.Calendar("UTC", (oee.Shift("day", "00:00", "00:00"),))
 _DEFAULT_HEARTBEAT_S = 10.0
 _SILENT_PERIODS = 3
 # A stop is classified on its whole length, so read this much around the window.
-_MARGIN_S = 86400.0
+MARGIN_S = 86400.0
 _WEEK_S = 7 * 86400.0
 _P_SLACK = 1e-9
 # Losses that need an ideal cycle time (over the machines that have one in the plant row).
@@ -61,6 +62,8 @@ class Row:
     result: oee.OEEResult
     ideal_known: bool
     unit: str | None = None
+    # the state intervals the result was computed from, unclipped (the shift sheet's timeline)
+    intervals: tuple[oee.StateInterval, ...] = ()
 
     def data(self) -> dict:
         return {"machine": self.machine, **oee_data(self.result, self.ideal_known)}
@@ -131,6 +134,8 @@ class Report:
     plant: Plant
     warnings: list[str] = field(default_factory=list)
     versions: list[VersionSpan] = field(default_factory=list)  # the config versions used
+    # each warning as a catalogue key and raw fields (notice_text), for the tables' --lang
+    notices: list[tuple[str, dict]] = field(default_factory=list)
 
 
 # --- reading the journal ----------------------------------------------------------------
@@ -143,7 +148,7 @@ def read_journal(path: str | Path, start_s: float,
     """
     try:
         with journal.open_readonly(path) as j:
-            rows = j.oee_events(start_s - _MARGIN_S, end_s + _MARGIN_S)
+            rows = j.oee_events(start_s - MARGIN_S, end_s + MARGIN_S)
             heard = j.last_rx()
     except JournalReadError as exc:
         raise ReportError(str(exc)) from None
@@ -186,6 +191,19 @@ def read_versions(path: str | Path, start_s: float, end_s: float) -> list[Versio
 
 # --- computing ---------------------------------------------------------------------------
 
+def from_config(cfg) -> tuple[oee.Calendar, dict[str, MachineSettings], dict]:
+    """A collector Config's calendar (every hour planned when it has no shifts), machine
+    settings in line order, and how stops and rejects are judged (build_report's keywords)."""
+    calendar = cfg.calendar
+    if not calendar.shifts:
+        calendar = oee.Calendar(calendar.tz, ALL_DAY.shifts, calendar.planned_stops)
+    settings = {n.machine: MachineSettings(n.ideal_cycle_s, n.heartbeat_s, n.unit)
+                for n in cfg.nodes.values()}
+    judged = {"short_stop_s": cfg.short_stop_s, "startup_window_s": cfg.startup_window_s,
+              "planned_maintenance": cfg.planned_maintenance}
+    return calendar, settings, judged
+
+
 def build_report(events: Iterable[Event], last_rx: Mapping[int, float], start_s: float,
                  end_s: float, *, calendar: oee.Calendar | None = None,
                  settings: Mapping[str, MachineSettings] | None = None,
@@ -210,10 +228,10 @@ def build_report(events: Iterable[Event], last_rx: Mapping[int, float], start_s:
     nodes: dict[str, set[int]] = {}
     heartbeat_s: dict[int, float] = {}
     last_ts: dict[str, float] = {}
-    warnings: list[str] = []
+    notices: list[tuple[str, dict]] = []
     for ev in events:
         if ev.kind == "clock":
-            warnings.append(_clock_warning(ev, calendar))
+            notices.append(_clock_warning(ev, calendar))
         if not ev.machine:
             continue
         if ev.node_id is not None:
@@ -228,11 +246,12 @@ def build_report(events: Iterable[Event], last_rx: Mapping[int, float], start_s:
             raise ReportError(f"unknown machine {machine!r} (known: {known})")
         timelines = {machine: timelines[machine]}
     end = end_s if now_s is None else max(start_s, min(end_s, now_s))
-    results = {}
+    results, intervals = {}, {}
     for name in timelines:
         ms = settings.get(name, MachineSettings())
         until = until_s(ms, nodes.get(name, set()), last_rx, heartbeat_s,
                         last_ts.get(name), end)
+        intervals[name] = tuple(timelines[name].intervals(until))
         parts = version_parts(versions, name, ms, start_s, end)
         try:
             results[name] = ([timelines[name].evaluate(
@@ -241,7 +260,8 @@ def build_report(events: Iterable[Event], last_rx: Mapping[int, float], start_s:
                 planned_maintenance=planned_maintenance) for a, b, pms in parts], parts)
         except oee.OEEInputError as exc:
             raise ReportError(f"machine {name}: {exc}") from None
-    return finish_report(results, settings, calendar, start_s, end, warnings, versions)
+    return finish_report(results, settings, calendar, start_s, end, notices, versions,
+                         intervals)
 
 
 def version_parts(versions: list[VersionSpan] | None, name: str, ms: MachineSettings,
@@ -267,10 +287,12 @@ def until_s(ms: MachineSettings, ids: Iterable[int], last_rx: Mapping[int, float
 
 def finish_report(results: Mapping[str, tuple[list[oee.OEEResult], list]],
                   settings: Mapping[str, MachineSettings], calendar: oee.Calendar,
-                  start_s: float, end: float, warnings: list[str],
-                  versions: list[VersionSpan] | None = None) -> Report:
+                  start_s: float, end: float, notices: list[tuple[str, dict]],
+                  versions: list[VersionSpan] | None = None,
+                  intervals: Mapping[str, tuple] | None = None) -> Report:
     """The report of the machines' results (per machine: the results of its version parts
-    and those parts, version_parts): rows in line order, the plant row, warnings."""
+    and those parts, version_parts): rows in line order, the plant row, notices (warnings as catalogue keys and fields, issue
+    18); `intervals`: each machine's state intervals (the shift sheet's timeline)."""
     rows = []
     # the line's order, as the registry lists its machines; others after, by name
     line_order = {m: i for i, m in enumerate(settings)}
@@ -279,25 +301,36 @@ def finish_report(results: Mapping[str, tuple[list[oee.OEEResult], list]],
         result = parts_results[0] if len(parts_results) == 1 else oee.rollup(parts_results,
                                                                                name)
         ideal_known = all(pms.ideal_cycle_s for _, _, pms in parts)
-        rows.append(Row(name, result, ideal_known, parts[-1][2].unit))
+        rows.append(Row(name, result, ideal_known, parts[-1][2].unit,
+                        (intervals or {}).get(name, ())))
     plant = Plant(rows)
     for row in [*rows, plant]:
         p = row.data()["performance"]
         if p is not None and p > 1 + _P_SLACK:
-            warnings.append(f"{row.machine}: performance {oee.percent(p)} is above 100%: "
-                            "its ideal_cycle_s is too slow, or its counts are doubled")
+            notices.append(("warn.performance", {"machine": row.machine, "p": p}))
+    warnings = [notice_text(key, fields, catalogue("en"), calendar) for key, fields in notices]
     used = [v for v in versions or () if v.start < end and v.end > start_s]
-    return Report(start_s, end, calendar, rows, plant, warnings, used)
+    return Report(start_s, end, calendar, rows, plant, warnings, versions=used, notices=notices)
 
 
-def _clock_warning(ev: Event, calendar: oee.Calendar) -> str:
+def _clock_warning(ev: Event, calendar: oee.Calendar) -> tuple[str, dict]:
     step = float(ev.data.get("step_s") or 0.0)
-    at = calendar.iso(ev.ts_s)
-    if step > 0:
-        return (f"the host clock stepped forward by {step:g} s at {at}: the time it skipped "
-                "is unknown time")
-    return (f"the host clock stepped back by {-step:g} s at {at}: event time stood still "
-            "until it caught up; output made meanwhile is output in unknown time")
+    return ("warn.clock_forward" if step > 0 else "warn.clock_back"), {"step": abs(step),
+                                                                       "at": ev.ts_s}
+
+
+def notice_text(key: str, fields: dict, cat: Catalogue, calendar: oee.Calendar) -> str:
+    """A warning in `cat`'s language: a time (`at`) as ISO 8601 in English, else local; a
+    ratio (`p`) as a percent; a step in seconds as written."""
+    out = dict(fields)
+    if "at" in out:
+        out["at"] = (calendar.iso(out["at"]) if cat.lang == "en"
+                     else cat.datetime(out["at"], calendar.zone))
+    if "p" in out:
+        out["p"] = cat.percent(out["p"])
+    if "step" in out:
+        out["step"] = f"{out['step']:g}" if cat.lang == "en" else cat.number(out["step"], 3)
+    return cat.t(key, **out)
 
 
 # --- windows -----------------------------------------------------------------------------

@@ -36,8 +36,8 @@ from ..losses import (
 )
 from ..timeline import MachineTimeline
 from .oee_report import (
-    _MARGIN_S,
     ALL_DAY,
+    MARGIN_S,
     MachineSettings,
     Report,
     ReportError,
@@ -70,7 +70,7 @@ def journal_report(path: str | Path, start_s: float, end_s: float, *,
     end = end_s if now_s is None else max(start_s, min(end_s, now_s))
     judged = {"short_stop_s": short_stop_s, "startup_window_s": startup_window_s,
               "planned_maintenance": planned_maintenance}
-    lo, hi = start_s - _MARGIN_S, end_s + _MARGIN_S
+    lo, hi = start_s - MARGIN_S, end_s + MARGIN_S
     try:
         with journal.open_readonly(path) as j:
             return _report(j, start_s, end_s, end, lo, hi, calendar, settings, machine,
@@ -92,7 +92,7 @@ def _events(rows) -> list[Event]:
 def _report(j, start_s, end_s, end, lo, hi, calendar, settings, machine, judged,
             use_rollups, versions) -> Report:
     last_rx = j.last_rx()
-    warnings = [_clock_warning(ev, calendar) for ev in _events(j.kind_between("clock", lo, hi))]
+    notices = [_clock_warning(ev, calendar) for ev in _events(j.kind_between("clock", lo, hi))]
     heartbeat_s: dict[int, float] = {}
     for ev in _events(j.kind_between("hello", lo, hi)):
         if ev.machine and ev.data.get("heartbeat_ms"):
@@ -117,7 +117,7 @@ def _report(j, start_s, end_s, end, lo, hi, calendar, settings, machine, judged,
                               for a, b, ms in parts], parts)
         except oee.OEEInputError as exc:
             raise ReportError(f"machine {name}: {exc}") from None
-    return finish_report(results, settings, calendar, start_s, end, warnings, versions)
+    return finish_report(results, settings, calendar, start_s, end, notices, versions)
 
 
 def _usable_cells(j, judged) -> dict[str, tuple[float, float]]:
@@ -162,7 +162,7 @@ def _machine(j, name, ms, ideal, cells, plan, start_s, end, calendar, judged, la
     for x, y in edges:
         if y <= x:
             continue
-        evs = _events(j.machine_window(name, x, y, _MARGIN_S))
+        evs = _events(j.machine_window(name, x, y, MARGIN_S))
         nodes |= {ev.node_id for ev in evs if ev.node_id is not None}
         timelines.append((x, y, _timeline(name, evs)))
     until = until_s(ms, nodes, last_rx, heartbeat_s, last_ts, end)
@@ -320,8 +320,8 @@ def _corrections(j, name, ideal, plan, a, b, until, qty_max, judged, start_s,
                 if engine and engine[0][0] <= timeline[0].start:
                     too_short = True  # it reaches before the states read: read further
                 placed.append((c, engine, cells))
-            if too_short and back_s < _MARGIN_S:
-                back_s = _MARGIN_S
+            if too_short and back_s < MARGIN_S:
+                back_s = MARGIN_S
                 continue
             if made_s < need_s and B + look_s < until:
                 look_s *= 4

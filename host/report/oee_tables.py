@@ -8,10 +8,11 @@ import json
 import textwrap
 from typing import TYPE_CHECKING, Any
 
-from .. import oee
+from ..i18n import catalogue
 from ..timeline import LOSS_KEYS
 
 if TYPE_CHECKING:
+    from ..i18n import Catalogue
     from .oee_report import Plant, Report, Row
 
 __all__ = ["format_csv", "format_json", "format_table"]
@@ -50,93 +51,106 @@ def format_csv(report: Report) -> str:
     return buf.getvalue()
 
 
-# What the tables say (kept together, to be translated in one place).
-T_TITLE = "OEE {start} .. {end}"
-T_HEAD = ("machine", "A", "P", "Q", "OEE", "good", "NG", "coverage")
-T_HEAD_WIDE = ("machine", "A", "P", "Q", "OEE", "good", "NG", "planned h", "run h",
-               "unknown h", "coverage")
-T_LOSSES = "six big losses and planned maintenance (minutes)"
-T_LOSS_HEAD = ("machine", "breakdown", "setup", "PM", "minor", "speed", "defects", "startup")
-T_LOSS_HEAD_WIDE = ("machine", "breakdown", "setup", "planned maint.", "minor stops",
-                    "reduced speed", "process defects", "startup rejects")
-T_LEFT_OUT = "plant P, Q, OEE: without {machines} (no ideal_cycle_s)"
-T_UNITS = "plant output: {units}"
-T_UNIT = "{good} good, {ng} NG {unit}"
-T_UNKNOWN = "{machine}: output in unknown time: {good} good, {ng} NG (in Q, not in P)"
-T_OUTSIDE = "{machine}: counted outside planned time: {good} good, {ng} NG (left out)"
-T_WARNING = "warning: {text}"
-T_CONFIG = "config version {version} ({hash}) from {start} to {end}"
-T_CONFIG_NONE = "no config version recorded from {start} to {end}: the config given"
-T_LEGEND = "PM: planned maintenance; minor: minor stops; speed: reduced speed"
+# --- i18n (issue 18): what the tables say comes from the catalogue (host/i18n, keys
+# report.*, loss.*), so `--lang id` writes them in Bahasa Indonesia with id numbers.
+_HEAD = ("report.head.machine", "A", "P", "Q", "OEE", "report.head.good", "report.head.ng")
+_HEAD_WIDE = ("report.head.planned_h", "report.head.run_h", "report.head.unknown_h")
+_LOSSES = ("breakdown", "setup", "pm", "minor", "speed", "defects", "startup")
 _MACHINE_W = 14  # in 80 columns a longer name ends in an ellipsis (--wide: whole)
 
 
-def _min(v: float | None) -> str:
-    return "-" if v is None else f"{v / 60:,.1f}"
+def _head(cat: Catalogue, wide: bool) -> tuple[str, ...]:
+    words = [cat.t(k) if "." in k else k for k in _HEAD]
+    words += [cat.t(k) for k in _HEAD_WIDE] if wide else []
+    return (*words, cat.t("report.head.coverage"))
 
 
-def _n(v: float | None) -> str:
-    """A count with thousands separators, to one decimal (a heartbeat's output spread across
-    a window's edge leaves a share of a unit), without the decimal when it is 0."""
-    if v is None:
-        return "-"
-    return f"{v:,.1f}".removesuffix(".0")
+def _loss_head(cat: Catalogue, wide: bool) -> tuple[str, ...]:
+    return (cat.t("report.head.machine"),
+            *(cat.t(f"loss.wide.{k}" if wide else f"loss.{k}") for k in _LOSSES))
 
 
-def _hours(v: float | None) -> str:
-    return "-" if v is None else f"{v / 3600:,.2f}"
-
-
-def format_table(report: Report, wide: bool = False) -> str:
+def format_table(report: Report, wide: bool = False, lang: str = "en") -> str:
     """The report as text: machines in line order, then the plant, then notes; within 80
     columns unless `wide` (every column, whole machine names). Coverage is the share of
-    planned time with a known state."""
+    planned time with a known state. `lang`: en or id (host/i18n)."""
+    cat = catalogue(lang)
     lines, losses = [], []
     for row in [*report.rows, report.plant]:
         r = row.data()
         name = row.machine if wide or len(row.machine) <= _MACHINE_W else (
             row.machine[:_MACHINE_W - 1] + "…")
+        name = cat.t("report.all") if row is report.plant else name
         ratios = (r["availability"], r["performance"], r["quality"], r["oee"])
-        hours = ((_hours(r["planned_s"]), _hours(r.get("run_s")), _hours(r.get("unknown_s")))
-                 if wide else ())
-        lines.append((name, *map(oee.percent, ratios), _n(r["good"]), _n(r["ng"]), *hours,
-                      oee.percent(r["planned_coverage"])))
-        losses.append((name, *(_min(r["losses"][k]) for k in LOSS_KEYS)))
-    out = [T_TITLE.format(start=report.calendar.iso(report.start),
-                          end=report.calendar.iso(report.end)), ""]
-    out += _grid(T_HEAD_WIDE if wide else T_HEAD, lines)
-    out += ["", T_LOSSES] + _grid(T_LOSS_HEAD_WIDE if wide else T_LOSS_HEAD, losses)
+        hours = tuple(None if v is None else cat.number(v / 3600, 2, exact=True)
+                      for v in (r["planned_s"], r.get("run_s"), r.get("unknown_s"))
+                      ) if wide else ()
+        lines.append((name, *map(cat.percent, ratios), cat.number(r["good"]),
+                      cat.number(r["ng"]), *(h or "-" for h in hours),
+                      cat.percent(r["planned_coverage"])))
+        losses.append((name, *(cat.number(None if r["losses"][k] is None else
+                                          r["losses"][k] / 60, 1, exact=True)
+                               for k in LOSS_KEYS)))
+    # English keeps ISO 8601 (scripts read it); other languages their local date and time
+    when = report.calendar.iso if cat.lang == "en" else (
+        lambda ts: cat.datetime(ts, report.calendar.zone))
+    out = [cat.t("report.title", start=when(report.start), end=when(report.end)), ""]
+    out += _grid(_head(cat, wide), lines)
+    out += ["", cat.t("report.losses")] + _grid(_loss_head(cat, wide), losses)
     if not wide:
-        out.append(T_LEGEND)
-    return "\n".join(out + _notes(report))
+        out += textwrap.wrap(cat.t("report.legend"), 80, break_on_hyphens=False)
+    return "\n".join(out + _notes(report, cat))
 
 
-def _notes(report: Report) -> list[str]:
+def _when(report: Report, t: float, cat: Catalogue) -> str:
+    """A config version's bound, clipped to the window: ISO 8601 in English, else local."""
+    t = min(max(t, report.start), report.end)
+    return report.calendar.iso(t) if cat.lang == "en" else cat.datetime(t, report.calendar.zone)
+
+
+def _warnings(report: Report, cat: Catalogue) -> list[str]:
+    """The report's warnings in the catalogue's language (as written, when a warning has no
+    catalogue key)."""
+    notices = report.notices
+    if cat.lang == "en" or len(notices) != len(report.warnings):
+        return list(report.warnings)
+    from .oee_report import notice_text  # (oee_report imports this module)
+
+    plant = report.plant.machine  # the plant row's name is a word, translated too
+    return [notice_text(key, {**fields, **({"machine": cat.t("report.all")}
+                                           if fields.get("machine") == plant else {})},
+                        cat, report.calendar)
+            for key, fields in notices]
+
+
+def _notes(report: Report, cat: Catalogue) -> list[str]:
     """Lines under the tables: what the plant row leaves out, output by unit, output outside
     planned time and in unknown time, warnings."""
     notes = []
     plant = report.plant
+    n = cat.number
     if plant.left_out and len(plant.left_out) < len(plant.rows):
-        notes.append(T_LEFT_OUT.format(machines=", ".join(plant.left_out)))
+        notes.append(cat.t("report.left_out", machines=", ".join(plant.left_out)))
     if len(plant.units) > 1:
-        notes.append(T_UNITS.format(units="; ".join(
-            T_UNIT.format(good=_n(g), ng=_n(n), unit=unit)
-            for unit, (g, n) in plant.units.items())))
+        notes.append(cat.t("report.units", units="; ".join(
+            cat.t("report.unit", good=n(g), ng=n(ng), unit=unit)
+            for unit, (g, ng) in plant.units.items())))
     for row in report.rows:
         r = row.result
-        if _n(r.unknown_good) != "0" or _n(r.unknown_ng) != "0":
-            notes.append(T_UNKNOWN.format(machine=row.machine, good=_n(r.unknown_good),
-                                          ng=_n(r.unknown_ng)))
-        if _n(r.excluded_good) != "0" or _n(r.excluded_ng) != "0":
-            notes.append(T_OUTSIDE.format(machine=row.machine, good=_n(r.excluded_good),
-                                          ng=_n(r.excluded_ng)))
-    notes += [(T_CONFIG if v.version else T_CONFIG_NONE).format(
-        version=v.version, hash=v.hash[:8], start=report.calendar.iso(max(v.start, report.start)),
-        end=report.calendar.iso(min(v.end, report.end))) for v in report.versions]
-    notes += [T_WARNING.format(text=w) for w in report.warnings]
+        if n(r.unknown_good) != "0" or n(r.unknown_ng) != "0":
+            notes.append(cat.t("report.unknown", machine=row.machine, good=n(r.unknown_good),
+                               ng=n(r.unknown_ng)))
+        if n(r.excluded_good) != "0" or n(r.excluded_ng) != "0":
+            notes.append(cat.t("report.outside", machine=row.machine, good=n(r.excluded_good),
+                               ng=n(r.excluded_ng)))
+    notes += [cat.t("report.config" if v.version else "report.config_none",
+                    version=v.version, hash=v.hash[:8], start=_when(report, v.start, cat),
+                    end=_when(report, v.end, cat)) for v in report.versions]
+    notes += [cat.t("report.warning", text=w) for w in _warnings(report, cat)]
     wrapped = [part for note in notes for part in textwrap.wrap(
         note, 80, subsequent_indent="  ", break_on_hyphens=False)]
     return [""] + wrapped if wrapped else []
+# --- end i18n
 
 
 def _grid(head: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:

@@ -2,10 +2,12 @@
 // Everything comes from this server; no CDN, no external fonts.
 "use strict";
 
-const REASON_LABELS = {
-  setup: "Setup", planned_maintenance: "Planned maintenance", breakdown: "Breakdown",
-  no_order: "No order", material: "Material", other: "Other",
-};
+// Every text this page writes comes from the server's catalogue (host/i18n), in the
+// config's [board] lang: the JSON block in the page, key -> text.
+const L = JSON.parse(document.getElementById("labels").textContent);
+const tr = (key, fields = {}) =>
+  (L[key] ?? key).replace(/\{(\w+)\}/g, (_, k) => String(fields[k] ?? ""));
+const reasonLabel = (r) => L[`reason.${r}`] ?? r;
 const LAMPS = ["green", "yellow", "red", "blue", "white"];
 const tiles = new Map();          // machine -> tile element
 let board = null;                 // the last board received
@@ -18,7 +20,7 @@ const $ = (id) => document.getElementById(id);
 // The server sends ratios as fractions and the page writes them (lampwatch.oee.percent is
 // the Python side's one formatter; here whole percent, an en dash when unknown).
 function pct(v) { return v === null || v === undefined ? "–" : `${Math.round(100 * v)}%`; }
-function num(v) { return Math.round(v || 0).toLocaleString("en-US"); }
+function num(v) { return Math.round(v || 0).toLocaleString(L.locale); }
 function duration(s) {
   if (s === null || s === undefined) return "";
   s = Math.max(0, Math.floor(s));
@@ -55,7 +57,7 @@ function makeTile(machine) {
   el("div", "parts", t);
   const b = el("button", "reason-btn", t);
   b.type = "button";
-  b.textContent = "Reason…";
+  b.textContent = tr("board.reason_button");
   b.addEventListener("click", () => openDialog(machine));
   return t;
 }
@@ -64,12 +66,13 @@ function updateTile(t, m) {
   if (t.dataset.state !== m.state) t.dataset.state = m.state;
   t.classList.toggle("blink", !!m.blink);
   t.dataset.since = m.since_s === null ? "" : String(m.since_s);
-  t.querySelector(".state").textContent = m.state;
-  t.querySelector(".reason").textContent = m.reason ? (REASON_LABELS[m.reason] || m.reason) : "";
+  t.querySelector(".state").textContent = L[`state.${m.state}`] ?? m.state;
+  t.querySelector(".reason").textContent = m.reason ? reasonLabel(m.reason) : "";
   t.querySelector(".pct").textContent = `OEE ${pct(m.oee)}`;
   t.querySelector(".apq").textContent =
     `A ${pct(m.availability)} · P ${pct(m.performance)} · Q ${pct(m.quality)}`;
-  t.querySelector(".parts").textContent = `${num(m.good)} good · ${num(m.ng)} NG`;
+  t.querySelector(".parts").textContent =
+    `${num(m.good)} ${tr("board.good")} · ${num(m.ng)} ${tr("board.ng")}`;
   for (const l of t.querySelectorAll(".lamp")) {
     const s = m.lamps[l.dataset.lamp];
     // Blue and white are rare on tower lamps: shown only while lit.
@@ -90,12 +93,13 @@ function tickTimes() {
     t.querySelector(".since").textContent = since === null ? "" : duration(now - since);
     let warn = t.dataset.warnings || "";
     if (t.dataset.silent === "1" && t.dataset.lastHeard) {
-      warn = warn.replace("node silent", `silent ${duration(now - Number(t.dataset.lastHeard))}`);
+      warn = warn.replace(tr("board.w.silent"),
+        tr("board.w.silent_for", { duration: duration(now - Number(t.dataset.lastHeard)) }));
     }
     t.querySelector(".warn").textContent = warn ? `⚠ ${warn}` : "";
   }
   const d = new Date(now * 1000);
-  $("clock").textContent = d.toLocaleTimeString("en-GB", { hour12: false });
+  $("clock").textContent = d.toLocaleTimeString(L.locale, { hour12: false });
 }
 
 // Tiles as large as the screen allows: the column count that gives the biggest tile.
@@ -130,7 +134,7 @@ function render(b) {
   });
   if (changed) layout();
   const p = b.plant;
-  $("shift").textContent = b.shift ? `shift ${b.shift}` : "no shift running";
+  $("shift").textContent = b.shift ? tr("board.shift", { shift: b.shift }) : tr("board.no_shift");
   $("plant-oee").textContent = pct(p.oee);
   $("plant-a").textContent = pct(p.availability);
   $("plant-p").textContent = pct(p.performance);
@@ -158,7 +162,7 @@ function openDialog(machine) {
     const btn = el("button", "", box);
     btn.type = "button";
     btn.dataset.reason = r;
-    btn.textContent = REASON_LABELS[r] || r;
+    btn.textContent = reasonLabel(r);
     btn.addEventListener("click", () => {
       dialogReason = r;
       for (const x of box.children) x.classList.toggle("chosen", x === btn);
@@ -170,20 +174,24 @@ function openDialog(machine) {
 async function submitReason(ev) {
   ev.preventDefault();
   const status = $("reason-status");
-  if (!dialogReason) { status.textContent = "Choose a reason."; return; }
-  status.textContent = "Saving…";
+  if (!dialogReason) { status.textContent = tr("board.choose"); return; }
+  status.textContent = tr("board.saving");
   try {
     const res = await fetch("/api/reason", {
       method: "POST", headers: { "Content-Type": "application/json" },
       body: JSON.stringify({ machine: dialogMachine, reason: dialogReason, pin: $("pin").value }),
     });
-    const body = await res.json();
-    if (!res.ok) { status.textContent = body.error || `error ${res.status}`; return; }
-    status.textContent = "Saved.";
+    if (!res.ok) {
+      // the server's error is English, for the log; the operator reads the catalogue's
+      const known = { 403: "board.wrong_pin", 429: "board.wait" }[res.status];
+      status.textContent = tr(known || "board.not_saved", { status: res.status });
+      return;
+    }
+    status.textContent = tr("board.saved");
     $("pin").value = "";
     setTimeout(() => $("reason-dialog").close(), 600);
   } catch (e) {
-    status.textContent = "No connection to the collector.";
+    status.textContent = tr("board.no_connection");
   }
 }
 
