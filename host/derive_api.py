@@ -71,12 +71,14 @@ class MachineSnapshot:
 
     @property
     def good(self) -> float:
-        """GOOD made in the shift's planned time, with what was made in unknown time."""
-        return self.result.good + self.result.unknown_good if self.result else 0.0
+        """GOOD made in the shift's planned time, with what was made in unknown time (a count
+        spread over both is split between them: the sum is rounded to 1e-9, so whole parts
+        read whole, not 0.9999999999999999)."""
+        return round(self.result.good + self.result.unknown_good, 9) if self.result else 0.0
 
     @property
     def ng(self) -> float:
-        return self.result.ng + self.result.unknown_ng if self.result else 0.0
+        return round(self.result.ng + self.result.unknown_ng, 9) if self.result else 0.0
 
     @property
     def coverage(self) -> float | None:
