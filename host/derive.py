@@ -136,6 +136,7 @@ class Deriver:
         self._steps_seen = 0
         self._backlog_count = 0  # nodes back from silence, their resends held (_resent)
         self._nodes: dict[int, _Node] = {}
+        self._machines: list[tuple[int, str, float | None]] | None = None  # for the live OEE
         self._lamp_maps: dict[tuple | None, LampMap] = {}
         self._replaying = False
         for node_id in self._cfgs:
@@ -356,9 +357,11 @@ class Deriver:
             if (node.last_rx is not None and node.last_heard is not None
                     and now - node.last_rx > timeout):
                 self._take(out, node.tracker.silence(self._utc(node.last_heard + timeout)))
-        machines = [(n.tracker.node_id, n.tracker.machine, getattr(n.cfg, "ideal_cycle_s", None))
-                    for n in self._nodes.values()]
-        return out + self._live.tick(now_s, machines, self._final_grace_s())
+        if self._machines is None:  # built again only when a node is added
+            self._machines = [(n.tracker.node_id, n.tracker.machine,
+                               getattr(n.cfg, "ideal_cycle_s", None))
+                              for n in self._nodes.values()]
+        return out + self._live.tick(now_s, self._machines, self._final_grace_s())
 
     def _final_grace_s(self) -> float:
         """How long a shift's final point waits for the heartbeat holding its last output."""
@@ -487,6 +490,7 @@ class Deriver:
                                      lamp_change_s=self._lamp_change_s)
             heartbeat_s = float(getattr(cfg, "heartbeat_s", None) or self._heartbeat_s)
             node = self._nodes[node_id] = _Node(cfg, tracker, NodeClock(), heartbeat_s)
+            self._machines = None
             self._live.timeline(cfg.machine)
         return node
 

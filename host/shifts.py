@@ -127,12 +127,26 @@ class Calendar:
     def _instances(self, first: date, last: date) -> Iterable[ShiftInstance]:
         day = first
         while day <= last:
-            for sh in self.shifts:
-                if day.weekday() in sh.weekdays:
-                    s0, s1, spans = sh.offsets()
-                    brk = tuple((self.at(day, b0), self.at(day, b1)) for b0, b1 in spans)
-                    yield ShiftInstance(sh.name, day, self.at(day, s0), self.at(day, s1), brk)
+            yield from self._on(day)
             day += timedelta(days=1)
+
+    def _on(self, day: date) -> tuple[ShiftInstance, ...]:
+        """The shift instances starting on `day`, memoised: the live OEE asks for the running
+        shift for every machine every minute, and each instance costs a few zone lookups."""
+        memo = self.__dict__.setdefault("_memo", {})  # not a field: no part of eq or hash
+        found = memo.get(day)
+        if found is None:
+            if len(memo) >= 4096:
+                memo.clear()
+            found = memo[day] = tuple(self._build(day))
+        return found
+
+    def _build(self, day: date) -> Iterable[ShiftInstance]:
+        for sh in self.shifts:
+            if day.weekday() in sh.weekdays:
+                s0, s1, spans = sh.offsets()
+                brk = tuple((self.at(day, b0), self.at(day, b1)) for b0, b1 in spans)
+                yield ShiftInstance(sh.name, day, self.at(day, s0), self.at(day, s1), brk)
 
     def _days(self, start_ts: float, end_ts: float) -> tuple[date, date]:
         # A shift lasts at most 24 h, so one that starts the day before can still reach in.

@@ -13,6 +13,7 @@ earlier one where they overlap. A state event may carry its own reason (lamp map
 from __future__ import annotations
 
 import logging
+import math
 from bisect import bisect_right
 from dataclasses import replace
 
@@ -41,6 +42,15 @@ class MachineTimeline:
         self._order = 0
         self.counts: list[oee.CountEvent] = []
         self._reasons: list[tuple[float, float | None, str]] = []
+        # The earliest time an event taken since the last `settled()` can change (a state's
+        # time, a count's first moment, -inf for a reason or a prune): the live OEE keeps the
+        # result of the shift's settled past and recomputes it only if this reaches into it.
+        self.touched = math.inf
+        self.touched_states = False  # a state, reason or prune since (classes may change)
+
+    def settled(self) -> None:
+        """The live OEE has taken everything so far into account."""
+        self.touched, self.touched_states = math.inf, False
 
     def add(self, ev: Event) -> None:
         """Take one event of this machine; kinds other than state, count, reason are ignored."""
@@ -52,6 +62,8 @@ class MachineTimeline:
                 return
             reason = d.get("reason") if state in STOP_STATES else None
             self._order += 1
+            self.touched = min(self.touched, float(ev.ts_s))
+            self.touched_states = True
             item = (float(ev.ts_s), self._order, state, reason if reason in oee.REASONS else None)
             if self._changes and item < self._changes[-1]:
                 self._changes.insert(bisect_right(self._changes, item), item)
@@ -70,6 +82,7 @@ class MachineTimeline:
                 log.warning("%s: ignoring reason event %r", self.machine, d)
                 return
             end = d.get("end_s")
+            self.touched, self.touched_states = -math.inf, True  # it may name any old stop
             self._reasons.append((float(start), None if end is None else float(end), reason))
 
     def _count(self, ts: float, kind: str, qty: float, start: float | None) -> None:
@@ -94,8 +107,10 @@ class MachineTimeline:
                             first = p.start if start is None else (
                                 start if p.start is None else min(p.start, start))
                             counts[k] = oee.CountEvent(ts, kind, p.qty + qty, first)
+                            self.touched = min(self.touched, ts if first is None else first)
                             return
         counts.append(oee.CountEvent(ts, kind, qty, start))
+        self.touched = min(self.touched, ts if start is None else min(ts, start))
 
     @property
     def last_change_s(self) -> float | None:
@@ -103,6 +118,8 @@ class MachineTimeline:
 
     def prune(self, before_s: float) -> None:
         """Forget data older than `before_s`, keeping the state change in effect at it."""
+        # what the live OEE kept is indexed by the lists pruned here
+        self.touched, self.touched_states = -math.inf, True
         i = bisect_right(self._changes, (before_s, float("inf"))) - 1
         if i > 0:
             del self._changes[:i]

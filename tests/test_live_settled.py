@@ -1,0 +1,151 @@
+"""The running shift's OEE keeps the result of its settled past (host/live_oee.py): each
+minute's figure must equal one evaluation of the whole shift from the same events, also
+when events reach back into that past (a Wi-Fi gap's resends, an operator's reason, a count
+faster than the ideal cycle), and the work per minute must stop growing with the shift."""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime, timezone
+
+import pytest
+from lampwatch import oee
+from lampwatch.events import Event
+from lampwatch.live_oee import OEESettings, ShiftOEE
+
+M = "huller-1"
+IDEAL = 2.0
+SHIFT_START = datetime(2026, 12, 1, 6, 0, tzinfo=timezone.utc).timestamp()
+CAL = oee.Calendar("UTC", (oee.Shift("A", "06:00", "14:00", breaks=(oee.Break("10:00", "10:30"),)),),
+                   planned_stops=((SHIFT_START + 5 * 3600, SHIFT_START + 5 * 3600 + 900),))
+SETTINGS = OEESettings(short_stop_s=120.0, startup_window_s=300.0)
+SUMMED = [f for f in oee.OEEResult.__dataclass_fields__ if f not in ("machine", "start", "end")]
+COUNTS = ("good", "ng", "startup_ng", "unknown_good", "unknown_ng", "excluded_good",
+          "excluded_ng")
+
+
+def state(ts, st, reason=None):
+    return Event(ts, "state", 1, M, {"state": st} | ({"reason": reason} if reason else {}))
+
+
+def count(ts, since, good, ng=0):
+    return Event(ts, "count", 1, M, {"good": good, "ng": ng, "since_s": since})
+
+
+def plan(seed: int) -> list[tuple[float, list[Event]]]:
+    """(arrival time, events) of one machine's shift: 10 s heartbeats with their output,
+    runs and stops of every length (some with a reason), a Wi-Fi gap whose events arrive
+    15 min late, an operator's reason for an old stop, and a burst of output faster than
+    the ideal cycle."""
+    rng = random.Random(seed)
+    out: list[tuple[float, list[Event]]] = []
+    t, last_hb, st = SHIFT_START - 600, SHIFT_START - 600, "RUN"
+    out.append((t, [state(t, "RUN")]))
+    gap = (SHIFT_START + rng.uniform(1.5, 3) * 3600, rng.uniform(600, 1500))
+    held: list[Event] = []
+    while t < SHIFT_START + 8 * 3600 + 120:
+        t += 10.0
+        evs: list[Event] = []
+        if rng.random() < 0.03:  # a state change, somewhere in the last 10 s
+            new = rng.choice([s for s in ("RUN", "IDLE", "STOP", "UNKNOWN") if s != st])
+            reason = rng.choice([None, None, "setup", "breakdown"]) if new == "STOP" else None
+            evs.append(state(t - rng.uniform(0, 9), new, reason))
+            st = new
+        good = rng.choice([0, 3, 4, 5]) if st == "RUN" else 0
+        if rng.random() < 0.01:
+            good = 40  # faster than the ideal cycle: its output reaches back before `since`
+        ng = 1 if rng.random() < 0.1 else 0
+        if good or ng:
+            evs.append(count(t, last_hb, good, ng))
+        last_hb = t
+        if gap[0] <= t < gap[0] + gap[1]:
+            held += evs  # the node's outbox during the gap
+            continue
+        if held:
+            out.append((t, held))
+            held = []
+        if evs:
+            out.append((t, evs))
+        if rng.random() < 0.002:  # an operator names an old stop
+            out.append((t, [Event(t, "reason", 1, M, {"reason": "material",
+                                                      "start_s": t - rng.uniform(600, 3600),
+                                                      "end_s": None})]))
+    return out
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_live_equals_one_evaluation_of_the_whole_shift(seed):
+    live = ShiftOEE(CAL, SETTINGS)
+    inst = CAL.shift_at(SHIFT_START + 1)
+    arrivals = plan(seed)
+    i, settled_ends, tails = 0, set(), []
+    for minute in range(1, 8 * 60 + 2):
+        now = SHIFT_START + 60 * minute
+        while i < len(arrivals) and arrivals[i][0] <= now:
+            live.absorb(arrivals[i][1])
+            i += 1
+        got = live.evaluate(M, IDEAL, inst, now)
+        end = min(now, inst.end)
+        want = live.timeline(M).evaluate(IDEAL, CAL, inst.start, inst.end, until_s=end, now=end,
+                                         short_stop_s=SETTINGS.short_stop_s,
+                                         startup_window_s=SETTINGS.startup_window_s)
+        for f in SUMMED:
+            assert getattr(got, f) == pytest.approx(getattr(want, f), rel=1e-9, abs=1e-6), (
+                minute, f)
+        for f in COUNTS:  # whole counts stay whole: no count is split between the parts
+            if getattr(want, f) == int(getattr(want, f)):
+                assert getattr(got, f) == getattr(want, f), (minute, f)
+        assert (got.start, got.end) == (want.start, want.end)
+        kept = live._settled[M]
+        settled_ends.add(kept.end)
+        tails.append(len(live.timeline(M).counts) - kept.counts_from)
+    # The settled past really moved on, and what is evaluated each minute stayed bounded
+    # while the shift's counts grew (~500): a few minutes' counts, except in the few minutes
+    # where something reached back into it (the gap's resends, a reason) and it started over.
+    assert len(settled_ends) > 40
+    assert sorted(tails[-120:])[60] < 30
+    assert sum(t > 100 for t in tails) <= 5
+
+
+def test_a_reason_for_an_old_stop_changes_the_settled_past():
+    live = ShiftOEE(CAL, SETTINGS)
+    inst = CAL.shift_at(SHIFT_START + 1)
+    live.absorb([state(SHIFT_START, "RUN"), state(SHIFT_START + 600, "STOP"),
+                 state(SHIFT_START + 1200, "RUN")])
+    for k in range(1, 360):
+        live.absorb([count(SHIFT_START + 10 * k, SHIFT_START + 10 * (k - 1), 2)])
+    before = live.evaluate(M, IDEAL, inst, SHIFT_START + 3600)
+    assert live._settled[M].end > SHIFT_START + 1200  # the stop is in the settled past
+    assert before.breakdown_s == pytest.approx(600)
+    live.absorb([Event(SHIFT_START + 3600, "reason", 1, M,
+                       {"reason": "setup", "start_s": SHIFT_START + 700, "end_s": None})])
+    after = live.evaluate(M, IDEAL, inst, SHIFT_START + 3600)
+    assert (after.breakdown_s, after.setup_s) == (0.0, pytest.approx(600))
+
+
+def test_a_round_of_points_and_the_finals_are_spread_over_ticks():
+    """With more machines than PER_TICK, each tick evaluates PER_TICK of them: every machine
+    still gets one point per round and exactly one final, and the next shift's points wait
+    for the last final (oee events never go back in time)."""
+    from lampwatch import live_oee
+
+    cal = oee.Calendar("UTC", (oee.Shift("A", "06:00", "07:00"), oee.Shift("B", "07:00", "08:00")))
+    live = ShiftOEE(cal, OEESettings(interval_s=60.0))
+    n = 2 * live_oee.PER_TICK + 10
+    machines = [(k, f"m{k}", 1.0) for k in range(1, n + 1)]
+    points: dict[tuple[str, bool], list[tuple[str, float]]] = {}
+    times = []
+    for sec in range(0, 3600 + 120):
+        evs = live.tick(SHIFT_START + sec, machines, grace_s=11.0)
+        for e in evs:
+            points.setdefault((e.data["shift"], e.data["final"]), []).append((e.machine, e.ts_s))
+            times.append(e.ts_s)
+        assert len(evs) <= live_oee.PER_TICK
+    first_round = [m for m, ts in points[("A", False)] if ts < SHIFT_START + 60]
+    assert sorted(first_round) == sorted(m for _, m, _ in machines)  # 3 ticks, each once
+    finals = points[("A", True)]
+    assert sorted(m for m, _ in finals) == sorted(m for _, m, _ in machines)
+    assert {ts for _, ts in finals} == {SHIFT_START + 3600}  # dated at the shift's end
+    b_first = min(ts for _, ts in points[("B", False)])
+    assert b_first >= SHIFT_START + 3600 + 11 + 2  # after the third tick of finals
+    assert times == sorted(times)  # in the order they were made, never back in time
