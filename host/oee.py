@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
+from functools import cached_property
 
 from .errors import OEEInputError
 from .losses import (
@@ -190,7 +191,7 @@ class OEEResult:
         """The six big losses and planned maintenance in seconds, in loss-tree order."""
         return {name: getattr(self, name) for name in LOSS_KEYS}
 
-    @property
+    @cached_property  # a frozen result: A, P, Q, OEE and TEEP each read it (~7 us)
     def ratios(self) -> Ratios:
         return ratios(self.covered_planned_s, self.run_s, self.net_run_s, self.fully_productive_s,
                       self.unknown_net_s, self.unknown_good_s)
@@ -247,7 +248,11 @@ def rollup(results: Iterable[OEEResult], machine: str = "all") -> OEEResult:
     results = list(results)
     if not results:
         return OEEResult(machine, 0.0, 0.0)
-    sums = {name: sum(getattr(r, name) for r in results) for name in _SUMMED}
+    if len(results) == 2:  # the live OEE's settled past + the time since, every minute
+        a, b = results[0].__dict__, results[1].__dict__
+        sums = {name: a[name] + b[name] for name in _SUMMED}
+    else:
+        sums = {name: sum(getattr(r, name) for r in results) for name in _SUMMED}
     return OEEResult(machine, min(r.start for r in results), max(r.end for r in results), **sums)
 
 
