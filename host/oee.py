@@ -50,7 +50,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # the live timelines hold a shift of them per machine
 class StateInterval:
     """The machine was in `state` over [start, end) (epoch seconds UTC); `reason` for stops."""
 
@@ -60,7 +60,7 @@ class StateInterval:
     reason: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # ~2 a minute per machine in the live timelines
 class CountEvent:
     """`qty` units (pieces, kg, ...) counted as `kind` "GOOD" or "NG" at `ts` (epoch s UTC).
 
