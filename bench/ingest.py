@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/ingest.py [--nodes 1000] [--frames 200000] [--seconds 20]
         [--rate 1] [--heartbeats counting|idle] [--rounds 1] [--sync full|normal]
-        [--deriver real|null] [--no-baseline]
+        [--deriver real|null] [--no-baseline] [--calendar]
     .venv/bin/python bench/ingest.py --nodes 10000 --rate 1 --frames 0 --seconds 20
 
 Two receivers, in turn, in subprocesses, each on a fresh journal and fed the same frames by
@@ -72,8 +72,16 @@ else:
 """
 
 
-def write_config(tmp: Path, port: int, nodes: int, sync: str) -> Path:
-    lines = ["[collector]", f'udp_listen = "127.0.0.1:{port}"', 'journal = "journal.sqlite"',
+_CALENDAR = ["[calendar]", 'time_zone = "UTC"'] + [
+    line for name, a, b in (("A", "00:00", "08:00"), ("B", "08:00", "16:00"),
+                            ("C", "16:00", "00:00"))
+    for line in ("[[calendar.shifts]]", f'name = "{name}"', f'start = "{a}"', f'end = "{b}"')]
+
+
+def write_config(tmp: Path, port: int, nodes: int, sync: str, calendar: bool = False) -> Path:
+    """The collector's config: `nodes` nodes with the bench's keys; `calendar`: three 8 h
+    shifts round the clock, so the live OEE and its per-minute points run as in a plant."""
+    lines = (_CALENDAR + [""] if calendar else []) + ["[collector]", f'udp_listen = "127.0.0.1:{port}"', 'journal = "journal.sqlite"',
              f'journal_sync = "{sync}"', 'log_level = "warning"', ""]
     for n in range(1, nodes + 1):
         lines += ["[[nodes]]", f"id = {n}", 'plant = "bench"', 'line = "l"',
@@ -234,6 +242,8 @@ def main() -> None:
     ap.add_argument("--sync", choices=("full", "normal"), default="full")
     ap.add_argument("--deriver", choices=("real", "null"), default="real")
     ap.add_argument("--no-baseline", action="store_true")
+    ap.add_argument("--calendar", action="store_true",
+                    help="three 8 h shifts: the live OEE runs (a point per machine a minute)")
     args = ap.parse_args()
     frames = heartbeats(args.nodes, args.frames, args.heartbeats == "idle")
     runs: dict[str, list[dict]] = {"lampwatch": [], "baseline": []}
@@ -245,7 +255,8 @@ def main() -> None:
                     "loadavg_1min": os.getloadavg()[0]},
         "settings": {"nodes": args.nodes, "journal_sync": args.sync, "deriver": args.deriver,
                      "heartbeats": args.heartbeats, "rate_hz": args.rate, "mix": args.mix,
-                     "steady_s": args.seconds, "warmup_s": args.warmup},
+                     "steady_s": args.seconds, "warmup_s": args.warmup,
+                     "calendar": args.calendar},
         **{k: v for k, v in runs.items() if v},
     }
     if runs["baseline"]:
@@ -297,7 +308,7 @@ def receiver_run(kind: str, args, frames: list) -> dict:
         port = probe.getsockname()[1]
         probe.close()
         if kind == "lampwatch":
-            cfg = write_config(tmp, port, args.nodes, args.sync)
+            cfg = write_config(tmp, port, args.nodes, args.sync, args.calendar)
             cmd = [sys.executable, "-c", _RUNNER, str(cfg), args.deriver]
         else:
             cmd = [sys.executable, str(Path(__file__).with_name("baseline.py")), str(port),

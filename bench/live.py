@@ -1,0 +1,168 @@
+"""Live benchmark: a plant's collector over simulated hours of a shift, against a baseline.
+
+    .venv/bin/python bench/live.py [--machines 1000] [--hours 2] [--heartbeat-s 10]
+                                   [--window-min 10] [--no-baseline]
+
+A collector (the real Collector, Deriver with a three-shift calendar, journal with its
+upkeep: rollups and retention) is fed, in this process and on a simulated clock, what
+`--machines` nodes send: a HEARTBEAT every `--heartbeat-s` with the parts made since (a part
+per 2.5 s while running), a LAMP frame when the lamp changes (about every 4 minutes), and its
+tick once a simulated second, as the runtime does. Frames go straight to Collector.submit
+(no UDP: bench/ingest.py prices that) and are committed in batches of 2,000, like a busy
+collector's. Hours of a shift pass in minutes, so what grows with the shift shows: the live
+OEE, the per-minute rollups, the clock anchors, the timelines.
+
+Per `--window-min` simulated minutes it prints the RSS and the tick's wall time (p50, p99,
+max: the tick blocks ingest while it runs), and for the whole run the CPU per frame and per
+tick. The baseline is the same run with nothing but the necessary work: frames verified,
+deduped, journaled and ACKed (a NullDeriver, no upkeep), so its ticks only commit. Each run
+is its own process (RSS is per run). Issue 14's targets: a tick never stops ingest for more
+than a few tens of ms, and memory that does not grow with the shift beyond its data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+T0 = 1_780_041_600.0  # 2026-05-29 08:00 UTC: shift B's start
+CALENDAR = """[calendar]
+time_zone = "UTC"
+[[calendar.shifts]]
+name = "A"
+start = "00:00"
+end = "08:00"
+[[calendar.shifts]]
+name = "B"
+start = "08:00"
+end = "16:00"
+[[calendar.shifts]]
+name = "C"
+start = "16:00"
+end = "00:00"
+
+"""
+
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
+
+
+def pct(xs: list[float], p: float) -> float:
+    return round(1000 * sorted(xs)[min(len(xs) - 1, int(p * len(xs)))], 2) if xs else 0.0
+
+
+def run(kind: str, machines: int, hours: float, hb_s: float, window_min: float) -> dict:
+    """One run in this process: "lampwatch" or "baseline"."""
+    import asyncio
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from ingest import BOOT, key, lwproto, write_config
+    from lampwatch.config import load_config
+    from lampwatch.derive import NullDeriver
+    from lampwatch.runtime import CollectorRuntime
+
+    tmp = Path(tempfile.mkdtemp(prefix="lwlive"))
+    path = write_config(tmp, 0, machines, "normal")
+    path.write_text(CALENDAR + path.read_text())
+    cfg = load_config(path)
+    now = [T0]
+    out: dict = {"kind": kind, "windows": []}
+
+    async def main() -> None:
+        rt = CollectorRuntime(cfg, clock=lambda: now[0], forward=False,
+                              deriver=NullDeriver() if kind == "baseline" else None)
+        await rt.start()
+        col = rt.collector
+        if kind == "baseline":
+            col.upkeep = None
+        out["rss_started_mb"] = rss_mb()
+        codecs = [lwproto.Codec(n, key(n)) for n in range(1, machines + 1)]
+        lamp, seq, good = [1] * machines, [0] * machines, [0] * machines
+        ticks: list[float] = []
+        all_ticks: list[float] = []
+        tick_cpu = frames = 0
+        next_tick = T0 + 1.0
+        cpu0 = time.process_time()
+        steps = int(hours * 3600 / hb_s)
+        for k in range(steps):
+            for i, c in enumerate(codecs):
+                t = now[0] = T0 + k * hb_s + i * hb_s / machines
+                while t >= next_tick:
+                    c0, w0 = time.process_time(), time.perf_counter()
+                    col.tick()
+                    ticks.append(time.perf_counter() - w0)
+                    tick_cpu += time.process_time() - c0
+                    next_tick += 1.0
+                up = int((t - T0 + 5.0) * 1000)
+                seq[i] += 1
+                if (k * hb_s + i * 7.0) % 240.0 < hb_s:  # about every 4 min: the lamp changes
+                    lamp[i] ^= 1
+                    f = c.lamp(BOOT, seq[i], up, [(lwproto.GREEN, lamp[i], up)])
+                else:
+                    good[i] += int(hb_s / 2.5) if lamp[i] else 0
+                    f = c.heartbeat(BOOT, seq[i], up, good[i], 0, [lamp[i], 0, 0, 0, 0])
+                col.submit(f, "udp:127.0.0.1:1", None)
+                frames += 1
+                if frames % 2000 == 0:
+                    col.flush()
+            if (k + 1) * hb_s % (60 * window_min) < hb_s:
+                out["windows"].append({
+                    "sim_min": round((k + 1) * hb_s / 60), "rss_mb": rss_mb(),
+                    "tick_ms": {"n": len(ticks), "p50": pct(ticks, 0.5), "p99": pct(ticks, 0.99),
+                                "max": pct(ticks, 1.0)}})
+                all_ticks += ticks
+                ticks = []
+        cpu = time.process_time() - cpu0
+        out.update(frames=frames, ticks=len(all_ticks),
+                   cpu_us_per_frame=round(1e6 * (cpu - tick_cpu) / frames, 1),
+                   tick_cpu_ms_mean=round(1000 * tick_cpu / max(1, len(all_ticks)), 2),
+                   tick_ms={"p50": pct(all_ticks, 0.5), "p99": pct(all_ticks, 0.99),
+                            "p999": pct(all_ticks, 0.999), "max": pct(all_ticks, 1.0)},
+                   rss_end_mb=rss_mb(),
+                   rss_peak_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1))
+        await rt.stop()
+
+    asyncio.run(main())
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--machines", type=int, default=1000)
+    ap.add_argument("--hours", type=float, default=2.0)
+    ap.add_argument("--heartbeat-s", type=float, default=10.0)
+    ap.add_argument("--window-min", type=float, default=10.0)
+    ap.add_argument("--no-baseline", action="store_true")
+    ap.add_argument("--run", choices=("lampwatch", "baseline"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.run:  # a child: one run, its JSON on stdout
+        print(json.dumps(run(args.run, args.machines, args.hours, args.heartbeat_s,
+                             args.window_min)))
+        return
+    result = {"date": time.strftime("%Y-%m-%d"),
+              "machine": {"cores": os.cpu_count(), "python": sys.version.split()[0]},
+              "settings": {"machines": args.machines, "hours": args.hours,
+                           "heartbeat_s": args.heartbeat_s}}
+    for kind in ("lampwatch",) if args.no_baseline else ("lampwatch", "baseline"):
+        child = subprocess.run(
+            [sys.executable, __file__, "--run", kind, "--machines", str(args.machines),
+             "--hours", str(args.hours), "--heartbeat-s", str(args.heartbeat_s),
+             "--window-min", str(args.window_min)],
+            check=True, capture_output=True, text=True)
+        result[kind] = json.loads(child.stdout.strip().splitlines()[-1])
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
