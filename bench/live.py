@@ -32,23 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
-T0 = 1_780_041_600.0  # 2026-05-29 08:00 UTC: shift B's start
-CALENDAR = """[calendar]
-time_zone = "UTC"
-[[calendar.shifts]]
-name = "A"
-start = "00:00"
-end = "08:00"
-[[calendar.shifts]]
-name = "B"
-start = "08:00"
-end = "16:00"
-[[calendar.shifts]]
-name = "C"
-start = "16:00"
-end = "00:00"
-
-"""
+T0 = 1_780_041_600.0  # 2026-05-29 08:00 UTC: shift B's start (bench/ingest.py's calendar)
 
 
 def rss_mb() -> float:
@@ -73,8 +57,7 @@ def run(kind: str, machines: int, hours: float, hb_s: float, window_min: float) 
     from lampwatch.runtime import CollectorRuntime
 
     tmp = Path(tempfile.mkdtemp(prefix="lwlive"))
-    path = write_config(tmp, 0, machines, "normal")
-    path.write_text(CALENDAR + path.read_text())
+    path = write_config(tmp, 0, machines, "normal", calendar=True)
     cfg = load_config(path)
     now = [T0]
     out: dict = {"kind": kind, "windows": []}
