@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import math
 from array import array
-from collections import OrderedDict
 from dataclasses import dataclass
 from itertools import pairwise
 from statistics import median
@@ -69,6 +68,10 @@ class AnchorFigures:
 class ClockAnchor:
     """Maps one boot epoch's uptime to wall time; see the module docstring.
 
+    One per node and boot epoch, so it is kept small (~2 KB; a collector may hold 10,000):
+    slots, and the bucket minima in a ring of plain doubles rather than a dict of tuples
+    (which took ~4.4 KB a node once the window was full).
+
     Args:
         bucket_s: uptime span that keeps one minimum sample.
         window_s: uptime span of buckets kept (older ones are dropped).
@@ -76,6 +79,10 @@ class ClockAnchor:
         max_drift_ppm: bound on the fitted drift (a crystal is within +-50 ppm).
         late_s: a sample this much above the estimate waited somewhere (module docstring).
     """
+
+    __slots__ = ("_bucket_s", "_n_buckets", "_fit_span_s", "_max_slope", "_late_s", "_bt",
+                 "_bo", "_count", "_recent", "_recent_at", "_line", "_last_line", "_span",
+                 "_newest", "samples")
 
     def __init__(self, bucket_s: float = _DEFAULT_BUCKET_S, window_s: float = _DEFAULT_WINDOW_S,
                  fit_span_s: float = _DEFAULT_FIT_SPAN_S,
@@ -88,7 +95,11 @@ class ClockAnchor:
         self._fit_span_s = fit_span_s
         self._max_slope = max_drift_ppm * 1e-6
         self._late_s = late_s
-        self._buckets: dict[int, tuple[float, float]] = {}  # index -> (uptime_s, offset_s)
+        # Bucket minima: bucket index i (within the window) in slot i % _n_buckets, its
+        # uptime in _bt and offset in _bo; NaN uptime: empty. The index is floor(t / bucket).
+        self._bt = array("d", [math.nan]) * self._n_buckets
+        self._bo = array("d", [math.nan]) * self._n_buckets
+        self._count = 0  # buckets filled
         # The last _RECENT_SAMPLES (uptime, offset) samples, a ring of plain doubles: a deque
         # of float tuples took ~6.6 KB a node, 66 MB at 10,000 nodes.
         self._recent = array("d")  # t0, off0, t1, off1, ...
@@ -103,7 +114,11 @@ class ClockAnchor:
 
     @property
     def ready(self) -> bool:
-        return bool(self._buckets)
+        return self._count > 0
+
+    def _minima(self) -> list[tuple[float, float]]:
+        """The bucket minima (uptime, offset), unordered."""
+        return [(t, o) for t, o in zip(self._bt, self._bo) if t == t]
 
     def observe(self, uptime_ms: int, rx_s: float) -> None:
         """Take one frame's (uptime, receive time) sample."""
@@ -126,17 +141,28 @@ class ClockAnchor:
         # waited seconds it is near enough, and refitting for every sample would cost twice.
         line = self._line or self._last_line
         if (line is None or off - (line[1] + line[0] * t) > self._late_s) and (
-                self._buckets and self._waited(t, off)):
+                self._count and self._waited(t, off)):
             return  # its offset holds the wait: it would only bend the drift line
-        best = self._buckets.get(idx)
-        if best is None or off < best[1]:
-            self._buckets[idx] = (t, off)
+        n, bucket_s, bts = self._n_buckets, self._bucket_s, self._bt
+        slot = idx % n
+        bt = bts[slot]
+        same = bt == bt and math.floor(bt / bucket_s) == idx
+        if not same or off < self._bo[slot]:
+            if not same:  # empty, or an older bucket out of the window in its slot
+                self._count += 1 if bt != bt else 0
+            bts[slot], self._bo[slot] = t, off
             self._lower(t, off)
+            if bt == bt and not same:  # that older bucket went, as below
+                self._line = None
         if idx > newest or self._newest is None:
             self._newest = idx
-            for old in [k for k in self._buckets if k <= idx - self._n_buckets]:
-                del self._buckets[old]
-                self._line = None
+            # the buckets of the old window (newest - n, newest] that left it are emptied
+            for old in range(newest - n + 1, min(newest, idx - n) + 1):
+                bt = bts[old % n]
+                if bt == bt and math.floor(bt / bucket_s) == old:
+                    bts[old % n] = math.nan
+                    self._count -= 1
+                    self._line = None
 
     def _waited(self, t: float, off: float) -> bool:
         """Did this sample's frame wait somewhere (module docstring)?"""
@@ -177,7 +203,7 @@ class ClockAnchor:
     def figures(self) -> AnchorFigures:
         """Offset at the newest sample, uncertainty and drift, for a health event."""
         slope, intercept = self._fit()
-        t_new = max(t for t, _ in self._buckets.values())
+        t_new = max(t for t, _ in self._minima())
         recent = self._recent
         gaps = [recent[i + 1] - (intercept + slope * recent[i]) for i in range(0, len(recent), 2)]
         return AnchorFigures(offset_ms=(intercept + slope * t_new) * 1000.0,
@@ -186,9 +212,9 @@ class ClockAnchor:
 
     def _fit(self) -> tuple[float, float]:
         if self._line is None:
-            if not self._buckets:
+            if not self._count:
                 raise LookupError("clock anchor has no sample yet")
-            pts = sorted(self._buckets.values())
+            pts = sorted(self._minima())
             slope = 0.0
             self._span = (pts[0][0], pts[-1][0])
             if pts[-1][0] - pts[0][0] >= self._fit_span_s:
@@ -219,10 +245,13 @@ def _cross(o: tuple[float, float], a: tuple[float, float], b: tuple[float, float
 class NodeClock:
     """The anchors of one node: per boot id, one per epoch (a HELLO starts an epoch)."""
 
+    __slots__ = ("_options", "_boots", "_last")
+
     def __init__(self, **anchor_options: float):
         self._options = anchor_options
-        # boot id -> [(first seq, anchor)] sorted by first seq; least recently used boot first.
-        self._boots: OrderedDict[int, list[tuple[int, ClockAnchor]]] = OrderedDict()
+        # boot id -> [(first seq, anchor)] sorted by first seq; least recently used boot
+        # first (a plain dict: an OrderedDict costs ~1 KB more per node).
+        self._boots: dict[int, list[tuple[int, ClockAnchor]]] = {}
         self._last: tuple[int, list[tuple[int, ClockAnchor]]] | None = None  # most recent
 
     def hello(self, boot_id: int, seq: int) -> None:
@@ -261,7 +290,9 @@ class NodeClock:
         if epochs is None:
             epochs = self._boots[boot_id] = [(0, ClockAnchor(**self._options))]
             while len(self._boots) > _BOOTS_KEPT:
-                self._boots.popitem(last=False)
-        self._boots.move_to_end(boot_id)
+                del self._boots[next(iter(self._boots))]
+        else:  # now the most recently used
+            del self._boots[boot_id]
+            self._boots[boot_id] = epochs
         self._last = (boot_id, epochs)
         return epochs
