@@ -55,6 +55,7 @@ class _Settled:
     end: float
     result: oee.OEEResult | None  # None while end is the shift's start
     counts_from: int = 0  # timeline.counts[counts_from:] hold every count dated at or after end
+    # (0 once the counts before were archived into the timeline: MachineTimeline.archive)
     checked: int = 0  # len(timeline.counts) when last evaluated
     # (start, min(end, self.end), state, class) of every interval starting before end: a
     # change there (a late lamp change, a stop's class) means the kept result is stale
@@ -214,6 +215,7 @@ class ShiftOEE:
                      or kept.fingerprint == _fingerprint(states, kinds, kept.end))
                 and _after(tl.counts, kept, states, kinds, ideal_s, tl.touched_states)):
             kept = self._settled[machine] = _Settled(key, inst.start, None)
+            tl.unarchive()  # the whole shift is evaluated again
         tl.settled()
         kept.checked = len(tl.counts)
 
@@ -229,8 +231,10 @@ class ShiftOEE:
             kept.result = mid if kept.result is None else oee.rollup([kept.result, mid], machine)
             kept.end = b
             counts = tl.counts
-            kept.counts_from = next((i for i in range(kept.counts_from, len(counts))
-                                     if counts[i].ts >= b), len(counts))
+            first = next((i for i in range(kept.counts_from, len(counts))
+                          if counts[i].ts >= b), len(counts))
+            tl.archive(first)  # packed: only a recompute of the settled past reads them
+            kept.counts_from, kept.checked = 0, kept.checked - first
             kept.fingerprint = _fingerprint(states, kinds, b)
         tail = part(kept.end, end)
         return tail if kept.result is None else oee.rollup([kept.result, tail], machine)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
+from array import array
 from bisect import bisect_right
 from dataclasses import replace
 
@@ -41,6 +42,9 @@ class MachineTimeline:
         self._changes: list[tuple[float, int, str, str | None]] = []  # ts, order, state, reason
         self._order = 0
         self.counts: list[oee.CountEvent] = []
+        # Live use: counts the running shift's settled past holds, packed (archive): ~25 B a
+        # count instead of ~150. `counts` then holds only the later ones; all_counts() both.
+        self._packed: _Packed | None = None
         self._reasons: list[tuple[float, float | None, str]] = []
         # The earliest time an event taken since the last `settled()` can change (a state's
         # time, a count's first moment, -inf for a reason or a prune): the live OEE keeps the
@@ -85,6 +89,24 @@ class MachineTimeline:
             self.touched, self.touched_states = -math.inf, True  # it may name any old stop
             self._reasons.append((float(start), None if end is None else float(end), reason))
 
+    def archive(self, n: int) -> None:
+        """Pack the first `n` of `counts` (the live OEE no longer reads them: they are in its
+        settled past); all_counts() and evaluate() still see them."""
+        if n > 0:
+            if self._packed is None:
+                self._packed = _Packed()
+            self._packed.extend(self.counts[:n])
+            del self.counts[:n]
+
+    def unarchive(self) -> None:
+        """Unpack the archived counts back into `counts` (the settled past is recomputed)."""
+        if self._packed is not None:
+            self.counts[:0] = self._packed.events()
+            self._packed = None
+
+    def all_counts(self) -> list[oee.CountEvent]:
+        return self.counts if self._packed is None else self._packed.events() + self.counts
+
     def _count(self, ts: float, kind: str, qty: float, start: float | None) -> None:
         counts, coalesce_s = self.counts, self._coalesce_s
         if coalesce_s > 0:
@@ -123,6 +145,7 @@ class MachineTimeline:
         i = bisect_right(self._changes, (before_s, float("inf"))) - 1
         if i > 0:
             del self._changes[:i]
+        self.unarchive()
         self.counts = [c for c in self.counts if c.ts >= before_s]
         self._reasons = [r for r in self._reasons if r[1] is None or r[1] > before_s]
 
@@ -147,10 +170,31 @@ class MachineTimeline:
         report performance and OEE as unknown (`oee_data(result, ideal_known=False)`), and
         never sum such a result's ideal times with another machine's.
         """
-        return oee.evaluate(self.intervals(until_s), self.counts, ideal_cycle_s or 1.0,
+        return oee.evaluate(self.intervals(until_s), self.all_counts(), ideal_cycle_s or 1.0,
                             calendar, start, end, now=now, machine=self.machine,
                             short_stop_s=short_stop_s, startup_window_s=startup_window_s,
                             planned_maintenance=planned_maintenance)
+
+
+class _Packed:
+    """CountEvents as columns of plain doubles (None start: NaN), in their order."""
+
+    __slots__ = ("ts", "start", "qty", "good")
+
+    def __init__(self):
+        self.ts, self.start, self.qty = array("d"), array("d"), array("d")
+        self.good = bytearray()
+
+    def extend(self, counts: list[oee.CountEvent]) -> None:
+        for c in counts:
+            self.ts.append(c.ts)
+            self.start.append(math.nan if c.start is None else c.start)
+            self.qty.append(c.qty)
+            self.good.append(c.kind == "GOOD")
+
+    def events(self) -> list[oee.CountEvent]:
+        return [oee.CountEvent(t, "GOOD" if g else "NG", q, None if s != s else s)
+                for t, s, q, g in zip(self.ts, self.start, self.qty, self.good)]
 
 
 def _with_reason(intervals: list[oee.StateInterval], start: float, end: float | None,

@@ -105,6 +105,9 @@ def test_live_equals_one_evaluation_of_the_whole_shift(seed):
     assert len(settled_ends) > 40
     assert sorted(tails[-120:])[60] < 30
     assert sum(t > 100 for t in tails) <= 5
+    # and the counts of the settled past are packed, not held as CountEvents
+    tl = live.timeline(M)
+    assert len(tl.all_counts()) > 400 and len(tl.counts) < 40
 
 
 def test_a_reason_for_an_old_stop_changes_the_settled_past():
