@@ -45,7 +45,7 @@ _HOST_NAME = re.compile(rf"^{_LABEL}(\.{_LABEL})*$")
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # a registry may hold 10,000: ~200 B less each
 class Node:
     """One registry entry: a node and the machine it watches.
 
