@@ -148,16 +148,18 @@ def _build_machine(db: sqlite3.Connection, machine: str, from_s: float, settings
     cells = rollup.minute_cells(events, from_s, to_s, until_s=newest_count,
                                 short_stop_s=settings["short_stop_s"],
                                 pm_policy=settings["pm_policy"]) if to_s > from_s else {}
+    old = db.execute("SELECT from_s FROM rollup_machines WHERE machine = ?",
+                     (machine,)).fetchone()
+    # a machine without a row has no cells: any there are, are left from before a new
+    # classification (step deletes only the rows, each machine's cells when it is rebuilt)
     db.execute("DELETE FROM rollup_minutes WHERE machine = ? AND minute_s >= ?",
-               (machine, from_s))
+               (machine, from_s if old is not None else -math.inf))
     db.execute("DELETE FROM rollup_hours WHERE machine = ? AND hour_s >= ?",
-               (machine, _floor(from_s, HOUR_S)))
+               (machine, _floor(from_s, HOUR_S) if old is not None else -math.inf))
     db.executemany("INSERT INTO rollup_minutes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                    [(machine, m, cls, c[0], c[1], c[2], min(c[3], _BIG),
                      None if c[4] == math.inf else c[4], c[5], min(c[6], _BIG))
                     for (m, cls), c in cells.items()])
-    old = db.execute("SELECT from_s FROM rollup_machines WHERE machine = ?",
-                     (machine,)).fetchone()
     first = from_s if old is None else min(old[0], from_s)
     # whole hours inside [first, to_s) from their minutes
     db.execute("INSERT INTO rollup_hours SELECT machine, minute_s / 3600 * 3600 AS h, class, "
@@ -284,8 +286,9 @@ def step(db: sqlite3.Connection, pending: Pass | None, more: Callable[[], bool],
     m = meta(db)
     settings, changed = _settings(m, short_stop_s, pm_policy)
     if changed or "short_stop_s" not in m or "pm_policy" not in m:
-        if changed:  # every cell was classified otherwise
-            for table in ("rollup_minutes", "rollup_hours", "rollup_machines", "rollup_nodes"):
+        if changed:  # every cell was classified otherwise: no machine has cells now
+            # (their rows go; the cells of each, many, when it is rebuilt: _build_machine)
+            for table in ("rollup_machines", "rollup_nodes"):
                 db.execute(f"DELETE FROM {table}")
             pending, m["built_id"] = None, 0
         _set_meta(db, **settings, built_id=int(m.get("built_id", 0)))
