@@ -15,7 +15,7 @@ Tables (schema 4):
 The update is incremental: it rebuilds each machine from the first minute its new events can
 change (the start of the stop run they fall in). The collector does it in slices (`step`,
 a few ms each, host/upkeep.py): a pass scans the events newer than the journal's built_id
-for the machines they change and rebuilds those one at a time; each machine's built_id
+for the machines they change and rebuilds those one at a time, an hour of each at a time; each machine's built_id
 says how far its cells are, so a report (`stale`) never uses a cell newer events change,
 and a pass cut short by a restart goes on where the journal's built ids say. A journal
 migrated from schema 3 has no cells until the first update builds them (lazily, by the
@@ -279,8 +279,8 @@ def step(db: sqlite3.Connection, pending: Pass | None, more: Callable[[], bool],
         pending: the pass a previous slice left, or None to begin one (nothing to do if no
             event is newer than the journal's built_id).
         short_stop_s, pm_policy: the classification to build with (None: as recorded, else
-            the engine's defaults); a change deletes every cell and begins a pass over all
-            events (a report reads events for the machines not yet rebuilt).
+            the engine's defaults); a change drops every machine's cells and begins a pass
+            over all events (a report reads events for the machines not yet rebuilt).
     The caller holds the write transaction.
     """
     m = meta(db)
