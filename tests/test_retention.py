@@ -56,11 +56,13 @@ def test_old_frames_go_in_batches_and_live_data_stays(tmp_path):
 class _Journal:
     """Counts the upkeep's calls (the real journal's methods are tested above)."""
 
+    rollups_pending = False  # each pass done in one slice
+
     def __init__(self, backlog):
         self.calls, self.backlog = [], backlog
 
-    def update_rollups(self, **kw):
-        self.calls.append(("rollups", kw))
+    def update_rollups(self, *, short_stop_s, pm_policy, more):
+        self.calls.append(("rollups", {"short_stop_s": short_stop_s, "pm_policy": pm_policy}))
         return 0
 
     def compact_frames(self, before_s, batch):

@@ -14,6 +14,7 @@ from lampwatch.journal import Journal
 from lampwatch.report import oee_report as r
 from lampwatch.report.oee_rollup import journal_report
 from lampwatch.report.oee_tables import format_json
+from lampwatch.upkeep import ROLLUP_EVERY_S, JournalUpkeep
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 import report as bench
@@ -166,3 +167,269 @@ def test_the_scripted_shift(tmp_path):
         for kw in ({}, {"startup_window_s": 300.0}):
             assert_same(*both(path, start, end, calendar=CAL, settings=S, now_s=S0 + 36000,
                               **kw))
+
+
+# -- the collector's upkeep keeps the rollups in slices (host/upkeep.py, rollups.step) -------
+MANY = 24
+CUT = T0 + 20 * 3600  # the rollups are built up to here; the rest of the day is new
+SLICED = ("rollup_minutes", "rollup_hours", "rollup_machines", "rollup_nodes", "rollup_meta")
+
+
+@pytest.fixture(scope="module")
+def many(tmp_path_factory):
+    """MANY machines x 1 day: the rollups built over its first 20 hours; the file, and the
+    frames and events of the last 4 hours (all machines), not yet committed."""
+    path = tmp_path_factory.mktemp("many") / "journal.sqlite"
+    old, new = ([], []), ([], [])
+    for i in range(MANY):
+        frames, events = [], []
+        bench._Machine(i, 7).day(T0, frames, events)
+        for part, rows in ((0, frames), (1, events)):
+            old[part].extend(r for r in rows if r[0] < CUT)
+            new[part].extend(r for r in rows if r[0] >= CUT)
+    with Journal(path, sync="normal") as j:
+        j.commit(old[0], sorted(old[1], key=lambda e: e[0]))
+        j.update_rollups()
+    # a reason given later for a stop before CUT: that machine is rebuilt from its stop run
+    # (no_order: a setup's end would set ng_gap of NG hours later, which cells built from
+    # a later start do not see; only a startup window of hours would read that)
+    new[1].append(_late_reason(path, "m020", CUT, CUT + 30.0))
+    return path, new[0], sorted(new[1], key=lambda e: e[0])
+
+
+def _late_reason(path, machine: str, before_s: float, ts_s: float) -> tuple:
+    """A reason event at ts_s for the machine's last STOP before before_s."""
+    db = sqlite3.connect(path)
+    (ts,) = db.execute("SELECT ts_s FROM events WHERE machine = ? AND kind = 'state' AND "
+                       "data LIKE '%\"state\":\"STOP\"%' AND ts_s < ? ORDER BY ts_s DESC "
+                       "LIMIT 1", (machine, before_s)).fetchone()
+    db.close()
+    return (ts_s, "reason", None, machine,
+            json.dumps({"reason": "no_order", "start_s": ts + 1, "end_s": None}))
+
+
+def _copy(src, dst):
+    """A copy of a journal (with what its WAL holds)."""
+    with sqlite3.connect(src) as a, sqlite3.connect(dst) as b:
+        a.backup(b)
+    return dst
+
+
+def _tables(path) -> dict:
+    db = sqlite3.connect(path)
+    try:
+        return {t: db.execute(f"SELECT * FROM {t} ORDER BY 1, 2, 3" if t != "rollup_meta" else
+                              f"SELECT * FROM {t} ORDER BY 1").fetchall() for t in SLICED}
+    finally:
+        db.close()
+
+
+def _up_to_date(path, tmp_path, name, **kw) -> tuple[dict, dict]:
+    """The tables of a copy of `path` brought up to date in one call (update_rollups), and
+    then rebuilt from all its events (rebuild_rollups)."""
+    ref = _copy(path, tmp_path / f"{name}.sqlite")
+    with Journal(ref) as j:
+        j.update_rollups(**kw)
+    once = _tables(ref)
+    with Journal(ref) as j:
+        j.rebuild_rollups()
+    return once, _tables(ref)
+
+
+def _assert_same_cells(got: dict, want: dict) -> None:
+    """Row by row equal; the figures to 1e-9 (sums taken from other starts may round
+    otherwise)."""
+    for table, rows in want.items():
+        assert len(got[table]) == len(rows), table
+        for x, y in zip(got[table], rows):
+            assert x[:3] == y[:3], table
+            assert [-1.0 if v is None else v for v in x[3:]] == pytest.approx(
+                [-1.0 if v is None else v for v in y[3:]], rel=1e-9, abs=1e-9), (table, x, y)
+
+
+def _setup(many, tmp_path, **kw):
+    """A copy of the `many` journal with the last hours committed, the tables one update
+    gives it (checked against a rebuild), and a Journal and JournalUpkeep (budget 0: one
+    piece of work a tick) on it."""
+    base, frames, events = many
+    path = _copy(base, tmp_path / "j.sqlite")
+    with Journal(path) as j:
+        j.commit(frames, events)
+    once, rebuilt = _up_to_date(path, tmp_path, "ref", **kw)
+    _assert_same_cells(once, rebuilt)
+    j = Journal(path, sync="normal")
+    return path, once, j, _upkeep(j, **kw)
+
+
+def _upkeep(j, clock=time.perf_counter, budget=0.0, short_stop_s=oee.DEFAULT_SHORT_STOP_S,
+            pm_policy=oee.DEFAULT_PM_POLICY):
+    return JournalUpkeep(j, retention_days=3650, short_stop_s=short_stop_s, pm_policy=pm_policy,
+                         rollup_budget_s=budget, clock=clock)
+
+
+def _tick_until(up, now: float, done) -> float:
+    """Ticks 1 s apart from `now` until done() (asked after each); returns the next tick's
+    time."""
+    for _ in range(5000):
+        up.tick(now)
+        now += 1.0
+        if done():
+            return now
+    pytest.fail("the upkeep never got there")
+
+
+def _catch_up(up, j, now: float) -> float:
+    """Ticks until the pass under way is done, and the next one (a minute later: it takes
+    what came meanwhile); returns the next tick's time."""
+    now = _tick_until(up, now, lambda: not j.rollups_pending)
+    return _tick_until(up, now + ROLLUP_EVERY_S, lambda: not j.rollups_pending)
+
+
+def test_sliced_upkeep_ends_with_the_cells_of_a_rebuild(many, tmp_path):
+    # while the slices go on, the collector commits more: every 10 ticks five minutes more,
+    # and at the first of them a reason for a stop long before (the pass under way rebuilds
+    # m021 after that: from where its cells end, without that stop)
+    base, frames, events = many
+    path = _copy(base, tmp_path / "j.sqlite")
+    t = CUT + 3 * 3600
+    with Journal(path) as j:
+        j.commit([f for f in frames if f[0] < t], [e for e in events if e[0] < t])
+    j = Journal(path, sync="normal")
+    up = _upkeep(j, budget=0.0)
+    now, ticks, rolled_at_reason = t, 0, None
+    while t < T0 + DAY:
+        up.tick(now)
+        now, ticks = now + 1.0, ticks + 1
+        if ticks % 10 == 0:
+            late = [e for e in events if t <= e[0] < t + 300]
+            if rolled_at_reason is None:
+                late.append(_late_reason(path, "m021", CUT - 3600, t))
+                rolled_at_reason = (up.rolled, j.rollups_pending)
+            j.commit([f for f in frames if t <= f[0] < t + 300], late)
+            t += 300
+    assert rolled_at_reason[0] < 20 and rolled_at_reason[1]  # the first pass, before m021
+    assert up.rolled > MANY  # passes were under way while events came
+    _catch_up(up, j, now)
+    j.close()
+    _assert_same_cells(_tables(path), _up_to_date(path, tmp_path, "ref")[1])
+
+
+class FakeClock:
+    """A perf clock that moves only by the work done: 3 ms a machine, 1 ms a scan."""
+
+    def __init__(self):
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_a_tick_does_its_budget_and_at_most_one_machine_more(many, tmp_path, monkeypatch):
+    from lampwatch.journal import rollups
+    clock = FakeClock()
+    build, changes = rollups._build_machine, rollups._changes
+    builds = []  # the machine of each build (an hour of it at most)
+
+    def timed_build(db, machine, *a, **kw):
+        clock.t += 0.003
+        builds.append(machine)
+        return build(db, machine, *a, **kw)
+
+    def timed_changes(*a, **kw):
+        clock.t += 0.001
+        return changes(*a, **kw)
+    path, ref, j, _ = _setup(many, tmp_path)
+    monkeypatch.setattr(rollups, "_build_machine", timed_build)
+    monkeypatch.setattr(rollups, "_changes", timed_changes)
+    monkeypatch.setattr(rollups, "SCAN_CHUNK", 2000)  # the new events take several scans
+    up = _upkeep(j, clock=clock, budget=0.010)
+    per_tick, now = [], CUT + DAY
+    while (not per_tick or j.rollups_pending) and len(per_tick) < 1000:
+        before, n = clock.t, len(builds)
+        up.tick(now)
+        per_tick.append((round(clock.t - before, 6), len(builds) - n))
+        now += 1.0
+    j.close()
+    assert up.rolled == MANY  # each machine once, to its end
+    assert sorted(set(builds)) == [f"m{i:03d}" for i in range(1, MANY + 1)]
+    assert len(builds) > MANY and len(per_tick) > 5  # 4 hours new: pieces of an hour
+    for spent, machines in per_tick[:-1]:  # the last one stops when the pass is done
+        assert 0.010 <= spent <= 0.010 + 0.003 and machines <= 4, per_tick
+    assert per_tick[-1][0] <= 0.013 and per_tick[-1][1] <= 4
+    assert _tables(path) == ref
+
+
+def _reports_equal(path, **kw):
+    for start, end in ((T0, T0 + DAY), (T0 + 3600.5, CUT + 7200.25)):
+        assert_same(*both(path, start, end, now_s=T0 + DAY, **kw))
+
+
+def test_a_report_while_some_machines_are_rolled_up_equals_the_events(many, tmp_path):
+    from lampwatch.journal import open_readonly
+    from lampwatch.report.oee_rollup import _usable_cells
+    path, ref, j, up = _setup(many, tmp_path)
+    judged = {"short_stop_s": oee.DEFAULT_SHORT_STOP_S,
+              "planned_maintenance": oee.DEFAULT_PM_POLICY}
+    now = _tick_until(up, CUT + DAY, lambda: up.rolled >= MANY // 2)
+    assert j.rollups_pending and up.rolled == MANY // 2  # one piece of work a tick
+    names = [f"m{i:03d}" for i in range(1, MANY + 1)]
+    done, left = names[:MANY // 2], names[MANY // 2:]  # a pass takes them in this order
+    # m020's reason changes its cells before CUT: a report must not use them
+    with open_readonly(path) as r:
+        assert sorted(r.rollup_stale()) == left
+        cells = _usable_cells(r, judged)
+    assert all(cells[m][1] >= CUT + 3 * 3600 for m in done)  # what the pass built is used
+    assert all(cells[m][1] <= CUT for m in left)
+    _reports_equal(path)
+    _catch_up(up, j, now)
+    j.close()
+    assert _tables(path) == ref
+
+
+def test_a_restart_in_the_middle_goes_on_and_builds_no_machine_twice(many, tmp_path):
+    path, ref, j, up = _setup(many, tmp_path)
+    now = _tick_until(up, CUT + DAY, lambda: up.rolled >= 7)
+    assert j.rollups_pending and up.rolled == 7
+    j.close()  # the collector stops; the pass in memory is lost
+    with Journal(path, sync="normal") as j:
+        assert not j.rollups_pending
+        up = _upkeep(j)
+        _tick_until(up, now, lambda: not j.rollups_pending)
+        assert up.rolled == MANY - 7  # the 7 machines rebuilt before are not rebuilt again
+    assert _tables(path) == ref
+
+
+def test_a_new_short_stop_threshold_rebuilds_everything_in_slices(many, tmp_path):
+    path, ref, j, up = _setup(many, tmp_path, short_stop_s=120.0)
+    now = _tick_until(up, CUT + DAY, lambda: up.rolled >= 5)
+    assert j.rollups_pending
+    _reports_equal(path, short_stop_s=120.0)  # 5 machines from cells, the others from events
+    _catch_up(up, j, now)
+    j.close()
+    assert up.rolled == MANY  # every machine once
+    assert _tables(path) == ref
+
+
+def test_a_stop_longer_than_a_piece_is_built_whole(tmp_path):
+    # one machine: 2 h running, a 5 h stop (longer than a piece of BUILD_SPAN_S), 2 h
+    # running; built an hour at a time, it ends with the cells of a rebuild at once
+    path = tmp_path / "j.sqlite"
+    events = [(T0, "state", 1, "m1", '{"prev":null,"state":"RUN"}'),
+              (T0 + 2 * 3600 + 15.0, "state", 1, "m1", '{"prev":"RUN","state":"STOP"}'),
+              (T0 + 7 * 3600 + 45.0, "state", 1, "m1", '{"prev":"STOP","state":"RUN"}')]
+    for t in [T0 + 10.0 * k for k in range(1, 721)] + [
+            T0 + 7 * 3600 + 45.0 + 10.0 * k for k in range(1, 721)]:
+        events.append((t, "count", 1, "m1", json.dumps(
+            {"boot_id": 1, "good": 2, "good_total": 0, "ng": 0, "ng_total": 0,
+             "since_s": t - 10.0})))
+    with Journal(path) as j:
+        j.commit(events=sorted(events))
+    fresh = _copy(path, tmp_path / "fresh.sqlite")
+    with Journal(path) as j:
+        up = _upkeep(j)
+        _tick_until(up, T0 + DAY, lambda: not j.rollups_pending)
+    got = _tables(path)
+    assert got["rollup_machines"][0][2] >= T0 + 9 * 3600 - 60  # to its newest count
+    once, rebuilt = _up_to_date(fresh, tmp_path, "ref")
+    assert got == once
+    _assert_same_cells(got, rebuilt)

@@ -5,17 +5,22 @@ Tables (schema 4):
 - rollup_minutes / rollup_hours (machine, minute_s | hour_s, class, secs, good, ng, rate,
   ng_gap): the cells, and their sums per whole hour (a report of a month reads hours).
 - rollup_machines (machine, from_s, to_s, built_id): cells exist for every minute in
-  [from_s, to_s), built from the events with ids up to built_id. to_s never passes the start
-  of the machine's last stop run, nor its newest count (a later count's span starts there).
+  [from_s, to_s), built from the machine's events with ids up to built_id (and perhaps some
+  newer, that a later build takes again). to_s never passes the start of the machine's last
+  stop run, nor its newest count (a later count's span starts there).
 - rollup_nodes (machine, node_id, first_s, last_s): which nodes a machine's events came from.
 - rollup_meta: the classification settings the cells were built with (short_stop_s,
-  pm_policy) and `built_id`, the event id every machine is built up to.
+  pm_policy) and `built_id`: every machine's cells hold its events up to that id.
 
-`update` is incremental: it rebuilds each machine from the first minute its new events can
-change (the start of the stop run they fall in) and is cheap when called every minute. A
-journal migrated from schema 3 has no cells until the first update builds them (lazily,
-by the collector); until then, and for any machine with events newer than its cells where
-they would change them, a report reads events (host/report/oee_rollup.py).
+The update is incremental: it rebuilds each machine from the first minute its new events can
+change (the start of the stop run they fall in). The collector does it in slices (`step`,
+a few ms each, host/upkeep.py): a pass scans the events newer than the journal's built_id
+for the machines they change and rebuilds those one at a time, an hour of each at a time; each machine's built_id
+says how far its cells are, so a report (`stale`) never uses a cell newer events change,
+and a pass cut short by a restart goes on where the journal's built ids say. A journal
+migrated from schema 3 has no cells until the first update builds them (lazily, by the
+collector); until then, and for any machine with events newer than its cells where they
+would change them, a report reads events (host/report/oee_rollup.py).
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ from __future__ import annotations
 import logging
 import math
 import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from .. import rollup
 from ..events import Event
@@ -51,6 +58,7 @@ MARGIN_S = 86400.0
 _STOPS = ("IDLE", "STOP", "OFF")
 _KINDS = "kind IN ('state', 'count', 'reason')"
 _BIG = 1e300  # rate of a count with no production time in its span ("infinite")
+_NO_ID = 2 ** 63 - 1  # above every event id
 
 
 def _floor(t: float, step: int = rollup.MINUTE_S) -> int:
@@ -81,22 +89,28 @@ def run_start(db: sqlite3.Connection, machine: str, ts: float) -> float:
     return start
 
 
-def _machine_events(db: sqlite3.Connection, machine: str, from_s: float) -> list[tuple]:
+def _machine_events(db: sqlite3.Connection, machine: str, from_s: float,
+                    until_s: float = math.inf) -> list[tuple]:
     """The machine's events a rebuild from `from_s` needs, in id order: its states from the
     start of the stop run in effect at from_s (and the one before), its counts from from_s
-    (an earlier count's output lies before from_s), its reasons from a day before."""
+    (an earlier count's output lies before from_s), its reasons from a day before; states
+    and counts only before until_s (the journal as it was then, but for reasons given
+    later)."""
     sel = "SELECT id, ts_s, kind, node_id, data FROM events WHERE machine = ?1 AND "
     # one indexed range per kind (an OR of them would read all the machine's events)
     return sorted(db.execute(
-        sel + "kind = 'state' AND ts_s >= ?2 UNION ALL " + sel + "kind = 'count' AND "
-        "ts_s >= ?3 UNION ALL " + sel + "kind = 'reason' AND ts_s >= ?4 UNION ALL "
-        "SELECT * FROM (" + sel + "kind = 'state' AND ts_s < ?2 ORDER BY ts_s DESC, id DESC "
-        "LIMIT 1)", (machine, run_start(db, machine, from_s), from_s, from_s - MARGIN_S)))
+        sel + "kind = 'state' AND ts_s >= ?2 AND ts_s < ?5 UNION ALL " + sel + "kind = 'count' "
+        "AND ts_s >= ?3 AND ts_s < ?5 UNION ALL " + sel + "kind = 'reason' AND ts_s >= ?4 "
+        "UNION ALL SELECT * FROM (" + sel + "kind = 'state' AND ts_s < ?2 ORDER BY ts_s DESC, "
+        "id DESC LIMIT 1)", (machine, run_start(db, machine, from_s), from_s,
+                             from_s - MARGIN_S, until_s)))
 
 
 def _build_machine(db: sqlite3.Connection, machine: str, from_s: float, settings: dict,
-                   built_id: int) -> None:
-    rows = _machine_events(db, machine, from_s)
+                   built_id: int, until_s: float = math.inf) -> float:
+    """Rebuild the machine's cells from from_s (a whole minute), from its events before
+    until_s (and its reasons); returns where its cells end now."""
+    rows = _machine_events(db, machine, from_s, until_s)
     events = []
     states: list[tuple[float, str]] = []
     newest_count = -math.inf
@@ -134,16 +148,18 @@ def _build_machine(db: sqlite3.Connection, machine: str, from_s: float, settings
     cells = rollup.minute_cells(events, from_s, to_s, until_s=newest_count,
                                 short_stop_s=settings["short_stop_s"],
                                 pm_policy=settings["pm_policy"]) if to_s > from_s else {}
+    old = db.execute("SELECT from_s FROM rollup_machines WHERE machine = ?",
+                     (machine,)).fetchone()
+    # a machine without a row has no cells: any there are, are left from before a new
+    # classification (step deletes only the rows, each machine's cells when it is rebuilt)
     db.execute("DELETE FROM rollup_minutes WHERE machine = ? AND minute_s >= ?",
-               (machine, from_s))
+               (machine, from_s if old is not None else -math.inf))
     db.execute("DELETE FROM rollup_hours WHERE machine = ? AND hour_s >= ?",
-               (machine, _floor(from_s, HOUR_S)))
+               (machine, _floor(from_s, HOUR_S) if old is not None else -math.inf))
     db.executemany("INSERT INTO rollup_minutes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                    [(machine, m, cls, c[0], c[1], c[2], min(c[3], _BIG),
                      None if c[4] == math.inf else c[4], c[5], min(c[6], _BIG))
                     for (m, cls), c in cells.items()])
-    old = db.execute("SELECT from_s FROM rollup_machines WHERE machine = ?",
-                     (machine,)).fetchone()
     first = from_s if old is None else min(old[0], from_s)
     # whole hours inside [first, to_s) from their minutes
     db.execute("INSERT INTO rollup_hours SELECT machine, minute_s / 3600 * 3600 AS h, class, "
@@ -152,81 +168,194 @@ def _build_machine(db: sqlite3.Connection, machine: str, from_s: float, settings
                "WHERE machine = ? AND minute_s >= ? AND minute_s < ? GROUP BY h, class",
                (machine, max(_floor(from_s, HOUR_S), -(-first // HOUR_S) * HOUR_S),
                 _floor(to_s, HOUR_S)))
+    # built_id never goes back: a rebuild (journal recompute) may have taken it further
     db.execute("INSERT INTO rollup_machines VALUES (?, ?, ?, ?) ON CONFLICT(machine) DO UPDATE "
-               "SET from_s = excluded.from_s, to_s = excluded.to_s, built_id = excluded.built_id",
+               "SET from_s = excluded.from_s, to_s = excluded.to_s, "
+               "built_id = max(built_id, excluded.built_id)",
                (machine, first, to_s, built_id))
     db.executemany("INSERT INTO rollup_nodes VALUES (?, ?, ?, ?) ON CONFLICT(machine, node_id) "
                    "DO UPDATE SET first_s = min(first_s, excluded.first_s), "
                    "last_s = max(last_s, excluded.last_s)",
                    [(machine, n, a, b) for n, (a, b) in nodes.items()])
+    return to_s
 
 
-def update(db: sqlite3.Connection, *, short_stop_s: float | None = None,
-           pm_policy: str | None = None, from_s: float | None = None,
-           rebuild: bool = False) -> int:
-    """Bring the cells up to the newest event; returns how many machines were rebuilt.
-
-    Args:
-        short_stop_s, pm_policy: the classification to build with (None: as recorded, else
-            the engine's defaults); a change rebuilds every machine.
-        from_s, rebuild: rebuild every machine from `from_s` (None: from its first event).
-    The caller holds the write transaction.
-    """
+def _settings(m: dict, short_stop_s: float | None, pm_policy: str | None) -> tuple[dict, bool]:
+    """The classification to build with (None: as recorded, else the engine's defaults), and
+    whether it differs from the one the cells were built with."""
     from .. import oee
-    m = meta(db)
     settings = {"short_stop_s": float(short_stop_s if short_stop_s is not None else
                                       m.get("short_stop_s", oee.DEFAULT_SHORT_STOP_S)),
                 "pm_policy": pm_policy or m.get("pm_policy", oee.DEFAULT_PM_POLICY)}
-    if (settings["short_stop_s"] != m.get("short_stop_s", settings["short_stop_s"])
-            or settings["pm_policy"] != m.get("pm_policy", settings["pm_policy"])):
-        rebuild, from_s = True, None  # every cell was classified otherwise
-    built = 0 if rebuild else int(m.get("built_id", 0))
-    newest = db.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0]
-    if rebuild and from_s is None:
+    return settings, (settings["short_stop_s"] != m.get("short_stop_s", settings["short_stop_s"])
+                      or settings["pm_policy"] != m.get("pm_policy", settings["pm_policy"]))
+
+
+def _set_meta(db: sqlite3.Connection, **values) -> None:
+    db.executemany("INSERT INTO rollup_meta VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET "
+                   "value = excluded.value", list(values.items()))
+
+
+def _newest(db: sqlite3.Connection) -> int:
+    return db.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0]
+
+
+def _changes(db: sqlite3.Connection, lo: int, hi: int) -> dict[str, float]:
+    """machine -> the earliest time (ts_s, a count's since_s, a reason's start_s) of its
+    events with ids in (lo, hi] that its cells do not hold (id above its built_id)."""
+    return {machine: min(t for t in (ts, since, start) if t is not None)
+            for machine, ts, since, start in db.execute(
+                "SELECT machine, min(ts_s), min(json_extract(data, '$.since_s')), "
+                "min(json_extract(data, '$.start_s')) FROM events NOT INDEXED "
+                f"WHERE id > ?1 AND id <= ?2 AND {_KINDS} AND machine IS NOT NULL AND id > "
+                "coalesce((SELECT built_id FROM rollup_machines r WHERE "
+                "r.machine = events.machine), 0) GROUP BY machine", (lo, hi))}
+
+
+def _rebuild_machine(db: sqlite3.Connection, machine: str, t: float, settings: dict,
+                     built_id: int, *, rebuild: bool = False, from_s: float | None = None,
+                     span_s: float = math.inf) -> tuple[float, bool] | None:
+    """Rebuild the machine's cells from the first minute events changed at `t` can change:
+    where its cells end if t is later, else the start of the stop run t falls in (or from
+    `from_s`, not before it, when given), from its events of `span_s` from there on.
+
+    Returns None when that took all its events, else (where its cells end now, whether they
+    grew): the rest is to be built from there."""
+    old = db.execute("SELECT to_s FROM rollup_machines WHERE machine = ?",
+                     (machine,)).fetchone()
+    if old is not None and not rebuild and t >= old[0]:
+        start = old[0]  # only new time: from where the cells end
+    else:
+        start = run_start(db, machine, t) if old is not None else t
+        start = max(start, from_s) if from_s is not None else start
+    start = _floor(start)
+    until = start + span_s
+    to_s = _build_machine(db, machine, start, settings, built_id, until)
+    if until == math.inf or db.execute(
+            "SELECT 1 FROM events WHERE machine = ? AND kind IN ('state', 'count') AND "
+            "ts_s >= ? LIMIT 1", (machine, until)).fetchone() is None:
+        return None
+    return to_s, to_s > start
+
+
+@dataclass
+class Pass:
+    """An incremental update under way, between slices (kept in memory by its writer).
+
+    It accounts for the events with ids in (first, upto]: it scans them SCAN_CHUNK at a
+    time for the machines whose cells they change, then rebuilds those one by one (a piece
+    of BUILD_SPAN_S at a time). Each rebuilt machine's built_id becomes `upto` (its cells
+    may hold newer events; those are found by the next pass, and by `stale`), and when the
+    last is done the journal's built_id becomes `upto`. Nothing else is durable: a pass
+    lost (a restart, a failed slice) is begun again from the journal's built_id, and skips
+    the events the machines rebuilt meanwhile hold (a machine it left cut short keeps its
+    cells to where they end until its next events: a report reads the rest from events).
+    """
+
+    scanned: int  # events up to this id are scanned
+    upto: int
+    dirty: dict[str, float] = field(default_factory=dict)  # machine -> earliest change
+    order: list[str] | None = None  # the dirty machines left, last first, once scanned
+    span: dict[str, float] = field(default_factory=dict)  # machine -> its next piece's span
+
+
+SCAN_CHUNK = 5000  # events a scan reads: 5-9 ms for a plant of 10,000 machines
+# Machine time one rebuild takes at most (a machine-hour: about 10 ms): a machine rebuilt
+# from long ago (all of them, for a new short-stop threshold) is rebuilt an hour at a time,
+# each piece as the journal was then. A piece whose cells cannot grow (a stop run longer
+# than the span: its class depends on its length) is taken again with twice the span.
+BUILD_SPAN_S = 3600.0
+
+
+def step(db: sqlite3.Connection, pending: Pass | None, more: Callable[[], bool], *,
+         short_stop_s: float | None = None,
+         pm_policy: str | None = None) -> tuple[Pass | None, int]:
+    """One slice of the incremental update: scans of SCAN_CHUNK events and rebuilds of a
+    machine (BUILD_SPAN_S of it at most) while more() says so (asked after each; at least one
+    is done). Returns the pass left (None: the cells hold every event there was when the
+    pass began) and how many machines were rebuilt to the end of their events.
+
+    Args:
+        pending: the pass a previous slice left, or None to begin one (nothing to do if no
+            event is newer than the journal's built_id).
+        short_stop_s, pm_policy: the classification to build with (None: as recorded, else
+            the engine's defaults); a change drops every machine's cells and begins a pass
+            over all events (a report reads events for the machines not yet rebuilt).
+    The caller holds the write transaction.
+    """
+    m = meta(db)
+    settings, changed = _settings(m, short_stop_s, pm_policy)
+    if changed or "short_stop_s" not in m or "pm_policy" not in m:
+        if changed:  # every cell was classified otherwise: no machine has cells now
+            # (their rows go; the cells of each, many, when it is rebuilt: _build_machine)
+            for table in ("rollup_machines", "rollup_nodes"):
+                db.execute(f"DELETE FROM {table}")
+            pending, m["built_id"] = None, 0
+        _set_meta(db, **settings, built_id=int(m.get("built_id", 0)))
+    low = int(m.get("built_id", 0))
+    if pending is None:
+        pending = Pass(low, _newest(db))
+    built = 0
+    while True:
+        if pending.scanned < pending.upto:
+            hi = min(pending.upto, pending.scanned + SCAN_CHUNK)
+            for machine, t in _changes(db, pending.scanned, hi).items():
+                pending.dirty[machine] = min(t, pending.dirty.get(machine, t))
+            pending.scanned = hi
+            if hi == pending.upto:
+                pending.order = sorted(pending.dirty, reverse=True)
+        elif pending.order:
+            machine = pending.order.pop()
+            span = pending.span.pop(machine, BUILD_SPAN_S)
+            cut = _rebuild_machine(db, machine, pending.dirty.pop(machine), settings,
+                                   pending.upto, span_s=span)
+            if cut is None:
+                built += 1
+            else:  # the rest of it next
+                pending.order.append(machine)
+                pending.dirty[machine] = cut[0]
+                pending.span[machine] = span if cut[1] else 2 * span
+        if pending.scanned >= pending.upto and not pending.order:
+            _set_meta(db, built_id=max(low, pending.upto))
+            if built:
+                log.debug("rollups: %d machines rebuilt up to event %d", built, pending.upto)
+            return None, built
+        if not more():
+            return pending, built
+
+
+def rebuild(db: sqlite3.Connection, from_s: float | None = None) -> int:
+    """Rebuild every machine from `from_s` (None: all cells, each machine from its first
+    event) with the recorded classification, in one go; returns how many machines.
+    The caller holds the write transaction."""
+    m = meta(db)
+    settings, _ = _settings(m, None, None)
+    newest = _newest(db)
+    if from_s is None:
         for table in ("rollup_minutes", "rollup_hours", "rollup_machines", "rollup_nodes"):
             db.execute(f"DELETE FROM {table}")
-    have = machines(db)
-    dirty = {}
-    for machine, ts, since, start in db.execute(
-            "SELECT machine, min(ts_s), min(json_extract(data, '$.since_s')), "
-            f"min(json_extract(data, '$.start_s')) FROM events NOT INDEXED WHERE id > ? AND "
-            f"{_KINDS} "
-            "AND machine IS NOT NULL GROUP BY machine", (built,)):
-        dirty[machine] = min(t for t in (ts, since, start) if t is not None)
-    if rebuild and from_s is not None:
-        dirty = {mc: from_s for mc in set(dirty) | set(have)}
+    dirty = _changes(db, 0, newest)
+    if from_s is not None:
+        dirty = {mc: from_s for mc in set(dirty) | set(machines(db))}
     for machine, t in sorted(dirty.items()):
-        old = have.get(machine)
-        if old is not None and not rebuild and t >= old[1]:
-            start = old[1]  # only new time: from where the cells end
-        else:
-            start = run_start(db, machine, t) if old is not None else t
-            start = max(start, from_s) if from_s is not None else start
-        _build_machine(db, machine, _floor(start), settings, newest)
-    for key, value in (("short_stop_s", settings["short_stop_s"]),
-                       ("pm_policy", settings["pm_policy"]), ("built_id", newest)):
-        db.execute("INSERT INTO rollup_meta VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET "
-                   "value = excluded.value", (key, value))
+        _rebuild_machine(db, machine, t, settings, newest, rebuild=True, from_s=from_s)
+    _set_meta(db, **settings, built_id=max(newest, int(m.get("built_id", 0))))
     if dirty:
         log.debug("rollups: %d machines rebuilt up to event %d", len(dirty), newest)
     return len(dirty)
 
 
 def stale(db: sqlite3.Connection) -> dict[str, float]:
-    """machine -> the earliest time its events newer than its cells would change."""
-    m = meta(db)
-    built = int(m.get("built_id", 0))
+    """machine -> the earliest time its events newer than its cells would change.
+
+    Such events are newer than the journal's built_id (every machine's cells hold the events
+    up to it) and than the lowest built_id of any machine: only those are read."""
     have = machines(db)
-    out: dict[str, float] = {}
-    for machine, ts, since, start, newest in db.execute(
-            "SELECT machine, min(ts_s), min(json_extract(data, '$.since_s')), "
-            f"min(json_extract(data, '$.start_s')), max(id) FROM events NOT INDEXED WHERE "
-            "id > ? AND "
-            f"{_KINDS} AND machine IS NOT NULL GROUP BY machine", (built,)):
-        if machine in have and newest > have[machine][2]:
-            out[machine] = run_start(db, machine, min(t for t in (ts, since, start)
-                                                      if t is not None))
-    return out
+    if not have:
+        return {}
+    lo = max(int(meta(db).get("built_id", 0)), min(b for _, _, b in have.values()))
+    return {machine: run_start(db, machine, t)
+            for machine, t in _changes(db, lo, _NO_ID).items() if machine in have}
 
 
 def sums(db: sqlite3.Connection, spans: list[tuple[int, int, bool]],

@@ -13,7 +13,7 @@ import logging
 import math
 import os
 import sqlite3
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -200,6 +200,10 @@ def event_row(ev: Any) -> tuple:
     return (float(ts_s), kind, node_id, machine, data)
 
 
+def _always() -> bool:
+    return True
+
+
 def _heard_rows(frames: Sequence[FrameRow | tuple]) -> list[tuple]:
     """Per node of `frames`: (node_id, newest rx_s, boot_id, seq, uptime_ms) by the rule of
     _UPSERT_HEARD (the newest seq of the boot last heard from)."""
@@ -262,6 +266,7 @@ class Journal:
             self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except (sqlite3.Error, OSError) as exc:
             raise SinkError(f"cannot open journal {self.path}: {exc}") from None
+        self._rollup_pass: rollups.Pass | None = None  # update_rollups' pass under way
 
     def _migrate(self) -> None:
         """Bring an older journal's tables to this schema (nothing for a new file)."""
@@ -334,19 +339,32 @@ class Journal:
 
     # -- rollups (schema 4; journal/rollups.py) ----------------------------------------------
     def update_rollups(self, *, short_stop_s: float | None = None,
-                       pm_policy: str | None = None) -> int:
+                       pm_policy: str | None = None,
+                       more: Callable[[], bool] | None = None) -> int:
         """Bring the per-minute rollups up to the newest event (cheap when done every
         minute); a new short-stop threshold or PM policy rebuilds them. Returns how many
-        machines were rebuilt. Raises SinkError if the journal cannot be written."""
-        return self._rollup_write(short_stop_s=short_stop_s, pm_policy=pm_policy)
+        machines were rebuilt. Raises SinkError if the journal cannot be written.
+
+        With `more`, one slice of it in one transaction: work (a scan of new events, an
+        hour of one machine's rebuild) goes on while more() says so, and the pass goes on at
+        the next call while `rollups_pending` (journal/rollups.step). A slice that fails
+        drops the pass: the next call begins one where the stored built ids say.
+        """
+        pending, self._rollup_pass = self._rollup_pass, None
+        self._rollup_pass, n = self._in_transaction(
+            rollups.step, "cannot update the rollups", pending, more or _always,
+            short_stop_s=short_stop_s, pm_policy=pm_policy)
+        return n
+
+    @property
+    def rollups_pending(self) -> bool:
+        """Whether a pass of update_rollups(more=...) is under way."""
+        return self._rollup_pass is not None
 
     def rebuild_rollups(self, from_s: float | None = None) -> int:
-        """Rebuild the rollups from the events, from `from_s` on (None: all of them), as
-        `journal recompute` does after the events were derived again."""
-        return self._rollup_write(from_s=from_s, rebuild=True)
-
-    def _rollup_write(self, **kw) -> int:
-        return self._in_transaction(rollups.update, "cannot update the rollups", **kw)
+        """Rebuild the rollups from the events, from `from_s` on (None: all of them), in one
+        call, as `journal recompute` does after the events were derived again."""
+        return self._in_transaction(rollups.rebuild, "cannot update the rollups", from_s)
     # -- end of rollups -------------------------------------------------------------------------
 
     # -- retention (schema 4; journal/retention.py) ---------------------------------------------
@@ -357,7 +375,7 @@ class Journal:
         return self._in_transaction(retention.compact, "cannot delete old frames", before_s,
                                     batch)
 
-    def _in_transaction(self, fn, what: str, *args, **kw) -> int:
+    def _in_transaction(self, fn, what: str, *args, **kw) -> Any:
         """fn(db, *args, **kw) in one write transaction; SinkError "<what>" if it fails."""
         db = self._db
         try:
