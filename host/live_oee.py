@@ -45,6 +45,9 @@ _P_SLACK = 1e-9
 PER_TICK = 100
 _SETTLED_S = 60.0
 _STEP_S = 120.0
+# The time since the settled past is evaluated with the intervals from this long (and the
+# startup window) before its end: a count's output may lie before its span (host/losses.py).
+_LOOKBACK_S = 900.0
 
 
 @dataclass(slots=True)
@@ -54,12 +57,7 @@ class _Settled:
     key: tuple  # (shift start, shift end, ideal cycle): another key starts over
     end: float
     result: oee.OEEResult | None  # None while end is the shift's start
-    counts_from: int = 0  # timeline.counts[counts_from:] hold every count dated at or after end
-    # (0 once the counts before were archived into the timeline: MachineTimeline.archive)
-    checked: int = 0  # len(timeline.counts) when last evaluated
-    # (start, min(end, self.end), state, class) of every interval starting before end: a
-    # change there (a late lamp change, a stop's class) means the kept result is stale
-    fingerprint: tuple = ()
+    fingerprint: tuple = ()  # _View.fingerprint at end
 
 
 @dataclass(frozen=True)
@@ -199,79 +197,107 @@ class ShiftOEE:
         past plus an evaluation of the time since (_Settled). Figures are sums over time and
         over the pieces of output (host/report/oee_rollup.py), so this equals one evaluation
         of the whole shift up to float rounding; anything that reaches back into the settled
-        past (a late event, a reason, a stop's class changing) drops it."""
+        past (a late event, a reason, a stop's class changing) drops it. The time since is
+        evaluated with the state intervals from _LOOKBACK_S (and the startup window) before
+        the settled past's end, so a minute's work does not grow with the shift."""
         assert self.calendar is not None
         end = min(now_s, inst.end)
-        s, cal = self.settings, self.calendar
+        s = self.settings
         tl = self.timeline(machine)
         ideal_s = ideal or 1.0
-        states = checked_states(tl.intervals(end), cal)
-        kinds, _ = classify(states, s.short_stop_s, s.planned_maintenance)
         key = (inst.start, inst.end, ideal_s)
         kept = self._settled.get(machine)
-        if kept is None or not (
-                kept.key == key and tl.touched >= kept.end and kept.end <= end
-                and (not tl.touched_states
-                     or kept.fingerprint == _fingerprint(states, kinds, kept.end))
-                and _after(tl.counts, kept, states, kinds, ideal_s, tl.touched_states)):
+        if kept is not None and kept.key == key and tl.touched >= kept.end and kept.end <= end:
+            view = self._view(tl, kept, end, ideal_s)
+            if not (kept.fingerprint == view.fingerprint(kept.end, self._lookback_s)
+                    and all(e >= kept.end for ts, e in view.early if ts > kept.end)):
+                kept = None
+        else:
+            kept = None
+        if kept is None:  # the whole shift is evaluated again
             kept = self._settled[machine] = _Settled(key, inst.start, None)
-            tl.unarchive()  # the whole shift is evaluated again
+            tl.unarchive()
+            view = self._view(tl, kept, end, ideal_s)
         tl.settled()
-        kept.checked = len(tl.counts)
 
         def part(a: float, b: float) -> oee.OEEResult:
-            return oee.evaluate(states, tl.counts[kept.counts_from:], ideal_s, cal, a, b,
-                                now=b, machine=machine, short_stop_s=s.short_stop_s,
+            return oee.evaluate(view.states, tl.counts, ideal_s, self.calendar, a, b, now=b,
+                                machine=machine, short_stop_s=s.short_stop_s,
                                 startup_window_s=s.startup_window_s,
                                 planned_maintenance=s.planned_maintenance)
 
-        b = _settle_point(states, tl.counts, kept, end, ideal_s, kinds)
+        b = _settle_point(view, kept, end)
         if b is not None:  # the settled past moves on to b
             mid = part(kept.end, b)
             kept.result = mid if kept.result is None else oee.rollup([kept.result, mid], machine)
             kept.end = b
             counts = tl.counts
-            first = next((i for i in range(kept.counts_from, len(counts))
-                          if counts[i].ts >= b), len(counts))
+            first = next((i for i, c in enumerate(counts) if c.ts >= b), len(counts))
             tl.archive(first)  # packed: only a recompute of the settled past reads them
-            kept.counts_from, kept.checked = 0, kept.checked - first
-            kept.fingerprint = _fingerprint(states, kinds, b)
+            kept.fingerprint = view.fingerprint(b, self._lookback_s)
         tail = part(kept.end, end)
         return tail if kept.result is None else oee.rollup([kept.result, tail], machine)
 
+    @property
+    def _lookback_s(self) -> float:
+        return _LOOKBACK_S + self.settings.startup_window_s
 
-def _fingerprint(states: list[oee.StateInterval], kinds: list, end: float) -> tuple:
-    return tuple((x.start, min(x.end, end), x.state, k)
-                 for x, k in zip(states, kinds) if x.start < end)
+    def _view(self, tl: MachineTimeline, kept: _Settled, end: float,
+              ideal_s: float) -> _View:
+        """The intervals and classes the time since the settled past needs, and when each of
+        its counts' output began: from the recent intervals, or from all of them when a
+        count's output reaches back past the first of those."""
+        s = self.settings
+        states, cut = tl.intervals_since(kept.end - self._lookback_s, end)
+        while True:
+            states = checked_states(states, self.calendar)
+            kinds, _ = classify(states, s.short_stop_s, s.planned_maintenance)
+            look = _Timeline([(x.start, x.end) for x in states], kinds)
+            early = [(c.ts, _earliest(look, c, ideal_s)) for c in tl.counts]
+            # (a count dated before the settled past's end adds nothing after it; one whose
+            # output the intervals cannot place is put at its own time: -inf, below)
+            if not cut or not states or all(e > states[0].start for ts, e in early
+                                            if ts >= kept.end):
+                return _View(states, kinds, [(ts, ts if e == -math.inf else e)
+                                             for ts, e in early])
+            states, cut = tl.intervals(end), False
+
+
+@dataclass(slots=True)
+class _View:
+    """What ShiftOEE.evaluate reads of a timeline: intervals, their classes, and per count
+    (in `counts` order) its time and when its output began."""
+
+    states: list[oee.StateInterval]
+    kinds: list
+    early: list[tuple[float, float]]
+
+    def fingerprint(self, end: float, lookback_s: float) -> tuple:
+        """(start, min(end, the end), state, class) of the intervals before `end` and after
+        `end - lookback_s`: a change there (a stop's class, a late lamp change) means the
+        settled past is stale; earlier ones only change with an event dated before `end`."""
+        lo = end - lookback_s
+        return tuple((x.start, min(x.end, end), x.state, k)
+                     for x, k in zip(self.states, self.kinds) if x.start < end and x.end > lo)
 
 
 def _earliest(tl: _Timeline, c: oee.CountEvent, ideal_s: float) -> float:
-    """When the output of count `c` began, as host/losses.attribute lays it out."""
+    """When the output of count `c` began, as host/losses.attribute lays it out; -inf when
+    the intervals place none of it (attribute then puts it at its own time: with fewer
+    intervals that may differ)."""
     if c.start is None or c.start >= c.ts:
         return c.ts
     made = tl.made_in(c.start, c.ts, c.qty * ideal_s)
-    return made[0][0] if made else c.ts
+    span = sum(q - p for p, q, _ in made)
+    return made[0][0] if span > 0 else -math.inf
 
 
-def _after(counts: list[oee.CountEvent], kept: _Settled, states, kinds, ideal_s: float,
-           states_changed: bool) -> bool:
-    """Does no output of a count dated after the settled past lie in it? (Counts dated in it
-    are caught by `touched`.) Only the counts new since the last evaluation (the last two
-    may have been merged into), unless a state changed: a stop inserted after the settled
-    past can push an older count's output back into it."""
-    first = kept.counts_from if states_changed else max(kept.counts_from, kept.checked - 2)
-    if first >= len(counts):
-        return True
-    tl = _Timeline([(x.start, x.end) for x in states], kinds)
-    return all(_earliest(tl, c, ideal_s) >= kept.end for c in counts[first:] if c.ts > kept.end)
-
-
-def _settle_point(states: list[oee.StateInterval], counts: list[oee.CountEvent],
-                  kept: _Settled, end: float, ideal_s: float, kinds) -> float | None:
+def _settle_point(view: _View, kept: _Settled, end: float) -> float | None:
     """Where the settled past can end now (None: not _STEP_S further than it does): at
     least _SETTLED_S before `end`, before a stop still going, at a count's time when the
     recent counts allow (so no count is split between the two parts), and with no output
     of a later count before it."""
+    states = view.states
     target = end - _SETTLED_S
     if states and states[-1].state in STOP_STATES:
         i = len(states) - 1
@@ -280,9 +306,7 @@ def _settle_point(states: list[oee.StateInterval], counts: list[oee.CountEvent],
         target = min(target, states[i].start)
     if target - kept.end < _STEP_S:
         return None
-    recent = [c for c in counts[kept.counts_from:] if c.ts > kept.end]
-    tl = _Timeline([(x.start, x.end) for x in states], kinds)
-    earliest = [(c.ts, _earliest(tl, c, ideal_s)) for c in recent]
+    earliest = [(ts, e) for ts, e in view.early if ts > kept.end]
     while True:  # b moves back until no later count's output lies before it
         b = max((ts for ts, _ in earliest if ts <= target), default=target)
         if b - kept.end < _STEP_S:

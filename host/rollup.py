@@ -31,7 +31,7 @@ from collections.abc import Iterable
 from . import oee
 from .events import Event
 from .losses import _Timeline, checked_states, classify
-from .timeline import MachineTimeline
+from .timeline import STOP_STATES, MachineTimeline
 
 __all__ = ["CLASSES", "MINUTE_S", "Cell", "minute_cells"]
 
@@ -117,11 +117,21 @@ def minute_cells(events: Iterable[Event], from_s: float, to_s: float, *,
     # output in planned maintenance (planned_pm) is output in planned stops, as the engine
     # counts it: its cells are "planned"
     look = _Timeline(bounds, ["planned" if k == "planned_pm" else k for k in kinds])
+    # The states read may begin after an earlier startup end (an incremental build reads
+    # from the state before the stop run in effect at its start): with none found, the gap
+    # is claimed only back to where the states read begin, or to the end of a stop run they
+    # begin in (it may be cut, its reason unseen), and a report with a longer startup window
+    # judges that cell's NG from events.
+    known_from = timeline[0].start if timeline else lo
+    for k, s in enumerate(timeline):
+        if s.state not in STOP_STATES or (k and s.start != timeline[k - 1].end):
+            break
+        known_from = s.end
     for c in tl.counts:
         gap = math.inf
         if c.kind == "NG":
             k = bisect_right(startup_ends, c.ts) - 1
-            gap = c.ts - startup_ends[k] if k >= 0 else math.inf
+            gap = c.ts - (startup_ends[k] if k >= 0 else known_from)
         if c.start is None or c.start >= c.ts:
             if lo <= c.ts < hi:
                 cls = look.kind_at(c.ts) or ""

@@ -145,15 +145,32 @@ class MachineTimeline:
         i = bisect_right(self._changes, (before_s, float("inf"))) - 1
         if i > 0:
             del self._changes[:i]
-        self.unarchive()
+        if self._packed is not None:  # filtered packed (unpacked, a shift's counts: ~150 B each)
+            self._packed = self._packed.since(before_s)
         self.counts = [c for c in self.counts if c.ts >= before_s]
         self._reasons = [r for r in self._reasons if r[1] is None or r[1] > before_s]
 
     def intervals(self, until_s: float) -> list[oee.StateInterval]:
         """State intervals up to `until_s` (the last state runs until then), reasons applied."""
+        return self._intervals(0, until_s)
+
+    def intervals_since(self, from_s: float, until_s: float) -> tuple[list, bool]:
+        """The intervals from the one in effect at `from_s` on, back to the start of the stop
+        run it is in (a stop is judged whole), and whether earlier ones were left out. The
+        live OEE evaluates the recent part of a shift from these: the same classes, and the
+        same layout of output for any count whose output lies after the first of them."""
+        changes = self._changes
+        i = max(0, bisect_right(changes, (from_s, math.inf)) - 1)
+        while i > 0 and changes[i][2] in STOP_STATES and changes[i - 1][2] in STOP_STATES:
+            i -= 1
+        return self._intervals(i, until_s), i > 0
+
+    def _intervals(self, first: int, until_s: float) -> list[oee.StateInterval]:
         out = []
-        for k, (ts, _, state, reason) in enumerate(self._changes):
-            end = self._changes[k + 1][0] if k + 1 < len(self._changes) else max(ts, until_s)
+        changes = self._changes
+        for k in range(first, len(changes)):
+            ts, _, state, reason = changes[k]
+            end = changes[k + 1][0] if k + 1 < len(changes) else max(ts, until_s)
             if end > ts:
                 out.append(oee.StateInterval(ts, end, state, reason))
         for start, end, reason in self._reasons:
@@ -191,6 +208,18 @@ class _Packed:
             self.start.append(math.nan if c.start is None else c.start)
             self.qty.append(c.qty)
             self.good.append(c.kind == "GOOD")
+
+    def since(self, before_s: float) -> _Packed | None:
+        """Those dated at or after `before_s` (None: none)."""
+        keep = [i for i, t in enumerate(self.ts) if t >= before_s]
+        if not keep:
+            return None
+        out = _Packed()
+        out.ts.extend(self.ts[i] for i in keep)
+        out.start.extend(self.start[i] for i in keep)
+        out.qty.extend(self.qty[i] for i in keep)
+        out.good.extend(self.good[i] for i in keep)
+        return out
 
     def events(self) -> list[oee.CountEvent]:
         return [oee.CountEvent(t, "GOOD" if g else "NG", q, None if s != s else s)

@@ -98,7 +98,7 @@ def test_live_equals_one_evaluation_of_the_whole_shift(seed):
         assert (got.start, got.end) == (want.start, want.end)
         kept = live._settled[M]
         settled_ends.add(kept.end)
-        tails.append(len(live.timeline(M).counts) - kept.counts_from)
+        tails.append(len(live.timeline(M).counts))
     # The settled past really moved on, and what is evaluated each minute stayed bounded
     # while the shift's counts grew (~500): a few minutes' counts, except in the few minutes
     # where something reached back into it (the gap's resends, a reason) and it started over.
@@ -152,3 +152,23 @@ def test_a_round_of_points_and_the_finals_are_spread_over_ticks():
     b_first = min(ts for _, ts in points[("B", False)])
     assert b_first >= SHIFT_START + 3600 + 11 + 2  # after the third tick of finals
     assert times == sorted(times)  # in the order they were made, never back in time
+
+
+def test_pruning_keeps_the_packed_counts_of_the_kept_hour():
+    """At a shift change the timeline forgets what is older than an hour before the new
+    shift, packed counts included, without unpacking the shift's counts first."""
+    live = ShiftOEE(CAL, SETTINGS)
+    inst = CAL.shift_at(SHIFT_START + 1)
+    live.absorb([state(SHIFT_START, "RUN")])
+    for k in range(1, 8 * 360):
+        live.absorb([count(SHIFT_START + 10 * k, SHIFT_START + 10 * (k - 1), 2)])
+        if k % 6 == 0:
+            live.evaluate(M, IDEAL, inst, SHIFT_START + 10 * k)
+    tl = live.timeline(M)
+    before = tl.all_counts()
+    assert len(tl.counts) < 40 and len(before) > 900  # ~2 a minute (merged), nearly all packed
+    assert sum(c.qty for c in before) == 2 * (8 * 360 - 1)
+    cut = SHIFT_START + 7 * 3600
+    tl.prune(cut)
+    assert tl.all_counts() == [c for c in before if c.ts >= cut]
+    assert sum(c.qty for c in tl.all_counts()) > 2 * 350
