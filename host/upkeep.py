@@ -3,13 +3,12 @@
 Both run from Collector.tick in the collector's thread (the journal's one writer), which
 ingests nothing meanwhile, so both are bounded per tick. The rollups: once a minute a pass
 begins over the events since the last one, and each tick does at most `rollup_budget_s` of
-it (a piece at a time: a scan of new events, or an hour of one machine's rebuild; the last
-may pass the budget), so the machines a minute made dirty are rebuilt over the following
-ticks; a pass that takes longer than a minute is followed at once by the next (with
-thousands of machines a pass may take minutes; a report reads what is not rolled up yet
-from events). Retention: one batch of frames per tick while there is a backlog (a journal
-migrated with years of frames shrinks over hours without stalling ingest), else one look
-every ten minutes.
+it (a scan of new events or one machine's rebuild at a time; the last may pass the budget),
+so the machines a minute made dirty are rebuilt over the following ticks; a pass that takes
+longer than a minute is followed at once by the next (with thousands of machines a pass may
+take minutes; a report reads what is not rolled up yet from events). Retention: one batch of frames per tick while there is a backlog (a
+journal migrated with years of frames shrinks over hours without stalling ingest), else one
+look every ten minutes.
 """
 
 from __future__ import annotations
@@ -36,7 +35,7 @@ class JournalUpkeep:
     Args:
         retention_days: raw frames received longer ago than this are deleted.
         short_stop_s, pm_policy: how the rollups classify stops (the collector's [oee]).
-        rollup_budget_s: the rollup work a tick does at most (and the piece it is in).
+        rollup_budget_s: the rollup work a tick does at most (plus one machine's rebuild).
         clock: a monotonic clock (s) that times it; the only clock upkeep reads.
     """
 
@@ -50,7 +49,7 @@ class JournalUpkeep:
         self.rollup_budget_s, self.clock = rollup_budget_s, clock
         self._rollups_at = self._retention_at = float("-inf")
         self.compacted = 0  # frames deleted since start
-        self.rolled = 0  # machines whose rollups were brought up to date since start
+        self.rolled = 0  # machine rebuilds of the rollups since start
 
     def tick(self, now_s: float) -> None:
         """Do what is due at `now_s`; a failure is logged and tried again when next due."""

@@ -15,7 +15,7 @@ Tables (schema 4):
 The update is incremental: it rebuilds each machine from the first minute its new events can
 change (the start of the stop run they fall in). The collector does it in slices (`step`,
 a few ms each, host/upkeep.py): a pass scans the events newer than the journal's built_id
-for the machines they change and rebuilds those one at a time, an hour of each at a time; each machine's built_id
+for the machines they change and rebuilds those one at a time; each machine's built_id
 says how far its cells are, so a report (`stale`) never uses a cell newer events change,
 and a pass cut short by a restart goes on where the journal's built ids say. A journal
 migrated from schema 3 has no cells until the first update builds them (lazily, by the
@@ -89,28 +89,22 @@ def run_start(db: sqlite3.Connection, machine: str, ts: float) -> float:
     return start
 
 
-def _machine_events(db: sqlite3.Connection, machine: str, from_s: float,
-                    until_s: float = math.inf) -> list[tuple]:
+def _machine_events(db: sqlite3.Connection, machine: str, from_s: float) -> list[tuple]:
     """The machine's events a rebuild from `from_s` needs, in id order: its states from the
     start of the stop run in effect at from_s (and the one before), its counts from from_s
-    (an earlier count's output lies before from_s), its reasons from a day before; states
-    and counts only before until_s (the journal as it was then, but for reasons given
-    later)."""
+    (an earlier count's output lies before from_s), its reasons from a day before."""
     sel = "SELECT id, ts_s, kind, node_id, data FROM events WHERE machine = ?1 AND "
     # one indexed range per kind (an OR of them would read all the machine's events)
     return sorted(db.execute(
-        sel + "kind = 'state' AND ts_s >= ?2 AND ts_s < ?5 UNION ALL " + sel + "kind = 'count' "
-        "AND ts_s >= ?3 AND ts_s < ?5 UNION ALL " + sel + "kind = 'reason' AND ts_s >= ?4 "
-        "UNION ALL SELECT * FROM (" + sel + "kind = 'state' AND ts_s < ?2 ORDER BY ts_s DESC, "
-        "id DESC LIMIT 1)", (machine, run_start(db, machine, from_s), from_s,
-                             from_s - MARGIN_S, until_s)))
+        sel + "kind = 'state' AND ts_s >= ?2 UNION ALL " + sel + "kind = 'count' AND "
+        "ts_s >= ?3 UNION ALL " + sel + "kind = 'reason' AND ts_s >= ?4 UNION ALL "
+        "SELECT * FROM (" + sel + "kind = 'state' AND ts_s < ?2 ORDER BY ts_s DESC, id DESC "
+        "LIMIT 1)", (machine, run_start(db, machine, from_s), from_s, from_s - MARGIN_S)))
 
 
 def _build_machine(db: sqlite3.Connection, machine: str, from_s: float, settings: dict,
-                   built_id: int, until_s: float = math.inf) -> float:
-    """Rebuild the machine's cells from from_s (a whole minute), from its events before
-    until_s (and its reasons); returns where its cells end now."""
-    rows = _machine_events(db, machine, from_s, until_s)
+                   built_id: int) -> None:
+    rows = _machine_events(db, machine, from_s)
     events = []
     states: list[tuple[float, str]] = []
     newest_count = -math.inf
@@ -148,18 +142,16 @@ def _build_machine(db: sqlite3.Connection, machine: str, from_s: float, settings
     cells = rollup.minute_cells(events, from_s, to_s, until_s=newest_count,
                                 short_stop_s=settings["short_stop_s"],
                                 pm_policy=settings["pm_policy"]) if to_s > from_s else {}
-    old = db.execute("SELECT from_s FROM rollup_machines WHERE machine = ?",
-                     (machine,)).fetchone()
-    # a machine without a row has no cells: any there are, are left from before a new
-    # classification (step deletes only the rows, each machine's cells when it is rebuilt)
     db.execute("DELETE FROM rollup_minutes WHERE machine = ? AND minute_s >= ?",
-               (machine, from_s if old is not None else -math.inf))
+               (machine, from_s))
     db.execute("DELETE FROM rollup_hours WHERE machine = ? AND hour_s >= ?",
-               (machine, _floor(from_s, HOUR_S) if old is not None else -math.inf))
+               (machine, _floor(from_s, HOUR_S)))
     db.executemany("INSERT INTO rollup_minutes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                    [(machine, m, cls, c[0], c[1], c[2], min(c[3], _BIG),
                      None if c[4] == math.inf else c[4], c[5], min(c[6], _BIG))
                     for (m, cls), c in cells.items()])
+    old = db.execute("SELECT from_s FROM rollup_machines WHERE machine = ?",
+                     (machine,)).fetchone()
     first = from_s if old is None else min(old[0], from_s)
     # whole hours inside [first, to_s) from their minutes
     db.execute("INSERT INTO rollup_hours SELECT machine, minute_s / 3600 * 3600 AS h, class, "
@@ -177,7 +169,6 @@ def _build_machine(db: sqlite3.Connection, machine: str, from_s: float, settings
                    "DO UPDATE SET first_s = min(first_s, excluded.first_s), "
                    "last_s = max(last_s, excluded.last_s)",
                    [(machine, n, a, b) for n, (a, b) in nodes.items()])
-    return to_s
 
 
 def _settings(m: dict, short_stop_s: float | None, pm_policy: str | None) -> tuple[dict, bool]:
@@ -213,14 +204,11 @@ def _changes(db: sqlite3.Connection, lo: int, hi: int) -> dict[str, float]:
 
 
 def _rebuild_machine(db: sqlite3.Connection, machine: str, t: float, settings: dict,
-                     built_id: int, *, rebuild: bool = False, from_s: float | None = None,
-                     span_s: float = math.inf) -> tuple[float, bool] | None:
+                     built_id: int, *, rebuild: bool = False,
+                     from_s: float | None = None) -> None:
     """Rebuild the machine's cells from the first minute events changed at `t` can change:
     where its cells end if t is later, else the start of the stop run t falls in (or from
-    `from_s`, not before it, when given), from its events of `span_s` from there on.
-
-    Returns None when that took all its events, else (where its cells end now, whether they
-    grew): the rest is to be built from there."""
+    `from_s`, not before it, when given)."""
     old = db.execute("SELECT to_s FROM rollup_machines WHERE machine = ?",
                      (machine,)).fetchone()
     if old is not None and not rebuild and t >= old[0]:
@@ -228,14 +216,7 @@ def _rebuild_machine(db: sqlite3.Connection, machine: str, t: float, settings: d
     else:
         start = run_start(db, machine, t) if old is not None else t
         start = max(start, from_s) if from_s is not None else start
-    start = _floor(start)
-    until = start + span_s
-    to_s = _build_machine(db, machine, start, settings, built_id, until)
-    if until == math.inf or db.execute(
-            "SELECT 1 FROM events WHERE machine = ? AND kind IN ('state', 'count') AND "
-            "ts_s >= ? LIMIT 1", (machine, until)).fetchone() is None:
-        return None
-    return to_s, to_s > start
+    _build_machine(db, machine, _floor(start), settings, built_id)
 
 
 @dataclass
@@ -243,52 +224,44 @@ class Pass:
     """An incremental update under way, between slices (kept in memory by its writer).
 
     It accounts for the events with ids in (first, upto]: it scans them SCAN_CHUNK at a
-    time for the machines whose cells they change, then rebuilds those one by one (a piece
-    of BUILD_SPAN_S at a time). Each rebuilt machine's built_id becomes `upto` (its cells
-    may hold newer events; those are found by the next pass, and by `stale`), and when the
-    last is done the journal's built_id becomes `upto`. Nothing else is durable: a pass
-    lost (a restart, a failed slice) is begun again from the journal's built_id, and skips
-    the events the machines rebuilt meanwhile hold (a machine it left cut short keeps its
-    cells to where they end until its next events: a report reads the rest from events).
+    time for the machines whose cells they change, then rebuilds those one by one. Each
+    rebuilt machine's built_id becomes `upto` (its cells may hold newer events; those are
+    found by the next pass, and by `stale`), and when the last is done the journal's
+    built_id becomes `upto`. Nothing else is durable: a pass lost (a restart, a failed
+    slice) is begun again from the journal's built_id, and skips the events the machines
+    rebuilt meanwhile hold.
     """
 
     scanned: int  # events up to this id are scanned
     upto: int
     dirty: dict[str, float] = field(default_factory=dict)  # machine -> earliest change
     order: list[str] | None = None  # the dirty machines left, last first, once scanned
-    span: dict[str, float] = field(default_factory=dict)  # machine -> its next piece's span
 
 
 SCAN_CHUNK = 5000  # events a scan reads: 5-9 ms for a plant of 10,000 machines
-# Machine time one rebuild takes at most (a machine-hour: about 10 ms): a machine rebuilt
-# from long ago (all of them, for a new short-stop threshold) is rebuilt an hour at a time,
-# each piece as the journal was then. A piece whose cells cannot grow (a stop run longer
-# than the span: its class depends on its length) is taken again with twice the span.
-BUILD_SPAN_S = 3600.0
 
 
 def step(db: sqlite3.Connection, pending: Pass | None, more: Callable[[], bool], *,
          short_stop_s: float | None = None,
          pm_policy: str | None = None) -> tuple[Pass | None, int]:
-    """One slice of the incremental update: scans of SCAN_CHUNK events and rebuilds of a
-    machine (BUILD_SPAN_S of it at most) while more() says so (asked after each; at least one
-    is done). Returns the pass left (None: the cells hold every event there was when the
-    pass began) and how many machines were rebuilt to the end of their events.
+    """One slice of the incremental update: scans of SCAN_CHUNK events and machine rebuilds
+    while more() says so (asked after each; at least one is done). Returns the pass left
+    (None: the cells hold every event there was when the pass began) and how many machines
+    were rebuilt.
 
     Args:
         pending: the pass a previous slice left, or None to begin one (nothing to do if no
             event is newer than the journal's built_id).
         short_stop_s, pm_policy: the classification to build with (None: as recorded, else
-            the engine's defaults); a change drops every machine's cells and begins a pass
-            over all events (a report reads events for the machines not yet rebuilt).
+            the engine's defaults); a change deletes every cell and begins a pass over all
+            events (a report reads events for the machines not yet rebuilt).
     The caller holds the write transaction.
     """
     m = meta(db)
     settings, changed = _settings(m, short_stop_s, pm_policy)
     if changed or "short_stop_s" not in m or "pm_policy" not in m:
-        if changed:  # every cell was classified otherwise: no machine has cells now
-            # (their rows go; the cells of each, many, when it is rebuilt: _build_machine)
-            for table in ("rollup_machines", "rollup_nodes"):
+        if changed:  # every cell was classified otherwise
+            for table in ("rollup_minutes", "rollup_hours", "rollup_machines", "rollup_nodes"):
                 db.execute(f"DELETE FROM {table}")
             pending, m["built_id"] = None, 0
         _set_meta(db, **settings, built_id=int(m.get("built_id", 0)))
@@ -306,15 +279,8 @@ def step(db: sqlite3.Connection, pending: Pass | None, more: Callable[[], bool],
                 pending.order = sorted(pending.dirty, reverse=True)
         elif pending.order:
             machine = pending.order.pop()
-            span = pending.span.pop(machine, BUILD_SPAN_S)
-            cut = _rebuild_machine(db, machine, pending.dirty.pop(machine), settings,
-                                   pending.upto, span_s=span)
-            if cut is None:
-                built += 1
-            else:  # the rest of it next
-                pending.order.append(machine)
-                pending.dirty[machine] = cut[0]
-                pending.span[machine] = span if cut[1] else 2 * span
+            _rebuild_machine(db, machine, pending.dirty.pop(machine), settings, pending.upto)
+            built += 1
         if pending.scanned >= pending.upto and not pending.order:
             _set_meta(db, built_id=max(low, pending.upto))
             if built:

@@ -345,10 +345,10 @@ class Journal:
         minute); a new short-stop threshold or PM policy rebuilds them. Returns how many
         machines were rebuilt. Raises SinkError if the journal cannot be written.
 
-        With `more`, one slice of it in one transaction: work (a scan of new events, an
-        hour of one machine's rebuild) goes on while more() says so, and the pass goes on at
-        the next call while `rollups_pending` (journal/rollups.step). A slice that fails
-        drops the pass: the next call begins one where the stored built ids say.
+        With `more`, one slice of it in one transaction: work (a scan of new events, one
+        machine's rebuild) goes on while more() says so, and the pass goes on at the next
+        call while `rollups_pending` (journal/rollups.step). A slice that fails drops the
+        pass: the next call begins one where the stored built ids say.
         """
         pending, self._rollup_pass = self._rollup_pass, None
         self._rollup_pass, n = self._in_transaction(
