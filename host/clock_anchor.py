@@ -80,9 +80,9 @@ class ClockAnchor:
         late_s: a sample this much above the estimate waited somewhere (module docstring).
     """
 
-    __slots__ = ("_bucket_s", "_n_buckets", "_fit_span_s", "_max_slope", "_late_s", "_bt",
-                 "_bo", "_count", "_recent", "_recent_at", "_line", "_last_line", "_span",
-                 "_newest", "samples")
+    __slots__ = ("_bo", "_bt", "_bucket_s", "_count", "_fit_span_s", "_last_line", "_late_s",
+                 "_line", "_max_slope", "_n_buckets", "_newest", "_recent", "_recent_at",
+                 "_span", "samples")
 
     def __init__(self, bucket_s: float = _DEFAULT_BUCKET_S, window_s: float = _DEFAULT_WINDOW_S,
                  fit_span_s: float = _DEFAULT_FIT_SPAN_S,
@@ -118,7 +118,7 @@ class ClockAnchor:
 
     def _minima(self) -> list[tuple[float, float]]:
         """The bucket minima (uptime, offset), unordered."""
-        return [(t, o) for t, o in zip(self._bt, self._bo) if t == t]
+        return [(t, o) for t, o in zip(self._bt, self._bo) if not math.isnan(t)]
 
     def observe(self, uptime_ms: int, rx_s: float) -> None:
         """Take one frame's (uptime, receive time) sample."""
@@ -146,20 +146,20 @@ class ClockAnchor:
         n, bucket_s, bts = self._n_buckets, self._bucket_s, self._bt
         slot = idx % n
         bt = bts[slot]
-        same = bt == bt and math.floor(bt / bucket_s) == idx
+        same = not math.isnan(bt) and math.floor(bt / bucket_s) == idx
         if not same or off < self._bo[slot]:
             if not same:  # empty, or an older bucket out of the window in its slot
-                self._count += 1 if bt != bt else 0
+                self._count += 1 if math.isnan(bt) else 0
             bts[slot], self._bo[slot] = t, off
             self._lower(t, off)
-            if bt == bt and not same:  # that older bucket went, as below
+            if not same and not math.isnan(bt):  # that older bucket went, as below
                 self._line = None
         if idx > newest or self._newest is None:
             self._newest = idx
             # the buckets of the old window (newest - n, newest] that left it are emptied
             for old in range(newest - n + 1, min(newest, idx - n) + 1):
                 bt = bts[old % n]
-                if bt == bt and math.floor(bt / bucket_s) == old:
+                if not math.isnan(bt) and math.floor(bt / bucket_s) == old:
                     bts[old % n] = math.nan
                     self._count -= 1
                     self._line = None
@@ -245,7 +245,7 @@ def _cross(o: tuple[float, float], a: tuple[float, float], b: tuple[float, float
 class NodeClock:
     """The anchors of one node: per boot id, one per epoch (a HELLO starts an epoch)."""
 
-    __slots__ = ("_options", "_boots", "_last")
+    __slots__ = ("_boots", "_last", "_options")
 
     def __init__(self, **anchor_options: float):
         self._options = anchor_options

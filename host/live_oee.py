@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -58,6 +59,7 @@ class _Settled:
     end: float
     result: oee.OEEResult | None  # None while end is the shift's start
     fingerprint: tuple = ()  # _View.fingerprint at end
+    grid: float = -math.inf  # the last grid point (_settle_point) it was settled for
 
 
 @dataclass(frozen=True)
@@ -220,22 +222,35 @@ class ShiftOEE:
             view = self._view(tl, kept, end, ideal_s)
         tl.settled()
 
-        def part(a: float, b: float) -> oee.OEEResult:
-            return oee.evaluate(view.states, tl.counts, ideal_s, self.calendar, a, b, now=b,
+        def part(a: float, b: float, counts: list[oee.CountEvent]) -> oee.OEEResult:
+            return oee.evaluate(view.states, counts, ideal_s, self.calendar, a, b, now=b,
                                 machine=machine, short_stop_s=s.short_stop_s,
                                 startup_window_s=s.startup_window_s,
                                 planned_maintenance=s.planned_maintenance)
 
-        b = _settle_point(view, kept, end)
-        if b is not None:  # the settled past moves on to b
-            mid = part(kept.end, b)
-            kept.result = mid if kept.result is None else oee.rollup([kept.result, mid], machine)
-            kept.end = b
+        if kept.grid == -math.inf:
+            kept.grid = inst.start
+        by_time = None
+        while True:  # the settled past moves on, a grid step at a time
+            step = _settle_point(view, kept, end)
+            if step is None:
+                break
+            grid, b = step
+            if b > kept.end:
+                if by_time is None:
+                    by_time = sorted(tl.counts, key=lambda c: c.ts)
+                lo = bisect_left(by_time, kept.end, key=lambda c: c.ts)
+                hi = bisect_right(by_time, b, key=lambda c: c.ts)
+                mid = part(kept.end, b, by_time[lo:hi])  # no later count's output is before b
+                kept.result = mid if kept.result is None else oee.rollup([kept.result, mid],
+                                                                         machine)
+                kept.end = b
+            kept.grid = grid
+        if kept.end > inst.start:
             counts = tl.counts
-            first = next((i for i, c in enumerate(counts) if c.ts >= b), len(counts))
-            tl.archive(first)  # packed: only a recompute of the settled past reads them
-            kept.fingerprint = view.fingerprint(b, self._lookback_s)
-        tail = part(kept.end, end)
+            tl.archive(next((i for i, c in enumerate(counts) if c.ts >= kept.end), len(counts)))
+            kept.fingerprint = view.fingerprint(kept.end, self._lookback_s)
+        tail = part(kept.end, end, tl.counts)
         return tail if kept.result is None else oee.rollup([kept.result, tail], machine)
 
     @property
@@ -292,26 +307,34 @@ def _earliest(tl: _Timeline, c: oee.CountEvent, ideal_s: float) -> float:
     return made[0][0] if span > 0 else -math.inf
 
 
-def _settle_point(view: _View, kept: _Settled, end: float) -> float | None:
-    """Where the settled past can end now (None: not _STEP_S further than it does): at
-    least _SETTLED_S before `end`, before a stop still going, at a count's time when the
-    recent counts allow (so no count is split between the two parts), and with no output
-    of a later count before it."""
+def _settle_point(view: _View, kept: _Settled, end: float) -> tuple[float, float] | None:
+    """The next step of the settled past: (grid point, where it ends), or None (not yet).
+
+    Steps are taken at fixed points of the shift (its start + k x _STEP_S), once that point
+    is _SETTLED_S old and no stop still going began before it, and end at the latest count
+    at or before it whose later counts' output all lies after it (so no count is split
+    between two parts; where none qualifies, the step adds nothing). So where the settled
+    past ends, and in which parts its result was summed, depends only on the events and the
+    time, not on when evaluations ran: a journal imported or recomputed gives the same
+    figures to the last bit as the collector that took the frames live.
+    """
+    grid = kept.grid + _STEP_S
+    if grid > end - _SETTLED_S:
+        return None
     states = view.states
-    target = end - _SETTLED_S
     if states and states[-1].state in STOP_STATES:
         i = len(states) - 1
         while i > 0 and states[i - 1].state in STOP_STATES and states[i - 1].end == states[i].start:
             i -= 1
-        target = min(target, states[i].start)
-    if target - kept.end < _STEP_S:
-        return None
+        if states[i].start < grid:
+            return None  # a stop still going: its class is not known yet
     earliest = [(ts, e) for ts, e in view.early if ts > kept.end]
+    target = grid
     while True:  # b moves back until no later count's output lies before it
         b = max((ts for ts, _ in earliest if ts <= target), default=target)
-        if b - kept.end < _STEP_S:
-            return None
+        if b <= kept.end:
+            return grid, kept.end
         first = min((e for ts, e in earliest if ts > b), default=b)
         if first >= b:
-            return b
+            return grid, b
         target = first  # output made there was counted later (an NG in a stop, a burst)

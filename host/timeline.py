@@ -50,11 +50,10 @@ class MachineTimeline:
         # time, a count's first moment, -inf for a reason or a prune): the live OEE keeps the
         # result of the shift's settled past and recomputes it only if this reaches into it.
         self.touched = math.inf
-        self.touched_states = False  # a state, reason or prune since (classes may change)
 
     def settled(self) -> None:
         """The live OEE has taken everything so far into account."""
-        self.touched, self.touched_states = math.inf, False
+        self.touched = math.inf
 
     def add(self, ev: Event) -> None:
         """Take one event of this machine; kinds other than state, count, reason are ignored."""
@@ -67,7 +66,6 @@ class MachineTimeline:
             reason = d.get("reason") if state in STOP_STATES else None
             self._order += 1
             self.touched = min(self.touched, float(ev.ts_s))
-            self.touched_states = True
             item = (float(ev.ts_s), self._order, state, reason if reason in oee.REASONS else None)
             if self._changes and item < self._changes[-1]:
                 self._changes.insert(bisect_right(self._changes, item), item)
@@ -86,7 +84,7 @@ class MachineTimeline:
                 log.warning("%s: ignoring reason event %r", self.machine, d)
                 return
             end = d.get("end_s")
-            self.touched, self.touched_states = -math.inf, True  # it may name any old stop
+            self.touched = -math.inf  # it may name any old stop
             self._reasons.append((float(start), None if end is None else float(end), reason))
 
     def archive(self, n: int) -> None:
@@ -140,8 +138,7 @@ class MachineTimeline:
 
     def prune(self, before_s: float) -> None:
         """Forget data older than `before_s`, keeping the state change in effect at it."""
-        # what the live OEE kept is indexed by the lists pruned here
-        self.touched, self.touched_states = -math.inf, True
+        self.touched = -math.inf  # what the live OEE kept stands on what goes here
         i = bisect_right(self._changes, (before_s, float("inf"))) - 1
         if i > 0:
             del self._changes[:i]
@@ -196,7 +193,7 @@ class MachineTimeline:
 class _Packed:
     """CountEvents as columns of plain doubles (None start: NaN), in their order."""
 
-    __slots__ = ("ts", "start", "qty", "good")
+    __slots__ = ("good", "qty", "start", "ts")
 
     def __init__(self):
         self.ts, self.start, self.qty = array("d"), array("d"), array("d")
@@ -222,7 +219,7 @@ class _Packed:
         return out
 
     def events(self) -> list[oee.CountEvent]:
-        return [oee.CountEvent(t, "GOOD" if g else "NG", q, None if s != s else s)
+        return [oee.CountEvent(t, "GOOD" if g else "NG", q, None if math.isnan(s) else s)
                 for t, s, q, g in zip(self.ts, self.start, self.qty, self.good)]
 
 

@@ -138,7 +138,7 @@ def test_a_round_of_points_and_the_finals_are_spread_over_ticks():
     machines = [(k, f"m{k}", 1.0) for k in range(1, n + 1)]
     points: dict[tuple[str, bool], list[tuple[str, float]]] = {}
     times = []
-    for sec in range(0, 3600 + 120):
+    for sec in range(3600 + 120):
         evs = live.tick(SHIFT_START + sec, machines, grace_s=11.0)
         for e in evs:
             points.setdefault((e.data["shift"], e.data["final"]), []).append((e.machine, e.ts_s))
@@ -172,3 +172,25 @@ def test_pruning_keeps_the_packed_counts_of_the_kept_hour():
     tl.prune(cut)
     assert tl.all_counts() == [c for c in before if c.ts >= cut]
     assert sum(c.qty for c in tl.all_counts()) > 2 * 350
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_the_figure_does_not_depend_on_when_it_was_evaluated_before(seed):
+    """A journal imported or recomputed must give the live figures to the last bit: the
+    settled past ends, and is summed, at the same places whatever the evaluation schedule."""
+    inst = CAL.shift_at(SHIFT_START + 1)
+    arrivals = plan(seed)
+    results = {}
+    for every in (1, 7, 60):  # minutes between evaluations
+        live, i = ShiftOEE(CAL, SETTINGS), 0
+        for minute in range(1, 8 * 60 + 2):
+            now = SHIFT_START + 60 * minute
+            while i < len(arrivals) and arrivals[i][0] <= now:
+                live.absorb(arrivals[i][1])
+                i += 1
+            if minute % every == 0 or minute % 60 == 0:
+                got = live.evaluate(M, IDEAL, inst, now)
+                if minute % 60 == 0:
+                    results.setdefault(minute, []).append(got)
+    for minute, (a, *others) in results.items():
+        assert all(o == a for o in others), minute  # every field, exactly
