@@ -58,8 +58,8 @@ class _Settled:
     key: tuple  # (shift start, shift end, ideal cycle): another key starts over
     end: float
     result: oee.OEEResult | None  # None while end is the shift's start
+    grid: float  # the last fixed point of the shift it was settled for (_settle_point)
     fingerprint: tuple = ()  # _View.fingerprint at end
-    grid: float = -math.inf  # the last grid point (_settle_point) it was settled for
 
 
 @dataclass(frozen=True)
@@ -217,7 +217,7 @@ class ShiftOEE:
         else:
             kept = None
         if kept is None:  # the whole shift is evaluated again
-            kept = self._settled[machine] = _Settled(key, inst.start, None)
+            kept = self._settled[machine] = _Settled(key, inst.start, None, inst.start)
             tl.unarchive()
             view = self._view(tl, kept, end, ideal_s)
         tl.settled()
@@ -228,8 +228,6 @@ class ShiftOEE:
                                 startup_window_s=s.startup_window_s,
                                 planned_maintenance=s.planned_maintenance)
 
-        if kept.grid == -math.inf:
-            kept.grid = inst.start
         by_time = None
         while True:  # the settled past moves on, a grid step at a time
             step = _settle_point(view, kept, end)
