@@ -357,6 +357,31 @@ def test_api_board_shows_live_state_counts_and_shift(collector):
     assert 0 < m7["availability"] <= 1 and m7["coverage"] < LOW_COVERAGE  # most of the day dark
 
 
+def test_api_board_after_a_commit_is_never_the_view_from_before_it(collector, monkeypatch):
+    """Views may take only a share of the loop, so a slow one is not computed again at once.
+    A page that loads the board once (its stream refused) still gets the lamp it was asked
+    after: the request waits for the share, it is not answered with the older view."""
+    board = collector.runtime.board
+    real_view = board.view
+
+    def slow_view():  # a plant whose view takes 200 ms: the next may come 1 s later
+        time.sleep(0.2)
+        return real_view()
+
+    monkeypatch.setattr(board, "view", slow_view)
+    node = Node(7, collector.udp_address)
+    try:
+        assert request(board.url + "api/board")[1]["machines"][0]["state"] == "UNKNOWN"
+        node.lamp((G, ON))  # answered once the collector committed it
+        t = time.monotonic()
+        status, answer = request(board.url + "api/board")
+        took = time.monotonic() - t
+    finally:
+        node.close()
+    assert status == 200 and answer["machines"][0]["state"] == "RUN"
+    assert took < 1.5  # at most the share's wait (1 s) and one view
+
+
 class Events:
     """A live board viewer: GET /events over a real socket, read event by event."""
 

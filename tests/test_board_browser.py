@@ -154,8 +154,9 @@ def test_a_screen_over_the_live_slots_shows_the_board_and_goes_live_when_one_fre
         node.lamp((G, ON))
         assert other.res.status == 200
         # The page loads the board once: load it after the collector has taken the lamp
-        # frame, not in a race with it (it lost that race 2 times in 2 at 13:00 UTC, when the
-        # first ticks evaluate 13 h of the board's 24-hour shift step by step)
+        # frame, not in a race with it. (It used to get the view the other screen had just
+        # been sent, from before the frame: a first view walks the running 24-hour shift, so
+        # the view share did not allow another yet. /api/board now waits for the share.)
         deadline = time.monotonic() + 5.0
         while ct.snapshot()["press-07"].state != "RUN" and time.monotonic() < deadline:
             time.sleep(0.02)

@@ -177,18 +177,23 @@ class BoardServer:
         the last computation's time allows it (views take at most _VIEW_SHARE of the loop,
         however many requests ask: on a plant of 1,000 machines one takes 30-200 ms)."""
         loop = asyncio.get_running_loop()
-        now, events = loop.time(), self.runtime.collector.stats.events
-        c = self._cached
-        stale = c is None or fresh or now - c[2] > _VIEW_MAX_AGE_S or c[3] != events \
-            or c[4] != self._reasons_version
-        if c is not None and (not stale or now < self._next_view):
+        now, c = loop.time(), self._cached
+        if c is not None and (not (fresh or self._stale(now)) or now < self._next_view):
             return c[0], c[1]
+        events = self.runtime.collector.stats.events  # as of before the view: never newer
         view = self.view()
         took = loop.time() - now
         self._next_view = now + took / _VIEW_SHARE
         data = json.dumps(view, separators=(",", ":")).encode()
         self._cached = (view, data, now, events, self._reasons_version)
         return view, data
+
+    def _stale(self, now: float) -> bool:
+        """The cached view is older than _VIEW_MAX_AGE_S, or events were committed or a
+        reason entered since it was computed."""
+        c = self._cached
+        return c is None or now - c[2] > _VIEW_MAX_AGE_S \
+            or c[3] != self.runtime.collector.stats.events or c[4] != self._reasons_version
 
     # --- live updates -------------------------------------------------------------------
 
@@ -306,6 +311,13 @@ class BoardServer:
                             headers={"Content-Security-Policy": pages.PRINT_CSP})
 
     async def _board(self, request: web.Request) -> web.Response:
+        # A page that loads the board once (its live stream refused) must not get a view
+        # from before the events it was asked after: a stale view that the share does not
+        # yet allow to compute again is waited for (at most took / _VIEW_SHARE), not served.
+        loop = asyncio.get_running_loop()
+        wait = self._next_view - loop.time()
+        if wait > 0 and self._stale(loop.time()):
+            await asyncio.sleep(wait)
         return web.Response(body=self._current()[1], content_type="application/json")
 
     async def _reason(self, request: web.Request) -> web.Response:
