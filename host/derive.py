@@ -391,10 +391,13 @@ class Deriver:
         inst = cal.shift_at(now_s) if cal is not None else None
         now = self._mono(now_s)
         out = {}
+        results = self._live.glance(
+            ((n.tracker.machine, getattr(n.cfg, "ideal_cycle_s", None))
+             for n in self._nodes.values()), inst, now_s) if inst else {}
         for node in self._nodes.values():
             tr = node.tracker
             ideal = getattr(node.cfg, "ideal_cycle_s", None)
-            result = self._live.evaluate(tr.machine, ideal, inst, now_s) if inst else None
+            result = results.get(tr.machine)
             silent = (node.last_rx is None
                       or now - node.last_rx > _SILENT_PERIODS * node.heartbeat_s)
             out[tr.machine] = MachineSnapshot(

@@ -12,6 +12,7 @@ import pytest
 from lampwatch import oee
 from lampwatch.events import Event
 from lampwatch.live_oee import OEESettings, ShiftOEE
+from lampwatch.timeline import oee_data
 
 M = "huller-1"
 IDEAL = 2.0
@@ -152,6 +153,41 @@ def test_a_round_of_points_and_the_finals_are_spread_over_ticks():
     b_first = min(ts for _, ts in points[("B", False)])
     assert b_first >= SHIFT_START + 3600 + 11 + 2  # after the third tick of finals
     assert times == sorted(times)  # in the order they were made, never back in time
+
+
+def test_a_restart_mid_shift_catches_up_within_each_ticks_steps_to_the_exact_figures():
+    """A collector started 5 h into a shift must walk every machine's settled past again.
+    No tick takes more than STEPS_PER_TICK steps of it (a restart must not stop ingest);
+    a machine not caught up gets its point at a later tick, and every point is the figure
+    a collector that ran all along gives, to the last bit (a journal's recompute agrees)."""
+    from dataclasses import replace
+
+    from lampwatch import live_oee
+
+    inst = CAL.shift_at(SHIFT_START + 1)
+    machines = [(k, f"m{k}", IDEAL) for k in range(1, 25)]
+    per_machine = {name: [replace(e, machine=name) for _, evs in plan(k) for e in evs
+                          if e.ts_s <= SHIFT_START + 5 * 3600 - 30]
+                   for k, name, _ in machines}
+    restarted = ShiftOEE(CAL, SETTINGS)
+    for evs in per_machine.values():
+        restarted.absorb(evs)
+    restarted.resume(SHIFT_START + 5 * 3600 - 30, 0.0)
+    points, ticks = {}, 0
+    while len(points) < len(machines) and ticks < 120:
+        for e in restarted.tick(SHIFT_START + 5 * 3600 + ticks, machines):
+            points.setdefault(e.machine, e)
+        ticks += 1
+        assert 0 <= restarted._steps <= live_oee.STEPS_PER_TICK  # (what the tick left)
+    # 24 machines x ~37 steps (5 h of 8 min): the first round took several ticks
+    assert len(points) == len(machines) and ticks > 3
+    for _, name, _ in machines:
+        all_along = ShiftOEE(CAL, SETTINGS)  # evaluated every minute since the shift began
+        all_along.absorb(per_machine[name])
+        for minute in range(1, 5 * 60):
+            all_along.evaluate(name, IDEAL, inst, SHIFT_START + 60 * minute)
+        want = oee_data(all_along.evaluate(name, IDEAL, inst, points[name].ts_s), True)
+        assert {f: points[name].data[f] for f in want} == want, name
 
 
 def test_pruning_keeps_the_packed_counts_of_the_kept_hour():
