@@ -55,7 +55,7 @@ _STEP_S = 480.0
 # restart of a 10,000-machine collector mid-shift delays points, never ingest). Only ticks
 # take steps: the live view (glance) shows the time since in one piece, so when the points
 # come depends on the stream alone, not on who watched the board.
-STEPS_PER_TICK = 150
+STEPS_PER_TICK = 300
 # A gap between ticks longer than this starts the live OEE over (ShiftOEE.tick).
 _GAP_S = 60.0
 # The time since the settled past is evaluated with the intervals from this long (and the

@@ -165,7 +165,7 @@ def test_a_restart_mid_shift_catches_up_within_each_ticks_steps_to_the_exact_fig
     from lampwatch import live_oee
 
     inst = CAL.shift_at(SHIFT_START + 1)
-    machines = [(k, f"m{k}", IDEAL) for k in range(1, 25)]
+    machines = [(k, f"m{k}", IDEAL) for k in range(1, 41)]
     per_machine = {name: [replace(e, machine=name) for _, evs in plan(k) for e in evs
                           if e.ts_s <= SHIFT_START + 5 * 3600 - 30]
                    for k, name, _ in machines}
@@ -179,8 +179,9 @@ def test_a_restart_mid_shift_catches_up_within_each_ticks_steps_to_the_exact_fig
             points.setdefault(e.machine, e)
         ticks += 1
         assert 0 <= restarted._steps <= live_oee.STEPS_PER_TICK  # (what the tick left)
-    # 24 machines x ~37 steps (5 h of 8 min): the first round took several ticks
-    assert len(points) == len(machines) and ticks > 3
+    # 40 machines x ~37 steps (5 h of 8-minute steps): the first round took several ticks
+    steps = len(machines) * (5 * 3600 // live_oee._STEP_S - 1)
+    assert len(points) == len(machines) and ticks >= steps // live_oee.STEPS_PER_TICK > 3
     for _, name, _ in machines:
         all_along = ShiftOEE(CAL, SETTINGS)  # evaluated every minute since the shift began
         all_along.absorb(per_machine[name])
