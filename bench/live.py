@@ -1,7 +1,7 @@
 """Live benchmark: a plant's collector over simulated hours of a shift, against a baseline.
 
     .venv/bin/python bench/live.py [--machines 1000] [--hours 2] [--heartbeat-s 10]
-                                   [--window-min 10] [--no-baseline]
+                                   [--window-min 10] [--restart-at H] [--no-baseline]
 
 A collector (the real Collector, Deriver with a three-shift calendar, journal with its
 upkeep: rollups and retention) is fed, in this process and on a simulated clock, what
@@ -18,6 +18,12 @@ tick. The baseline is the same run with nothing but the necessary work: frames v
 deduped, journaled and ACKed (a NullDeriver, no upkeep), so its ticks only commit. Each run
 is its own process (RSS is per run). Issue 14's targets: a tick never stops ingest for more
 than a few tens of ms, and memory that does not grow with the shift beyond its data.
+
+`--restart-at H`: after H simulated hours the collector stops and a new one starts on the
+same journal (no simulated time passes), as after a crash or an update. It prints how long
+the start took (the journal's replay), how many ticks passed until every machine had its
+first `oee` point again (each machine walks its shift from the start: live_oee.py), and
+the ticks' wall times until then.
 """
 
 from __future__ import annotations
@@ -46,7 +52,8 @@ def pct(xs: list[float], p: float) -> float:
     return round(1000 * sorted(xs)[min(len(xs) - 1, int(p * len(xs)))], 2) if xs else 0.0
 
 
-def run(kind: str, machines: int, hours: float, hb_s: float, window_min: float) -> dict:
+def run(kind: str, machines: int, hours: float, hb_s: float, window_min: float,
+        restart_at: float | None = None) -> dict:
     """One run in this process: "lampwatch" or "baseline"."""
     import asyncio
 
@@ -62,14 +69,30 @@ def run(kind: str, machines: int, hours: float, hb_s: float, window_min: float) 
     now = [T0]
     out: dict = {"kind": kind, "windows": []}
 
-    async def main() -> None:
+    pointed: set[str] = set()  # machines with an `oee` point since the (re)start
+
+    async def start() -> CollectorRuntime:
         rt = CollectorRuntime(cfg, clock=lambda: now[0], forward=False,
                               deriver=NullDeriver() if kind == "baseline" else None)
         await rt.start()
-        col = rt.collector
         if kind == "baseline":
-            col.upkeep = None
+            rt.collector.upkeep = None
+        real_tick = rt.deriver.tick
+
+        def tick(now_s: float):  # watches the points the deriver makes
+            events = real_tick(now_s)
+            pointed.update(e.machine for e in events if e.kind == "oee")
+            return events
+
+        rt.deriver.tick = tick  # type: ignore[method-assign]
+        return rt
+
+    async def main() -> None:
+        rt = await start()
+        col = rt.collector
         out["rss_started_mb"] = rss_mb()
+        restart_k = None if restart_at is None else int(restart_at * 3600 / hb_s)
+        after: list[float] | None = None  # tick times since the restart, until caught up
         codecs = [lwproto.Codec(n, key(n)) for n in range(1, machines + 1)]
         lamp, seq, good = [1] * machines, [0] * machines, [0] * machines
         ticks: list[float] = []
@@ -79,6 +102,16 @@ def run(kind: str, machines: int, hours: float, hb_s: float, window_min: float) 
         cpu0 = time.process_time()
         steps = int(hours * 3600 / hb_s)
         for k in range(steps):
+            if k == restart_k:
+                col.flush()
+                await rt.stop()
+                w0 = time.perf_counter()
+                rt = await start()
+                col = rt.collector
+                pointed.clear()
+                after = []
+                out["restart"] = {"at_sim_h": restart_at,
+                                  "start_s": round(time.perf_counter() - w0, 2)}
             for i, c in enumerate(codecs):
                 t = now[0] = T0 + k * hb_s + i * hb_s / machines
                 while t >= next_tick:
@@ -87,6 +120,14 @@ def run(kind: str, machines: int, hours: float, hb_s: float, window_min: float) 
                     ticks.append(time.perf_counter() - w0)
                     tick_cpu += time.process_time() - c0
                     next_tick += 1.0
+                    if after is not None:
+                        after.append(ticks[-1])
+                        if len(pointed) >= machines or kind == "baseline":
+                            out["restart"].update(
+                                ticks_until_all_points=len(after),
+                                tick_ms={"p50": pct(after, 0.5), "p99": pct(after, 0.99),
+                                         "max": pct(after, 1.0)})
+                            after = None
                 up = int((t - T0 + 5.0) * 1000)
                 seq[i] += 1
                 if (k * hb_s + i * 7.0) % 240.0 < hb_s:  # about every 4 min: the lamp changes
@@ -126,22 +167,24 @@ def main() -> None:
     ap.add_argument("--hours", type=float, default=2.0)
     ap.add_argument("--heartbeat-s", type=float, default=10.0)
     ap.add_argument("--window-min", type=float, default=10.0)
+    ap.add_argument("--restart-at", type=float, help="simulated hours: restart the collector")
     ap.add_argument("--no-baseline", action="store_true")
     ap.add_argument("--run", choices=("lampwatch", "baseline"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.run:  # a child: one run, its JSON on stdout
         print(json.dumps(run(args.run, args.machines, args.hours, args.heartbeat_s,
-                             args.window_min)))
+                             args.window_min, args.restart_at)))
         return
     result = {"date": time.strftime("%Y-%m-%d"),
               "machine": {"cores": os.cpu_count(), "python": sys.version.split()[0]},
               "settings": {"machines": args.machines, "hours": args.hours,
-                           "heartbeat_s": args.heartbeat_s}}
+                           "heartbeat_s": args.heartbeat_s, "restart_at": args.restart_at}}
     for kind in ("lampwatch",) if args.no_baseline else ("lampwatch", "baseline"):
         child = subprocess.run(
             [sys.executable, __file__, "--run", kind, "--machines", str(args.machines),
              "--hours", str(args.hours), "--heartbeat-s", str(args.heartbeat_s),
-             "--window-min", str(args.window_min)],
+             "--window-min", str(args.window_min)]
+            + ([] if args.restart_at is None else ["--restart-at", str(args.restart_at)]),
             check=True, capture_output=True, text=True)
         result[kind] = json.loads(child.stdout.strip().splitlines()[-1])
     print(json.dumps(result, indent=2))
