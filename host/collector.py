@@ -306,10 +306,10 @@ class Collector:
     def tick(self) -> int:
         """Once a second: the deriver's time-driven events, reject log lines, then a flush
         (which retries a failed commit)."""
-        now = self.clock()
+        now, started = self.clock(), time.perf_counter()
         self._derived(self.deriver.tick, now)
         self._rejects.tick(now)
         flushed = self.flush(retry_now=True)
         if self.upkeep is not None:  # issue 14: after the flush, so the rollups see its events
-            self.upkeep.tick(now)
+            self.upkeep.tick(now, spent_s=time.perf_counter() - started)
         return flushed

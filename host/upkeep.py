@@ -26,6 +26,10 @@ ROLLUP_EVERY_S = 60.0
 RETENTION_EVERY_S = 600.0
 RETENTION_BATCH = 5000
 ROLLUP_BUDGET_S = 0.02  # of a tick at 1 Hz: 2 % of the collector's time at most
+# What the tick spent before (the live OEE's points, the commit) comes off the rollups'
+# slice, down to this: the parts no longer add up in one tick (a 1,000-machine shift's
+# tick p99 was 57 ms: 20 of points, 15 of commit, 20-30 of rollups in the same tick).
+_MIN_SLICE_S = 0.002
 _DAY_S = 86400.0
 
 
@@ -51,12 +55,13 @@ class JournalUpkeep:
         self.compacted = 0  # frames deleted since start
         self.rolled = 0  # machine rebuilds of the rollups since start
 
-    def tick(self, now_s: float) -> None:
-        """Do what is due at `now_s`; a failure is logged and tried again when next due."""
+    def tick(self, now_s: float, spent_s: float = 0.0) -> None:
+        """Do what is due at `now_s`; a failure is logged and tried again when next due.
+        spent_s: what the collector's tick has taken so far (comes off the rollups' slice)."""
         if self.journal.rollups_pending or now_s >= self._rollups_at:
             if not self.journal.rollups_pending:  # a new pass
                 self._rollups_at = now_s + ROLLUP_EVERY_S
-            deadline = self.clock() + self.rollup_budget_s
+            deadline = self.clock() + max(_MIN_SLICE_S, self.rollup_budget_s - spent_s)
             try:
                 self.rolled += self.journal.update_rollups(
                     short_stop_s=self.short_stop_s, pm_policy=self.pm_policy,

@@ -111,6 +111,29 @@ def test_upkeep_runs_when_due_and_works_off_a_backlog_one_batch_a_tick():
     assert up.compacted == 12
 
 
+def test_the_rollups_slice_shrinks_by_what_the_tick_already_spent():
+    """Points, the commit and the rollups must not add up in one tick: the rollups get the
+    budget minus what the tick spent, but never less than a small slice (they progress)."""
+    clock = [0.0]
+    slices = []
+
+    class Timed(_Journal):
+        rollups_pending = True  # a pass with work left: every tick takes a slice
+
+        def update_rollups(self, *, short_stop_s, pm_policy, more):
+            t0 = clock[0]
+            while more():
+                clock[0] += 0.0005  # a piece of rollup work
+            slices.append(round(clock[0] - t0, 4))
+            return 0
+
+    up = JournalUpkeep(Timed(0), retention_days=365, short_stop_s=120.0,
+                       pm_policy="planned_stop", rollup_budget_s=0.02, clock=lambda: clock[0])
+    for spent in (0.0, 0.005, 0.015, 0.05):
+        up.tick(1e9, spent_s=spent)
+    assert slices == [0.02, 0.015, 0.005, 0.002]
+
+
 def test_a_schema_3_journal_gains_sources_and_builds_rollups_lazily(tmp_path):
     path = tmp_path / "j.sqlite"
     with Journal(path) as j:
