@@ -3,7 +3,8 @@
 Both run from Collector.tick in the collector's thread (the journal's one writer), which
 ingests nothing meanwhile, so both are bounded per tick. The rollups: once a minute a pass
 begins over the events since the last one, and each tick does at most `rollup_budget_s` of
-it (a scan of new events or one machine's rebuild at a time; the last may pass the budget),
+it, less what the tick already spent (a scan of new events or one machine's rebuild at a
+time; the last may pass the budget),
 so the machines a minute made dirty are rebuilt over the following ticks; a pass that takes
 longer than a minute is followed at once by the next (with thousands of machines a pass may
 take minutes; a report reads what is not rolled up yet from events). Retention: one batch of frames per tick while there is a backlog (a
