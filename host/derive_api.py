@@ -109,7 +109,8 @@ class DeriverProtocol(Protocol):
         ...
 
     def replay(self, frames: Iterable[tuple[Frame, float]], events: Iterable[Event] = ()) -> None:
-        """Rebuild memory from the journal after a restart, emitting nothing."""
+        """Rebuild memory from the journal after a restart, emitting nothing. `frames` and
+        `events` may be streams read once (a restart mid-shift: over a million events)."""
         ...
 
     def add_reason(self, event: Event) -> None:

@@ -10,10 +10,11 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import dataclasses
+import heapq
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from .collector import Collector
@@ -23,7 +24,7 @@ from .events import Event
 from .hostclock import HostClock
 from .journal import Journal
 from .journal.history import HistoryJournal
-from .protocol import decode
+from .protocol import Frame, decode
 from .sources.serial import SerialSource
 from .sources.udp import UdpSource
 from .upkeep import JournalUpkeep
@@ -41,7 +42,8 @@ _TAIL_FRAMES = 512
 
 
 def replay(deriver: DeriverProtocol, journal: Journal, config: Any, now_s: float) -> int:
-    """Rebuild the deriver's memory from the journal after a restart; returns frames replayed.
+    """Rebuild the deriver's memory from the journal after a restart; returns the frames the
+    deriver took. Both go to it as streams, decoded as it reads them (deriver.replay).
 
     Frames: each node's last frames before it was last heard (the journal's `heard` table:
     clock anchor, lamps, last heard, whatever the outage's length), and every frame of the
@@ -53,24 +55,40 @@ def replay(deriver: DeriverProtocol, journal: Journal, config: Any, now_s: float
     rows = {r.id: r for r in journal.recent_frames(now_s - max(_REPLAY_MIN_S, 3 * max(periods)))}
     for heard in journal.heard():
         rows.update((r.id, r) for r in journal.node_tail(heard, _TAIL_FRAMES))
-    frames = []
-    for _, row in sorted(rows.items()):
-        try:
-            frames.append((decode(row.raw, config.key_of), row.rx_s))
-        except ProtocolError:
-            continue  # a node removed from the registry, or its key changed
+    tail = sorted(rows)  # the rows stay raw until replayed (decoded, 1.2 KB a frame)
+    replayed = [0]
+
+    def frames() -> Iterator[tuple[Frame, float]]:
+        for frame_id in tail:
+            row = rows.pop(frame_id)
+            try:
+                frame = decode(row.raw, config.key_of)
+            except ProtocolError:
+                continue  # a node removed from the registry, or its key changed
+            replayed[0] += 1
+            yield frame, row.rx_s
+
     shift = config.calendar.shift_at(now_s) if config.calendar.shifts else None
     since = shift.start if shift is not None else now_s - _DAY_S
-    rows = {r.id: r for r in journal.last_counts()}
+    latest = {r.id: r for r in journal.last_counts()}
     # A machine that has not changed state since before the shift began still needs that
     # state (and its start) to rebuild the shift's timeline.
-    rows.update((r.id, r) for r in journal.last_before("state", since))
-    rows.update((r.id, r) for r in journal.events_since(since))
-    events = [Event.from_row(r.ts_s, r.kind, r.node_id, r.machine, r.data)
-              for _, r in sorted(rows.items())]
-    deriver.replay(frames, events)
-    log.info("rebuilt state from the journal: %d frames, %d events", len(frames), len(events))
-    return len(frames)
+    latest.update((r.id, r) for r in journal.last_before("state", since))
+    read = [0]
+
+    def events() -> Iterator[Event]:
+        """The few rows above and the shift's events (streamed: a million or more), merged
+        in id order, each once."""
+        last = None
+        for r in heapq.merge(sorted(latest.values()), journal.replay_events(since)):
+            if r.id != last:
+                last = r.id
+                read[0] += 1
+                yield Event.from_row(r.ts_s, r.kind, r.node_id, r.machine, r.data)
+
+    deriver.replay(frames(), events())
+    log.info("rebuilt state from the journal: %d frames, %d events", replayed[0], read[0])
+    return replayed[0]
 
 
 class CollectorRuntime:

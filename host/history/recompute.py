@@ -73,8 +73,8 @@ class _AsOf:
     def last_before(self, kind: str, before_s: float):
         return self.j.last_before(kind, min(before_s, self.t))
 
-    def events_since(self, since_s: float, limit: int = 0):
-        return self.j.events_between(since_s, self.t)
+    def replay_events(self, since_s: float, limit: int = 0):
+        return self.j.replay_events_between(since_s, self.t)
 
 
 def recompute(config: Any, from_s: float, now_s: float, *, new_config: Any = None,
