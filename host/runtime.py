@@ -52,21 +52,24 @@ def replay(deriver: DeriverProtocol, journal: Journal, config: Any, now_s: float
     last day), then everything since its start (with the shifts' final points).
     """
     periods = [3 * n.heartbeat_s for n in config.nodes.values()] or [0.0]
-    rows = {r.id: r for r in journal.recent_frames(now_s - max(_REPLAY_MIN_S, 3 * max(periods)))}
+    # (receive time, raw bytes) by frame id: kept raw until replayed (a decoded frame is
+    # 1.2 KB, a whole row ~500 B: 512 frames a node add up)
+    rows = {r.id: (r.rx_s, r.raw)
+            for r in journal.recent_frames(now_s - max(_REPLAY_MIN_S, 3 * max(periods)))}
     for heard in journal.heard():
-        rows.update((r.id, r) for r in journal.node_tail(heard, _TAIL_FRAMES))
-    tail = sorted(rows)  # the rows stay raw until replayed (decoded, 1.2 KB a frame)
+        rows.update((r.id, (r.rx_s, r.raw)) for r in journal.node_tail(heard, _TAIL_FRAMES))
+    tail = sorted(rows)
     replayed = [0]
 
     def frames() -> Iterator[tuple[Frame, float]]:
         for frame_id in tail:
-            row = rows.pop(frame_id)
+            rx_s, raw = rows.pop(frame_id)
             try:
-                frame = decode(row.raw, config.key_of)
+                frame = decode(raw, config.key_of)
             except ProtocolError:
                 continue  # a node removed from the registry, or its key changed
             replayed[0] += 1
-            yield frame, row.rx_s
+            yield frame, rx_s
 
     shift = config.calendar.shift_at(now_s) if config.calendar.shifts else None
     since = shift.start if shift is not None else now_s - _DAY_S
