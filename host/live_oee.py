@@ -54,10 +54,10 @@ _STEP_S = 480.0
 # takes at most this many, and a machine not caught up gets its point at a later tick (so a
 # restart of a 10,000-machine collector mid-shift delays points, never ingest). Only ticks
 # take steps: the live view (glance) shows the time since in one piece, so when the points
-# come depends on the stream alone, not on who watched the board.
+# come does not depend on who watched the board. (A journal imported gives a restart's
+# points at the same times as far as a restart's walk fits one tick: the import does not
+# restart; docs/oee.md.)
 STEPS_PER_TICK = 300
-# A gap between ticks longer than this starts the live OEE over (ShiftOEE.tick).
-_GAP_S = 60.0
 # The time since the settled past is evaluated with the intervals from this long (and the
 # startup window) before its end: a count's output may lie before its span (host/losses.py).
 _LOOKBACK_S = 900.0
@@ -104,7 +104,6 @@ class ShiftOEE:
         self._finals_due: list | None = None  # machines still owed the ended shift's final
         self._warned: set[tuple[str, str, float]] = set()
         self._steps = STEPS_PER_TICK  # left in this tick
-        self._last_tick_s = -math.inf
 
     def timeline(self, machine: str) -> MachineTimeline:
         tl = self.timelines.get(machine)
@@ -144,14 +143,6 @@ class ShiftOEE:
             return []
         machines = list(machines)
         out: list[Event] = []
-        if now_s - self._last_tick_s > _GAP_S:
-            # No tick for a while: the collector was down (this one just started), or an
-            # imported stream had no frames. Start over as a restarted collector does, so
-            # the same work is spread over the same ticks and the points come at the same
-            # times (an import reproduces a collector that restarted after an outage).
-            self._settled.clear()
-            self._round, self._last_s = [], -math.inf
-        self._last_tick_s = now_s
         if self.shift is not None and now_s >= self.shift.end:
             self._ended, self.shift = self.shift, None
             self._round = []  # the final covers the machines the round had not reached
