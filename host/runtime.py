@@ -52,18 +52,15 @@ def replay(deriver: DeriverProtocol, journal: Journal, config: Any, now_s: float
     last day), then everything since its start (with the shifts' final points).
     """
     periods = [3 * n.heartbeat_s for n in config.nodes.values()] or [0.0]
-    # (receive time, raw bytes) by frame id: kept raw until replayed (a decoded frame is
-    # 1.2 KB, a whole row ~500 B: 512 frames a node add up)
-    rows = {r.id: (r.rx_s, r.raw)
-            for r in journal.recent_frames(now_s - max(_REPLAY_MIN_S, 3 * max(periods)))}
+    # Only the ids are held (512 frames a node add up: as rows ~130 MB at 1,000 nodes, decoded
+    # 1.2 KB a frame); the frames are read and decoded as the deriver takes them.
+    ids = set(journal.recent_frame_ids(now_s - max(_REPLAY_MIN_S, 3 * max(periods))))
     for heard in journal.heard():
-        rows.update((r.id, (r.rx_s, r.raw)) for r in journal.node_tail(heard, _TAIL_FRAMES))
-    tail = sorted(rows)
+        ids.update(journal.node_tail_ids(heard, _TAIL_FRAMES))
     replayed = [0]
 
     def frames() -> Iterator[tuple[Frame, float]]:
-        for frame_id in tail:
-            rx_s, raw = rows.pop(frame_id)
+        for rx_s, raw in journal.frames_by_id(sorted(ids)):
             try:
                 frame = decode(raw, config.key_of)
             except ProtocolError:

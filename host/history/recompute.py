@@ -58,14 +58,17 @@ class _AsOf:
     def __init__(self, journal: HistoryJournal, t: float):
         self.j, self.t = journal, t
 
-    def recent_frames(self, since_s: float, limit: int = 0):
-        return self.j.frames_between(since_s, self.t)
+    def recent_frame_ids(self, since_s: float, limit: int = 0):
+        return self.j.frame_ids_between(since_s, self.t)
+
+    def frames_by_id(self, ids):
+        return self.j.frames_by_id(ids)
 
     def heard(self):
         return self.j.heard_before(self.t)
 
-    def node_tail(self, heard, frames: int):
-        return self.j.node_tail_before(heard, frames, self.t)
+    def node_tail_ids(self, heard, frames: int):
+        return self.j.node_tail_ids_before(heard, frames, self.t)
 
     def last_counts(self):
         return self.j.last_counts_before(self.t)

@@ -90,16 +90,16 @@ class HistoryJournal(Journal):
             "SELECT node_id, rx_s, boot_id, seq, uptime_ms FROM frames WHERE id IN "
             "(SELECT max(id) FROM frames WHERE rx_s < ? GROUP BY node_id)", (t,))]
 
-    def node_tail_before(self, heard: Heard, frames: int, t: float) -> list[StoredFrame]:
-        """As Journal.node_tail, only frames received before `t`."""
-        return [StoredFrame(*r) for r in self._db.execute(
-            _FRAME + "WHERE node_id = ? AND boot_id = ? AND seq >= ? AND rx_s < ? ORDER BY id",
+    def node_tail_ids_before(self, heard: Heard, frames: int, t: float) -> list[int]:
+        """As Journal.node_tail_ids, only frames received before `t`."""
+        return [r[0] for r in self._db.execute(
+            "SELECT id FROM frames WHERE node_id = ? AND boot_id = ? AND seq >= ? AND rx_s < ?",
             (heard.node_id, heard.boot_id, heard.seq - frames, t))]
 
-    def frames_between(self, since_s: float, t: float) -> list[StoredFrame]:
-        """Frames received in [since_s, t), in id order."""
-        return [StoredFrame(*r) for r in self._db.execute(
-            _FRAME + "WHERE rx_s >= ? AND rx_s < ? ORDER BY id", (since_s, t))]
+    def frame_ids_between(self, since_s: float, t: float) -> list[int]:
+        """The ids of the frames received in [since_s, t)."""
+        return [r[0] for r in self._db.execute(
+            "SELECT id FROM frames WHERE rx_s >= ? AND rx_s < ? ORDER BY id", (since_s, t))]
 
     def last_counts_before(self, t: float) -> list[StoredEvent]:
         """The last `count` event before `t` of every (node, boot)."""

@@ -171,6 +171,7 @@ class Heard(NamedTuple):
     uptime_ms: int
 
 
+_ID_CHUNK = 500  # ids per query of frames_by_id (SQLite allows 32,766 parameters)
 # What a restart reads of an event (runtime.replay, Deriver.replay): the data of states,
 # counts, reasons, hellos and final oee points; '{}' for the rest (the running shift's
 # points, lamps, health: only their times count), so they cost neither memory nor parsing.
@@ -425,12 +426,20 @@ class Journal:
                                (last_id, limit))
         return [StoredFrame(*row) for row in cur]
 
-    def recent_frames(self, since_s: float, limit: int = 500_000) -> list[StoredFrame]:
-        """Frames received at or after `since_s` among the last `limit`, in id order."""
-        cur = self._db.execute("SELECT id, rx_s, source, node_id, boot_id, seq, type, uptime_ms,"
-                               " raw FROM frames WHERE id > (SELECT coalesce(max(id), 0) - ? "
-                               "FROM frames) AND rx_s >= ? ORDER BY id", (limit, since_s))
-        return [StoredFrame(*row) for row in cur]
+    def recent_frame_ids(self, since_s: float, limit: int = 500_000) -> list[int]:
+        """The ids of the frames received at or after `since_s` among the last `limit`."""
+        return [r[0] for r in self._db.execute(
+            "SELECT id FROM frames WHERE id > (SELECT coalesce(max(id), 0) - ? FROM frames) "
+            "AND rx_s >= ? ORDER BY id", (limit, since_s))]
+
+    def frames_by_id(self, ids: Sequence[int]) -> Iterator[tuple[float, bytes]]:
+        """(rx_s, raw) of the frames with these ids (ascending), read a chunk at a time: a
+        restart replays 512 frames a node, and held at once they took ~130 MB at 1,000."""
+        for k in range(0, len(ids), _ID_CHUNK):
+            chunk = ids[k:k + _ID_CHUNK]
+            yield from self._db.execute(
+                f"SELECT rx_s, raw FROM frames WHERE id IN ({','.join('?' * len(chunk))}) "
+                "ORDER BY id", chunk)
 
     def replay_events(self, since_s: float, limit: int = 5_000_000) -> Iterator[StoredEvent]:
         """Events with ts_s >= since_s among the last `limit`, in id order, streamed, with
@@ -461,6 +470,12 @@ class Journal:
         """When each node was last heard (the small `heard` table, not a scan of frames)."""
         return [Heard(*row) for row in self._db.execute(
             "SELECT node_id, rx_s, boot_id, seq, uptime_ms FROM heard ORDER BY node_id")]
+
+    def node_tail_ids(self, heard: Heard, frames: int) -> list[int]:
+        """The ids of node_tail's frames."""
+        return [r[0] for r in self._db.execute(
+            "SELECT id FROM frames WHERE node_id = ? AND boot_id = ? AND seq >= ?",
+            (heard.node_id, heard.boot_id, heard.seq - frames))]
 
     def node_tail(self, heard: Heard, frames: int) -> list[StoredFrame]:
         """The last `frames` frames (by seq) of the boot a node was last heard from, and any
