@@ -41,6 +41,10 @@ _DAY_S = 86400.0
 _TAIL_FRAMES = 512
 
 
+def _row_id(row: Any) -> int:
+    return row.id
+
+
 def replay(deriver: DeriverProtocol, journal: Journal, config: Any, now_s: float) -> int:
     """Rebuild the deriver's memory from the journal after a restart; returns the frames the
     deriver took. Both go to it as streams, decoded as it reads them (deriver.replay).
@@ -80,7 +84,8 @@ def replay(deriver: DeriverProtocol, journal: Journal, config: Any, now_s: float
         """The few rows above and the shift's events (streamed: a million or more), merged
         in id order, each once."""
         last = None
-        for r in heapq.merge(sorted(latest.values()), journal.replay_events(since)):
+        for r in heapq.merge(sorted(latest.values(), key=_row_id), journal.replay_events(since),
+                             key=_row_id):
             if r.id != last:
                 last = r.id
                 read[0] += 1
