@@ -6,6 +6,7 @@ faster than the ideal cycle), and the work per minute must stop growing with the
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from datetime import datetime, timezone
 
 import pytest
@@ -160,13 +161,11 @@ def test_a_restart_mid_shift_catches_up_within_each_ticks_steps_to_the_exact_fig
     No tick takes more than STEPS_PER_TICK steps of it (a restart must not stop ingest);
     a machine not caught up gets its point at a later tick, and every point is the figure
     a collector that ran all along gives, to the last bit (a journal's recompute agrees)."""
-    from dataclasses import replace
-
     from lampwatch import live_oee
 
     inst = CAL.shift_at(SHIFT_START + 1)
     machines = [(k, f"m{k}", IDEAL) for k in range(1, 41)]
-    per_machine = {name: [replace(e, machine=name) for _, evs in plan(k) for e in evs
+    per_machine = {name: [e for e in plan_of(k, name)
                           if e.ts_s <= SHIFT_START + 5 * 3600 - 30]
                    for k, name, _ in machines}
     restarted = ShiftOEE(CAL, SETTINGS)
@@ -197,7 +196,7 @@ def test_ticks_far_apart_still_give_every_machine_its_points():
     machines = [(k, f"m{k}", IDEAL) for k in range(1, 7)]
     live = ShiftOEE(CAL, SETTINGS)
     for k, name, _ in machines:
-        live.absorb([replace_machine(e, name) for _, evs in plan(k) for e in evs])
+        live.absorb(plan_of(k, name))
     got: dict[str, int] = {}
     for tick in range(1, 8 * 15):  # 8 hours in 4-minute ticks
         for e in live.tick(SHIFT_START + 240 * tick, machines):
@@ -205,9 +204,9 @@ def test_ticks_far_apart_still_give_every_machine_its_points():
     assert got == {name: 8 * 15 - 1 for _, name, _ in machines}
 
 
-def replace_machine(ev, name):
-    from dataclasses import replace
-    return replace(ev, machine=name)
+def plan_of(seed: int, machine: str) -> list[Event]:
+    """plan(seed)'s events, in arrival order, for `machine`."""
+    return [replace(e, machine=machine) for _, evs in plan(seed) for e in evs]
 
 
 def test_pruning_keeps_the_packed_counts_of_the_kept_hour():
