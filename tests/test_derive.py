@@ -420,6 +420,36 @@ def test_live_count_timeline_coalesces_per_minute_and_state():
         (661, "NG", 2.0)]
 
 
+
+def test_state_changes_late_or_at_the_same_time_keep_their_order_and_take_a_few_bytes_each():
+    import tracemalloc
+
+    from lampwatch.timeline import MachineTimeline
+
+    tl = MachineTimeline("press")
+    for ts, state, reason in [(600, "RUN", None), (700, "STOP", "setup"), (700, "IDLE", None),
+                              (650, "STOP", "breakdown"), (650, "RUN", None)]:
+        tl.add(Event(ts, "state", NODE, "press", {"state": state, "reason": reason}))
+    # a late change goes in at its time, after those of the same time taken before it
+    assert [(s.start, s.end, s.state, s.reason) for s in tl.intervals(800)] == [
+        (600, 650, "RUN", None), (650, 700, "RUN", None), (700, 800, "IDLE", None)]
+    assert tl.intervals_since(660, 800)[0][0].start == 650 and tl.last_change_s == 700
+
+    # A shift of a plant's machines holds millions of changes: kept as columns, each one
+    # takes a double and a byte (a tuple per change took ~140 B)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        big = MachineTimeline("press")
+        for i in range(20_000):
+            big.add(Event(1000.0 + i, "state", NODE, "press",
+                          {"state": ("RUN", "STOP")[i % 2], "reason": "setup"}))
+        per_change = (tracemalloc.get_traced_memory()[0] - before) / 20_000
+    finally:
+        tracemalloc.stop()
+    assert per_change < 12, per_change
+    assert big.intervals(30_000)[1].reason == "setup" and big.intervals(30_000)[0].reason is None
+
 # --- a heartbeat's lamp byte vs LAMP frames: ordered by seq, not by time ------------------
 
 def lamp_events(events):
