@@ -65,12 +65,44 @@ class AnchorFigures:
     samples: int
 
 
+class _Options:
+    """An anchor's settings, shared by every anchor with the same ones (10,000 nodes: one)."""
+
+    __slots__ = ("bucket_s", "fit_span_s", "late_s", "max_slope", "n_buckets")
+
+    def __init__(self, bucket_s: float, window_s: float, fit_span_s: float,
+                 max_drift_ppm: float, late_s: float):
+        if bucket_s <= 0 or window_s < bucket_s or fit_span_s <= 0 or max_drift_ppm < 0:
+            raise ValueError("anchor needs bucket_s > 0, window_s >= bucket_s, fit_span_s > 0 "
+                             "and max_drift_ppm >= 0")
+        self.bucket_s = bucket_s
+        self.n_buckets = int(window_s // bucket_s) + 1
+        self.fit_span_s = fit_span_s
+        self.max_slope = max_drift_ppm * 1e-6
+        self.late_s = late_s
+
+
+_SHARED: dict[tuple[float, ...], _Options] = {}
+_NAN = math.nan
+_isnan = math.isnan
+
+
+def _options(*args: float) -> _Options:
+    opts = _SHARED.get(args)
+    if opts is None:
+        opts = _Options(*args)
+        if len(_SHARED) < 64:  # tests try many; a collector uses one
+            _SHARED[args] = opts
+    return opts
+
+
 class ClockAnchor:
     """Maps one boot epoch's uptime to wall time; see the module docstring.
 
-    One per node and boot epoch, so it is kept small (~2 KB; a collector may hold 10,000):
-    slots, and the bucket minima in a ring of plain doubles rather than a dict of tuples
-    (which took ~4.4 KB a node once the window was full).
+    One per node and boot epoch, so it is kept small (~1.7 KB; a collector may hold 10,000):
+    slots, settings shared, and every number it keeps in one array of plain doubles of a
+    fixed size (a dict of bucket tuples took ~4.4 KB a node; three arrays and the cached
+    lines as tuples ~2.3 KB).
 
     Args:
         bucket_s: uptime span that keeps one minimum sample.
@@ -80,35 +112,26 @@ class ClockAnchor:
         late_s: a sample this much above the estimate waited somewhere (module docstring).
     """
 
-    __slots__ = ("_bo", "_bt", "_bucket_s", "_count", "_fit_span_s", "_last_line", "_late_s",
-                 "_line", "_max_slope", "_n_buckets", "_newest", "_recent", "_recent_at",
-                 "_span", "samples")
+    # _a, for n buckets: [0, n) the bucket minima's uptimes, bucket index i (within the
+    # window) in slot i % n, NaN: empty (the index is floor(t / bucket)); [n, 2n) their
+    # offsets; then the last _RECENT_SAMPLES samples as t0, off0, t1, off1, ... (a ring,
+    # _recent_n of them so far); then the cached line (slope, intercept; NaN: none), the
+    # latest line even if stale (NaN: none yet), and while the cached line is the constant
+    # estimate bounds on the minima's uptimes (lowest, highest; NaN: none) for the fast
+    # path of `_lower`.
+    __slots__ = ("_a", "_count", "_line_at", "_newest", "_opts", "_recent_at", "_recent_n",
+                 "samples")
 
     def __init__(self, bucket_s: float = _DEFAULT_BUCKET_S, window_s: float = _DEFAULT_WINDOW_S,
                  fit_span_s: float = _DEFAULT_FIT_SPAN_S,
                  max_drift_ppm: float = _DEFAULT_MAX_DRIFT_PPM, late_s: float = _DEFAULT_LATE_S):
-        if bucket_s <= 0 or window_s < bucket_s or fit_span_s <= 0 or max_drift_ppm < 0:
-            raise ValueError("anchor needs bucket_s > 0, window_s >= bucket_s, fit_span_s > 0 "
-                             "and max_drift_ppm >= 0")
-        self._bucket_s = bucket_s
-        self._n_buckets = int(window_s // bucket_s) + 1
-        self._fit_span_s = fit_span_s
-        self._max_slope = max_drift_ppm * 1e-6
-        self._late_s = late_s
-        # Bucket minima: bucket index i (within the window) in slot i % _n_buckets, its
-        # uptime in _bt and offset in _bo; NaN uptime: empty. The index is floor(t / bucket).
-        self._bt = array("d", [math.nan]) * self._n_buckets
-        self._bo = array("d", [math.nan]) * self._n_buckets
+        self._opts = opts = _options(bucket_s, window_s, fit_span_s, max_drift_ppm, late_s)
+        n = opts.n_buckets
+        self._line_at = 2 * n + 2 * _RECENT_SAMPLES
+        self._a = array("d", [_NAN]) * (self._line_at + 6)
         self._count = 0  # buckets filled
-        # The last _RECENT_SAMPLES (uptime, offset) samples, a ring of plain doubles: a deque
-        # of float tuples took ~6.6 KB a node, 66 MB at 10,000 nodes.
-        self._recent = array("d")  # t0, off0, t1, off1, ...
+        self._recent_n = 0  # samples in the ring
         self._recent_at = 0  # where the next sample goes once the ring is full
-        self._line: tuple[float, float] | None = None  # (slope, intercept), cached
-        self._last_line: tuple[float, float] | None = None  # the latest, even if stale
-        # While the cached line is the constant estimate: bounds on the bucket minima's
-        # uptimes (lowest, highest), for the fast path of `_lower`; None otherwise.
-        self._span: tuple[float, float] | None = None
         self._newest: int | None = None  # highest bucket index, kept rather than max()ed
         self.samples = 0
 
@@ -118,58 +141,65 @@ class ClockAnchor:
 
     def _minima(self) -> list[tuple[float, float]]:
         """The bucket minima (uptime, offset), unordered."""
-        return [(t, o) for t, o in zip(self._bt, self._bo) if not math.isnan(t)]
+        a, n = self._a, self._opts.n_buckets
+        return [(a[i], a[n + i]) for i in range(n) if not _isnan(a[i])]
 
     def observe(self, uptime_ms: int, rx_s: float) -> None:
         """Take one frame's (uptime, receive time) sample."""
         t = uptime_ms / 1000.0
         off = rx_s - t
         self.samples += 1
-        recent = self._recent
-        if len(recent) < 2 * _RECENT_SAMPLES:
-            recent.append(t)
-            recent.append(off)
+        a, opts = self._a, self._opts
+        n = opts.n_buckets
+        r = 2 * n + (2 * self._recent_n if self._recent_n < _RECENT_SAMPLES else self._recent_at)
+        a[r], a[r + 1] = t, off
+        if self._recent_n < _RECENT_SAMPLES:
+            self._recent_n += 1
         else:
-            i = self._recent_at
-            recent[i], recent[i + 1] = t, off
-            self._recent_at = (i + 2) % (2 * _RECENT_SAMPLES)
-        idx = math.floor(t / self._bucket_s)
+            self._recent_at = (self._recent_at + 2) % (2 * _RECENT_SAMPLES)
+        bucket_s = opts.bucket_s
+        idx = math.floor(t / bucket_s)
         newest = idx if self._newest is None else self._newest
-        if idx <= newest - self._n_buckets:
+        if idx <= newest - n:
             return  # older than the window: the window already has better information
         # Against the latest line, even if a new minimum made it stale since: for a frame that
         # waited seconds it is near enough, and refitting for every sample would cost twice.
-        line = self._line or self._last_line
-        if (line is None or off - (line[1] + line[0] * t) > self._late_s) and (
+        li = self._line_at
+        slope = a[li]
+        if _isnan(slope):
+            slope, intercept = a[li + 2], a[li + 3]  # the latest line (NaN: none yet)
+        else:
+            intercept = a[li + 1]
+        if (_isnan(slope) or off - (intercept + slope * t) > opts.late_s) and (
                 self._count and self._waited(t, off)):
             return  # its offset holds the wait: it would only bend the drift line
-        n, bucket_s, bts = self._n_buckets, self._bucket_s, self._bt
         slot = idx % n
-        bt = bts[slot]
-        same = not math.isnan(bt) and math.floor(bt / bucket_s) == idx
-        if not same or off < self._bo[slot]:
+        bt = a[slot]
+        same = not _isnan(bt) and math.floor(bt / bucket_s) == idx
+        if not same or off < a[n + slot]:
             if not same:  # empty, or an older bucket out of the window in its slot
-                self._count += 1 if math.isnan(bt) else 0
-            bts[slot], self._bo[slot] = t, off
+                self._count += 1 if _isnan(bt) else 0
+            a[slot], a[n + slot] = t, off
             self._lower(t, off)
-            if not same and not math.isnan(bt):  # that older bucket went, as below
-                self._line = None
+            if not same and not _isnan(bt):  # that older bucket went, as below
+                a[li] = _NAN
         if idx > newest or self._newest is None:
             self._newest = idx
             # the buckets of the old window (newest - n, newest] that left it are emptied
             for old in range(newest - n + 1, min(newest, idx - n) + 1):
-                bt = bts[old % n]
-                if not math.isnan(bt) and math.floor(bt / bucket_s) == old:
-                    bts[old % n] = math.nan
+                bt = a[old % n]
+                if not _isnan(bt) and math.floor(bt / bucket_s) == old:
+                    a[old % n] = _NAN
                     self._count -= 1
-                    self._line = None
+                    a[li] = _NAN
 
     def _waited(self, t: float, off: float) -> bool:
         """Did this sample's frame wait somewhere (module docstring)?"""
-        slope, intercept = self._line or self._fit()
-        t_new = (self._newest + 1) * self._bucket_s
-        drift = self._max_slope * max(0.0, t - t_new)
-        return off - (intercept + slope * t) > self._late_s + drift
+        slope, intercept = self._fit()
+        opts = self._opts
+        t_new = (self._newest + 1) * opts.bucket_s
+        drift = opts.max_slope * max(0.0, t - t_new)
+        return off - (intercept + slope * t) > opts.late_s + drift
 
     def _lower(self, t: float, off: float) -> None:
         """A bucket minimum became (t, off): drop the cached line, or lower it in place.
@@ -179,49 +209,57 @@ class ClockAnchor:
         estimate is the constant one and (t, off) keeps the minima's uptime span under
         fit_span_s, the new constant is just min(old, off): no re-sort of the buckets.
         """
-        line, span = self._line, self._span
-        if line is not None and span is not None:
-            lo, hi = min(span[0], t), max(span[1], t)
-            if hi - lo < self._fit_span_s:  # bounds of the true span: still under it
-                self._span = (lo, hi)
-                if off < line[1]:
-                    self._line = self._last_line = (0.0, off)
+        a, li = self._a, self._line_at
+        if not _isnan(a[li]) and not _isnan(a[li + 4]):
+            lo, hi = min(a[li + 4], t), max(a[li + 5], t)
+            if hi - lo < self._opts.fit_span_s:  # bounds of the true span: still under it
+                a[li + 4], a[li + 5] = lo, hi
+                if off < a[li + 1]:
+                    a[li], a[li + 1] = a[li + 2], a[li + 3] = 0.0, off
                 return
-        self._line = None
+        a[li] = _NAN
 
     def offset_s(self, uptime_ms: int) -> float:
         """Estimated wall - uptime (seconds) at `uptime_ms`. Raises LookupError before a sample."""
-        slope, intercept = self._line or self._fit()
+        slope, intercept = self._fit()
         return intercept + slope * (uptime_ms / 1000.0)
 
     def to_wall(self, uptime_ms: int) -> float:
         """Wall time (epoch s) of node uptime `uptime_ms` in this epoch."""
         t = uptime_ms / 1000.0
-        slope, intercept = self._line or self._fit()  # offset_s, inlined: once per frame
+        a, li = self._a, self._line_at  # offset_s, inlined: once per frame
+        slope = a[li]
+        if _isnan(slope):
+            slope, intercept = self._fit()
+        else:
+            intercept = a[li + 1]
         return t + (intercept + slope * t)
 
     def figures(self) -> AnchorFigures:
         """Offset at the newest sample, uncertainty and drift, for a health event."""
         slope, intercept = self._fit()
         t_new = max(t for t, _ in self._minima())
-        recent = self._recent
-        gaps = [recent[i + 1] - (intercept + slope * recent[i]) for i in range(0, len(recent), 2)]
+        a, r = self._a, 2 * self._opts.n_buckets
+        gaps = [a[i + 1] - (intercept + slope * a[i]) for i in range(r, r + 2 * self._recent_n, 2)]
         return AnchorFigures(offset_ms=(intercept + slope * t_new) * 1000.0,
                              uncertainty_ms=max(0.0, median(gaps)) * 1000.0,
                              drift_ppm=slope * 1e6, samples=self.samples)
 
     def _fit(self) -> tuple[float, float]:
-        if self._line is None:
+        a, li = self._a, self._line_at
+        if _isnan(a[li]):
             if not self._count:
                 raise LookupError("clock anchor has no sample yet")
             pts = sorted(self._minima())
             slope = 0.0
-            self._span = (pts[0][0], pts[-1][0])
-            if pts[-1][0] - pts[0][0] >= self._fit_span_s:
-                slope = max(-self._max_slope, min(self._max_slope, _hull_slope(pts)))
-                self._span = None
-            self._line = self._last_line = (slope, min(off - slope * t for t, off in pts))
-        return self._line
+            a[li + 4], a[li + 5] = pts[0][0], pts[-1][0]
+            if pts[-1][0] - pts[0][0] >= self._opts.fit_span_s:
+                max_slope = self._opts.max_slope
+                slope = max(-max_slope, min(max_slope, _hull_slope(pts)))
+                a[li + 4] = a[li + 5] = _NAN
+            a[li], a[li + 1] = a[li + 2], a[li + 3] = slope, min(off - slope * t for t, off in pts)
+            return slope, a[li + 1]
+        return a[li], a[li + 1]
 
 
 def _hull_slope(pts: list[tuple[float, float]]) -> float:
@@ -245,14 +283,16 @@ def _cross(o: tuple[float, float], a: tuple[float, float], b: tuple[float, float
 class NodeClock:
     """The anchors of one node: per boot id, one per epoch (a HELLO starts an epoch)."""
 
-    __slots__ = ("_boots", "_last", "_options")
+    __slots__ = ("_boots", "_last_boot", "_last_epochs", "_options")
 
     def __init__(self, **anchor_options: float):
-        self._options = anchor_options
+        self._options = anchor_options or None  # None: the defaults (no dict per node)
         # boot id -> [(first seq, anchor)] sorted by first seq; least recently used boot
-        # first (a plain dict: an OrderedDict costs ~1 KB more per node).
-        self._boots: dict[int, list[tuple[int, ClockAnchor]]] = {}
-        self._last: tuple[int, list[tuple[int, ClockAnchor]]] | None = None  # most recent
+        # first (a plain dict: an OrderedDict costs ~1 KB more per node). None while the
+        # node had one boot only, the usual case: that one is just the most recent below.
+        self._boots: dict[int, list[tuple[int, ClockAnchor]]] | None = None
+        self._last_boot: int | None = None  # the most recently used boot and its epochs
+        self._last_epochs: list[tuple[int, ClockAnchor]] | None = None
 
     def hello(self, boot_id: int, seq: int) -> None:
         """A HELLO at `seq`: a reset, so uptime from here on gets a fresh anchor."""
@@ -261,7 +301,7 @@ class NodeClock:
             if len(epochs) == 1 and not epochs[0][1].ready:
                 epochs[0] = (min(seq, epochs[0][0]), epochs[0][1])
             else:
-                epochs.append((seq, ClockAnchor(**self._options)))
+                epochs.append((seq, ClockAnchor(**self._options or {})))
                 epochs.sort(key=lambda e: e[0])
                 del epochs[:-_EPOCHS_KEPT]
 
@@ -283,16 +323,23 @@ class NodeClock:
         return anchor
 
     def _epochs(self, boot_id: int) -> list[tuple[int, ClockAnchor]]:
-        last = self._last
-        if last is not None and last[0] == boot_id:  # most recently used: nothing to move
-            return last[1]
-        epochs = self._boots.get(boot_id)
+        epochs = self._last_epochs
+        if epochs is not None and self._last_boot == boot_id:  # most recently used
+            return epochs
+        boots = self._boots
+        if boots is None:
+            if epochs is None:  # the first frame: the one boot
+                self._last_boot = boot_id
+                epochs = self._last_epochs = [(0, ClockAnchor(**self._options or {}))]
+                return epochs
+            boots = self._boots = {self._last_boot: epochs}
+        epochs = boots.get(boot_id)
         if epochs is None:
-            epochs = self._boots[boot_id] = [(0, ClockAnchor(**self._options))]
-            while len(self._boots) > _BOOTS_KEPT:
-                del self._boots[next(iter(self._boots))]
+            epochs = boots[boot_id] = [(0, ClockAnchor(**self._options or {}))]
+            while len(boots) > _BOOTS_KEPT:
+                del boots[next(iter(boots))]
         else:  # now the most recently used
-            del self._boots[boot_id]
-            self._boots[boot_id] = epochs
-        self._last = (boot_id, epochs)
+            del boots[boot_id]
+            boots[boot_id] = epochs
+        self._last_boot, self._last_epochs = boot_id, epochs
         return epochs

@@ -137,3 +137,23 @@ def test_watchdog_hello_starts_a_new_epoch_within_the_boot():
     assert c.anchor(7, 2).to_wall(20_000) == pytest.approx(T0 + 20.004, abs=1e-9)
     c.hello(7, 3)  # the same HELLO again (a duplicate) changes nothing
     assert c.anchor(7, 4) is c.anchor(7, 3)
+
+
+def test_a_node_clock_with_its_window_full_takes_under_2_kb():
+    # A collector holds one per node (10,000): every number in one array of a fixed size,
+    # the settings shared, no dict while a node has had one boot
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        clocks = [NodeClock() for _ in range(500)]
+        for k in range(200):  # more samples than the recent ring, 3 h of buckets: all full
+            for c in clocks:
+                c.observe(7, k, 60_000 * k + 5_000, T0 + 60 * k + 0.002 * (k % 5))
+        per_node = (tracemalloc.get_traced_memory()[0] - before) / len(clocks)
+    finally:
+        tracemalloc.stop()
+    assert per_node < 2000, per_node
+    anchor = clocks[0].anchor(7, 199)
+    assert anchor.samples == 200 and anchor.figures().uncertainty_ms >= 0
