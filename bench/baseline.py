@@ -1,6 +1,6 @@
 """The ingest baseline: a UDP receiver doing only the work every frame needs, for bench/ingest.py.
 
-    .venv/bin/python bench/baseline.py PORT JOURNAL NODES
+    .venv/bin/python bench/baseline.py PORT JOURNAL NODES [--journal]
 
 Per frame: check the HMAC tag (key by node id), insert the raw frame into SQLite (WAL,
 synchronous=FULL, the same frames table and UNIQUE(node, boot, seq) key as the journal:
@@ -10,6 +10,13 @@ burst is one transaction, as the collector does. No dedupe window, no derivation
 no rejects table, no last-heard: what lampwatch adds to this is what bench/ingest.py prices.
 It imports nothing of lampwatch, so a change there cannot make the baseline slower. Stops on
 SIGTERM after committing what it holds.
+
+`--journal` (the "journal floor"): the same, plus the rows lampwatch's journal keeps for such
+frames, written with its very schema and statements (imported from lampwatch.journal.store,
+so its indexes are the ones lampwatch has to keep up): a `count` event for each HEARTBEAT
+whose totals grew (timed by the receive time; nothing else is derived), and each node's
+`heard` and `sources` rows. What a collector with that schema pays at least, with no
+derivation, no dedupe window, no clock anchor; bench/ingest.py `--floor` prices it.
 """
 
 from __future__ import annotations
@@ -27,6 +34,8 @@ _HEADER = struct.Struct(">BHIBH")  # version/type, node, boot, seq hi, seq lo
 _ACK = struct.Struct(">BHIBHI")
 _TAG_LEN = 8
 _T_ACK = 0x15  # version 1, type 5
+_T_HEARTBEAT = 3
+_HB_TOTALS = struct.Struct(">II")  # a HEARTBEAT body: good total, NG total, lamp byte
 _BURST = 2048
 _SCHEMA = ("CREATE TABLE IF NOT EXISTS frames(id INTEGER PRIMARY KEY, rx_s REAL, source TEXT, "
            "node_id INT, boot_id INT, seq INT, type INT, uptime_ms INT, raw BLOB, "
@@ -56,12 +65,18 @@ def acks(node_id: int, boot_id: int, seqs: list[int], k: bytes) -> list[bytes]:
     return out
 
 
-def serve(port: int, path: str, nodes: int) -> None:
+def serve(port: int, path: str, nodes: int, journal: bool = False) -> None:
     keys = {n: key(n) for n in range(1, nodes + 1)}
     db = sqlite3.connect(path, isolation_level=None)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=FULL")
-    db.execute(_SCHEMA)
+    if journal:
+        from lampwatch.journal import store
+
+        db.executescript(store._SCHEMA)
+        totals: dict[tuple[int, int], tuple[int, int, float]] = {}  # (node, boot) -> g, n, rx
+    else:
+        db.execute(_SCHEMA)
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
     sock.bind(("127.0.0.1", port))
@@ -73,7 +88,7 @@ def serve(port: int, path: str, nodes: int) -> None:
     names: dict[tuple, str] = {}
     while running[0]:
         sel.select(0.5)
-        rows, owed = [], {}
+        rows, owed, events = [], {}, []
         for _ in range(_BURST):
             try:
                 data, addr = sock.recvfrom(256)
@@ -89,11 +104,23 @@ def serve(port: int, path: str, nodes: int) -> None:
             seq = (hi << 16) | lo
             up = int.from_bytes(data[10:15], "big")
             source = names.get(addr) or names.setdefault(addr, f"udp:{addr[0]}:{addr[1]}")
-            rows.append((time.time(), source, node, boot, seq, vt & 0x0F, up, data))
+            rx = time.time()
+            rows.append((rx, source, node, boot, seq, vt & 0x0F, up, data))
             owed.setdefault((node, boot, addr), []).append(seq)
+            if journal and vt & 0x0F == _T_HEARTBEAT and len(data) == 15 + 9 + _TAG_LEN:
+                good, ng = _HB_TOTALS.unpack_from(data, 15)
+                g0, n0, since = totals.get((node, boot), (0, 0, rx))
+                if good > g0 or ng > n0:
+                    events.append((rx, "count", node, f"m{node}", store._COUNT_JSON % (
+                        boot, max(0, good - g0), good, max(0, ng - n0), ng, since)))
+                    totals[(node, boot)] = (max(good, g0), max(ng, n0), rx)
         if rows:
             db.execute("BEGIN IMMEDIATE")
             db.executemany(_INSERT, rows)
+            if journal:
+                db.executemany(store._INSERT_EVENT, events)
+                db.executemany(store._UPSERT_HEARD, store._heard_rows(rows))
+                db.executemany(store._UPSERT_SOURCE, store._source_rows(rows))
             db.execute("COMMIT")
             for (node, boot, addr), seqs in owed.items():
                 for ack in acks(node, boot, seqs, keys[node]):
@@ -105,4 +132,4 @@ def serve(port: int, path: str, nodes: int) -> None:
 
 
 if __name__ == "__main__":
-    serve(int(sys.argv[1]), sys.argv[2], int(sys.argv[3]))
+    serve(int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), journal="--journal" in sys.argv[4:])

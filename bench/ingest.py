@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/ingest.py [--nodes 1000] [--frames 200000] [--seconds 20]
         [--rate 1] [--heartbeats counting|idle] [--rounds 1] [--sync full|normal]
-        [--deriver real|null] [--no-baseline] [--calendar]
+        [--deriver real|null] [--no-baseline] [--floor] [--calendar]
     .venv/bin/python bench/ingest.py --nodes 10000 --rate 1 --frames 0 --seconds 20
 
 Two receivers, in turn, in subprocesses, each on a fresh journal and fed the same frames by
@@ -24,7 +24,11 @@ Per receiver, one JSON object:
 - receiver CPU seconds (from /proc) and CPU per ACKed frame, per phase; RSS now and peak.
 - journal: both phases check afterwards that it holds exactly the ACKed frames.
 `efficiency`: baseline CPU per frame / lampwatch CPU per frame, per round and phase (the
-goal: >= 0.8). The sender runs in this process and shares the machine's cores with the
+goal: >= 0.8). `--floor` adds a third receiver, "floor" (bench/baseline.py --journal: the
+baseline plus the rows lampwatch's journal keeps, in its schema with its indexes: a count event
+per counting HEARTBEAT, heard and sources), and `efficiency_vs_floor`: floor CPU per frame /
+lampwatch's in the max_throughput phase (HEARTBEATs only), what lampwatch's Python costs
+above what its journal's schema costs. The sender runs in this process and shares the machine's cores with the
 receiver, as it would not in a plant.
 """
 
@@ -242,13 +246,17 @@ def main() -> None:
     ap.add_argument("--sync", choices=("full", "normal"), default="full")
     ap.add_argument("--deriver", choices=("real", "null"), default="real")
     ap.add_argument("--no-baseline", action="store_true")
+    ap.add_argument("--floor", action="store_true",
+                    help="also run the journal floor (bench/baseline.py --journal)")
     ap.add_argument("--calendar", action="store_true",
                     help="three 8 h shifts: the live OEE runs (a point per machine a minute)")
     args = ap.parse_args()
     frames = heartbeats(args.nodes, args.frames, args.heartbeats == "idle")
-    runs: dict[str, list[dict]] = {"lampwatch": [], "baseline": []}
+    runs: dict[str, list[dict]] = {"lampwatch": [], "baseline": [], "floor": []}
+    kinds = ("lampwatch",) + (() if args.no_baseline else ("baseline",)) + (
+        ("floor",) if args.floor else ())
     for _ in range(args.rounds):
-        for kind in ("lampwatch",) if args.no_baseline else ("lampwatch", "baseline"):
+        for kind in kinds:
             runs[kind].append(receiver_run(kind, args, frames))
     result = {
         "machine": {"cores": os.cpu_count(), "python": sys.version.split()[0],
@@ -261,15 +269,19 @@ def main() -> None:
     }
     if runs["baseline"]:
         result["efficiency"] = efficiency(runs)
+    if runs["floor"]:
+        # max_throughput only: the floor derives nothing from LAMP frames (the steady phase's)
+        result["efficiency_vs_floor"] = efficiency(runs, "floor", ("max_throughput",))
     print(json.dumps(result, indent=2))
 
 
-def efficiency(runs: dict[str, list[dict]]) -> dict:
-    """baseline CPU per frame / lampwatch CPU per frame, per round and phase (1.0: lampwatch
-    costs what the necessary work costs)."""
+def efficiency(runs: dict[str, list[dict]], against: str = "baseline",
+               phases: tuple[str, ...] = ("max_throughput", "steady")) -> dict:
+    """`against`'s CPU per frame / lampwatch CPU per frame, per round and phase (1.0:
+    lampwatch costs what the necessary work costs)."""
     out: dict[str, list[float]] = {}
-    for lw, base in zip(runs["lampwatch"], runs["baseline"]):
-        for phase in ("max_throughput", "steady"):
+    for lw, base in zip(runs["lampwatch"], runs[against]):
+        for phase in phases:
             a, b = lw.get(phase, {}), base.get(phase, {})
             if a.get("cpu_us_per_frame") and b.get("cpu_us_per_frame"):
                 out.setdefault(phase, []).append(
@@ -310,9 +322,10 @@ def receiver_run(kind: str, args, frames: list) -> dict:
         if kind == "lampwatch":
             cfg = write_config(tmp, port, args.nodes, args.sync, args.calendar)
             cmd = [sys.executable, "-c", _RUNNER, str(cfg), args.deriver]
-        else:
+        else:  # the baseline, or with --journal its floor
             cmd = [sys.executable, str(Path(__file__).with_name("baseline.py")), str(port),
-                   str(tmp / "journal.sqlite"), str(args.nodes)]
+                   str(tmp / "journal.sqlite"), str(args.nodes)] + (
+                       ["--journal"] if kind == "floor" else [])
         proc = subprocess.Popen(cmd)
         try:
             return run(proc, port, args, tmp, frames)
