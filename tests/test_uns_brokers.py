@@ -279,16 +279,16 @@ def check(run: SimpleNamespace, derived: bool = True) -> None:
         assert "Traceback" not in log, log[-3000:]
 
 
-def _same(a, b, key: str = "") -> bool:
-    """Equal; floats within 1 us (a time in s), or 10 us for a `*_ms` figure (rounded to
-    the us, so a difference in the last bit may show as 1 us)."""
+def _same(a, b, key: str = "", within_s: float = 1e-6) -> bool:
+    """Equal; floats within `within_s` (a time in s), or 10 us for a `*_ms` figure (rounded
+    to the us, so a difference in the last bit may show as 1 us)."""
     if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(_same(a[k], b[k], k) for k in a)
+        return a.keys() == b.keys() and all(_same(a[k], b[k], k, within_s) for k in a)
     if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(_same(x, y, key) for x, y in zip(a, b))
+        return len(a) == len(b) and all(_same(x, y, key, within_s) for x, y in zip(a, b))
     if isinstance(a, float) or isinstance(b, float):
         return isinstance(a, (int, float)) and isinstance(b, (int, float)) and abs(a - b) <= (
-            0.01 if key.endswith("_ms") else 1e-6)
+            0.01 if key.endswith("_ms") else within_s)
     return a == b
 
 
@@ -318,7 +318,8 @@ def check_derived(run: SimpleNamespace) -> None:
                 side[e.machine].append((e.ts_s, e.kind, e.node_id, json.loads(e.data)))
     # The site anchors node time on its monotonic clock and maps it to UTC; the central one
     # on the site's receive times, which are that mapping's results: the same times, summed
-    # in another order, may differ in the last bits of a double (1e-7 s), never more.
+    # in another order, may differ in the last bits of a double (an epoch time's last bit is
+    # 0.24 us), never more.
     assert set(per_machine[0]) == set(per_machine[1])
     for machine, edge in per_machine[0].items():
         central = per_machine[1][machine]
@@ -329,7 +330,9 @@ def check_derived(run: SimpleNamespace) -> None:
                if e.kind == "state" and e.machine == MACHINES[DARK])
     (edge_table, central_table), (edge_json, central_json) = run.reports
     assert edge_table == central_table  # what a person reads: the same, character for char
-    assert _same(json.loads(edge_json), json.loads(central_json))
+    # The report's times are sums of many intervals, each end a last bit apart at most:
+    # 1.2 us apart was seen in minor_stop_s (54.1029189 / 54.1029177 s) one run in three
+    assert _same(json.loads(edge_json), json.loads(central_json), within_s=1e-5)
     assert "mill-a" in run.reports[0][0]
 
 
