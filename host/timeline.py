@@ -33,6 +33,7 @@ _STATES = tuple(sorted(oee.STATES))
 _REASONS = (None,) + tuple(sorted(oee.REASONS))
 _CODE = {(state, reason): i * 16 + j
          for i, state in enumerate(_STATES) for j, reason in enumerate(_REASONS)}
+assert len(_STATES) <= 16 and len(_REASONS) <= 16, "a state change's byte holds 16 of each"
 
 
 class MachineTimeline:
