@@ -35,7 +35,8 @@ _ACK = struct.Struct(">BHIBHI")
 _TAG_LEN = 8
 _T_ACK = 0x15  # version 1, type 5
 _T_HEARTBEAT = 3
-_HB_TOTALS = struct.Struct(">II")  # a HEARTBEAT body: good total, NG total, lamp byte
+# A HEARTBEAT body begins with the good and NG totals (a lamp byte follows).
+_HB_TOTALS = struct.Struct(">II")
 _BURST = 2048
 _SCHEMA = ("CREATE TABLE IF NOT EXISTS frames(id INTEGER PRIMARY KEY, rx_s REAL, source TEXT, "
            "node_id INT, boot_id INT, seq INT, type INT, uptime_ms INT, raw BLOB, "

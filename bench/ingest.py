@@ -25,11 +25,11 @@ Per receiver, one JSON object:
 - journal: both phases check afterwards that it holds exactly the ACKed frames.
 `efficiency`: baseline CPU per frame / lampwatch CPU per frame, per round and phase (the
 goal: >= 0.8). `--floor` adds a third receiver, "floor" (bench/baseline.py --journal: the
-baseline plus the rows lampwatch's journal keeps, in its schema with its indexes: a count event
-per counting HEARTBEAT, heard and sources), and `efficiency_vs_floor`: floor CPU per frame /
-lampwatch's in the max_throughput phase (HEARTBEATs only), what lampwatch's Python costs
-above what its journal's schema costs. The sender runs in this process and shares the machine's cores with the
-receiver, as it would not in a plant.
+baseline plus the rows lampwatch's journal keeps, in its schema with its indexes: a count
+event per counting HEARTBEAT, heard and sources), and `efficiency_vs_floor`: floor CPU per
+frame / lampwatch's in the max_throughput phase (HEARTBEATs only), what lampwatch's Python
+costs above what its journal's schema costs. The sender runs in this process and shares the
+machine's cores with the receiver, as it would not in a plant.
 """
 
 from __future__ import annotations
