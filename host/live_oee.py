@@ -104,6 +104,8 @@ class ShiftOEE:
         self._finals_due: list | None = None  # machines still owed the ended shift's final
         self._warned: set[tuple[str, str, float]] = set()
         self._steps = STEPS_PER_TICK  # left in this tick
+        self._idle_queue: list[str] = []  # timelines this round of _prune_idle has not pruned
+        self._idle_next = -math.inf  # when the next round of _prune_idle begins
 
     def timeline(self, machine: str) -> MachineTimeline:
         tl = self.timelines.get(machine)
@@ -140,6 +142,7 @@ class ShiftOEE:
         """`oee` events due at `now_s` for machines given as (node id, machine, ideal cycle);
         grace_s: how long after a shift's end its final point waits (module docstring)."""
         if self.calendar is None:
+            self._prune_idle(now_s)
             return []
         machines = list(machines)
         out: list[Event] = []
@@ -180,7 +183,27 @@ class ShiftOEE:
                 events, behind = self._events(self.shift, now_s, False, batch)
                 out += events
                 self._round = behind + rest
+        if self.shift is None and self._ended is None:
+            self._prune_idle(now_s)
         return out
+
+    def _prune_idle(self, now_s: float) -> None:
+        """No shift running and no final owed: the timelines need nothing older than what a
+        shift starting now would (its start less _PRUNE_MARGIN_S). Without this a collector
+        with no shifts, or between two, kept every state change and count it took. A round
+        over the timelines prunes PER_TICK a tick, and the next begins _PRUNE_MARGIN_S / 4
+        of event time after it ended."""
+        if now_s < self._idle_next:
+            return
+        queue = self._idle_queue
+        if not queue:
+            queue.extend(self.timelines)
+        for _ in range(min(PER_TICK, len(queue))):
+            tl = self.timelines.get(queue.pop())
+            if tl is not None:
+                tl.prune(now_s - _PRUNE_MARGIN_S)
+        if not queue:
+            self._idle_next = now_s + _PRUNE_MARGIN_S / 4
 
     def _prune(self) -> None:
         """Forget what no shift still to be evaluated needs (and the settled results: their
