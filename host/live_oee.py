@@ -199,9 +199,7 @@ class ShiftOEE:
         if not queue:
             queue.extend(self.timelines)
         for _ in range(min(PER_TICK, len(queue))):
-            tl = self.timelines.get(queue.pop())
-            if tl is not None:
-                tl.prune(now_s - _PRUNE_MARGIN_S)
+            self.timelines[queue.pop()].prune(now_s - _PRUNE_MARGIN_S)  # never removed
         if not queue:
             self._idle_next = now_s + _PRUNE_MARGIN_S / 4
 
