@@ -61,6 +61,13 @@ STEPS_PER_TICK = 300
 # The time since the settled past is evaluated with the intervals from this long (and the
 # startup window) before its end: a count's output may lie before its span (host/losses.py).
 _LOOKBACK_S = 900.0
+# A machine with no settled past (after a restart's replay, before its first walk; between
+# shifts; without a calendar) keeps all but its last two counts packed once it has more than
+# this many (MachineTimeline.archive: ~25 B a count, not ~150). Its walk unpacks them. The two
+# are the ones a new count may merge with, so the merging is the same as without packing.
+# (A restart 5 h into a shift of 1,000 machines replays 355,000 counts: they were unpacked
+# until each machine's first walk, and the board's first view unpacked them all again.)
+_PACK_AT = 64
 
 
 @dataclass(slots=True)
@@ -118,7 +125,10 @@ class ShiftOEE:
         timelines = self.timelines
         for ev in events:
             if ev.kind in _TIMELINE_KINDS and ev.machine is not None:
-                (timelines.get(ev.machine) or self.timeline(ev.machine)).add(ev)
+                tl = timelines.get(ev.machine) or self.timeline(ev.machine)
+                tl.add(ev)
+                if len(tl.counts) > _PACK_AT:
+                    self._pack_unsettled(ev.machine, tl)
             elif ev.kind == "oee" and ev.data.get("final") and ev.data.get("shift_start_s"):
                 self._finals.add((ev.data.get("shift"), float(ev.data["shift_start_s"])))
 
@@ -260,8 +270,23 @@ class ShiftOEE:
         """The live view's figures: evaluate for each (machine, ideal cycle), but without
         moving any settled past on (ticks do that, within their steps): the time since is
         evaluated in one piece, the same figure up to float rounding."""
-        return {machine: self.evaluate_within(machine, ideal, inst, now_s, 0, True)[0]
-                for machine, ideal in machines}
+        out = {}
+        for machine, ideal in machines:
+            out[machine] = self.evaluate_within(machine, ideal, inst, now_s, 0, True)[0]
+            tl = self.timelines[machine]
+            if len(tl.counts) > _PACK_AT:
+                self._pack_unsettled(machine, tl)
+        return out
+
+    def _pack_unsettled(self, machine: str, tl: MachineTimeline) -> None:
+        """Pack all but the last two counts of a machine that has no settled past (_PACK_AT):
+        its next evaluation walks the shift from the start and unpacks them first. One whose
+        settled past has moved on keeps the counts after it unpacked: its evaluations read
+        them."""
+        kept = self._settled.get(machine)
+        if kept is None or kept.result is None:  # (None: the settled past is at the start)
+            self._settled.pop(machine, None)
+            tl.archive(len(tl.counts) - 2)
 
     def evaluate_within(self, machine: str, ideal: float | None, inst: oee.ShiftInstance,
                         now_s: float, max_steps: float,
