@@ -61,13 +61,6 @@ STEPS_PER_TICK = 300
 # The time since the settled past is evaluated with the intervals from this long (and the
 # startup window) before its end: a count's output may lie before its span (host/losses.py).
 _LOOKBACK_S = 900.0
-# A machine with no settled past (after a restart's replay, before its first walk; between
-# shifts; without a calendar) keeps all but its last two counts packed once it has more than
-# this many (MachineTimeline.archive: ~25 B a count, not ~150). Its walk unpacks them. The two
-# are the ones a new count may merge with, so the merging is the same as without packing.
-# (A restart 5 h into a shift of 1,000 machines replays 355,000 counts: they were unpacked
-# until each machine's first walk, and the board's first view unpacked them all again.)
-_PACK_AT = 64
 
 
 @dataclass(slots=True)
@@ -125,10 +118,7 @@ class ShiftOEE:
         timelines = self.timelines
         for ev in events:
             if ev.kind in _TIMELINE_KINDS and ev.machine is not None:
-                tl = timelines.get(ev.machine) or self.timeline(ev.machine)
-                tl.add(ev)
-                if len(tl.counts) > _PACK_AT:
-                    self._pack_unsettled(ev.machine, tl)
+                (timelines.get(ev.machine) or self.timeline(ev.machine)).add(ev)
             elif ev.kind == "oee" and ev.data.get("final") and ev.data.get("shift_start_s"):
                 self._finals.add((ev.data.get("shift"), float(ev.data["shift_start_s"])))
 
@@ -270,23 +260,8 @@ class ShiftOEE:
         """The live view's figures: evaluate for each (machine, ideal cycle), but without
         moving any settled past on (ticks do that, within their steps): the time since is
         evaluated in one piece, the same figure up to float rounding."""
-        out = {}
-        for machine, ideal in machines:
-            out[machine] = self.evaluate_within(machine, ideal, inst, now_s, 0, True)[0]
-            tl = self.timelines[machine]
-            if len(tl.counts) > _PACK_AT:
-                self._pack_unsettled(machine, tl)
-        return out
-
-    def _pack_unsettled(self, machine: str, tl: MachineTimeline) -> None:
-        """Pack all but the last two counts of a machine that has no settled past (_PACK_AT):
-        its next evaluation walks the shift from the start and unpacks them first. One whose
-        settled past has moved on keeps the counts after it unpacked: its evaluations read
-        them."""
-        kept = self._settled.get(machine)
-        if kept is None or kept.result is None:  # (None: the settled past is at the start)
-            self._settled.pop(machine, None)
-            tl.archive(len(tl.counts) - 2)
+        return {machine: self.evaluate_within(machine, ideal, inst, now_s, 0, True)[0]
+                for machine, ideal in machines}
 
     def evaluate_within(self, machine: str, ideal: float | None, inst: oee.ShiftInstance,
                         now_s: float, max_steps: float,
@@ -302,8 +277,11 @@ class ShiftOEE:
         ideal_s = ideal or 1.0
         key = (inst.start, inst.end, ideal_s)
         kept = self._settled.get(machine)
+        # The counts after the settled past, made into CountEvents once per evaluation
+        # (the timeline keeps them as columns).
         if kept is not None and kept.key == key and tl.touched >= kept.end and kept.end <= end:
-            view = self._view(tl, kept, end, ideal_s)
+            counts = tl.counts
+            view = self._view(tl, counts, kept, end, ideal_s)
             if not (kept.fingerprint == view.fingerprint(kept.end, self._lookback_s)
                     and all(e >= kept.end for ts, e in view.early if ts > kept.end)):
                 kept = None
@@ -312,7 +290,8 @@ class ShiftOEE:
         if kept is None:  # the whole shift is evaluated again
             kept = self._settled[machine] = _Settled(key, inst.start, None, inst.start)
             tl.unarchive()
-            view = self._view(tl, kept, end, ideal_s)
+            counts = tl.counts
+            view = self._view(tl, counts, kept, end, ideal_s)
         tl.settled()
 
         def part(a: float, b: float, states: list[oee.StateInterval],
@@ -322,7 +301,7 @@ class ShiftOEE:
                                 startup_window_s=s.startup_window_s,
                                 planned_maintenance=s.planned_maintenance)
 
-        walk = _Walk(view, tl.counts, self._lookback_s)
+        walk = _Walk(view, counts, self._lookback_s)
         steps, caught_up = 0, False
         while steps < max_steps:  # the settled past moves on, a grid step at a time
             step = _settle_point(view, kept, end, walk)
@@ -338,30 +317,31 @@ class ShiftOEE:
                 kept.end = b
             kept.grid = grid
         if kept.end > inst.start:
-            counts = tl.counts
-            tl.archive(next((i for i, c in enumerate(counts) if c.ts >= kept.end), len(counts)))
+            n = next((i for i, c in enumerate(counts) if c.ts >= kept.end), len(counts))
+            tl.archive(n)
+            counts = counts[n:]
             kept.fingerprint = view.fingerprint(kept.end, self._lookback_s)
         if not (caught_up or behind_ok or _settle_point(view, kept, end, walk) is None):
             return None, steps
-        tail = part(kept.end, end, walk.states_for(kept.end, math.inf), tl.counts)
+        tail = part(kept.end, end, walk.states_for(kept.end, math.inf), counts)
         return tail if kept.result is None else oee.rollup([kept.result, tail], machine), steps
 
     @property
     def _lookback_s(self) -> float:
         return _LOOKBACK_S + self.settings.startup_window_s
 
-    def _view(self, tl: MachineTimeline, kept: _Settled, end: float,
-              ideal_s: float) -> _View:
-        """The intervals and classes the time since the settled past needs, and when each of
-        its counts' output began: from the recent intervals, or from all of them when a
-        count's output reaches back past the first of those."""
+    def _view(self, tl: MachineTimeline, counts: list[oee.CountEvent], kept: _Settled,
+              end: float, ideal_s: float) -> _View:
+        """The intervals and classes the time since the settled past needs, and when the
+        output of each of its counts (`counts`: tl.counts) began: from the recent intervals,
+        or from all of them when a count's output reaches back past the first of those."""
         s = self.settings
         states, cut = tl.intervals_since(kept.end - self._lookback_s, end)
         while True:
             states = checked_states(states, self.calendar)
             kinds, _ = classify(states, s.short_stop_s, s.planned_maintenance)
             look = _Timeline([(x.start, x.end) for x in states], kinds)
-            early = [(c.ts, _earliest(look, c, ideal_s)) for c in tl.counts]
+            early = [(c.ts, _earliest(look, c, ideal_s)) for c in counts]
             # (a count dated before the settled past's end adds nothing after it; one whose
             # output the intervals cannot place is put at its own time: -inf, below)
             if not cut or not states or all(e > states[0].start for ts, e in early

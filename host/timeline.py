@@ -15,8 +15,9 @@ from __future__ import annotations
 import logging
 import math
 from array import array
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from dataclasses import replace
+from math import isnan
 
 from . import oee
 from .events import Event
@@ -50,10 +51,15 @@ class MachineTimeline:
         # tuple took ~140 B where these take 9.
         self._ts = array("d")
         self._code = bytearray()  # _CODE of (state, reason)
-        self.counts: list[oee.CountEvent] = []
-        # Live use: counts the running shift's settled past holds, packed (archive): ~25 B a
-        # count instead of ~150. `counts` then holds only the later ones; all_counts() both.
-        self._packed: _Packed | None = None
+        # Counts in the order taken, as columns too (~25 B a count; a CountEvent took ~150):
+        # the live timeline merges a machine's counts of a minute, and a new CountEvent at
+        # each heartbeat lived a second or two, long enough to reach the collector's oldest
+        # garbage-collector generation, whose full pass (~50 ms at 10,000 nodes) it then
+        # set off every ~10 s. CountEvents are made when read (`counts`, `all_counts`).
+        self._counts = _Packed()
+        # Live use: the first `_archived` counts are in the running shift's settled past
+        # (archive): `counts` leaves them out; all_counts() and evaluate() see them.
+        self._archived = 0
         self._reasons: list[tuple[float, float | None, str]] = []
         # The earliest time an event taken since the last `settled()` can change (a state's
         # time, a count's first moment, -inf for a reason or a prune): the live OEE keeps the
@@ -99,26 +105,26 @@ class MachineTimeline:
             self.touched = -math.inf  # it may name any old stop
             self._reasons.append((float(start), None if end is None else float(end), reason))
 
+    @property
+    def counts(self) -> list[oee.CountEvent]:
+        """The counts after the archived ones, in the order taken (a new list each time)."""
+        return self._counts.events(self._archived)
+
     def archive(self, n: int) -> None:
-        """Pack the first `n` of `counts` (the live OEE no longer reads them: they are in its
-        settled past); all_counts() and evaluate() still see them."""
-        if n > 0:
-            if self._packed is None:
-                self._packed = _Packed()
-            self._packed.extend(self.counts[:n])
-            del self.counts[:n]
+        """Archive the first `n` of `counts` (the live OEE no longer reads them: they are in
+        its settled past); all_counts() and evaluate() still see them."""
+        self._archived = min(self._archived + max(n, 0), len(self._counts.ts))
 
     def unarchive(self) -> None:
-        """Unpack the archived counts back into `counts` (the settled past is recomputed)."""
-        if self._packed is not None:
-            self.counts[:0] = self._packed.events()
-            self._packed = None
+        """`counts` holds the archived counts again (the settled past is recomputed)."""
+        self._archived = 0
 
     def all_counts(self) -> list[oee.CountEvent]:
-        return self.counts if self._packed is None else self._packed.events() + self.counts
+        return self._counts.events(0)
 
     def _count(self, ts: float, kind: str, qty: float, start: float | None) -> None:
-        counts, coalesce_s = self.counts, self._coalesce_s
+        c, coalesce_s = self._counts, self._coalesce_s
+        good = kind == "GOOD"
         if coalesce_s > 0:
             bucket = ts // coalesce_s
             # Merged only while both spans lie inside the bucket and after the last state
@@ -127,20 +133,27 @@ class MachineTimeline:
             floor = max(bucket * coalesce_s, self._ts[-1] if self._ts else _MINUS_INF)
             point = start is None or start >= ts
             if (ts if start is None else start) >= floor:
-                for k in (-1, -2):  # the last GOOD and the last NG
-                    if len(counts) >= -k:
-                        p = counts[k]
-                        # a point (made where the event clock stood still) never joins a span:
-                        # together they would be spread over time it was not made in
-                        if (p.kind == kind and ts >= p.ts
-                                and (p.start is None or p.start >= p.ts) == point
-                                and (p.ts if p.start is None else p.start) >= floor):
-                            first = p.start if start is None else (
-                                start if p.start is None else min(p.start, start))
-                            counts[k] = oee.CountEvent(ts, kind, p.qty + qty, first)
-                            self.touched = min(self.touched, ts if first is None else first)
-                            return
-        counts.append(oee.CountEvent(ts, kind, qty, start))
+                n = len(c.ts)
+                for i in (n - 1, n - 2):  # the last GOOD and the last NG, not archived
+                    if i < self._archived:
+                        break
+                    p_ts, p_start = c.ts[i], c.start[i]
+                    p_none = isnan(p_start)  # no start
+                    # a point (made where the event clock stood still) never joins a span:
+                    # together they would be spread over time it was not made in
+                    if (c.good[i] == good and ts >= p_ts and (p_none or p_start >= p_ts) == point
+                            and (p_ts if p_none else p_start) >= floor):
+                        if start is not None and (p_none or start < p_start):
+                            c.start[i] = p_start = start  # (else the first, or none, stays)
+                            p_none = False
+                        c.ts[i] = ts
+                        c.qty[i] += qty
+                        self.touched = min(self.touched, ts if p_none else p_start)
+                        return
+        c.ts.append(ts)
+        c.start.append(math.nan if start is None else start)
+        c.qty.append(qty)
+        c.good.append(good)
         self.touched = min(self.touched, ts if start is None else min(ts, start))
 
     @property
@@ -154,9 +167,7 @@ class MachineTimeline:
         if i > 0:
             del self._ts[:i]
             del self._code[:i]
-        if self._packed is not None:  # filtered packed (unpacked, a shift's counts: ~150 B each)
-            self._packed = self._packed.since(before_s)
-        self.counts = [c for c in self.counts if c.ts >= before_s]
+        self._counts, self._archived = self._counts.since(before_s, self._archived)
         self._reasons = [r for r in self._reasons if r[1] is None or r[1] > before_s]
 
     def intervals(self, until_s: float) -> list[oee.StateInterval]:
@@ -213,28 +224,24 @@ class _Packed:
         self.ts, self.start, self.qty = array("d"), array("d"), array("d")
         self.good = bytearray()
 
-    def extend(self, counts: list[oee.CountEvent]) -> None:
-        for c in counts:
-            self.ts.append(c.ts)
-            self.start.append(math.nan if c.start is None else c.start)
-            self.qty.append(c.qty)
-            self.good.append(c.kind == "GOOD")
-
-    def since(self, before_s: float) -> _Packed | None:
-        """Those dated at or after `before_s` (None: none)."""
+    def since(self, before_s: float, first: int) -> tuple[_Packed, int]:
+        """Those dated at or after `before_s`, and how many of them were among the `first`."""
         keep = [i for i, t in enumerate(self.ts) if t >= before_s]
-        if not keep:
-            return None
+        if len(keep) == len(self.ts):
+            return self, first
         out = _Packed()
         out.ts.extend(self.ts[i] for i in keep)
         out.start.extend(self.start[i] for i in keep)
         out.qty.extend(self.qty[i] for i in keep)
         out.good.extend(self.good[i] for i in keep)
-        return out
+        return out, bisect_left(keep, first)
 
-    def events(self) -> list[oee.CountEvent]:
-        return [oee.CountEvent(t, "GOOD" if g else "NG", q, None if math.isnan(s) else s)
-                for t, s, q, g in zip(self.ts, self.start, self.qty, self.good)]
+    def events(self, lo: int) -> list[oee.CountEvent]:
+        """Those from the `lo`-th on, as CountEvents."""
+        ts, start, qty, good = self.ts, self.start, self.qty, self.good
+        return [oee.CountEvent(ts[i], "GOOD" if good[i] else "NG", qty[i],
+                               None if isnan(start[i]) else start[i])
+                for i in range(lo, len(ts))]
 
 
 def _with_reason(intervals: list[oee.StateInterval], start: float, end: float | None,
