@@ -56,7 +56,9 @@ class MachineTimeline:
         # each heartbeat lived a second or two, long enough to reach the collector's oldest
         # garbage-collector generation, whose full pass (~50 ms at 10,000 nodes) it then
         # set off every ~10 s. CountEvents are made when read (`counts`, `all_counts`).
-        self._counts = _Packed()
+        # _NO_COUNTS (shared, never written) until the first count: a collector holds a
+        # timeline per machine from its start, and empty columns take ~270 B.
+        self._counts = _NO_COUNTS
         # Live use: the first `_archived` counts are in the running shift's settled past
         # (archive): `counts` leaves them out; all_counts() and evaluate() see them.
         self._archived = 0
@@ -150,6 +152,8 @@ class MachineTimeline:
                         c.qty[i] += qty
                         self.touched = min(self.touched, ts if p_none else p_start)
                         return
+        if c is _NO_COUNTS:
+            c = self._counts = _Packed()
         c.ts.append(ts)
         c.start.append(math.nan if start is None else start)
         c.qty.append(qty)
@@ -242,6 +246,9 @@ class _Packed:
         return [oee.CountEvent(ts[i], "GOOD" if good[i] else "NG", qty[i],
                                None if isnan(start[i]) else start[i])
                 for i in range(lo, len(ts))]
+
+
+_NO_COUNTS = _Packed()
 
 
 def _with_reason(intervals: list[oee.StateInterval], start: float, end: float | None,
