@@ -391,12 +391,11 @@ class Deriver:
         inst = cal.shift_at(now_s) if cal is not None else None
         now = self._mono(now_s)
         out = {}
-        results = self._live.glance(
-            ((n.tracker.machine, getattr(n.cfg, "ideal_cycle_s", None))
-             for n in self._nodes.values()), inst, now_s) if inst else {}
-        for node in self._nodes.values():
+        nodes = [(n, getattr(n.cfg, "ideal_cycle_s", None)) for n in self._nodes.values()]
+        results = self._live.glance(((n.tracker.machine, ideal) for n, ideal in nodes),
+                                    inst, now_s) if inst else {}
+        for node, ideal in nodes:
             tr = node.tracker
-            ideal = getattr(node.cfg, "ideal_cycle_s", None)
             result = results.get(tr.machine)
             silent = (node.last_rx is None
                       or now - node.last_rx > _SILENT_PERIODS * node.heartbeat_s)
