@@ -493,7 +493,7 @@ class Deriver:
             heartbeat_s = float(getattr(cfg, "heartbeat_s", None) or self._heartbeat_s)
             node = self._nodes[node_id] = _Node(cfg, tracker, NodeClock(), heartbeat_s)
             self._machines = None
-            self._live.timeline(cfg.machine)
+            self._live.expect(cfg.machine)
         return node
 
     def _lamp_map(self, rules: Mapping[str, str] | None) -> LampMap:

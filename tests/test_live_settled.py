@@ -14,7 +14,7 @@ import pytest
 from lampwatch import oee
 from lampwatch.events import Event
 from lampwatch.live_oee import OEESettings, ShiftOEE
-from lampwatch.timeline import oee_data
+from lampwatch.timeline import MachineTimeline, oee_data
 
 M = "huller-1"
 IDEAL = 2.0
@@ -299,21 +299,27 @@ def test_the_figure_does_not_depend_on_when_it_was_evaluated_before(seed):
         assert all(o == a for o in others), minute  # every field, exactly
 
 
-@pytest.mark.parametrize("calendar", [None, oee.Calendar("UTC", ())], ids=["none", "no shifts"])
-def test_without_a_shift_the_timelines_keep_only_the_last_hour_or_so(calendar):
-    """A collector with no shift running kept every state change and count it took, for
-    ever: 12 hours of a machine counting every 10 s and changing state every 4 minutes now
-    leave about the last hour and a quarter (what a shift starting now would read)."""
-    live = ShiftOEE(calendar, SETTINGS)
-    t0 = SHIFT_START
-    for k in range(1, 12 * 360 + 1):
-        t = t0 + 10 * k
+def _idle_hours(live: ShiftOEE, hours: int) -> float:
+    """`hours` of a machine counting every 10 s and changing state every 4 minutes from
+    SHIFT_START, a tick a minute; returns the end."""
+    for k in range(1, hours * 360 + 1):
+        t = SHIFT_START + 10 * k
         live.absorb([count(t, t - 10, 3)] + ([state(t - 5, ("RUN", "IDLE")[k // 24 % 2])]
                                                if k % 24 == 0 else []))
         if k % 6 == 0:  # a tick a minute (the collector ticks every second)
             live.tick(t, [(1, M, IDEAL)])
+    return SHIFT_START + hours * 3600
+
+
+def test_between_shifts_the_timelines_keep_only_the_last_hour_or_so():
+    """A collector with no shift running kept every state change and count it took, for
+    ever: 12 hours between shifts now leave about the last hour and a quarter (what a shift
+    starting now would read)."""
+    sunday = oee.Calendar("UTC", (oee.Shift("S", "06:00", "14:00", weekdays=(6,)),))
+    assert datetime.fromtimestamp(SHIFT_START, timezone.utc).weekday() == 1  # a Tuesday
+    live = ShiftOEE(sunday, SETTINGS)
+    now = _idle_hours(live, 12)
     tl = live.timeline(M)
-    now = t0 + 12 * 3600
     kept = tl.all_counts()
     assert kept and min(c.ts for c in kept) >= now - 3600 - 900 - 60
     assert len(kept) <= 2 * 80  # one GOOD a minute (coalesced), about 75 minutes
@@ -321,26 +327,39 @@ def test_without_a_shift_the_timelines_keep_only_the_last_hour_or_so(calendar):
     assert len(starts) <= 20 and starts[0] >= now - 3600 - 900 - 240  # the one in effect then
 
 
+@pytest.mark.parametrize("calendar", [None, oee.Calendar("UTC", ())], ids=["none", "no shifts"])
+def test_without_shifts_no_timeline_is_kept(calendar):
+    """With no shift to evaluate, nothing reads a timeline: kept, they were most of what a
+    collector held per node in the steady state (its last 75 minutes)."""
+    live = ShiftOEE(calendar, SETTINGS)
+    _idle_hours(live, 2)
+    assert live.timelines == {}
+    live.expect(M)  # a configured machine (the deriver's nodes)
+    assert live.timelines == {}
+    assert not live.keeps and ShiftOEE(CAL, SETTINGS).keeps
+
+
 def test_a_shift_after_an_idle_gap_has_the_figures_of_all_its_events():
     """Pruned while no shift ran: the next shift still sees the state in effect at its
     start and every count whose output reaches into it."""
     cal = oee.Calendar("UTC", (oee.Shift("A", "06:00", "14:00"),))
     live = ShiftOEE(cal, SETTINGS)
-    everything = ShiftOEE(None, SETTINGS)  # never ticked: never pruned
+    everything = MachineTimeline(M, coalesce_s=60.0)  # never pruned
     t0 = SHIFT_START - 10 * 3600  # 20:00 the evening before: 10 idle hours
     for k in range(1, 18 * 360 - 6 + 1):  # until 13:59, the shift still running
         t = t0 + 10 * k
         evs = [count(t, t - 10, 3)] + ([state(t - 5, ("RUN", "STOP")[k // 24 % 2])]
                                        if k % 24 == 0 else [])
         live.absorb(evs)
-        everything.absorb(evs)
+        for ev in evs:
+            everything.add(ev)
         if k % 6 == 0:
             live.tick(t, [(1, M, IDEAL)])
     assert min(c.ts for c in live.timeline(M).all_counts()) > t0 + 3600  # it did prune
     inst = cal.shift_at(SHIFT_START + 1)
     now = SHIFT_START + 8 * 3600 - 60
     got = live.evaluate(M, IDEAL, inst, now)
-    want = everything.timeline(M).evaluate(IDEAL, cal, inst.start, inst.end, until_s=now, now=now,
+    want = everything.evaluate(IDEAL, cal, inst.start, inst.end, until_s=now, now=now,
                                            short_stop_s=SETTINGS.short_stop_s,
                                            startup_window_s=SETTINGS.startup_window_s)
     for f in SUMMED:
