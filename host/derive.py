@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -456,23 +457,35 @@ class Deriver:
             self._replaying = False
         last_state: dict[str, Event] = {}
         latest_s = max((self._utc(n.last_rx) for n in self._nodes.values()
-                        if n.last_rx is not None), default=None)
+                        if n.last_rx is not None), default=-math.inf)
+        nodes = self._nodes
+        # Taken into the timelines in chunks, in order (the loop below touches no timeline,
+        # nor what _absorb holds back): a million or more events after a restart.
+        chunk: list[Event] = []
         for ev in events:
-            self._absorb([ev])
-            latest_s = ev.ts_s if latest_s is None else max(latest_s, ev.ts_s)
-            if ev.kind == "state" and ev.machine is not None:
-                last_state[ev.machine] = ev
-            elif ev.kind == "count" and ev.node_id in self._nodes:
-                self._seed_counts(self._nodes[ev.node_id], ev)
-            elif ev.kind == "hello" and ev.node_id in self._nodes and ev.data.get("heartbeat_ms"):
-                node = self._nodes[ev.node_id]
+            chunk.append(ev)
+            if len(chunk) == 4096:
+                self._absorb(chunk)
+                chunk = []
+            if ev.ts_s > latest_s:
+                latest_s = ev.ts_s
+            kind = ev.kind
+            if kind == "count":
+                if ev.node_id in nodes:
+                    self._seed_counts(nodes[ev.node_id], ev)
+            elif kind == "state":
+                if ev.machine is not None:
+                    last_state[ev.machine] = ev
+            elif kind == "hello" and ev.node_id in nodes and ev.data.get("heartbeat_ms"):
+                node = nodes[ev.node_id]
                 if node.last_heard is None or ev.ts_s >= self._utc(node.last_heard) - 1.0:
                     node.heartbeat_s = ev.data["heartbeat_ms"] / 1000.0
+        self._absorb(chunk)
         for node in self._nodes.values():
             ev = last_state.get(node.tracker.machine)
             if ev is not None:
                 node.tracker.restore(ev.data["state"], ev.data.get("reason"), ev.ts_s)
-        if latest_s is not None:
+        if latest_s > -math.inf:
             self._live.resume(latest_s, self._final_grace_s())
 
     def _seed_counts(self, node: _Node, ev: Event) -> None:

@@ -25,6 +25,8 @@ class Event:
     def from_row(cls, ts_s: float, kind: str, node_id: int | None, machine: str | None,
                  data: str | dict | None) -> Event:
         """An Event from an `events` row (data as JSON text or a dict)."""
-        if isinstance(data, str):
-            data = json.loads(data) if data else {}
+        if isinstance(data, str):  # (a restart decodes a million or more: no second copy)
+            data = {} if not data or data == "{}" else json.loads(data)
+            if type(data) is dict:
+                return cls(float(ts_s), kind, node_id, machine, data)
         return cls(float(ts_s), kind, node_id, machine, dict(data or {}))

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import dataclasses
-import heapq
 import logging
 import threading
 import time
@@ -82,14 +81,23 @@ def replay(deriver: DeriverProtocol, journal: Journal, config: Any, now_s: float
 
     def events() -> Iterator[Event]:
         """The few rows above and the shift's events (streamed: a million or more), merged
-        in id order, each once."""
-        last = None
-        for r in heapq.merge(sorted(latest.values(), key=_row_id), journal.replay_events(since),
-                             key=_row_id):
-            if r.id != last:
-                last = r.id
-                read[0] += 1
-                yield Event.from_row(r.ts_s, r.kind, r.node_id, r.machine, r.data)
+        in id order, each once. (By hand: heapq.merge cost ~0.1 s a million rows more.)"""
+        extra = sorted(latest.values(), key=_row_id)
+        k, n = 0, len(extra)
+        from_row = Event.from_row
+        for r in journal.replay_events(since):
+            rid = r.id
+            while k < n and extra[k].id <= rid:
+                x = extra[k]
+                k += 1
+                if x.id < rid:  # (one of the same id comes from the stream)
+                    read[0] += 1
+                    yield from_row(x.ts_s, x.kind, x.node_id, x.machine, x.data)
+            read[0] += 1
+            yield from_row(r.ts_s, r.kind, r.node_id, r.machine, r.data)
+        for x in extra[k:]:
+            read[0] += 1
+            yield from_row(x.ts_s, x.kind, x.node_id, x.machine, x.data)
 
     deriver.replay(frames(), events())
     log.info("rebuilt state from the journal: %d frames, %d events", replayed[0], read[0])
