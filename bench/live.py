@@ -1,16 +1,19 @@
 """Live benchmark: a plant's collector over simulated hours of a shift, against a baseline.
 
     .venv/bin/python bench/live.py [--machines 1000] [--hours 2] [--heartbeat-s 10]
+                                   [--lamp-every-s 240] [--no-calendar]
                                    [--window-min 10] [--restart-at H] [--no-baseline]
 
 A collector (the real Collector, Deriver with a three-shift calendar, journal with its
 upkeep: rollups and retention) is fed, in this process and on a simulated clock, what
 `--machines` nodes send: a HEARTBEAT every `--heartbeat-s` with the parts made since (a part
-per 2.5 s while running), a LAMP frame when the lamp changes (about every 4 minutes), and its
-tick once a simulated second, as the runtime does. Frames go straight to Collector.submit
-(no UDP: bench/ingest.py prices that) and are committed in batches of 2,000, like a busy
-collector's. Hours of a shift pass in minutes, so what grows with the shift shows: the live
-OEE, the per-minute rollups, the clock anchors, the timelines.
+per 2.5 s while running), a LAMP frame when the lamp changes (about every `--lamp-every-s`: 4
+minutes), and its tick once a simulated second, as the runtime does. Frames go straight to
+Collector.submit (no UDP: bench/ingest.py prices that) and are committed in batches of
+2,000, like a busy collector's. Hours of a shift pass in minutes, so what grows with the
+shift shows: the live OEE, the per-minute rollups, the clock anchors, the timelines.
+`--no-calendar`: a collector without shifts (no live OEE), whose memory should stop growing
+once every window is full (a dedupe bitmap spans 2,048 frames: 34 min at 1 frame/s).
 
 Per `--window-min` simulated minutes it prints the RSS and the tick's wall time (p50, p99,
 max: the tick blocks ingest while it runs), and for the whole run the CPU per frame and per
@@ -54,7 +57,7 @@ def pct(xs: list[float], p: float) -> float:
 
 
 def run(kind: str, machines: int, hours: float, hb_s: float, window_min: float,
-        restart_at: float | None = None) -> dict:
+        restart_at: float | None = None, lamp_s: float = 240.0, calendar: bool = True) -> dict:
     """One run in this process: "lampwatch" or "baseline"."""
     import asyncio
 
@@ -65,7 +68,7 @@ def run(kind: str, machines: int, hours: float, hb_s: float, window_min: float,
     from lampwatch.runtime import CollectorRuntime
 
     tmp = Path(tempfile.mkdtemp(prefix="lwlive"))
-    path = write_config(tmp, 0, machines, "normal", calendar=True)
+    path = write_config(tmp, 0, machines, "normal", calendar=calendar)
     cfg = load_config(path)
     now = [T0]
     out: dict = {"kind": kind, "windows": []}
@@ -131,11 +134,11 @@ def run(kind: str, machines: int, hours: float, hb_s: float, window_min: float,
                             after = None
                 up = int((t - T0 + 5.0) * 1000)
                 seq[i] += 1
-                if (k * hb_s + i * 7.0) % 240.0 < hb_s:  # about every 4 min: the lamp changes
+                if (k * hb_s + i * 7.0) % lamp_s < hb_s:  # about every lamp_s: the lamp changes
                     lamp[i] ^= 1
                     f = c.lamp(BOOT, seq[i], up, [(lwproto.GREEN, lamp[i], up)])
-                else:
-                    good[i] += int(hb_s / 2.5) if lamp[i] else 0
+                else:  # the parts made since the last heartbeat (a part per 2.5 s running)
+                    good[i] += int((k + 1) * hb_s / 2.5) - int(k * hb_s / 2.5) if lamp[i] else 0
                     f = c.heartbeat(BOOT, seq[i], up, good[i], 0, [lamp[i], 0, 0, 0, 0])
                 col.submit(f, "udp:127.0.0.1:1", None)
                 frames += 1
@@ -170,6 +173,8 @@ def main() -> None:
     ap.add_argument("--machines", type=int, default=1000)
     ap.add_argument("--hours", type=float, default=2.0)
     ap.add_argument("--heartbeat-s", type=float, default=10.0)
+    ap.add_argument("--lamp-every-s", type=float, default=240.0)
+    ap.add_argument("--no-calendar", action="store_true")
     ap.add_argument("--window-min", type=float, default=10.0)
     ap.add_argument("--restart-at", type=float, help="simulated hours: restart the collector")
     ap.add_argument("--no-baseline", action="store_true")
@@ -177,17 +182,21 @@ def main() -> None:
     args = ap.parse_args()
     if args.run:  # a child: one run, its JSON on stdout
         print(json.dumps(run(args.run, args.machines, args.hours, args.heartbeat_s,
-                             args.window_min, args.restart_at)))
+                             args.window_min, args.restart_at, args.lamp_every_s,
+                             not args.no_calendar)))
         return
     result = {"date": time.strftime("%Y-%m-%d"),
               "machine": {"cores": os.cpu_count(), "python": sys.version.split()[0]},
               "settings": {"machines": args.machines, "hours": args.hours,
-                           "heartbeat_s": args.heartbeat_s, "restart_at": args.restart_at}}
+                           "heartbeat_s": args.heartbeat_s, "restart_at": args.restart_at,
+                           "lamp_every_s": args.lamp_every_s,
+                           "calendar": not args.no_calendar}}
     for kind in ("lampwatch",) if args.no_baseline else ("lampwatch", "baseline"):
         child = subprocess.run(
             [sys.executable, __file__, "--run", kind, "--machines", str(args.machines),
              "--hours", str(args.hours), "--heartbeat-s", str(args.heartbeat_s),
-             "--window-min", str(args.window_min)]
+             "--window-min", str(args.window_min), "--lamp-every-s", str(args.lamp_every_s)]
+            + (["--no-calendar"] if args.no_calendar else [])
             + ([] if args.restart_at is None else ["--restart-at", str(args.restart_at)]),
             check=True, capture_output=True, text=True)
         result[kind] = json.loads(child.stdout.strip().splitlines()[-1])

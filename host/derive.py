@@ -467,8 +467,7 @@ class Deriver:
             if len(chunk) == 4096:
                 self._absorb(chunk)
                 chunk = []
-            if ev.ts_s > latest_s:
-                latest_s = ev.ts_s
+            latest_s = max(latest_s, ev.ts_s)
             kind = ev.kind
             if kind == "count":
                 if ev.node_id in nodes:
