@@ -29,6 +29,9 @@ __all__ = ["OEESettings", "ShiftOEE"]
 
 log = logging.getLogger(__name__)
 
+# What a shift evaluated from `start` may read besides its own time: the state changes from
+# this long before it (the state in effect, a stop run going on, where the output of a count
+# after a silence lies), not the counts dated before it (their output lies before it).
 _PRUNE_MARGIN_S = 3600.0
 _COALESCE_S = 60.0  # live count timeline: one GOOD and one NG entry per minute and state
 _TIMELINE_KINDS = frozenset({"state", "count", "reason"})
@@ -200,7 +203,7 @@ class ShiftOEE:
 
     def _prune_idle(self, now_s: float) -> None:
         """No shift running and no final owed: the timelines need nothing older than what a
-        shift starting now would (its start less _PRUNE_MARGIN_S). Without this a collector
+        shift starting now would (its start less _PRUNE_MARGIN_S, no count). Without this a collector
         between two shifts kept every state change and count it took. A round
         over the timelines prunes PER_TICK a tick, and the next begins _PRUNE_MARGIN_S / 4
         of event time after it ended."""
@@ -210,7 +213,8 @@ class ShiftOEE:
         if not queue:
             queue.extend(self.timelines)
         for _ in range(min(PER_TICK, len(queue))):
-            self.timelines[queue.pop()].prune(now_s - _PRUNE_MARGIN_S)  # never removed
+            # (a shift yet to come starts after now: a count dated before it is never read)
+            self.timelines[queue.pop()].prune(now_s - _PRUNE_MARGIN_S, now_s)  # never removed
         if not queue:
             self._idle_next = now_s + _PRUNE_MARGIN_S / 4
 
@@ -221,7 +225,7 @@ class ShiftOEE:
         starts = [i.start for i in (self.shift, self._ended) if i is not None]
         if starts:
             for tl in self.timelines.values():
-                tl.prune(min(starts) - _PRUNE_MARGIN_S)
+                tl.prune(min(starts) - _PRUNE_MARGIN_S, min(starts))
 
     def _events(self, inst: oee.ShiftInstance, at_s: float, final: bool,
                 machines: list[tuple[int, str, float | None]]) -> tuple[list[Event], list]:

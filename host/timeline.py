@@ -164,14 +164,16 @@ class MachineTimeline:
     def last_change_s(self) -> float | None:
         return self._ts[-1] if self._ts else None
 
-    def prune(self, before_s: float) -> None:
-        """Forget data older than `before_s`, keeping the state change in effect at it."""
+    def prune(self, before_s: float, counts_before_s: float | None = None) -> None:
+        """Forget data older than `before_s`, keeping the state change in effect at it, and
+        the counts dated before `counts_before_s` (default `before_s`)."""
         self.touched = -math.inf  # what the live OEE kept stands on what goes here
         i = bisect_right(self._ts, before_s) - 1
         if i > 0:
             del self._ts[:i]
             del self._code[:i]
-        self._counts, self._archived = self._counts.since(before_s, self._archived)
+        cut = before_s if counts_before_s is None else counts_before_s
+        self._counts, self._archived = self._counts.since(cut, self._archived)
         self._reasons = [r for r in self._reasons if r[1] is None or r[1] > before_s]
 
     def intervals(self, until_s: float) -> list[oee.StateInterval]:

@@ -311,20 +311,53 @@ def _idle_hours(live: ShiftOEE, hours: int) -> float:
     return SHIFT_START + hours * 3600
 
 
-def test_between_shifts_the_timelines_keep_only_the_last_hour_or_so():
+def test_between_shifts_the_timelines_keep_the_last_hours_states_and_no_older_count():
     """A collector with no shift running kept every state change and count it took, for
-    ever: 12 hours between shifts now leave about the last hour and a quarter (what a shift
-    starting now would read)."""
+    ever: 12 hours between shifts now leave the state changes of about the last hour and a
+    quarter and the counts since the last prune (what a shift starting now would read)."""
     sunday = oee.Calendar("UTC", (oee.Shift("S", "06:00", "14:00", weekdays=(6,)),))
     assert datetime.fromtimestamp(SHIFT_START, timezone.utc).weekday() == 1  # a Tuesday
     live = ShiftOEE(sunday, SETTINGS)
     now = _idle_hours(live, 12)
     tl = live.timeline(M)
     kept = tl.all_counts()
-    assert kept and min(c.ts for c in kept) >= now - 3600 - 900 - 60
-    assert len(kept) <= 2 * 80  # one GOOD a minute (coalesced), about 75 minutes
+    # counts: only those since the last round (a shift yet to come starts after it); a
+    # round a quarter of an hour after the one before
+    assert kept and min(c.ts for c in kept) >= now - 900 - 60
+    assert len(kept) <= 2 * 17  # one GOOD a minute (coalesced)
     starts = [s.start for s in tl.intervals(now)]
     assert len(starts) <= 20 and starts[0] >= now - 3600 - 900 - 240  # the one in effect then
+
+
+def test_a_shift_keeps_no_count_from_before_it():
+    """A count dated before a shift's start has all its output before it (host/losses.py
+    lays output back from a count's time), so the shift never reads it: an hour of them was
+    kept through every shift. The state changes of that hour stay (the state in effect at
+    the start, a stop run going on, where a later count's output lies)."""
+    live = ShiftOEE(CAL, SETTINGS)
+    everything = MachineTimeline(M, coalesce_s=60.0)
+    t0 = SHIFT_START - 7200
+    for k in range(1, 3 * 360 + 1):  # 04:00 to 07:00, the shift from 06:00
+        t = t0 + 10 * k
+        evs = [count(t, t - 10, 3)] + ([state(t - 5, ("RUN", "STOP")[k // 24 % 2])]
+                                       if k % 24 == 0 else [])
+        live.absorb(evs)
+        for ev in evs:
+            everything.add(ev)
+        if k % 6 == 0:
+            live.tick(t, [(1, M, IDEAL)])
+    tl = live.timeline(M)
+    assert min(c.ts for c in tl.all_counts()) >= SHIFT_START
+    now = SHIFT_START + 3600
+    assert tl.intervals(now)[0].start <= SHIFT_START - 3600 + 240  # the states of the hour
+    inst = CAL.shift_at(SHIFT_START + 1)
+    got = live.evaluate(M, IDEAL, inst, now)
+    want = everything.evaluate(IDEAL, CAL, inst.start, inst.end, until_s=now, now=now,
+                               short_stop_s=SETTINGS.short_stop_s,
+                               startup_window_s=SETTINGS.startup_window_s)
+    for f in SUMMED:
+        assert getattr(got, f) == pytest.approx(getattr(want, f), rel=1e-9, abs=1e-6), f
+    assert got.good == want.good > 0
 
 
 @pytest.mark.parametrize("calendar", [None, oee.Calendar("UTC", ())], ids=["none", "no shifts"])
