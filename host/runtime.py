@@ -51,8 +51,9 @@ def replay(deriver: DeriverProtocol, journal: Journal, config: Any, now_s: float
     Frames: each node's last frames before it was last heard (the journal's `heard` table:
     clock anchor, lamps, last heard, whatever the outage's length), and every frame of the
     last few heartbeat periods. Events: the last count of every boot (so per-boot totals
-    never count twice), each machine's last state from before the running shift (or the
-    last day), then everything since its start (with the shifts' final points).
+    never count twice), each machine's last state from before the shifts it rebuilds (the
+    running one and any that may still owe its final point; else the last day), then
+    everything since (with the shifts' final points).
     """
     periods = [3 * n.heartbeat_s for n in config.nodes.values()] or [0.0]
     # Only the ids are held (512 frames a node add up: as rows ~130 MB at 1,000 nodes, decoded
@@ -71,8 +72,16 @@ def replay(deriver: DeriverProtocol, journal: Journal, config: Any, now_s: float
             replayed[0] += 1
             yield frame, rx_s
 
-    shift = config.calendar.shift_at(now_s) if config.calendar.shifts else None
-    since = shift.start if shift is not None else now_s - _DAY_S
+    # From the start of every shift the deriver evaluates after the replay: the one running
+    # now, and those at the journal's latest time and a heartbeat period before it, whose
+    # final point may be owed (ShiftOEE.resume). After an outage across a shift's end these
+    # differ: read from the running shift's start only, the ended shift's final point was
+    # made from its last state and one count.
+    cal = config.calendar
+    latest_s = journal.last_time()
+    times = [now_s] + ([] if latest_s is None else [latest_s, latest_s - max(periods) - 1.0])
+    starts = [i.start for i in map(cal.shift_at, times) if i is not None] if cal.shifts else []
+    since = min(starts) if starts else now_s - _DAY_S
     latest = {r.id: r for r in journal.last_counts()}
     # A machine that has not changed state since before the shift began still needs that
     # state (and its start) to rebuild the shift's timeline.

@@ -88,3 +88,36 @@ def test_a_restart_late_in_a_shift_streams_its_events_and_reads_only_what_it_reb
     d = Deriver(cfg)  # and the real deriver rebuilds the shift from the stream
     replay(d, j, cfg, T0 + 5 * 3600)
     assert d.snapshot(T0 + 5 * 3600)["press"].result.good == 60_000
+
+
+def test_a_final_owed_after_an_outage_across_the_shifts_end_has_the_whole_shift(tmp_path):
+    """The collector is down from 15:00 to 17:00; shift A ended at 16:00 without its final
+    point, and B runs when it starts again. The replay read only from B's start, so A's
+    final was made from its last state and one count: 4 parts against 10,080 made, a
+    performance of 0.03 %, written to the journal and InfluxDB as the shift's figure."""
+    cfg = parse_config({
+        "collector": {"udp_listen": "127.0.0.1:0", "journal": str(tmp_path / "j.sqlite")},
+        "nodes": [{"id": 7, "plant": "p", "line": "l", "machine": "press",
+                   "key": bytes(range(16)).hex(), "ideal_cycle_s": 2.0}],
+        "calendar": {"time_zone": "UTC",
+                     "shifts": [{"name": "A", "start": "08:00", "end": "16:00"},
+                                {"name": "B", "start": "16:00", "end": "00:00"}]},
+    })
+    j = Journal(tmp_path / "j.sqlite")
+    # What the press did: it ran from 07:59 on, 4 parts every 10 s until 15:00.
+    rows = [(T0 - 60, "state", 7, "press", {"state": "RUN", "prev": "OFF"})]
+    for k in range(1, 7 * 360 + 1):
+        rows.append((T0 + 10 * k, "count", 7, "press",
+                     {"good": 4, "ng": 0, "since_s": T0 + 10 * (k - 1), "good_total": 4 * k,
+                      "ng_total": 0, "boot_id": 1}))
+    j.commit(events=rows)
+    d = Deriver(cfg)
+    now = T0 + 9 * 3600
+    replay(d, j, cfg, now)
+    finals = [e for t in range(30) for e in d.tick(now + t)
+              if e.kind == "oee" and e.data["final"]]
+    assert [(e.data["shift"], e.ts_s) for e in finals] == [("A", T0 + 8 * 3600)]
+    data = finals[0].data
+    assert data["good"] == 4 * 7 * 360 and data["ng"] == 0
+    assert data["availability"] == 1.0  # RUN all shift, as journaled
+    assert abs(data["performance"] - 4 * 7 * 360 * 2.0 / (8 * 3600)) < 1e-9

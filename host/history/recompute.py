@@ -57,6 +57,7 @@ class _AsOf:
 
     def __init__(self, journal: HistoryJournal, t: float):
         self.j, self.t = journal, t
+        self._heard: list | None = None  # (a scan of the frames: once)
 
     def recent_frame_ids(self, since_s: float, limit: int = 0):
         return self.j.frame_ids_between(since_s, self.t)
@@ -65,7 +66,13 @@ class _AsOf:
         return self.j.frames_by_id(ids)
 
     def heard(self):
-        return self.j.heard_before(self.t)
+        if self._heard is None:
+            self._heard = self.j.heard_before(self.t)
+        return self._heard
+
+    def last_time(self) -> float | None:
+        """The newest receive time before `t` (what the replay's shifts are chosen by)."""
+        return max((h.rx_s for h in self.heard()), default=None)
 
     def node_tail_ids(self, heard, frames: int):
         return self.j.node_tail_ids_before(heard, frames, self.t)
