@@ -476,9 +476,9 @@ class Deriver:
                 if ev.machine is not None:
                     last_state[ev.machine] = ev
             elif kind == "hello" and ev.node_id in nodes and ev.data.get("heartbeat_ms"):
-                node = nodes[ev.node_id]
-                if node.last_heard is None or ev.ts_s >= self._utc(node.last_heard) - 1.0:
-                    node.heartbeat_s = ev.data["heartbeat_ms"] / 1000.0
+                # the node's period until its next hello: the last one (in arrival order)
+                # holds, however many frames came since
+                nodes[ev.node_id].heartbeat_s = ev.data["heartbeat_ms"] / 1000.0
         self._absorb(chunk)
         for node in self._nodes.values():
             ev = last_state.get(node.tracker.machine)

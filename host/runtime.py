@@ -54,9 +54,9 @@ def replay(deriver: DeriverProtocol, journal: Journal, config: Any, now_s: float
     Frames: each node's last frames before it was last heard (the journal's `heard` table:
     clock anchor, lamps, last heard, whatever the outage's length), and every frame of the
     last few heartbeat periods. Events: the last count of every boot (so per-boot totals
-    never count twice), each machine's last state from before the shifts it rebuilds (the
-    running one and any that may still owe its final point; else the last hour), then
-    everything since (with the shifts' final points).
+    never count twice), each machine's last state and hello from before the shifts it
+    rebuilds (the running one and any that may still owe its final point; else the last
+    hour), then everything since (with the shifts' final points).
     """
     periods = [3 * n.heartbeat_s for n in config.nodes.values()] or [0.0]
     # Only the ids are held (512 frames a node add up: as rows ~130 MB at 1,000 nodes, decoded
@@ -89,6 +89,8 @@ def replay(deriver: DeriverProtocol, journal: Journal, config: Any, now_s: float
     # A machine that has not changed state since before the shift began still needs that
     # state (and its start) to rebuild the shift's timeline.
     latest.update((r.id, r) for r in journal.last_before("state", since))
+    # and a node's heartbeat period is what its last hello said, however long ago
+    latest.update((r.id, r) for r in journal.last_before("hello", since))
     read = [0]
 
     def events() -> Iterator[Event]:

@@ -404,6 +404,24 @@ def test_replay_keeps_a_journaled_unknown():
         (2, 0, 7, 0, BOOT_A)]
 
 
+def test_replay_keeps_the_heartbeat_period_a_hello_announced_long_ago():
+    """A node announced a 60 s heartbeat (its config says none: 10 s by default) two hours
+    before the restart; the replay's frames are only its last ones. The period came back
+    only if the hello was within a second of the node's last frame, so after every restart
+    such a node went UNKNOWN 30 s after each heartbeat."""
+    live = deriver()
+    frames = [(frame(hello(hb_ms=60_000), 0, 0), T0)]
+    frames += [(frame(hb(k, 0, green=ON), k, k * 60_000), T0 + k * 60) for k in range(1, 121)]
+    events = [e for f in frames for e in live.on_frame(*f)]
+    assert [e.kind for e in events].count("hello") == 1
+    last = T0 + 120 * 60
+    assert states(live.tick(last + 100)) == []  # 100 s < 3 x 60 s
+    again = deriver()
+    again.replay(frames[-50:], events)  # its last frames (the journal's tail) and the events
+    assert states(again.tick(last + 100)) == []
+    assert states(again.tick(last + 181)) == [(180.0 + 120 * 60, "UNKNOWN")]
+
+
 def test_live_count_timeline_coalesces_per_minute_and_state():
     from lampwatch.timeline import MachineTimeline
 

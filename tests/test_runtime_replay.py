@@ -156,3 +156,27 @@ def test_with_no_shift_to_rebuild_a_restart_reads_the_last_hour_not_the_last_day
     replay(d, j, cfg, now)
     snap = d.snapshot(now)["press"]
     assert (snap.state, snap.since_s) == ("RUN", T0)
+
+
+def test_a_restart_reads_each_nodes_last_hello_however_old(tmp_path):
+    """The heartbeat period a node announced in its hello two days ago still holds; the
+    replay read hellos only from its window, so the node's silence was judged by the
+    config's period after a restart (UNKNOWN 30 s after each 60 s heartbeat)."""
+    from lampwatch.derive_api import NullDeriver
+
+    cfg = config(tmp_path / "j.sqlite")
+    j = Journal(tmp_path / "j.sqlite")
+    hello = {"fw": "0.3.0", "reset_cause": "power_on", "config_hash": "a1b2c3d4",
+             "heartbeat_ms": 60_000, "lamp_mask": 7}
+    j.commit(events=[(T0 - 2 * 86400, "hello", 7, "press", hello),
+                     (T0 - 2 * 86400 + 1, "state", 7, "press", {"state": "RUN", "prev": "OFF"}),
+                     (T0 + 3000, "count", 7, "press", {"good": 2, "ng": 0, "good_total": 2,
+                                                       "ng_total": 0, "boot_id": 1})])
+    got = []
+
+    class Reader(NullDeriver):
+        def replay(self, frames, events=()):
+            got.extend((ev.kind, ev.data.get("heartbeat_ms")) for ev in events)
+
+    replay(Reader(), j, cfg, T0 + 3600)
+    assert ("hello", 60_000) in got
