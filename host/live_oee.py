@@ -202,11 +202,11 @@ class ShiftOEE:
         return out
 
     def _prune_idle(self, now_s: float) -> None:
-        """No shift running and no final owed: the timelines need nothing older than what a
-        shift starting now would (its start less _PRUNE_MARGIN_S, no count). Without this a collector
-        between two shifts kept every state change and count it took. A round
-        over the timelines prunes PER_TICK a tick, and the next begins _PRUNE_MARGIN_S / 4
-        of event time after it ended."""
+        """No shift running and no final owed: the timelines need nothing a shift starting
+        now would not read (the state changes from _PRUNE_MARGIN_S before its start, no
+        count dated before it). Without this a collector between two shifts kept every state
+        change and count it took. A round over the timelines prunes PER_TICK a tick, and the
+        next begins _PRUNE_MARGIN_S / 4 of event time after it ended."""
         if now_s < self._idle_next:
             return
         queue = self._idle_queue

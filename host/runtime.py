@@ -76,8 +76,8 @@ def replay(deriver: DeriverProtocol, journal: Journal, config: Any, now_s: float
             yield frame, rx_s
 
     # From the start of every shift the deriver evaluates after the replay: the one running
-    # now, and those at the journal's latest time and a heartbeat period before it, whose
-    # final point may be owed (ShiftOEE.resume). After an outage across a shift's end these
+    # now, and those at the journal's latest time and a few heartbeat periods before it,
+    # whose final point may be owed (ShiftOEE.resume: one period and a second). After an outage across a shift's end these
     # differ: read from the running shift's start only, the ended shift's final point was
     # made from its last state and one count.
     cal = config.calendar
