@@ -393,8 +393,8 @@ def test_a_shift_after_an_idle_gap_has_the_figures_of_all_its_events():
     now = SHIFT_START + 8 * 3600 - 60
     got = live.evaluate(M, IDEAL, inst, now)
     want = everything.evaluate(IDEAL, cal, inst.start, inst.end, until_s=now, now=now,
-                                           short_stop_s=SETTINGS.short_stop_s,
-                                           startup_window_s=SETTINGS.startup_window_s)
+                               short_stop_s=SETTINGS.short_stop_s,
+                               startup_window_s=SETTINGS.startup_window_s)
     for f in SUMMED:
         assert getattr(got, f) == pytest.approx(getattr(want, f), rel=1e-9, abs=1e-6), f
     assert got.good == want.good > 0

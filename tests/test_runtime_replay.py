@@ -125,9 +125,9 @@ def test_a_final_owed_after_an_outage_across_the_shifts_end_has_the_whole_shift(
 
 def test_with_no_shift_to_rebuild_a_restart_reads_the_last_hour_not_the_last_day(tmp_path):
     """Without a running shift (a collector without shifts, or between two) the replay read
-    the last day's events: for a 1,000-node plant 5 hours took 17.8 s, a day would take
-    minutes, and nothing of them but each machine's last state and each boot's last count
-    was kept. It reads the last hour now (what a shift starting now would), and those."""
+    the last day's events: for a 1,000-node plant 5 hours of them took 17.8 s, and nothing
+    of them was kept but each machine's last state and each boot's last count. It reads
+    the last hour now (what a shift starting now would), and those."""
     from lampwatch.derive_api import NullDeriver
 
     cfg = parse_config({
