@@ -299,16 +299,34 @@ def test_the_figure_does_not_depend_on_when_it_was_evaluated_before(seed):
         assert all(o == a for o in others), minute  # every field, exactly
 
 
-def _idle_hours(live: ShiftOEE, hours: int) -> float:
-    """`hours` of a machine counting every 10 s and changing state every 4 minutes from
-    SHIFT_START, a tick a minute; returns the end."""
-    for k in range(1, hours * 360 + 1):
-        t = SHIFT_START + 10 * k
-        live.absorb([count(t, t - 10, 3)] + ([state(t - 5, ("RUN", "IDLE")[k // 24 % 2])]
-                                               if k % 24 == 0 else []))
+def _heartbeats(live: ShiftOEE, t0: float, n: int, stop: str = "IDLE",
+                also: MachineTimeline | None = None) -> float:
+    """`n` heartbeats of a machine counting every 10 s from `t0`, changing between RUN and
+    `stop` every 4 minutes, a tick a minute (also into `also`, never pruned); returns the
+    last one's time."""
+    for k in range(1, n + 1):
+        t = t0 + 10 * k
+        evs = [count(t, t - 10, 3)] + ([state(t - 5, ("RUN", stop)[k // 24 % 2])]
+                                       if k % 24 == 0 else [])
+        live.absorb(evs)
+        for ev in evs if also is not None else ():
+            also.add(ev)
         if k % 6 == 0:  # a tick a minute (the collector ticks every second)
             live.tick(t, [(1, M, IDEAL)])
-    return SHIFT_START + hours * 3600
+    return t0 + 10 * n
+
+
+def _same_as_unpruned(live: ShiftOEE, everything: MachineTimeline, cal: oee.Calendar,
+                      now: float) -> None:
+    """The live figure of the shift running at `now` equals one evaluation of all events."""
+    inst = cal.shift_at(now)
+    got = live.evaluate(M, IDEAL, inst, now)
+    want = everything.evaluate(IDEAL, cal, inst.start, inst.end, until_s=now, now=now,
+                               short_stop_s=SETTINGS.short_stop_s,
+                               startup_window_s=SETTINGS.startup_window_s)
+    for f in SUMMED:
+        assert getattr(got, f) == pytest.approx(getattr(want, f), rel=1e-9, abs=1e-6), f
+    assert got.good == want.good > 0
 
 
 def test_between_shifts_the_timelines_keep_the_last_hours_states_and_no_older_count():
@@ -318,7 +336,7 @@ def test_between_shifts_the_timelines_keep_the_last_hours_states_and_no_older_co
     sunday = oee.Calendar("UTC", (oee.Shift("S", "06:00", "14:00", weekdays=(6,)),))
     assert datetime.fromtimestamp(SHIFT_START, timezone.utc).weekday() == 1  # a Tuesday
     live = ShiftOEE(sunday, SETTINGS)
-    now = _idle_hours(live, 12)
+    now = _heartbeats(live, SHIFT_START, 12 * 360)
     tl = live.timeline(M)
     kept = tl.all_counts()
     # counts: only those since the last round (a shift yet to come starts after it); a
@@ -336,28 +354,12 @@ def test_a_shift_keeps_no_count_from_before_it():
     the start, a stop run going on, where a later count's output lies)."""
     live = ShiftOEE(CAL, SETTINGS)
     everything = MachineTimeline(M, coalesce_s=60.0)
-    t0 = SHIFT_START - 7200
-    for k in range(1, 3 * 360 + 1):  # 04:00 to 07:00, the shift from 06:00
-        t = t0 + 10 * k
-        evs = [count(t, t - 10, 3)] + ([state(t - 5, ("RUN", "STOP")[k // 24 % 2])]
-                                       if k % 24 == 0 else [])
-        live.absorb(evs)
-        for ev in evs:
-            everything.add(ev)
-        if k % 6 == 0:
-            live.tick(t, [(1, M, IDEAL)])
+    # 04:00 to 07:00, the shift from 06:00
+    now = _heartbeats(live, SHIFT_START - 7200, 3 * 360, "STOP", everything)
     tl = live.timeline(M)
     assert min(c.ts for c in tl.all_counts()) >= SHIFT_START
-    now = SHIFT_START + 3600
     assert tl.intervals(now)[0].start <= SHIFT_START - 3600 + 240  # the states of the hour
-    inst = CAL.shift_at(SHIFT_START + 1)
-    got = live.evaluate(M, IDEAL, inst, now)
-    want = everything.evaluate(IDEAL, CAL, inst.start, inst.end, until_s=now, now=now,
-                               short_stop_s=SETTINGS.short_stop_s,
-                               startup_window_s=SETTINGS.startup_window_s)
-    for f in SUMMED:
-        assert getattr(got, f) == pytest.approx(getattr(want, f), rel=1e-9, abs=1e-6), f
-    assert got.good == want.good > 0
+    _same_as_unpruned(live, everything, CAL, now)
 
 
 @pytest.mark.parametrize("calendar", [None, oee.Calendar("UTC", ())], ids=["none", "no shifts"])
@@ -365,7 +367,7 @@ def test_without_shifts_no_timeline_is_kept(calendar):
     """With no shift to evaluate, nothing reads a timeline: kept, they were most of what a
     collector held per node in the steady state (its last 75 minutes)."""
     live = ShiftOEE(calendar, SETTINGS)
-    _idle_hours(live, 2)
+    _heartbeats(live, SHIFT_START, 2 * 360)
     assert live.timelines == {}
     live.expect(M)  # a configured machine (the deriver's nodes)
     assert live.timelines == {}
@@ -377,27 +379,13 @@ def test_a_shift_after_an_idle_gap_has_the_figures_of_all_its_events():
     start and every count whose output reaches into it."""
     cal = oee.Calendar("UTC", (oee.Shift("A", "06:00", "14:00"),))
     live = ShiftOEE(cal, SETTINGS)
-    everything = MachineTimeline(M, coalesce_s=60.0)  # never pruned
+    everything = MachineTimeline(M, coalesce_s=60.0)
     t0 = SHIFT_START - 10 * 3600  # 20:00 the evening before: 10 idle hours
-    for k in range(1, 18 * 360 - 6 + 1):  # until 13:59, the shift still running
-        t = t0 + 10 * k
-        evs = [count(t, t - 10, 3)] + ([state(t - 5, ("RUN", "STOP")[k // 24 % 2])]
-                                       if k % 24 == 0 else [])
-        live.absorb(evs)
-        for ev in evs:
-            everything.add(ev)
-        if k % 6 == 0:
-            live.tick(t, [(1, M, IDEAL)])
+    # until 13:59, the shift still running
+    now = _heartbeats(live, t0, 18 * 360 - 6, "STOP", everything)
+    assert now == SHIFT_START + 8 * 3600 - 60
     assert min(c.ts for c in live.timeline(M).all_counts()) > t0 + 3600  # it did prune
-    inst = cal.shift_at(SHIFT_START + 1)
-    now = SHIFT_START + 8 * 3600 - 60
-    got = live.evaluate(M, IDEAL, inst, now)
-    want = everything.evaluate(IDEAL, cal, inst.start, inst.end, until_s=now, now=now,
-                               short_stop_s=SETTINGS.short_stop_s,
-                               startup_window_s=SETTINGS.startup_window_s)
-    for f in SUMMED:
-        assert getattr(got, f) == pytest.approx(getattr(want, f), rel=1e-9, abs=1e-6), f
-    assert got.good == want.good > 0
+    _same_as_unpruned(live, everything, cal, now)
 
 
 def test_the_live_timelines_hold_no_count_objects_between_evaluations():
