@@ -157,6 +157,43 @@ def test_a_round_of_points_and_the_finals_are_spread_over_ticks():
     assert times == sorted(times)  # in the order they were made, never back in time
 
 
+def test_a_ticks_evaluations_are_bounded_by_what_they_read(monkeypatch):
+    """Busy machines (a lamp change every 20 s) cost ~75 units an evaluation, and 100 of
+    them took a tick up to 74 ms (ingest waits meanwhile): a tick now evaluates only as
+    many as UNITS_PER_TICK allows (at least one). The rest get their points at the next
+    ticks, each still one a round, and the figures do not depend on it: the finals equal,
+    to the last bit, those of a run without the bound."""
+    from lampwatch import live_oee
+
+    cal = oee.Calendar("UTC", (oee.Shift("A", "06:00", "07:00"),))
+    machines = [(k, f"m{k}", IDEAL) for k in range(1, 21)]
+
+    def run(units: float) -> tuple[list[int], dict]:
+        monkeypatch.setattr(live_oee, "UNITS_PER_TICK", units)
+        live = ShiftOEE(cal, OEESettings(interval_s=60.0, short_stop_s=30.0))
+        per_tick, finals = [], {}
+        for sec in range(1, 3600 + 300):
+            t = SHIFT_START + sec
+            if sec <= 3600:
+                for k, name, _ in machines:
+                    evs = [Event(t, "count", k, name, {"good": 1, "ng": 0, "since_s": t - 1})]
+                    if (sec + k) % 20 == 0:
+                        st = ("RUN", "IDLE")[(sec + k) // 20 % 2]
+                        evs.append(Event(t - 0.5, "state", k, name, {"state": st}))
+                    live.absorb(evs)
+            points = live.tick(t, machines, grace_s=11.0)
+            per_tick.append(sum(not e.data["final"] for e in points))
+            finals.update((e.machine, e.data) for e in points if e.data["final"])
+        return per_tick, finals
+
+    bounded, finals = run(300)
+    unbounded, want = run(float("inf"))
+    assert max(unbounded) == len(machines)  # each round in one tick
+    assert 1 <= max(bounded[900:]) < len(machines) // 2  # once views are full: spread
+    assert sum(bounded) >= 50 * len(machines)  # still about a point a minute each
+    assert len(finals) == len(machines) and finals == want
+
+
 def test_a_restart_mid_shift_catches_up_within_each_ticks_steps_to_the_exact_figures():
     """A collector started 5 h into a shift must walk every machine's settled past again.
     No tick takes more than STEPS_PER_TICK steps of it (a restart must not stop ingest);
