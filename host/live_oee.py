@@ -65,9 +65,9 @@ STEPS_PER_TICK = 300
 # view, the counts since its settled past, and one for itself: ~5 us each). PER_TICK was
 # sized for 0.1-0.2 ms a machine, but one whose lamp changes every 20 s reads ~75 units, and
 # 100 such evaluations took the deriver's ticks to p99 53 ms, max 74 (1,000 machines x 1
-# frame/s; with this bound p99 29, max 30; ad hoc, in process). A tick evaluates at least one machine;
-# the rest get their points at the next ticks. Counted, not timed, so an import dates the
-# points as the collector did.
+# frame/s; with this bound p99 29, max 30; ad hoc, in process). A tick evaluates at least
+# one machine; the rest get their points at the next ticks. Counted, not timed, so an
+# import dates the points as the collector did.
 UNITS_PER_TICK = 4000
 # The time since the settled past is evaluated with the intervals from this long (and the
 # startup window) before its end: a count's output may lie before its span (host/losses.py).
