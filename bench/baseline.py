@@ -14,8 +14,8 @@ SIGTERM after committing what it holds.
 `--journal` (the "journal floor"): the same, plus the rows lampwatch's journal keeps for such
 frames, written with its very schema and statements (imported from lampwatch.journal.store,
 so its indexes are the ones lampwatch has to keep up): a `count` event for each HEARTBEAT
-whose totals grew (timed by the receive time; nothing else is derived), and each node's
-`heard` and `sources` rows. What a collector with that schema pays at least, with no
+whose totals grew (timed by the receive time; nothing else is derived) with its node and
+boot's `last_counts` row, and each node's `heard` and `sources` rows. What a collector with that schema pays at least, with no
 derivation, no dedupe window, no clock anchor; bench/ingest.py `--floor` prices it.
 """
 
@@ -74,7 +74,7 @@ def serve(port: int, path: str, nodes: int, journal: bool = False) -> None:
     if journal:
         from lampwatch.journal import store
 
-        db.executescript(store._SCHEMA)
+        db.executescript(store._SCHEMA + store._SCHEMA_6)
         totals: dict[tuple[int, int], tuple[int, int, float]] = {}  # (node, boot) -> g, n, rx
     else:
         db.execute(_SCHEMA)
@@ -119,7 +119,9 @@ def serve(port: int, path: str, nodes: int, journal: bool = False) -> None:
             db.execute("BEGIN IMMEDIATE")
             db.executemany(_INSERT, rows)
             if journal:
-                db.executemany(store._INSERT_EVENT, events)
+                if events:
+                    db.executemany(store._INSERT_EVENT, events)
+                    store.note_counts(db, events)
                 db.executemany(store._UPSERT_HEARD, store._heard_rows(rows))
                 db.executemany(store._UPSERT_SOURCE, store._source_rows(rows))
             db.execute("COMMIT")

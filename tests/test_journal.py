@@ -196,7 +196,7 @@ def test_a_version_1_journal_reads_as_it_is_and_migrates_when_written(tmp_path):
                                      ("udp:10.0.0.1", "replay", 7, 2, 60.0),
                                      ("udp:10.0.0.2", "bad_tag", 0, 3, 9.0)]
     db = sqlite3.connect(path)
-    assert db.execute("PRAGMA user_version").fetchone()[0] == 5
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 6
     assert [r[1] for r in db.execute("PRAGMA table_info(config_versions)")] == [
         "version", "effective_from_s", "recorded_s", "hash", "settings", "summary"]
     assert [r[1] for r in db.execute("PRAGMA table_info(rejects)")] == [

@@ -149,7 +149,7 @@ def test_a_schema_3_journal_gains_sources_and_builds_rollups_lazily(tmp_path):
         assert r.frame_sources() == [(4, "udp:10.0.0.4:5000", 1000.0, 1040.0)]
         assert r.rollup_machines() == {}
     with Journal(path) as j:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == 5
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 6
         assert db.execute("SELECT * FROM sources").fetchall() == [
             (4, "udp:10.0.0.4:5000", 1000.0, 1040.0)]
         assert db.execute("SELECT count(*) FROM rollup_minutes").fetchone() == (0,)

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from typing import NamedTuple
 
 from ..errors import SinkError
-from .store import REPLAY_DATA, Heard, Journal, StoredEvent, StoredFrame, event_row
+from .store import REPLAY_DATA, Heard, Journal, StoredEvent, StoredFrame, event_row, note_counts
 
 __all__ = ["INPUT_KINDS", "ConfigVersion", "HistoryJournal"]
 
@@ -141,7 +141,9 @@ class HistoryJournal(Journal):
                 rows = [event_row(e) for e in events]
                 if rows:
                     db.executemany(_INSERT_EVENT, rows)
+                    note_counts(db, rows)
             yield add
+            _mend_last_counts(db)
             db.execute("COMMIT")
         except sqlite3.Error as exc:
             db.execute("ROLLBACK")
@@ -150,3 +152,21 @@ class HistoryJournal(Journal):
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise
+
+
+def _mend_last_counts(db: sqlite3.Connection) -> None:
+    """After a recompute replaced events: a (node, boot) whose newest count event was deleted
+    and not derived again points at its newest count left, or at none. (Those derived again
+    are newer than every event kept, so `add` pointed at them.) Rare: a node taken out of
+    the config; a scan of that node's counts each."""
+    gone = db.execute("SELECT node_id, boot_id FROM last_counts AS l WHERE NOT EXISTS "
+                      "(SELECT 1 FROM events WHERE id = l.event_id)").fetchall()
+    for node, boot in gone:
+        newest = db.execute(
+            "SELECT max(id) FROM events WHERE node_id = ? AND kind = 'count' AND "
+            "json_valid(data) AND json_extract(data, '$.boot_id') = ?", (node, boot)).fetchone()[0]
+        if newest is None:
+            db.execute("DELETE FROM last_counts WHERE node_id = ? AND boot_id = ?", (node, boot))
+        else:
+            db.execute("UPDATE last_counts SET event_id = ? WHERE node_id = ? AND boot_id = ?",
+                       (newest, node, boot))

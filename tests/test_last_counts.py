@@ -1,0 +1,145 @@
+"""The journal's last_counts table (schema 6): each node and boot's newest count event, kept
+as events are stored, so a restart reads one row a boot instead of every count event.
+
+Each test checks the table against what a scan of every count event finds (the read a
+restart made before schema 6), written out here as the reference.
+"""
+
+import json
+import random
+import sqlite3
+
+import pytest
+from lampwatch.errors import SinkError
+from lampwatch.journal import Journal
+from lampwatch.journal.history import HistoryJournal
+
+# The newest count event per (node, boot) by a scan of all of them: a count that names no
+# node or no integer boot seeds nothing at a restart (Deriver._seed_counts), so none here.
+_SCAN = ("SELECT id, ts_s, kind, node_id, machine, data FROM events WHERE id IN "
+         "(SELECT max(id) FROM events WHERE kind = 'count' AND node_id IS NOT NULL AND "
+         "json_valid(data) AND json_type(data, '$.boot_id') = 'integer' "
+         "GROUP BY node_id, json_extract(data, '$.boot_id')) ORDER BY id")
+
+
+def scanned(path):
+    db = sqlite3.connect(path)
+    try:
+        return db.execute(_SCAN).fetchall()
+    finally:
+        db.close()
+
+
+def count(ts, node, boot, good, *, text=False):
+    data = {"boot_id": boot, "good": 1, "good_total": good, "ng": 0, "ng_total": 0,
+            "since_s": ts - 1.0}
+    if text:  # keys in another order: the table must not rely on the deriver's text
+        data = json.dumps(dict(reversed(list(data.items()))))
+    return (ts, "count", node, f"m{node}", data)
+
+
+def random_events(rng, n, t0=1000.0):
+    """n events of 5 nodes, each of 1-3 boots, in an order where an earlier boot's counts
+    still arrive after a later boot's (a node's backlog), with other kinds in between."""
+    boots = {node: rng.sample(range(1, 2 ** 32), rng.randint(1, 3)) for node in range(1, 6)}
+    out = []
+    for k in range(n):
+        node = rng.randint(1, 5)
+        ts = t0 + k + rng.random()
+        r = rng.random()
+        if r < 0.7:
+            out.append(count(ts, node, rng.choice(boots[node]), k, text=rng.random() < 0.2))
+        elif r < 0.8:
+            out.append((ts, "state", node, f"m{node}", {"state": "RUN", "prev": "IDLE"}))
+        elif r < 0.85:  # counts the restart never seeds from
+            out.append((ts, "count", node, f"m{node}", {"good": 1}))
+        elif r < 0.9:
+            out.append((ts, "count", None, None, {"boot_id": 5, "good": 1}))
+        else:
+            out.append((ts, "lamp", node, f"m{node}", {"lamp": "GREEN", "state": "ON"}))
+    return out
+
+
+def commit_in_batches(j, rng, events):
+    k = 0
+    while k < len(events):
+        n = rng.randint(1, 40)
+        j.commit(events=events[k:k + n])
+        k += n
+
+
+def test_the_table_holds_what_a_scan_of_every_count_finds(tmp_path):
+    rng = random.Random(6)
+    path = tmp_path / "j.sqlite"
+    with Journal(path) as j:
+        commit_in_batches(j, rng, random_events(rng, 3000))
+        got = [tuple(e) for e in j.last_counts()]
+    want = scanned(path)
+    assert got == want
+    assert len(want) >= 10  # several boots of each node, some counted after a later boot's
+
+
+def test_an_older_journal_gains_the_table_from_its_events(tmp_path):
+    rng = random.Random(7)
+    path = tmp_path / "j.sqlite"
+    with Journal(path) as j:
+        commit_in_batches(j, rng, random_events(rng, 1000))
+    db = sqlite3.connect(path)
+    db.execute("DROP TABLE last_counts")
+    db.execute("PRAGMA user_version=5")
+    db.commit()
+    db.close()
+    with Journal(path) as j:
+        assert [tuple(e) for e in j.last_counts()] == scanned(path)
+        commit_in_batches(j, rng, random_events(rng, 500, t0=5000.0))
+        assert [tuple(e) for e in j.last_counts()] == scanned(path)
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 6
+    assert [r[1] for r in db.execute("PRAGMA table_info(last_counts)")] == [
+        "node_id", "boot_id", "event_id"]
+
+
+def test_a_recompute_leaves_the_table_as_a_scan_would_find_it(tmp_path):
+    path = tmp_path / "j.sqlite"
+    with HistoryJournal(path) as j:
+        j.commit(events=[count(1000.0, 1, 11, 5), count(1000.0, 2, 21, 5),
+                         count(2000.0, 1, 11, 9), count(2000.0, 2, 21, 9),
+                         count(2000.0, 3, 31, 4), count(1500.0, 2, 22, 3)])
+        # From 1800 on: node 1 derived again, node 2 and node 3 not (taken out of the
+        # config): node 2's boot 21 falls back to its count at 1000, node 3's boot is gone.
+        with j.recompute_transaction(1800.0) as add:
+            add([count(2000.0, 1, 11, 10)])
+        got = [(e.node_id, json.loads(e.data)["boot_id"], json.loads(e.data)["good_total"])
+               for e in j.last_counts()]
+    assert sorted(got) == [(1, 11, 10), (2, 21, 5), (2, 22, 3)]
+    assert [tuple(e) for e in Journal(path).last_counts()] == scanned(path)
+
+
+def test_a_failed_commit_leaves_the_table_as_it_was(tmp_path):
+    path = tmp_path / "j.sqlite"
+    with Journal(path) as j:
+        j.commit(events=[count(1000.0, 1, 11, 5)])
+        before = j.last_counts()
+        with pytest.raises(SinkError):  # the second event's data is no JSON
+            j.commit(events=[count(1001.0, 1, 11, 6), (1002.0, "count", 1, "m1", {1j})])
+        assert j.last_counts() == before == [tuple(e) for e in scanned(path)]
+
+
+def test_the_restart_read_walks_the_table_not_the_events(tmp_path):
+    path = tmp_path / "j.sqlite"
+    with Journal(path) as j:
+        j.commit(events=[count(1000.0 + k, k % 3, 7, k) for k in range(30)])
+        real = j._db
+        plans = []
+
+        class Spy:
+            def execute(self, sql, params=()):
+                plans.extend(row[-1] for row in real.execute("EXPLAIN QUERY PLAN " + sql,
+                                                              params))
+                return real.execute(sql, params)
+
+        j._db = Spy()
+        assert len(j.last_counts()) == 3
+        j._db = real
+    assert any(p.startswith("SCAN l") for p in plans), plans
+    assert not [p for p in plans if p.startswith("SCAN e")], plans
