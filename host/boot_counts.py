@@ -18,10 +18,10 @@ from typing import NamedTuple
 
 from .protocol import COUNT_MOD
 
-__all__ = ["BootCounts", "Delta"]
+__all__ = ["BOOTS_KEPT", "BootCounts", "Delta"]
 
 _HALF = COUNT_MOD // 2
-_BOOTS_KEPT = 4
+BOOTS_KEPT = 4  # per node: the most recently counted (a restart seeds no more)
 
 
 class Delta(NamedTuple):
@@ -50,7 +50,7 @@ class BootCounts:
         if best is None:  # the first heartbeat seen of this boot: it counted from 0
             best = boots[boot_id] = [good, ng, boot_start]
             d_good, d_ng = good, ng
-            while len(boots) > _BOOTS_KEPT:
+            while len(boots) > BOOTS_KEPT:
                 del boots[next(iter(boots))]
         else:
             # A delta "behind" the highest seen is an older or duplicated frame: 0.

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from .boot_counts import BOOTS_KEPT
 from .collector import Collector
 from .derive import Deriver, DeriverProtocol
 from .errors import ProtocolError, SinkError
@@ -53,8 +54,8 @@ def replay(deriver: DeriverProtocol, journal: Journal, config: Any, now_s: float
 
     Frames: each node's last frames before it was last heard (the journal's `heard` table:
     clock anchor, lamps, last heard, whatever the outage's length), and every frame of the
-    last few heartbeat periods. Events: the last count of every boot (so per-boot totals
-    never count twice), each machine's last state and hello from before the shifts it
+    last few heartbeat periods. Events: the last count of each node's newest boots (so
+    per-boot totals never count twice), each machine's last state and hello from before the shifts it
     rebuilds (the running one and any that may still owe its final point; else the last
     hour), then everything since (with the shifts' final points).
     """
@@ -85,7 +86,9 @@ def replay(deriver: DeriverProtocol, journal: Journal, config: Any, now_s: float
     times = [now_s] + ([] if latest_s is None else [latest_s, latest_s - max(periods) - 1.0])
     starts = [i.start for i in map(cal.shift_at, times) if i is not None] if cal.shifts else []
     since = min(starts) if starts else now_s - _IDLE_REPLAY_S
-    latest = {r.id: r for r in journal.last_counts()}
+    # (each node's newest boots only: live, its count maxima keep no more; a node that is
+    # powered up every day has hundreds in a year's journal)
+    latest = {r.id: r for r in journal.last_counts(per_node=BOOTS_KEPT)}
     # A machine that has not changed state since before the shift began still needs that
     # state (and its start) to rebuild the shift's timeline.
     latest.update((r.id, r) for r in journal.last_before("state", since))

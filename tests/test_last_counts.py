@@ -10,6 +10,7 @@ import random
 import sqlite3
 
 import pytest
+from lampwatch.boot_counts import BOOTS_KEPT
 from lampwatch.errors import SinkError
 from lampwatch.journal import Journal
 from lampwatch.journal.history import HistoryJournal
@@ -38,10 +39,12 @@ def count(ts, node, boot, good, *, text=False):
     return (ts, "count", node, f"m{node}", data)
 
 
-def random_events(rng, n, t0=1000.0):
-    """n events of 5 nodes, each of 1-3 boots, in an order where an earlier boot's counts
-    still arrive after a later boot's (a node's backlog), with other kinds in between."""
-    boots = {node: rng.sample(range(1, 2 ** 32), rng.randint(1, 3)) for node in range(1, 6)}
+def random_events(rng, n, t0=1000.0, most_boots=3):
+    """n events of 5 nodes, each of 1 to `most_boots` boots, in an order where an earlier
+    boot's counts still arrive after a later boot's (a node's backlog), with other kinds in
+    between."""
+    boots = {node: rng.sample(range(1, 2 ** 32), rng.randint(1, most_boots))
+             for node in range(1, 6)}
     out = []
     for k in range(n):
         node = rng.randint(1, 5)
@@ -77,6 +80,27 @@ def test_the_table_holds_what_a_scan_of_every_count_finds(tmp_path):
     want = scanned(path)
     assert got == want
     assert len(want) >= 10  # several boots of each node, some counted after a later boot's
+
+
+def test_a_restart_reads_each_nodes_newest_boots_only(tmp_path):
+    """A node powered up every day has hundreds of boots in a year's journal; its count
+    maxima keep 4 live (boot_counts.BOOTS_KEPT), and a restart seeds no more."""
+    rng = random.Random(8)
+    path = tmp_path / "j.sqlite"
+    with HistoryJournal(path) as j:
+        commit_in_batches(j, rng, random_events(rng, 3000, most_boots=8))
+        got = [tuple(e) for e in j.last_counts(per_node=BOOTS_KEPT)]
+        # the recompute's read of the journal as it stood (here: all of it) is the same
+        assert [tuple(e) for e in j.last_counts_before(1e12, BOOTS_KEPT)] == got
+    every = scanned(path)
+    want = [row for row in every
+            if sorted((r[0] for r in every if r[3] == row[3]), reverse=True).index(row[0])
+            < BOOTS_KEPT]
+    assert got == want
+    boots = {n: sum(r[3] == n for r in every) for n in {r[3] for r in every}}
+    assert max(boots.values()) > BOOTS_KEPT  # some node lost its oldest boots, none all
+    assert {n: sum(r[3] == n for r in want) for n in boots} == {
+        n: min(b, BOOTS_KEPT) for n, b in boots.items()}
 
 
 def test_an_older_journal_gains_the_table_from_its_events(tmp_path):

@@ -180,3 +180,30 @@ def test_a_restart_reads_each_nodes_last_hello_however_old(tmp_path):
 
     replay(Reader(), j, cfg, T0 + 3600)
     assert ("hello", 60_000) in got
+
+
+def test_a_restart_seeds_the_counts_of_each_nodes_newest_boots(tmp_path):
+    """Node 7 booted 7 times (a power-up each, at 06:00 on the days before; no shift of
+    theirs to rebuild); live, its count maxima keep the newest 4 boots, and a restart reads
+    no more (it read all of them, from every count event)."""
+    from lampwatch.boot_counts import BOOTS_KEPT
+    from lampwatch.derive_api import NullDeriver
+
+    cfg = config(tmp_path / "j.sqlite")
+    j = Journal(tmp_path / "j.sqlite")
+    for boot in range(1, 8):
+        j.commit(events=[(T0 - 86400 * (9 - boot) - 7200 + k, "count", 7, "press",
+                          {"good": 1, "ng": 0, "good_total": k, "ng_total": 0,
+                           "boot_id": boot}) for k in range(1, 4)])
+    seeded = []
+
+    class Reader(NullDeriver):
+        def replay(self, frames, events=()):
+            for _ in frames:
+                pass
+            seeded.extend((e.data["boot_id"], e.data["good_total"]) for e in events
+                          if e.kind == "count")
+
+    replay(Reader(), j, cfg, T0 + 600)
+    assert BOOTS_KEPT == 4
+    assert seeded == [(4, 3), (5, 3), (6, 3), (7, 3)]

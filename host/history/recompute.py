@@ -77,8 +77,8 @@ class _AsOf:
     def node_tail_ids(self, heard, frames: int):
         return self.j.node_tail_ids_before(heard, frames, self.t)
 
-    def last_counts(self):
-        return self.j.last_counts_before(self.t)
+    def last_counts(self, per_node: int | None = None):
+        return self.j.last_counts_before(self.t, per_node)
 
     def last_before(self, kind: str, before_s: float):
         return self.j.last_before(kind, min(before_s, self.t))

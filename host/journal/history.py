@@ -101,11 +101,23 @@ class HistoryJournal(Journal):
         return [r[0] for r in self._db.execute(
             "SELECT id FROM frames WHERE rx_s >= ? AND rx_s < ? ORDER BY id", (since_s, t))]
 
-    def last_counts_before(self, t: float) -> list[StoredEvent]:
-        """The last `count` event before `t` of every (node, boot)."""
+    def last_counts_before(self, t: float, per_node: int | None = None) -> list[StoredEvent]:
+        """The last `count` event before `t` of every (node, boot), in id order; with
+        `per_node`, of each node's newest that many boots (as Journal.last_counts: a count
+        naming no node or no integer boot seeds nothing, so none). A scan of the count
+        events (a recompute reads them all anyway)."""
+        last = ("SELECT max(id) AS id, node_id FROM events WHERE kind = 'count' AND ts_s < ? "
+                "AND node_id IS NOT NULL AND json_valid(data) AND "
+                "json_type(data, '$.boot_id') = 'integer' "
+                "GROUP BY node_id, json_extract(data, '$.boot_id')")
+        if per_node is not None:
+            last = (f"SELECT id FROM (SELECT id, row_number() OVER (PARTITION BY node_id "
+                    f"ORDER BY id DESC) AS k FROM ({last})) WHERE k <= ?")
+        else:
+            last = f"SELECT id FROM ({last})"
         return [StoredEvent(*r) for r in self._db.execute(
-            _EVENT + "WHERE id IN (SELECT max(id) FROM events WHERE kind = 'count' AND ts_s < ? "
-            "GROUP BY node_id, json_extract(data, '$.boot_id')) ORDER BY id", (t,))]
+            _EVENT + f"WHERE id IN ({last}) ORDER BY id",
+            (t,) if per_node is None else (t, per_node))]
 
     def replay_events_between(self, since_s: float, t: float) -> Iterator[StoredEvent]:
         """As Journal.replay_events, the events dated in [since_s, t)."""

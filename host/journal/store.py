@@ -522,12 +522,18 @@ class Journal:
                                "AND ts_s >= ? ORDER BY id", (limit, since_s))
         return map(StoredEvent._make, cur)
 
-    def last_counts(self) -> list[StoredEvent]:
-        """The last `count` event of every (node, boot): per-boot totals survive restarts.
-        Read through the last_counts table (schema 6): one row a node and boot."""
+    def last_counts(self, per_node: int | None = None) -> list[StoredEvent]:
+        """The last `count` event of every (node, boot), in id order: per-boot totals survive
+        restarts. With `per_node`, only each node's newest that many boots (by their last
+        count's id). Read through the last_counts table (schema 6): one row a node and boot."""
+        newest = ("" if per_node is None else
+                  "WHERE l.event_id IN (SELECT event_id FROM (SELECT event_id, row_number() "
+                  "OVER (PARTITION BY node_id ORDER BY event_id DESC) AS k FROM last_counts) "
+                  "WHERE k <= ?) ")
         cur = self._db.execute(
             "SELECT e.id, e.ts_s, e.kind, e.node_id, e.machine, e.data FROM last_counts AS l "
-            "JOIN events AS e ON e.id = l.event_id ORDER BY e.id")
+            "JOIN events AS e ON e.id = l.event_id " + newest + "ORDER BY e.id",
+            () if per_node is None else (per_node,))
         return [StoredEvent(*row) for row in cur]
 
     def last_before(self, kind: str, before_s: float) -> list[StoredEvent]:
