@@ -45,7 +45,7 @@ def test_schema_is_the_documented_one(tmp_path):
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'index' "
                                      "AND sql IS NOT NULL")} == {
-        "events_kind_ts", "events_machine_kind_ts", "events_node_kind"}
+        "events_kind_ts", "events_machine_kind_ts", "events_node_kind", "events_state_machine"}
 
 
 def test_last_heard_is_kept_with_the_frames_and_read_without_a_scan(tmp_path):

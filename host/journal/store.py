@@ -143,9 +143,14 @@ def _step_5(db: sqlite3.Connection) -> None:
 # boot's count maxima from these events (runtime.replay), so per-boot totals never count
 # twice; found by grouping all count events, that read grew with the journal's history
 # (2.4 s for the 0.9 M of 5 hours at 1,000 nodes, so hours for a year).
+# And an index of the state events by machine in id order (a state change every few
+# minutes a machine: it costs the count events nothing): a restart finds each machine's
+# last state before the shift it rebuilds by walking back from its newest, not by grouping
+# every state in the journal (0.15 s for the 5-hour journal above).
 _SCHEMA_6 = """
 CREATE TABLE IF NOT EXISTS last_counts(node_id INT, boot_id INT, event_id INT,
     PRIMARY KEY(node_id, boot_id)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS events_state_machine ON events(machine) WHERE kind = 'state';
 """
 # A journal without the table: filled from its count events, once (as the restart read
 # them before; a count without an integer boot id seeds nothing, so it is left out).
@@ -161,7 +166,8 @@ _UPSERT_LAST_COUNT = ("INSERT INTO last_counts(node_id, boot_id, event_id) VALUE
 
 
 def _step_6(db: sqlite3.Connection, had: set[str]) -> None:
-    """Any older journal -> 6: the last_counts table, filled from the events it holds."""
+    """Any older journal -> 6: the last_counts table, filled from the events it holds, and
+    the index of the state events (built from them)."""
     db.executescript(_SCHEMA_6)
     if "last_counts" not in had:
         db.execute(_FILL_LAST_COUNTS)
@@ -537,12 +543,32 @@ class Journal:
         return [StoredEvent(*row) for row in cur]
 
     def last_before(self, kind: str, before_s: float) -> list[StoredEvent]:
-        """The last event of `kind` per machine that happened before `before_s`."""
+        """The last event of `kind` per machine that happened before `before_s`, in id order
+        (last: by id, arrival order; a late event can be dated earlier than one before it).
+        """
+        if kind == "state":
+            return self._last_states_before(before_s)
         cur = self._db.execute(
             "SELECT id, ts_s, kind, node_id, machine, data FROM events WHERE id IN "
             "(SELECT max(id) FROM events WHERE kind = ? AND ts_s < ? GROUP BY machine) "
             "ORDER BY id", (kind, before_s))
         return [StoredEvent(*row) for row in cur]
+
+    def _last_states_before(self, before_s: float) -> list[StoredEvent]:
+        """last_before("state", ...) by the index of state events (schema 6): per machine a
+        walk back from its newest state to the first dated before `before_s`, so it reads
+        what came since, not the journal's history. (The machines: a skip over the index.)"""
+        db = self._db
+        ix = "FROM events INDEXED BY events_state_machine WHERE kind = 'state' AND machine "
+        machines = [m for (m,) in db.execute(
+            f"WITH RECURSIVE ms(m) AS (SELECT min(machine) {ix}IS NOT NULL UNION ALL "
+            f"SELECT (SELECT min(machine) {ix}> m) FROM ms WHERE m IS NOT NULL) "
+            "SELECT m FROM ms WHERE m IS NOT NULL")]
+        walk = (f"SELECT id, ts_s, kind, node_id, machine, data {ix}%s AND ts_s < ? "
+                "ORDER BY id DESC LIMIT 1")
+        rows = [db.execute(walk % "= ?", (m, before_s)).fetchone() for m in machines]
+        rows.append(db.execute(walk % "IS NULL", (before_s,)).fetchone())
+        return sorted(StoredEvent(*row) for row in rows if row is not None)
 
     def heard(self) -> list[Heard]:
         """When each node was last heard (the small `heard` table, not a scan of frames)."""

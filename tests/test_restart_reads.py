@@ -1,8 +1,11 @@
-"""The journal's last_counts table (schema 6): each node and boot's newest count event, kept
-as events are stored, so a restart reads one row a boot instead of every count event.
+"""What a restart reads of the journal besides the shift it rebuilds (schema 6), at a cost
+that does not grow with the journal's history:
+- the last_counts table: each node and boot's newest count event, kept as events are
+  stored, so a restart reads one row a boot instead of every count event;
+- each machine's last state before a time, by the index of state events in id order.
 
-Each test checks the table against what a scan of every count event finds (the read a
-restart made before schema 6), written out here as the reference.
+Each test checks them against what a scan of every count or state event finds (the reads
+a restart made before schema 6), written out here as the reference.
 """
 
 import json
@@ -103,13 +106,14 @@ def test_a_restart_reads_each_nodes_newest_boots_only(tmp_path):
         n: min(b, BOOTS_KEPT) for n, b in boots.items()}
 
 
-def test_an_older_journal_gains_the_table_from_its_events(tmp_path):
+def test_an_older_journal_gains_the_table_and_the_index_from_its_events(tmp_path):
     rng = random.Random(7)
     path = tmp_path / "j.sqlite"
     with Journal(path) as j:
         commit_in_batches(j, rng, random_events(rng, 1000))
     db = sqlite3.connect(path)
     db.execute("DROP TABLE last_counts")
+    db.execute("DROP INDEX events_state_machine")
     db.execute("PRAGMA user_version=5")
     db.commit()
     db.close()
@@ -121,6 +125,9 @@ def test_an_older_journal_gains_the_table_from_its_events(tmp_path):
     assert db.execute("PRAGMA user_version").fetchone()[0] == 6
     assert [r[1] for r in db.execute("PRAGMA table_info(last_counts)")] == [
         "node_id", "boot_id", "event_id"]
+    assert db.execute("SELECT sql FROM sqlite_master WHERE name = 'events_state_machine'"
+                      ).fetchone() == ("CREATE INDEX events_state_machine ON events(machine) "
+                                       "WHERE kind = 'state'",)
 
 
 def test_a_recompute_leaves_the_table_as_a_scan_would_find_it(tmp_path):
@@ -167,3 +174,72 @@ def test_the_restart_read_walks_the_table_not_the_events(tmp_path):
         j._db = real
     assert any(p.startswith("SCAN l") for p in plans), plans
     assert not [p for p in plans if p.startswith("SCAN e")], plans
+
+
+# The last state per machine dated before a time, by a grouping of every state event.
+_SCAN_STATES = ("SELECT id, ts_s, kind, node_id, machine, data FROM events WHERE id IN "
+                "(SELECT max(id) FROM events WHERE kind = 'state' AND ts_s < ? "
+                "GROUP BY machine) ORDER BY id")
+
+
+def random_states(rng, n, t0=1000.0):
+    """n events: state changes of 4 machines from 6 nodes (a node moved to another machine
+    half-way, one machine served by two), one in seven dated up to 2,000 s before the
+    ones already stored (a node back from silence), states naming no machine, counts."""
+    machine_of = {1: "m1", 2: "m2", 3: "m3", 4: "m3", 5: "m4", 6: "m1"}
+    out = []
+    for k in range(n):
+        node = rng.randint(1, 6)
+        if k == n // 2:
+            machine_of[6] = "m2"
+        ts = t0 + k * 10 + rng.random() - (rng.uniform(0, 2000) if rng.random() < 1 / 7 else 0)
+        r = rng.random()
+        if r < 0.7:
+            out.append((ts, "state", node, machine_of[node],
+                        {"state": rng.choice(["RUN", "IDLE", "STOP"]), "prev": "RUN"}))
+        elif r < 0.75:
+            out.append((ts, "state", node, None, {"state": "UNKNOWN", "prev": "RUN"}))
+        else:
+            out.append(count(ts, node, 3, k))
+    return out
+
+
+def test_each_machines_last_state_before_a_time_is_what_a_grouping_finds(tmp_path):
+    rng = random.Random(9)
+    path = tmp_path / "j.sqlite"
+    with Journal(path) as j:
+        commit_in_batches(j, rng, random_states(rng, 4000))
+        db = sqlite3.connect(path)
+        differs = 0
+        for before in [500.0, 1000.0, 1234.5, 8000.0, 20_000.0, 39_000.0, 60_000.0]:
+            want = db.execute(_SCAN_STATES, (before,)).fetchall()
+            assert [tuple(e) for e in j.last_before("state", before)] == want, before
+            # the data has late states: by date, another state would be the last
+            by_date = db.execute(
+                "SELECT machine, max(ts_s) FROM events WHERE kind = 'state' AND ts_s < ? "
+                "GROUP BY machine", (before,)).fetchall()
+            differs += sorted(by_date, key=str) != sorted(((r[4], r[1]) for r in want), key=str)
+        db.close()
+    assert differs >= 2
+
+
+def test_the_last_states_are_read_by_the_state_index_not_a_scan(tmp_path):
+    rng = random.Random(10)
+    path = tmp_path / "j.sqlite"
+    with Journal(path) as j:
+        commit_in_batches(j, rng, random_states(rng, 300))
+        real = j._db
+        plans = []
+
+        class Spy:
+            def execute(self, sql, params=()):
+                plans.extend(row[-1] for row in real.execute("EXPLAIN QUERY PLAN " + sql,
+                                                              params))
+                return real.execute(sql, params)
+
+        j._db = Spy()
+        assert j.last_before("state", 2000.0)
+        j._db = real
+    on_events = [p for p in plans if "events" in p]
+    assert on_events and all("events_state_machine" in p for p in on_events), plans
+    assert not [p for p in plans if p.startswith("SCAN events")], plans
