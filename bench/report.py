@@ -172,7 +172,8 @@ def config(path: Path, journal: Path, machines: int) -> Path:
 
 
 _PARTS = {"frames": ("frames", "sqlite_autoindex_frames_1"),
-          "events": ("events", "events_kind_ts", "events_machine_kind_ts", "events_node_kind"),
+          "events": ("events", "events_kind_ts", "events_machine_kind_ts", "events_node_kind",
+                     "events_state_machine", "last_counts"),
           "rollups": ("rollup_minutes", "rollup_hours")}
 
 

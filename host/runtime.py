@@ -60,15 +60,14 @@ def replay(deriver: DeriverProtocol, journal: Journal, config: Any, now_s: float
     hour), then everything since (with the shifts' final points).
     """
     periods = [3 * n.heartbeat_s for n in config.nodes.values()] or [0.0]
-    # Only the ids are held (512 frames a node add up: as rows ~130 MB at 1,000 nodes, decoded
-    # 1.2 KB a frame); the frames are read and decoded as the deriver takes them.
-    ids = set(journal.recent_frame_ids(now_s - max(_REPLAY_MIN_S, 3 * max(periods))))
-    for heard in journal.heard():
-        ids.update(journal.node_tail_ids(heard, _TAIL_FRAMES))
     replayed = [0]
 
     def frames() -> Iterator[tuple[Frame, float]]:
-        for rx_s, raw in journal.frames_by_id(sorted(ids)):
+        """Read and decoded as the deriver takes them (512 frames a node add up: as rows
+        ~130 MB at 1,000 nodes, decoded 1.2 KB a frame)."""
+        for rx_s, raw in journal.replay_frames(
+                journal.heard(), _TAIL_FRAMES,
+                now_s - max(_REPLAY_MIN_S, 3 * max(periods))):
             try:
                 frame = decode(raw, config.key_of)
             except ProtocolError:

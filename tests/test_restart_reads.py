@@ -2,20 +2,22 @@
 that does not grow with the journal's history:
 - the last_counts table: each node and boot's newest count event, kept as events are
   stored, so a restart reads one row a boot instead of every count event;
-- each machine's last state before a time, by the index of state events in id order.
+- each machine's last state before a time, by the index of state events in id order;
+- the frames that rebuild the nodes, their ids gathered inside SQLite, not in Python.
 
-Each test checks them against what a scan of every count or state event finds (the reads
-a restart made before schema 6), written out here as the reference.
+Each test checks them against what the reads a restart made before find (a scan of every
+count or state event; the frame ids gathered in Python), written out here as the reference.
 """
 
 import json
 import random
 import sqlite3
+import tracemalloc
 
 import pytest
 from lampwatch.boot_counts import BOOTS_KEPT
 from lampwatch.errors import SinkError
-from lampwatch.journal import Journal
+from lampwatch.journal import FrameRow, Journal
 from lampwatch.journal.history import HistoryJournal
 
 # The newest count event per (node, boot) by a scan of all of them: a count that names no
@@ -126,8 +128,8 @@ def test_an_older_journal_gains_the_table_and_the_index_from_its_events(tmp_path
     assert [r[1] for r in db.execute("PRAGMA table_info(last_counts)")] == [
         "node_id", "boot_id", "event_id"]
     assert db.execute("SELECT sql FROM sqlite_master WHERE name = 'events_state_machine'"
-                      ).fetchone() == ("CREATE INDEX events_state_machine ON events(machine) "
-                                       "WHERE kind = 'state'",)
+                      ).fetchone() == (("CREATE INDEX events_state_machine ON events(machine) "
+                                        "WHERE kind = 'state'"),)
 
 
 def test_a_recompute_leaves_the_table_as_a_scan_would_find_it(tmp_path):
@@ -243,3 +245,75 @@ def test_the_last_states_are_read_by_the_state_index_not_a_scan(tmp_path):
     on_events = [p for p in plans if "events" in p]
     assert on_events and all("events_state_machine" in p for p in on_events), plans
     assert not [p for p in plans if p.startswith("SCAN events")], plans
+
+
+def frame_rows(rng, nodes, per_node, t0=1000.0):
+    """Frames of `nodes` nodes in arrival order: each node's boot 1, then boot 2 (a reboot a
+    third of the way); one frame in ten arrives up to 50 frames late (a resend)."""
+    made = []
+    for node in range(1, nodes + 1):
+        for k in range(per_node):
+            boot, seq = (1, k) if k < per_node // 3 else (2, k - per_node // 3)
+            late = rng.uniform(0, 50) if rng.random() < 0.1 else 0.0
+            made.append((k * nodes + node + late, node, boot, seq))
+    made.sort()
+    return [FrameRow(t0 + i * 0.01, f"udp:10.0.0.{node}:5000", node, boot, seq, 3, seq * 1000,
+                     bytes([node, seq % 256]) * 16)
+            for i, (_, node, boot, seq) in enumerate(made)]
+
+
+def old_replay_frames(path, heard, tail, since_s, before_s=None):
+    """The frames a restart read before: the ids gathered in Python, then read by id."""
+    db = sqlite3.connect(path)
+    ids = set()
+    if before_s is None:
+        ids.update(r[0] for r in db.execute("SELECT id FROM frames WHERE rx_s >= ?",
+                                            (since_s,)))
+    else:
+        ids.update(r[0] for r in db.execute("SELECT id FROM frames WHERE rx_s >= ? AND "
+                                            "rx_s < ?", (since_s, before_s)))
+    for h in heard:
+        ids.update(r[0] for r in db.execute(
+            "SELECT id FROM frames WHERE node_id = ? AND boot_id = ? AND seq >= ? AND rx_s < ?",
+            (h.node_id, h.boot_id, h.seq - tail, 1e300 if before_s is None else before_s)))
+    rows = [db.execute("SELECT rx_s, raw FROM frames WHERE id = ?", (i,)).fetchone()
+            for i in sorted(ids)]
+    db.close()
+    return rows
+
+
+def test_the_replayed_frames_are_the_nodes_tails_and_the_recent_ones_in_id_order(tmp_path):
+    rng = random.Random(11)
+    path = tmp_path / "j.sqlite"
+    with HistoryJournal(path) as j:
+        rows = frame_rows(rng, 20, 300)
+        for k in range(0, len(rows), 97):
+            j.commit(rows[k:k + 97])
+        heard = j.heard()
+        for tail, since in [(50, 1055.0), (512, 1e12), (0, 1000.0), (7, 1059.9)]:
+            got = list(j.replay_frames(heard, tail, since))
+            assert got == old_replay_frames(path, heard, tail, since), (tail, since)
+        # the journal as it stood at 1030 (a recompute): its tails and frames before then
+        before = j.heard_before(1030.0)
+        got = list(j.replay_frames(before, 40, 1020.0, before_s=1030.0))
+        assert got == old_replay_frames(path, before, 40, 1020.0, 1030.0)
+        assert len(got) > 200 and max(r[0] for r in got) < 1030.0
+
+
+def test_the_replayed_frames_ids_are_not_held_in_python(tmp_path):
+    """200 nodes x 512 frames: their ids as a Python set and sorted list took ~8 MB."""
+    path = tmp_path / "j.sqlite"
+    with Journal(path) as j:
+        for seq in range(600):
+            j.commit([FrameRow(1000.0 + seq + n / 1000, "udp:10.0.0.1:5000", n, 1, seq, 3,
+                               seq * 1000, b"x" * 40) for n in range(1, 201)])
+        tracemalloc.start()
+        try:
+            n = sum(1 for _ in j.replay_frames(j.heard(), 512, 1e12))
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert n == 200 * 513
+        assert peak < 1 * 2**20, peak
+        # and nothing is left behind for the next restart read
+        assert j._db.execute("SELECT count(*) FROM temp.replay_ids").fetchone() == (0,)

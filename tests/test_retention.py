@@ -208,3 +208,19 @@ def test_bench_report_small_prints_its_figures_and_equals_the_event_report(tmp_p
         assert figures[key]["wall_s"] > 0 and figures[key]["rss_mb"] > 0
     assert figures["check_max_diff_pp"] < 0.001
     assert isinstance(figures["meets"], bool)
+
+
+def test_bench_restart_small_prints_its_figures(tmp_path):
+    out = subprocess.run([sys.executable, str(ROOT / "bench" / "restart.py"), "--machines", "2",
+                          "--days", "1,2", "--runs", "1", "--dir", str(tmp_path)],
+                         capture_output=True, text=True, timeout=300, check=True)
+    figures = json.loads(out.stdout)
+    one, two = figures["journals"]
+    assert (one["days"], two["days"]) == (1, 2) and two["frames"] > one["frames"] > 17000
+    for j in (one, two):
+        # each node's one boot, each machine's state before shift C (the frames carry no
+        # valid tag: the deriver takes none)
+        assert j["last_counts"] == 2 and j["last_states"] == 2 and j["replayed_frames"] == 0
+        assert j["replay_s"] > 0 and j["wall_s"] > 0 and j["rss_mb"] > 0
+        assert j["last_counts_by_grouping_s"] > 0 and j["last_states_by_grouping_s"] > 0
+    assert one["x_baseline"] == 1.0

@@ -59,11 +59,8 @@ class _AsOf:
         self.j, self.t = journal, t
         self._heard: list | None = None  # (a scan of the frames: once)
 
-    def recent_frame_ids(self, since_s: float, limit: int = 0):
-        return self.j.frame_ids_between(since_s, self.t)
-
-    def frames_by_id(self, ids):
-        return self.j.frames_by_id(ids)
+    def replay_frames(self, heard, tail: int, since_s: float):
+        return self.j.replay_frames(heard, tail, since_s, before_s=self.t)
 
     def heard(self):
         if self._heard is None:
@@ -73,9 +70,6 @@ class _AsOf:
     def last_time(self) -> float | None:
         """The newest receive time before `t` (what the replay's shifts are chosen by)."""
         return max((h.rx_s for h in self.heard()), default=None)
-
-    def node_tail_ids(self, heard, frames: int):
-        return self.j.node_tail_ids_before(heard, frames, self.t)
 
     def last_counts(self, per_node: int | None = None):
         return self.j.last_counts_before(self.t, per_node)

@@ -90,17 +90,6 @@ class HistoryJournal(Journal):
             "SELECT node_id, rx_s, boot_id, seq, uptime_ms FROM frames WHERE id IN "
             "(SELECT max(id) FROM frames WHERE rx_s < ? GROUP BY node_id)", (t,))]
 
-    def node_tail_ids_before(self, heard: Heard, frames: int, t: float) -> list[int]:
-        """As Journal.node_tail_ids, only frames received before `t`."""
-        return [r[0] for r in self._db.execute(
-            "SELECT id FROM frames WHERE node_id = ? AND boot_id = ? AND seq >= ? AND rx_s < ?",
-            (heard.node_id, heard.boot_id, heard.seq - frames, t))]
-
-    def frame_ids_between(self, since_s: float, t: float) -> list[int]:
-        """The ids of the frames received in [since_s, t)."""
-        return [r[0] for r in self._db.execute(
-            "SELECT id FROM frames WHERE rx_s >= ? AND rx_s < ? ORDER BY id", (since_s, t))]
-
     def last_counts_before(self, t: float, per_node: int | None = None) -> list[StoredEvent]:
         """The last `count` event before `t` of every (node, boot), in id order; with
         `per_node`, of each node's newest that many boots (as Journal.last_counts: a count

@@ -247,7 +247,6 @@ class Heard(NamedTuple):
     uptime_ms: int
 
 
-_ID_CHUNK = 500  # ids per query of frames_by_id (SQLite allows 32,766 parameters)
 # What a restart reads of an event (runtime.replay, Deriver.replay): the data of states,
 # counts, reasons, hellos and final oee points; '{}' for the rest (the running shift's
 # points, lamps, health: only their times count), so they cost neither memory nor parsing.
@@ -504,20 +503,37 @@ class Journal:
                                (last_id, limit))
         return [StoredFrame(*row) for row in cur]
 
-    def recent_frame_ids(self, since_s: float, limit: int = 500_000) -> list[int]:
-        """The ids of the frames received at or after `since_s` among the last `limit`."""
-        return [r[0] for r in self._db.execute(
-            "SELECT id FROM frames WHERE id > (SELECT coalesce(max(id), 0) - ? FROM frames) "
-            "AND rx_s >= ? ORDER BY id", (limit, since_s))]
+    def replay_frames(self, heard: Iterable[Heard], tail: int, since_s: float, *,
+                      before_s: float | None = None, limit: int = 500_000
+                      ) -> Iterator[tuple[float, bytes]]:
+        """(rx_s, raw) in id order, streamed, of what a restart rebuilds the nodes from:
+        per node of `heard`, its last `tail` frames (by seq) of the boot it was last heard
+        from and any newer of that boot; and every frame received at or after `since_s`
+        (among the last `limit`). With `before_s` (a recompute: the journal as it stood),
+        only frames received before it, and every one since `since_s`.
 
-    def frames_by_id(self, ids: Sequence[int]) -> Iterator[tuple[float, bytes]]:
-        """(rx_s, raw) of the frames with these ids (ascending), read a chunk at a time: a
-        restart replays 512 frames a node, and held at once they took ~130 MB at 1,000."""
-        for k in range(0, len(ids), _ID_CHUNK):
-            chunk = ids[k:k + _ID_CHUNK]
-            yield from self._db.execute(
-                f"SELECT rx_s, raw FROM frames WHERE id IN ({','.join('?' * len(chunk))}) "
-                "ORDER BY id", chunk)
+        The ids are gathered in a temporary table inside SQLite: 512 frames a node are
+        513,000 ids at 1,000 nodes, and held as a Python set they were most of a restart's
+        peak memory (and 10 times that at 10,000 nodes).
+        """
+        db = self._db
+        db.execute("CREATE TEMP TABLE IF NOT EXISTS replay_ids(id INTEGER PRIMARY KEY)")
+        db.execute("DELETE FROM temp.replay_ids")
+        add = "INSERT OR IGNORE INTO temp.replay_ids(id) SELECT id FROM frames WHERE "
+        if before_s is None:
+            db.execute(add + "id > (SELECT coalesce(max(id), 0) - ? FROM frames) AND "
+                       "rx_s >= ?", (limit, since_s))
+            db.executemany(add + "node_id = ? AND boot_id = ? AND seq >= ?",
+                           ((h.node_id, h.boot_id, h.seq - tail) for h in heard))
+        else:
+            db.execute(add + "rx_s >= ? AND rx_s < ?", (since_s, before_s))
+            db.executemany(add + "node_id = ? AND boot_id = ? AND seq >= ? AND rx_s < ?",
+                           ((h.node_id, h.boot_id, h.seq - tail, before_s) for h in heard))
+        try:
+            yield from db.execute("SELECT f.rx_s, f.raw FROM temp.replay_ids AS r "
+                                  "JOIN frames AS f ON f.id = r.id ORDER BY r.id")
+        finally:
+            db.execute("DELETE FROM temp.replay_ids")
 
     def replay_events(self, since_s: float, limit: int = 5_000_000) -> Iterator[StoredEvent]:
         """Events with ts_s >= since_s among the last `limit`, in id order, streamed, with
@@ -574,12 +590,6 @@ class Journal:
         """When each node was last heard (the small `heard` table, not a scan of frames)."""
         return [Heard(*row) for row in self._db.execute(
             "SELECT node_id, rx_s, boot_id, seq, uptime_ms FROM heard ORDER BY node_id")]
-
-    def node_tail_ids(self, heard: Heard, frames: int) -> list[int]:
-        """The ids of node_tail's frames."""
-        return [r[0] for r in self._db.execute(
-            "SELECT id FROM frames WHERE node_id = ? AND boot_id = ? AND seq >= ?",
-            (heard.node_id, heard.boot_id, heard.seq - frames))]
 
     def node_tail(self, heard: Heard, frames: int) -> list[StoredFrame]:
         """The last `frames` frames (by seq) of the boot a node was last heard from, and any
