@@ -3,7 +3,8 @@ that does not grow with the journal's history:
 - the last_counts table: each node and boot's newest count event, kept as events are
   stored, so a restart reads one row a boot instead of every count event;
 - each machine's last state before a time, by the index of state events in id order;
-- the frames that rebuild the nodes, their ids gathered inside SQLite, not in Python.
+- the frames that rebuild the nodes, their ids gathered inside SQLite, not in Python;
+- the events since the shift's start, read from the first id dated since then.
 
 Each test checks them against what the reads a restart made before find (a scan of every
 count or state event; the frame ids gathered in Python), written out here as the reference.
@@ -19,6 +20,7 @@ from lampwatch.boot_counts import BOOTS_KEPT
 from lampwatch.errors import SinkError
 from lampwatch.journal import FrameRow, Journal
 from lampwatch.journal.history import HistoryJournal
+from lampwatch.journal.store import REPLAY_DATA
 
 # The newest count event per (node, boot) by a scan of all of them: a count that names no
 # node or no integer boot seeds nothing at a restart (Deriver._seed_counts), so none here.
@@ -317,3 +319,65 @@ def test_the_replayed_frames_ids_are_not_held_in_python(tmp_path):
         assert peak < 1 * 2**20, peak
         # and nothing is left behind for the next restart read
         assert j._db.execute("SELECT count(*) FROM temp.replay_ids").fetchone() == (0,)
+
+
+def test_the_replayed_events_are_every_one_dated_since_a_time_read_from_the_first(tmp_path):
+    """Events of several kinds, dated out of order (one in seven up to 2,000 s early, one
+    far in the future, one without a kind): the restart reads every event dated at or
+    after the time, in id order, and its scan starts at the first such id."""
+    rng = random.Random(12)
+    path = tmp_path / "j.sqlite"
+    with Journal(path) as j:
+        events = random_states(rng, 3000) + random_events(rng, 2000, t0=31_000.0)
+        events.insert(100, (90_000.0, "health", 1, "m1", {"rssi": -60}))
+        events.insert(200, (35_000.0, None, 1, "m1", {}))
+        commit_in_batches(j, rng, events)
+        db = sqlite3.connect(path)
+        for since in [0.0, 20_000.0, 31_500.0, 32_999.0, 40_000.0, 89_999.0, 95_000.0]:
+            want = db.execute(f"SELECT id, ts_s, kind, node_id, machine, {REPLAY_DATA} FROM "
+                              "events WHERE ts_s >= ? ORDER BY id", (since,)).fetchall()
+            assert [tuple(e) for e in j.replay_events(since)] == want, since
+        db.close()
+
+
+def sqlite_steps(j, read):
+    """How many SQLite VM instructions `read()` takes (the rows it visits, roughly)."""
+    steps = [0]
+
+    def count():
+        steps[0] += 1
+
+    j._db.set_progress_handler(count, 1)
+    try:
+        read()
+    finally:
+        j._db.set_progress_handler(None, 1)
+    return steps[0]
+
+
+def test_the_replayed_events_cost_what_came_since_not_the_history(tmp_path):
+    """The same 300 events of the last hour after no history and after 30,000 events: the
+    read visits about as much (it scanned the last 5 million events by id)."""
+    rng = random.Random(13)
+    recent = random_events(rng, 300, t0=100_000.0)
+    steps = []
+    for history in (0, 30_000):
+        with Journal(tmp_path / f"j{history}.sqlite") as j:
+            commit_in_batches(j, rng, random_events(rng, history) if history else [])
+            commit_in_batches(j, rng, recent)
+            steps.append(sqlite_steps(j, lambda j=j: list(j.replay_events(100_000.0))))
+            assert len(list(j.replay_events(100_000.0))) == 300
+    assert steps[1] < 1.5 * steps[0] + 2000, steps
+
+
+def test_the_last_counts_and_states_cost_the_same_after_a_long_history(tmp_path):
+    """Five nodes and machines after 2,000 and after 40,000 events: the reads visit about as
+    much (the groupings of every count and every state visited them all)."""
+    rng = random.Random(14)
+    steps = []
+    for n in (2000, 40_000):
+        with Journal(tmp_path / f"j{n}.sqlite") as j:
+            commit_in_batches(j, rng, random_states(rng, n))
+            steps.append(sqlite_steps(j, lambda j=j, n=n: (
+                j.last_counts(per_node=BOOTS_KEPT), j.last_before("state", n * 10.0))))
+    assert steps[1] < 1.5 * steps[0] + 2000, steps

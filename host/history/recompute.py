@@ -77,7 +77,7 @@ class _AsOf:
     def last_before(self, kind: str, before_s: float):
         return self.j.last_before(kind, min(before_s, self.t))
 
-    def replay_events(self, since_s: float, limit: int = 0):
+    def replay_events(self, since_s: float):
         return self.j.replay_events_between(since_s, self.t)
 
 
