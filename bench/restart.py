@@ -8,9 +8,10 @@ while running) written through the journal's commit. Then, each as a fresh proce
 restart a second after its last frame (midnight UTC, two hours into shift C, 22:00-06:00):
 the journal opened by the writer, `runtime.replay` into a new Deriver (what
 `lampwatch collect` does before it listens), timed, with the peak RSS of that process.
-Also timed in it: the two reads of the replay that walked the journal's history before
-schema 6 (each node and boot's last count; each machine's last state before the shift),
-as they read now and as they read then (the grouping queries, run as plain SQL).
+Also timed in it, after the replay: the two reads of it that walked the journal's history
+before schema 6 (each node and boot's last count; each machine's last state before the
+shift); and in a process of its own, `before_schema_6`, the same two as they read then
+(the grouping queries, as plain SQL).
 
 Its frames carry no valid tag (bench/report.py makes them so), so the deriver takes none of
 them: this times the journal's reads and the events' replay, not the rebuilding of the
@@ -56,7 +57,20 @@ out["last_counts_s"] = round(time.perf_counter() - t, 4)
 t = time.perf_counter()
 out["last_states"] = len(j.last_before("state", since))
 out["last_states_s"] = round(time.perf_counter() - t, 4)
-db = j._db  # the reads as they were before schema 6, for comparison
+out["events"] = j.last_event_id()
+print(json.dumps(out))
+"""
+
+# The two reads as they were before schema 6 (grouping every count event; every state event
+# before the shift), in a process of their own, for comparison.
+_GROUPING = r"""
+import json, sqlite3, sys, time
+from lampwatch.config import load_config
+
+cfg = load_config(sys.argv[1])
+since = cfg.calendar.shift_at(float(sys.argv[2])).start
+db = sqlite3.connect(f"file:{cfg.journal_path}?mode=ro", uri=True)
+out = {}
 t = time.perf_counter()
 db.execute("SELECT id, ts_s, kind, node_id, machine, data FROM events WHERE id IN (SELECT "
            "max(id) FROM events WHERE kind = 'count' GROUP BY node_id, "
@@ -67,7 +81,6 @@ db.execute("SELECT id, ts_s, kind, node_id, machine, data FROM events WHERE id I
            "max(id) FROM events WHERE kind = 'state' AND ts_s < ? GROUP BY machine) "
            "ORDER BY id", (since,)).fetchall()
 out["last_states_by_grouping_s"] = round(time.perf_counter() - t, 4)
-out["events"] = db.execute("SELECT max(id) FROM events").fetchone()[0]
 print(json.dumps(out))
 """
 
@@ -92,8 +105,11 @@ def main() -> None:
         now = T0 + days * 86400 + 1.0  # its last frames are at 24:00 of its last day
         run = _run([sys.executable, "-c", _CHILD, str(cfg), repr(now)], args.runs)
         child = json.loads(run.pop("out"))
+        before = json.loads(_run([sys.executable, "-c", _GROUPING, str(cfg), repr(now)],
+                                 args.runs)["out"])
         result["journals"].append({"days": days, "frames": info["frames"],
-                                   "bytes": journal.stat().st_size, **child, **run})
+                                   "bytes": journal.stat().st_size, **child, **run,
+                                   "before_schema_6": before})
     base = result["journals"][0]
     for j in result["journals"]:
         j["x_baseline"] = round(j["wall_s"] / base["wall_s"], 2)

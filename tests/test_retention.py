@@ -222,5 +222,6 @@ def test_bench_restart_small_prints_its_figures(tmp_path):
         # valid tag: the deriver takes none)
         assert j["last_counts"] == 2 and j["last_states"] == 2 and j["replayed_frames"] == 0
         assert j["replay_s"] > 0 and j["wall_s"] > 0 and j["rss_mb"] > 0
-        assert j["last_counts_by_grouping_s"] > 0 and j["last_states_by_grouping_s"] > 0
+        assert j["before_schema_6"]["last_counts_by_grouping_s"] > 0
+        assert j["before_schema_6"]["last_states_by_grouping_s"] > 0
     assert one["x_baseline"] == 1.0
