@@ -512,28 +512,28 @@ class Journal:
         (among the last `limit`). With `before_s` (a recompute: the journal as it stood),
         only frames received before it, and every one since `since_s`.
 
-        The ids are gathered in a temporary table inside SQLite: 512 frames a node are
+        The ids are gathered inside SQLite (the `IN` of one query): 512 frames a node are
         513,000 ids at 1,000 nodes, and held as a Python set they were most of a restart's
         peak memory (and 10 times that at 10,000 nodes).
         """
         db = self._db
-        db.execute("CREATE TEMP TABLE IF NOT EXISTS replay_ids(id INTEGER PRIMARY KEY)")
-        db.execute("DELETE FROM temp.replay_ids")
-        add = "INSERT OR IGNORE INTO temp.replay_ids(id) SELECT id FROM frames WHERE "
+        db.execute("CREATE TEMP TABLE IF NOT EXISTS replay_tails(node_id INT, boot_id INT, "
+                   "from_seq INT)")
+        db.execute("DELETE FROM temp.replay_tails")
+        db.executemany("INSERT INTO temp.replay_tails VALUES (?, ?, ?)",
+                       ((h.node_id, h.boot_id, h.seq - tail) for h in heard))
+        tails = ("SELECT f.id FROM temp.replay_tails AS t JOIN frames AS f ON "
+                 "f.node_id = t.node_id AND f.boot_id = t.boot_id AND f.seq >= t.from_seq")
         if before_s is None:
-            db.execute(add + "id > (SELECT coalesce(max(id), 0) - ? FROM frames) AND "
-                       "rx_s >= ?", (limit, since_s))
-            db.executemany(add + "node_id = ? AND boot_id = ? AND seq >= ?",
-                           ((h.node_id, h.boot_id, h.seq - tail) for h in heard))
+            recent = ("SELECT id FROM frames WHERE id > (SELECT coalesce(max(id), 0) - ? "
+                      "FROM frames) AND rx_s >= ?")
+            args: tuple = (limit, since_s)
         else:
-            db.execute(add + "rx_s >= ? AND rx_s < ?", (since_s, before_s))
-            db.executemany(add + "node_id = ? AND boot_id = ? AND seq >= ? AND rx_s < ?",
-                           ((h.node_id, h.boot_id, h.seq - tail, before_s) for h in heard))
-        try:
-            yield from db.execute("SELECT f.rx_s, f.raw FROM temp.replay_ids AS r "
-                                  "JOIN frames AS f ON f.id = r.id ORDER BY r.id")
-        finally:
-            db.execute("DELETE FROM temp.replay_ids")
+            recent = "SELECT id FROM frames WHERE rx_s >= ? AND rx_s < ?"
+            tails += " AND f.rx_s < ?"
+            args = (since_s, before_s, before_s)
+        yield from db.execute(f"SELECT rx_s, raw FROM frames WHERE id IN ({recent} UNION ALL "
+                              f"{tails}) ORDER BY id", args)
 
     def replay_events(self, since_s: float) -> Iterator[StoredEvent]:
         """Events with ts_s >= since_s, in id order, streamed, with the data a restart
