@@ -1,6 +1,7 @@
 """Restart benchmark: a collector's start (the journal's replay) after short and long histories.
 
-    .venv/bin/python bench/restart.py [--machines 100] [--days 1,7] [--runs 2] [--dir /tmp]
+    .venv/bin/python bench/restart.py [--machines 100] [--days 1,7] [--runs 2] [--upgrade]
+                                      [--dir /tmp]
 
 For each number of days, builds (or reuses) the journal of bench/report.py: the same plant
 (per node a heartbeat every 10 s, a HEALTH every minute, a lamp change every ~4 min, parts
@@ -17,6 +18,9 @@ Its frames carry no valid tag (bench/report.py makes them so), so the deriver ta
 them: this times the journal's reads and the events' replay, not the rebuilding of the
 nodes' clock anchors from their last frames (bench/live.py --restart-at times that, on a
 journal of 5 hours).
+
+`--upgrade`: the step to schema 6 reads every event once (last_counts filled from the count
+events, the state index built); timed on a copy of the last journal made as schema 5 had it.
 
 The baseline is the shortest history: a restart rebuilds the nodes' last frames and the
 running shift, which are the same after 1 day or after 30, so a longer history should cost
@@ -84,12 +88,33 @@ out["last_states_by_grouping_s"] = round(time.perf_counter() - t, 4)
 print(json.dumps(out))
 """
 
+# The step from schema 5: a copy of the journal as schema 5 had it, opened by the writer once.
+_UPGRADE = r"""
+import json, shutil, sqlite3, sys, time
+from lampwatch.journal import Journal
+
+src, dst = sys.argv[1], sys.argv[2]
+shutil.copyfile(src, dst)
+db = sqlite3.connect(dst)
+db.execute("DROP TABLE last_counts")
+db.execute("DROP INDEX events_state_machine")
+db.execute("PRAGMA user_version=5")
+db.commit()
+db.close()
+t = time.perf_counter()
+Journal(dst, sync="normal").close()
+print(json.dumps({"upgrade_s": round(time.perf_counter() - t, 2)}))
+"""
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--machines", type=int, default=100)
     ap.add_argument("--days", default="1,7", help="comma-separated; the first is the baseline")
     ap.add_argument("--runs", type=int, default=2, help="restarts of each journal (best)")
+    ap.add_argument("--upgrade", action="store_true",
+                    help="also time a writer's first open of the last journal as schema 5 "
+                         "had it (on a copy)")
     ap.add_argument("--dir", type=Path, default=Path("/tmp"),
                     help="where the journals are (lampwatch-report-MxD.sqlite, as report.py)")
     args = ap.parse_args()
@@ -110,6 +135,15 @@ def main() -> None:
         result["journals"].append({"days": days, "frames": info["frames"],
                                    "bytes": journal.stat().st_size, **child, **run,
                                    "before_schema_6": before})
+    if args.upgrade:
+        copy = journal.with_name(journal.stem + "-schema5.sqlite")
+        try:
+            up = json.loads(_run([sys.executable, "-c", _UPGRADE, str(journal), str(copy)],
+                                 1)["out"])
+        finally:
+            for p in (copy, Path(f"{copy}-wal"), Path(f"{copy}-shm")):
+                p.unlink(missing_ok=True)
+        result["journals"][-1]["upgrade_from_schema_5_s"] = up["upgrade_s"]
     base = result["journals"][0]
     for j in result["journals"]:
         j["x_baseline"] = round(j["wall_s"] / base["wall_s"], 2)

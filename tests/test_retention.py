@@ -212,7 +212,8 @@ def test_bench_report_small_prints_its_figures_and_equals_the_event_report(tmp_p
 
 def test_bench_restart_small_prints_its_figures(tmp_path):
     out = subprocess.run([sys.executable, str(ROOT / "bench" / "restart.py"), "--machines", "2",
-                          "--days", "1,2", "--runs", "1", "--dir", str(tmp_path)],
+                          "--days", "1,2", "--runs", "1", "--upgrade",
+                          "--dir", str(tmp_path)],
                          capture_output=True, text=True, timeout=300, check=True)
     figures = json.loads(out.stdout)
     one, two = figures["journals"]
@@ -224,4 +225,5 @@ def test_bench_restart_small_prints_its_figures(tmp_path):
         assert j["replay_s"] > 0 and j["wall_s"] > 0 and j["rss_mb"] > 0
         assert j["before_schema_6"]["last_counts_by_grouping_s"] > 0
         assert j["before_schema_6"]["last_states_by_grouping_s"] > 0
-    assert one["x_baseline"] == 1.0
+    assert one["x_baseline"] == 1.0 and two["upgrade_from_schema_5_s"] > 0
+    assert sorted(p.name for p in tmp_path.iterdir() if "schema5" in p.name) == []
