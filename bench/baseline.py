@@ -15,8 +15,9 @@ SIGTERM after committing what it holds.
 frames, written with its very schema and statements (imported from lampwatch.journal.store,
 so its indexes are the ones lampwatch has to keep up): a `count` event for each HEARTBEAT
 whose totals grew (timed by the receive time; nothing else is derived) with its node and
-boot's `last_counts` row, and each node's `heard` and `sources` rows. What a collector with that schema pays at least, with no
-derivation, no dedupe window, no clock anchor; bench/ingest.py `--floor` prices it.
+boot's `last_counts` row, and each node's `heard` and `sources` rows. What a collector with
+that schema pays at least, with no derivation, no dedupe window, no clock anchor;
+bench/ingest.py `--floor` prices it.
 """
 
 from __future__ import annotations

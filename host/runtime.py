@@ -55,9 +55,9 @@ def replay(deriver: DeriverProtocol, journal: Journal, config: Any, now_s: float
     Frames: each node's last frames before it was last heard (the journal's `heard` table:
     clock anchor, lamps, last heard, whatever the outage's length), and every frame of the
     last few heartbeat periods. Events: the last count of each node's newest boots (so
-    per-boot totals never count twice), each machine's last state and hello from before the shifts it
-    rebuilds (the running one and any that may still owe its final point; else the last
-    hour), then everything since (with the shifts' final points).
+    per-boot totals never count twice), each machine's last state and hello from before the
+    shifts it rebuilds (the running one and any that may still owe its final point; else
+    the last hour), then everything since (with the shifts' final points).
     """
     periods = [3 * n.heartbeat_s for n in config.nodes.values()] or [0.0]
     replayed = [0]

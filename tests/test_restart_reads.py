@@ -78,6 +78,24 @@ def commit_in_batches(j, rng, events):
         k += n
 
 
+def query_plans(j, read):
+    """The query plans (EXPLAIN QUERY PLAN's details) of what `read()` asks the journal;
+    read() must return something true."""
+    real, plans = j._db, []
+
+    class Spy:
+        def execute(self, sql, params=()):
+            plans.extend(row[-1] for row in real.execute("EXPLAIN QUERY PLAN " + sql, params))
+            return real.execute(sql, params)
+
+    j._db = Spy()
+    try:
+        assert read()
+    finally:
+        j._db = real
+    return plans
+
+
 def test_the_table_holds_what_a_scan_of_every_count_finds(tmp_path):
     rng = random.Random(6)
     path = tmp_path / "j.sqlite"
@@ -164,18 +182,7 @@ def test_the_restart_read_walks_the_table_not_the_events(tmp_path):
     path = tmp_path / "j.sqlite"
     with Journal(path) as j:
         j.commit(events=[count(1000.0 + k, k % 3, 7, k) for k in range(30)])
-        real = j._db
-        plans = []
-
-        class Spy:
-            def execute(self, sql, params=()):
-                plans.extend(row[-1] for row in real.execute("EXPLAIN QUERY PLAN " + sql,
-                                                              params))
-                return real.execute(sql, params)
-
-        j._db = Spy()
-        assert len(j.last_counts()) == 3
-        j._db = real
+        plans = query_plans(j, lambda: len(j.last_counts()) == 3)
     assert any(p.startswith("SCAN l") for p in plans), plans
     assert not [p for p in plans if p.startswith("SCAN e")], plans
 
@@ -232,18 +239,7 @@ def test_the_last_states_are_read_by_the_state_index_not_a_scan(tmp_path):
     path = tmp_path / "j.sqlite"
     with Journal(path) as j:
         commit_in_batches(j, rng, random_states(rng, 300))
-        real = j._db
-        plans = []
-
-        class Spy:
-            def execute(self, sql, params=()):
-                plans.extend(row[-1] for row in real.execute("EXPLAIN QUERY PLAN " + sql,
-                                                              params))
-                return real.execute(sql, params)
-
-        j._db = Spy()
-        assert j.last_before("state", 2000.0)
-        j._db = real
+        plans = query_plans(j, lambda: j.last_before("state", 2000.0))
     on_events = [p for p in plans if "events" in p]
     assert on_events and all("events_state_machine" in p for p in on_events), plans
     assert not [p for p in plans if p.startswith("SCAN events")], plans
