@@ -37,10 +37,16 @@ T0 = 1_772_438_400.0  # 2026-03-02 08:00 UTC
 
 # --- helpers shared with test_board_browser.py ------------------------------------------
 
-def board_config(tmp_path, machines=("press-07", "press-08"), pin=True, shift=("00:00", "00:00"),
+def board_config(tmp_path, machines=("press-07", "press-08"), pin=True, shift=None,
                  journal="journal.sqlite"):
     """A collector config: loopback UDP and board on free ports, one node per machine (ids
-    from 7), a UTC shift (default 24 h, so one is always running)."""
+    from 7), a UTC shift (start, end). By default 24 h from 6 hours before now, so one is
+    always running and has for hours: a node's counts reach back at its ideal cycle and its
+    boot began before the test (docs/oee.md, "Where output goes"), and with a shift from
+    00:00 UTC the figures depended on the time of day (5,400 parts reach back 3 hours)."""
+    if shift is None:
+        start = time.strftime("%H:%M", time.gmtime(time.time() - 6 * 3600))
+        shift = (start, start)
     nodes = "".join(f"""
 [[nodes]]
 id = {7 + i}

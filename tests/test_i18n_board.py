@@ -26,11 +26,7 @@ def page_text(driver) -> str:
 
 def test_the_board_in_indonesian_has_no_english_word(browser, tmp_path, monkeypatch):  # noqa: F811
     monkeypatch.setenv(PIN_ENV, PIN)
-    # A 24-hour shift that began 6 hours ago: press-07's 5,400 parts reach back 3 hours
-    # at its ideal cycle (docs/oee.md, "Where output goes"), so with the default shift from
-    # 00:00 UTC the tile showed part of them when the test ran before 03:00 UTC.
-    start = time.strftime("%H:%M", time.gmtime(time.time() - 6 * 3600))
-    path = board_config(tmp_path, MACHINES, shift=(start, start))
+    path = board_config(tmp_path, MACHINES)  # its shift began hours ago: all 5,400 parts in it
     path.write_text(path.read_text().replace("[board]\n", '[board]\nlang = "id"\n'))
     ct = CollectorThread(load_config(path)).start()
     nodes = [Node(7 + i, ct.udp_address) for i in range(3)]  # press-10: never heard
