@@ -99,10 +99,11 @@ def _options(*args: float) -> _Options:
 class ClockAnchor:
     """Maps one boot epoch's uptime to wall time; see the module docstring.
 
-    One per node and boot epoch, so it is kept small (~1.7 KB; a collector may hold 10,000):
-    slots, settings shared, and every number it keeps in one array of plain doubles of a
-    fixed size (a dict of bucket tuples took ~4.4 KB a node; three arrays and the cached
-    lines as tuples ~2.3 KB).
+    One per node and boot epoch, so it is kept small (~1.2 KB; a collector may hold 10,000):
+    slots, settings shared, and the numbers it keeps in two arrays of a fixed size: doubles
+    for the buckets and lines, single-precision floats for the recent samples (a dict of
+    bucket tuples took ~4.4 KB a node; three arrays and the cached lines as tuples ~2.3 KB;
+    one array of doubles ~1.7 KB).
 
     Args:
         bucket_s: uptime span that keeps one minimum sample.
@@ -114,21 +115,26 @@ class ClockAnchor:
 
     # _a, for n buckets: [0, n) the bucket minima's uptimes, bucket index i (within the
     # window) in slot i % n, NaN: empty (the index is floor(t / bucket)); [n, 2n) their
-    # offsets; then the last _RECENT_SAMPLES samples as t0, off0, t1, off1, ... (a ring,
-    # _recent_n of them so far); then the cached line (slope, intercept; NaN: none), the
-    # latest line even if stale (NaN: none yet), and while the cached line is the constant
-    # estimate bounds on the minima's uptimes (lowest, highest; NaN: none) for the fast
-    # path of `_lower`.
-    __slots__ = ("_a", "_count", "_line_at", "_newest", "_opts", "_recent_at", "_recent_n",
-                 "samples")
+    # offsets; then the cached line (slope, intercept; NaN: none), the latest line even if
+    # stale (NaN: none yet), while the cached line is the constant estimate bounds on the
+    # minima's uptimes (lowest, highest; NaN: none) for the fast path of `_lower`, and the
+    # first sample (uptime, offset).
+    # _recent: the last _RECENT_SAMPLES samples as t0, off0, t1, off1, ... (a ring,
+    # _recent_n of them so far), each less the first sample's, in single precision. Only the
+    # uncertainty reads them, as gaps above the line: a float's 24 bits cost it at most
+    # max_drift x the uptime's rounding (25 us after 49 days of uptime at 50 ppm) plus the
+    # offset's (15 us once the crystal has drifted 200 s), where the doubles took 1 KB a node.
+    __slots__ = ("_a", "_count", "_line_at", "_newest", "_opts", "_recent", "_recent_at",
+                 "_recent_n", "samples")
 
     def __init__(self, bucket_s: float = _DEFAULT_BUCKET_S, window_s: float = _DEFAULT_WINDOW_S,
                  fit_span_s: float = _DEFAULT_FIT_SPAN_S,
                  max_drift_ppm: float = _DEFAULT_MAX_DRIFT_PPM, late_s: float = _DEFAULT_LATE_S):
         self._opts = opts = _options(bucket_s, window_s, fit_span_s, max_drift_ppm, late_s)
         n = opts.n_buckets
-        self._line_at = 2 * n + 2 * _RECENT_SAMPLES
-        self._a = array("d", [_NAN]) * (self._line_at + 6)
+        self._line_at = 2 * n
+        self._a = array("d", [_NAN]) * (self._line_at + 8)
+        self._recent = array("f", [0.0]) * (2 * _RECENT_SAMPLES)
         self._count = 0  # buckets filled
         self._recent_n = 0  # samples in the ring
         self._recent_at = 0  # where the next sample goes once the ring is full
@@ -148,11 +154,14 @@ class ClockAnchor:
         """Take one frame's (uptime, receive time) sample."""
         t = uptime_ms / 1000.0
         off = rx_s - t
-        self.samples += 1
         a, opts = self._a, self._opts
+        li = self._line_at
+        if not self.samples:
+            a[li + 6], a[li + 7] = t, off
+        self.samples += 1
         n = opts.n_buckets
-        r = 2 * n + (2 * self._recent_n if self._recent_n < _RECENT_SAMPLES else self._recent_at)
-        a[r], a[r + 1] = t, off
+        r = 2 * self._recent_n if self._recent_n < _RECENT_SAMPLES else self._recent_at
+        self._recent[r], self._recent[r + 1] = t - a[li + 6], off - a[li + 7]
         if self._recent_n < _RECENT_SAMPLES:
             self._recent_n += 1
         else:
@@ -164,7 +173,6 @@ class ClockAnchor:
             return  # older than the window: the window already has better information
         # Against the latest line, even if a new minimum made it stale since: for a frame that
         # waited seconds it is near enough, and refitting for every sample would cost twice.
-        li = self._line_at
         slope = a[li]
         if _isnan(slope):
             slope, intercept = a[li + 2], a[li + 3]  # the latest line (NaN: none yet)
@@ -239,8 +247,10 @@ class ClockAnchor:
         """Offset at the newest sample, uncertainty and drift, for a health event."""
         slope, intercept = self._fit()
         t_new = max(t for t, _ in self._minima())
-        a, r = self._a, 2 * self._opts.n_buckets
-        gaps = [a[i + 1] - (intercept + slope * a[i]) for i in range(r, r + 2 * self._recent_n, 2)]
+        a, li, ring = self._a, self._line_at, self._recent
+        # a gap is off - (intercept + slope t) with t, off = first + the ring's difference
+        first = a[li + 7] - (intercept + slope * a[li + 6])
+        gaps = [first + ring[i + 1] - slope * ring[i] for i in range(0, 2 * self._recent_n, 2)]
         return AnchorFigures(offset_ms=(intercept + slope * t_new) * 1000.0,
                              uncertainty_ms=max(0.0, median(gaps)) * 1000.0,
                              drift_ppm=slope * 1e6, samples=self.samples)
