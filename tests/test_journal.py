@@ -203,3 +203,53 @@ def test_a_version_1_journal_reads_as_it_is_and_migrates_when_written(tmp_path):
         "source", "reason", "node_id", "count", "last_s"]
     assert [r[1] for r in db.execute("PRAGMA table_info(heard)")] == [
         "node_id", "rx_s", "boot_id", "seq", "uptime_ms"]
+
+
+def _table_rows(path):
+    db = sqlite3.connect(path)
+    try:
+        return {t: db.execute(f"SELECT * FROM {t} ORDER BY 1, 2").fetchall()
+                for t in ("heard", "sources", "last_counts")}
+    finally:
+        db.close()
+
+
+@pytest.mark.parametrize("fill", ["_FILL_HEARD", "_FILL_SOURCES", "_FILL_LAST_COUNTS"])
+def test_an_upgrade_stopped_midway_leaves_the_journal_as_it_was_and_is_done_again(
+        tmp_path, monkeypatch, fill):
+    # Filling the tables an upgrade adds reads every frame and count event: minutes on a
+    # year's journal, time enough to be stopped. Step by step, a table created but not filled
+    # was taken as filled by the next start (no count maxima seeded: a late heartbeat then
+    # counts twice). In one transaction the journal stays as it was until the upgrade is done.
+    from lampwatch.journal import store
+
+    path, clean = tmp_path / "j.sqlite", tmp_path / "clean.sqlite"
+    with Journal(path) as j:
+        j.commit([frame(s) for s in range(1, 6)] + [frame(4, node=8, boot=2)],
+                 events=[Event(1000.0 + s, "count", node, f"m{node}",
+                               {"boot_id": boot, "good": 1, "good_total": s, "ng": 0,
+                                "ng_total": 0, "since_s": 999.0 + s})
+                         for s, node, boot in ((1, 7, 1), (2, 7, 1), (3, 8, 2), (4, 7, 3))])
+    want = _table_rows(path)
+    assert all(want.values())  # each table has rows to lose
+    db = sqlite3.connect(path)
+    for table in ("heard", "sources", "last_counts"):
+        db.execute(f"DROP TABLE {table}")
+    db.execute("PRAGMA user_version=2")
+    db.commit()
+    db.close()
+    clean.write_bytes(path.read_bytes())
+
+    monkeypatch.setattr(store, fill, "SELECT json('stopped mid-upgrade')")
+    with pytest.raises(SinkError, match="malformed JSON"):
+        Journal(path)
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert not {"heard", "sources", "last_counts"} & {
+        r[0] for r in db.execute("SELECT name FROM sqlite_master")}
+    db.close()
+
+    monkeypatch.undo()
+    Journal(path).close()
+    Journal(clean).close()
+    assert _table_rows(path) == _table_rows(clean) == want
