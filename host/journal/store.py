@@ -337,7 +337,7 @@ class Journal:
     def _upgrade(self) -> None:
         """Create the schema, or bring an older journal to it by what its tables hold, in one
         transaction: a writer stopped or failing mid-way (filling the tables of schemas 3 to 6
-        reads every frame and count event: 10.5 s for 7 days of 100 machines, minutes for a
+        reads every frame and count event: 11 s for 7 days of 100 machines, minutes for a
         year) leaves the journal as it was, and the next start does it all again. Step by step,
         a table created but not yet filled was taken as filled by the next start: a restart
         would then seed no count maxima, and a late heartbeat would count twice."""
