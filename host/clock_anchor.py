@@ -99,7 +99,7 @@ def _options(*args: float) -> _Options:
 class ClockAnchor:
     """Maps one boot epoch's uptime to wall time; see the module docstring.
 
-    One per node and boot epoch, so it is kept small (~1.2 KB; a collector may hold 10,000):
+    One per node and boot epoch, so it is kept small (~1.3 KB; a collector may hold 10,000):
     slots, settings shared, and the numbers it keeps in two arrays of a fixed size: doubles
     for the buckets and lines, single-precision floats for the recent samples (a dict of
     bucket tuples took ~4.4 KB a node; three arrays and the cached lines as tuples ~2.3 KB;
