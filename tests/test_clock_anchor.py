@@ -142,7 +142,7 @@ def test_watchdog_hello_starts_a_new_epoch_within_the_boot():
 def test_a_node_clock_with_its_window_full_takes_under_1_6_kb():
     # A collector holds one per node (10,000): the numbers in two arrays of a fixed size (the
     # recent samples in single precision), the settings shared, no dict while a node has had
-    # one boot (one array of doubles: 1.8 KB)
+    # one boot (one array of doubles: 1.9 KB)
     import tracemalloc
 
     tracemalloc.start()
