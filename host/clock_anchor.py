@@ -290,6 +290,10 @@ def _cross(o: tuple[float, float], a: tuple[float, float], b: tuple[float, float
     return (a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0])
 
 
+# A boot's epochs (NodeClock): its one anchor, or (first seq, anchor) sorted by first seq.
+_Epochs = ClockAnchor | list[tuple[int, ClockAnchor]]
+
+
 class NodeClock:
     """The anchors of one node: per boot id, one per epoch (a HELLO starts an epoch)."""
 
@@ -297,30 +301,39 @@ class NodeClock:
 
     def __init__(self, **anchor_options: float):
         self._options = anchor_options or None  # None: the defaults (no dict per node)
-        # boot id -> [(first seq, anchor)] sorted by first seq; least recently used boot
-        # first (a plain dict: an OrderedDict costs ~1 KB more per node). None while the
-        # node had one boot only, the usual case: that one is just the most recent below.
-        self._boots: dict[int, list[tuple[int, ClockAnchor]]] | None = None
+        # boot id -> its epochs, least recently used boot first (a plain dict: an
+        # OrderedDict costs ~1 KB more per node). A boot's epochs are its anchor while it had
+        # one epoch (the usual case: it began at seq 0), else [(first seq, anchor)] sorted
+        # by first seq (a list and a tuple per node cost ~120 bytes more). `_boots` is None
+        # while the node had one boot only, the usual case: that one is just the most
+        # recent below.
+        self._boots: dict[int, _Epochs] | None = None
         self._last_boot: int | None = None  # the most recently used boot and its epochs
-        self._last_epochs: list[tuple[int, ClockAnchor]] | None = None
+        self._last_epochs: _Epochs | None = None
 
     def hello(self, boot_id: int, seq: int) -> None:
         """A HELLO at `seq`: a reset, so uptime from here on gets a fresh anchor."""
         epochs = self._epochs(boot_id)
-        if not any(first == seq for first, _ in epochs):
-            if len(epochs) == 1 and not epochs[0][1].ready:
-                epochs[0] = (min(seq, epochs[0][0]), epochs[0][1])
-            else:
-                epochs.append((seq, ClockAnchor(**self._options or {})))
-                epochs.sort(key=lambda e: e[0])
-                del epochs[:-_EPOCHS_KEPT]
+        if type(epochs) is ClockAnchor:
+            # its HELLO (seq 0), or one before any sample: the same epoch
+            if seq == 0 or not epochs.ready:
+                return
+            epochs = [(0, epochs)]
+        elif any(first == seq for first, _ in epochs):
+            return
+        epochs.append((seq, ClockAnchor(**self._options or {})))
+        epochs.sort(key=lambda e: e[0])
+        del epochs[:-_EPOCHS_KEPT]
+        self._last_epochs = epochs  # _epochs made this boot the most recent
+        if self._boots is not None:
+            self._boots[boot_id] = epochs
 
     def anchor(self, boot_id: int, seq: int) -> ClockAnchor:
         """The anchor of the epoch that frame (boot_id, seq) belongs to."""
         epochs = self._epochs(boot_id)
+        if type(epochs) is ClockAnchor:  # no reset in this boot: the usual case
+            return epochs
         chosen = epochs[0][1]
-        if len(epochs) == 1:  # no reset in this boot: the usual case
-            return chosen
         for first, anchor in epochs:
             if first <= seq:
                 chosen = anchor
@@ -332,7 +345,7 @@ class NodeClock:
         anchor.observe(uptime_ms, rx_s)
         return anchor
 
-    def _epochs(self, boot_id: int) -> list[tuple[int, ClockAnchor]]:
+    def _epochs(self, boot_id: int) -> _Epochs:
         epochs = self._last_epochs
         if epochs is not None and self._last_boot == boot_id:  # most recently used
             return epochs
@@ -340,12 +353,12 @@ class NodeClock:
         if boots is None:
             if epochs is None:  # the first frame: the one boot
                 self._last_boot = boot_id
-                epochs = self._last_epochs = [(0, ClockAnchor(**self._options or {}))]
+                epochs = self._last_epochs = ClockAnchor(**self._options or {})
                 return epochs
             boots = self._boots = {self._last_boot: epochs}
         epochs = boots.get(boot_id)
         if epochs is None:
-            epochs = boots[boot_id] = [(0, ClockAnchor(**self._options or {}))]
+            epochs = boots[boot_id] = ClockAnchor(**self._options or {})
             while len(boots) > _BOOTS_KEPT:
                 del boots[next(iter(boots))]
         else:  # now the most recently used
