@@ -35,65 +35,87 @@ class Delta(NamedTuple):
 class BootCounts:
     """The count maxima of one node's last few boots (times in host monotonic seconds)."""
 
-    __slots__ = ("_boots",)
+    __slots__ = ("_b",)
 
     def __init__(self) -> None:
-        # boot id -> [highest good, highest ng, when its last heartbeat was made], least
-        # recently used first (a plain dict: an OrderedDict costs ~1 KB more per node)
-        self._boots: dict[int, list] = {}
+        # Per boot, least recently used first, four items in one flat list: boot id, highest
+        # good, highest ng, when its last heartbeat was made. A node has one boot at a time:
+        # a dict of lists took ~310 bytes a node, this ~90.
+        self._b: list = []
+
+    def _at(self, boot_id: int) -> int:
+        """Where `boot_id`'s entry begins in `_b`, now the most recently used; -1: none."""
+        b = self._b
+        i = len(b) - 4
+        if i >= 0 and b[i] == boot_id:  # the usual case
+            return i
+        for j in range(i - 4, -1, -4):
+            if b[j] == boot_id:
+                b += b[j:j + 4]
+                del b[j:j + 4]
+                return i
+        return -1
 
     def heartbeat(self, boot_id: int, good: int, ng: int, made: float,
                   boot_start: float) -> Delta:
         """The delta of a heartbeat made at `made` with cumulative `good` / `ng`."""
-        boots = self._boots
-        best = boots.get(boot_id)
-        if best is None:  # the first heartbeat seen of this boot: it counted from 0
-            best = boots[boot_id] = [good, ng, boot_start]
+        b = self._b
+        i = self._at(boot_id)
+        if i < 0:  # the first heartbeat seen of this boot: it counted from 0
+            b += (boot_id, good, ng, boot_start)
             d_good, d_ng = good, ng
-            while len(boots) > BOOTS_KEPT:
-                del boots[next(iter(boots))]
+            if len(b) > 4 * BOOTS_KEPT:
+                del b[:-4 * BOOTS_KEPT]
+            i = len(b) - 4
         else:
             # A delta "behind" the highest seen is an older or duplicated frame: 0.
-            d_good = (good - best[0]) % COUNT_MOD
+            d_good = (good - b[i + 1]) % COUNT_MOD
             if d_good >= _HALF:
                 d_good = 0
-            d_ng = (ng - best[1]) % COUNT_MOD
+            d_ng = (ng - b[i + 2]) % COUNT_MOD
             if d_ng >= _HALF:
                 d_ng = 0
-            best[0] = (best[0] + d_good) % COUNT_MOD
-            best[1] = (best[1] + d_ng) % COUNT_MOD
-            _to_end(boots, boot_id)
-        since = best[2]
+            b[i + 1] = (b[i + 1] + d_good) % COUNT_MOD
+            b[i + 2] = (b[i + 2] + d_ng) % COUNT_MOD
+        since = b[i + 3]
         if made > since:
-            best[2] = made
-        return Delta(d_good, d_ng, best[0], best[1], min(since, made))
+            b[i + 3] = made
+        return Delta(d_good, d_ng, b[i + 1], b[i + 2], min(since, made))
 
     def unchanged(self, boot_id: int, good: int, ng: int) -> bool:
         """True if a heartbeat of `boot_id` with these counts is no delta: the boot's highest
         counts are these (then `heartbeat` would return a zero delta; `made` records it)."""
-        best = self._boots.get(boot_id)
-        return best is not None and best[0] == good and best[1] == ng
+        b = self._b
+        i = len(b) - 4
+        if i < 0 or b[i] != boot_id:
+            i = self._find(boot_id)
+        return i >= 0 and b[i + 1] == good and b[i + 2] == ng
 
     def made(self, boot_id: int, made: float) -> None:
         """What `heartbeat` does with a zero delta of a known boot: its last heartbeat was
         made at `made` (the next delta's output began then)."""
-        best = self._boots[boot_id]
-        _to_end(self._boots, boot_id)
-        best[2] = max(best[2], made)
+        i = self._at(boot_id)
+        if i < 0:
+            raise KeyError(boot_id)
+        b = self._b
+        b[i + 3] = max(b[i + 3], made)
 
     def seed(self, boot_id: int, good_total: int, ng_total: int, made: float) -> None:
         """Raise a boot's maxima to a journaled count event's totals (after a restart)."""
-        totals = [good_total % COUNT_MOD, ng_total % COUNT_MOD]
-        best = self._boots.get(boot_id)
-        if best is None:
-            self._boots[boot_id] = [*totals, made]
+        totals = (good_total % COUNT_MOD, ng_total % COUNT_MOD)
+        b = self._b
+        i = self._find(boot_id)
+        if i < 0:  # the most recently used from now on, as a heartbeat's would be
+            b += (boot_id, *totals, made)
             return
-        for i, value in enumerate(totals):
-            if 0 < (value - best[i]) % COUNT_MOD < _HALF:
-                best[i] = value
+        for k, value in enumerate(totals, start=i + 1):
+            if 0 < (value - b[k]) % COUNT_MOD < _HALF:
+                b[k] = value
 
-
-def _to_end(boots: dict, boot_id: int) -> None:
-    """Make `boot_id` the most recently used (a no-op when it is: the usual case)."""
-    if next(reversed(boots)) != boot_id:
-        boots[boot_id] = boots.pop(boot_id)
+    def _find(self, boot_id: int) -> int:
+        """Where `boot_id`'s entry begins in `_b` (its place unchanged); -1: none."""
+        b = self._b
+        for j in range(len(b) - 4, -1, -4):
+            if b[j] == boot_id:
+                return j
+        return -1
