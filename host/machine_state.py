@@ -137,6 +137,10 @@ class MachineTracker:
     lamp_change_s: how long a change into the no-match state is held (module docstring).
     """
 
+    # one per machine (a collector may hold 10,000): no __dict__
+    __slots__ = ("_dark_since", "_lamp_ts", "_unknown_until", "lamp_change_s", "lamp_map",
+                 "lamps", "machine", "node_id", "reason", "since", "state")
+
     def __init__(self, machine: str, node_id: int, lamp_map: LampMap,
                  lamp_change_s: float = DEFAULT_LAMP_CHANGE_S):
         self.machine = machine
