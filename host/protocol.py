@@ -6,7 +6,6 @@ else, so a listener can count rejections by reason and carry on.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import hmac
 import struct
@@ -136,22 +135,31 @@ except ImportError:
         _pad_sha256 = hashlib.sha256
 
 
-# One entry per node key: node ids are 16 bits, so 65,536 at most (a smaller cache thrashed
-# at 10,000 nodes and rebuilt both pads for every frame).
-@functools.lru_cache(maxsize=1 << 16)
+# Per node key, its HMAC inner and outer pad states, hashed once and copied per frame:
+# C-level sha256 copies cost half of hmac.new() on the per-frame path (RFC 2104
+# construction). A plain dict, not functools.lru_cache, whose entries cost ~150 bytes more
+# (10,000 nodes: 1.5 MB); emptied when it reaches one entry per possible node id (16 bits),
+# so keys changed by config reloads cannot pile up.
+_PADS: dict[bytes, tuple] = {}
+_PADS_MAX = 1 << 16
+
+
 def _pads(key: bytes) -> tuple:
-    # HMAC's inner and outer pad states, hashed once per key and copied per frame: C-level
-    # sha256 copies cost half of hmac.new() on the per-frame path (RFC 2104 construction).
-    if len(key) > 64:
-        key = hashlib.sha256(key).digest()
-    key = key.ljust(64, b"\0")
-    return (_pad_sha256(bytes(b ^ 0x36 for b in key)),
-            _pad_sha256(bytes(b ^ 0x5C for b in key)))
+    pads = _PADS.get(key)
+    if pads is None:
+        if len(_PADS) >= _PADS_MAX:
+            _PADS.clear()
+        k = hashlib.sha256(key).digest() if len(key) > 64 else key
+        k = k.ljust(64, b"\0")
+        pads = _PADS[key] = (_pad_sha256(bytes(b ^ 0x36 for b in k)),
+                             _pad_sha256(bytes(b ^ 0x5C for b in k)))
+    return pads
 
 
 def hmac_tag(key: bytes, msg: bytes) -> bytes:
     """The frame tag: the first TAG_LEN bytes of HMAC-SHA256(key, msg); the host's one HMAC."""
-    inner_pad, outer_pad = _pads(bytes(key))
+    pads = _PADS.get(key) if type(key) is bytes else None  # a bytearray is no dict key
+    inner_pad, outer_pad = pads or _pads(bytes(key))
     inner = inner_pad.copy()
     inner.update(msg)
     outer = outer_pad.copy()
