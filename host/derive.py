@@ -76,11 +76,13 @@ class _Node:
     # the count events made meanwhile, for the live timeline.
     backlog: list | None = None
     resend_until: float = 0.0
-    held: list = field(default_factory=list)
+    held: list | None = None
     anchor: ClockAnchor | None = None  # of the newest frame, for the snapshot's figures
-    # Per boot id: the highest seq of a frame whose lamp information was applied (a LAMP
-    # frame or a heartbeat's lamp byte); see Deriver.on_frame. At most _BOOTS_KEPT boots.
-    lamp_seq: dict[int, int] = field(default_factory=dict)
+    # Per boot: the highest seq of a frame whose lamp information was applied (a LAMP frame
+    # or a heartbeat's lamp byte; see Deriver.on_frame), as boot id, seq, boot id, seq, ... in
+    # the order the boots were first seen, at most _BOOTS_KEPT boots (a dict took ~220 bytes a
+    # node, a list of one boot ~70).
+    lamp_seq: list[int] = field(default_factory=list)
     # Set after a heartbeat left the node settled: (boot, lamps, state, reason, since); a
     # heartbeat matching it changes nothing (Deriver._quiet). Any other frame clears it.
     quiet: tuple | None = None
@@ -178,9 +180,11 @@ class Deriver:
                 or node.quiet != (boot_id, body.lamps, tr.state, tr.reason, tr.since)
                 or node.backlog is not None):
             return None
-        last_lamp_seq = node.lamp_seq.get(boot_id)
-        if last_lamp_seq is None:
+        seqs = node.lamp_seq
+        i = len(seqs) - 2
+        if i < 0 or seqs[i] != boot_id:  # not the newest boot's: the general path
             return None
+        last_lamp_seq = seqs[i + 1]
         rx = self._mono(rx_s)
         if rx > node.last_rx:
             if rx - node.last_rx > _SILENT_PERIODS * node.heartbeat_s:
@@ -192,7 +196,7 @@ class Deriver:
             node.last_heard = made
             node.anchor = anchor
         if h.seq > last_lamp_seq:  # a newer lamp byte, equal to the lamps: settle() is a no-op
-            node.lamp_seq[boot_id] = h.seq
+            seqs[i + 1] = h.seq
         if node.counts.unchanged(boot_id, body.good, body.ng):
             node.counts.made(boot_id, made)  # a zero delta, without building one
             return []
@@ -326,22 +330,24 @@ class Deriver:
         for item in backlog:
             out += self._lamps(node, *item)
         self._absorb(out)  # the state changes first, then the counts held meanwhile
-        held, node.held = node.held, []
-        if not self._replaying:
+        held, node.held = node.held, None
+        if held and not self._replaying:
             self._live.absorb(held)
         return out
 
     @staticmethod
-    def _newest_lamp_frame(seqs: dict[int, int], boot_id: int, seq: int) -> bool:
+    def _newest_lamp_frame(seqs: list[int], boot_id: int, seq: int) -> bool:
         """Record a lamp-bearing frame in a node's `lamp_seq`; True if it is the newest of
         its boot so far (a new boot makes room: the oldest boot seen goes)."""
-        last = seqs.get(boot_id)
-        if last is not None and seq <= last:
-            return False
-        if last is None:
-            while len(seqs) >= _BOOTS_KEPT:
-                del seqs[next(iter(seqs))]
-        seqs[boot_id] = seq
+        for i in range(len(seqs) - 2, -1, -2):  # the newest boot first: the usual one
+            if seqs[i] == boot_id:
+                if seq <= seqs[i + 1]:
+                    return False
+                seqs[i + 1] = seq
+                return True
+        if len(seqs) >= 2 * _BOOTS_KEPT:
+            del seqs[:2]
+        seqs += (boot_id, seq)
         return True
 
     # --- time ---------------------------------------------------------------------------
@@ -526,7 +532,8 @@ class Deriver:
         if self._backlog_count:  # some node is back from silence (rare): hold its counts
             held = [e for e in events if e.kind == "count" and self._holding(e.node_id)]
             if held:
-                self._nodes[held[0].node_id].held.extend(held)
+                node = self._nodes[held[0].node_id]
+                node.held = (node.held or []) + held
                 events = [e for e in events
                           if not (e.kind == "count" and self._holding(e.node_id))]
         self._live.absorb(events)
