@@ -43,7 +43,6 @@ import math
 from array import array
 from dataclasses import dataclass
 from itertools import pairwise
-from statistics import median
 
 _DEFAULT_BUCKET_S = 60.0
 _DEFAULT_WINDOW_S = 1800.0
@@ -252,7 +251,7 @@ class ClockAnchor:
         first = a[li + 7] - (intercept + slope * a[li + 6])
         gaps = [first + ring[i + 1] - slope * ring[i] for i in range(0, 2 * self._recent_n, 2)]
         return AnchorFigures(offset_ms=(intercept + slope * t_new) * 1000.0,
-                             uncertainty_ms=max(0.0, median(gaps)) * 1000.0,
+                             uncertainty_ms=max(0.0, _median(gaps)) * 1000.0,
                              drift_ppm=slope * 1e6, samples=self.samples)
 
     def _fit(self) -> tuple[float, float]:
@@ -284,6 +283,14 @@ def _hull_slope(pts: list[tuple[float, float]]) -> float:
         if t0 <= mean_t <= t1:
             return (y1 - y0) / (t1 - t0)
     return 0.0
+
+
+def _median(xs: list[float]) -> float:
+    """statistics.median, which brings fractions, decimal and random into the collector
+    (0.9 MB of RSS) for this one figure."""
+    xs = sorted(xs)
+    mid = len(xs) // 2
+    return xs[mid] if len(xs) % 2 else (xs[mid - 1] + xs[mid]) / 2
 
 
 def _cross(o: tuple[float, float], a: tuple[float, float], b: tuple[float, float]) -> float:

@@ -180,3 +180,15 @@ def test_the_uncertainty_stays_exact_to_microseconds_after_weeks_of_uptime_and_d
     want = max(0.0, (gaps[31] + gaps[32]) / 2) * 1000.0
     assert 1.0 < want < 10.0  # a median of exponential 4 ms delays: a real figure
     assert fig.uncertainty_ms == pytest.approx(want, abs=0.005)
+
+
+def test_the_median_is_the_standard_librarys():
+    import random
+    import statistics
+
+    from lampwatch.clock_anchor import _median
+
+    rng = random.Random(3)
+    for n in list(range(1, 9)) + [63, 64]:
+        xs = [rng.uniform(-1, 1) for _ in range(n)]
+        assert _median(xs) == statistics.median(xs)
