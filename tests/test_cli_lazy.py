@@ -93,3 +93,16 @@ def test_choices_offered_before_import_match_the_modules():
     assert list(REPORT_FORMATS) == sorted(oee_report.FORMATS)
     assert list(LOGBOOK_LOCALES) == sorted(logbook.SEPARATORS)
     assert [c.replace("-", "_") for c in PM_CHOICES] == list(oee.PM_POLICIES)
+
+
+def test_the_collector_without_a_serial_link_loads_neither_pyserial_nor_statistics():
+    # Every module is RSS for as long as the collector runs: pyserial (0.4 MB) only where a
+    # serial link is configured, statistics (0.9 MB with fractions, decimal, random) never.
+    probe = ("import json, sys\nimport lampwatch.runtime, lampwatch.cli.collect\n"
+             "print(json.dumps(sorted(sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True).stdout
+    modules = set(json.loads(out))
+    assert "lampwatch.runtime" in modules and "asyncio" in modules
+    assert not modules & {"serial", "lampwatch.sources.serial", "statistics", "fractions",
+                          "decimal"}
