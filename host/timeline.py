@@ -40,6 +40,10 @@ assert len(_STATES) <= 16 and len(_REASONS) <= 16, "a state change's byte holds 
 class MachineTimeline:
     """State changes, counts and reasons of one machine, fed event by event."""
 
+    # one per machine for the running shift (10,000 in a large plant): no __dict__
+    __slots__ = ("_archived", "_coalesce_s", "_code", "_counts", "_reasons", "_ts", "machine",
+                 "touched")
+
     def __init__(self, machine: str, coalesce_s: float = 0.0):
         self.machine = machine
         # Live use: counts of one kind in the same `coalesce_s` bucket with no state change
@@ -62,7 +66,9 @@ class MachineTimeline:
         # Live use: the first `_archived` counts are in the running shift's settled past
         # (archive): `counts` leaves them out; all_counts() and evaluate() see them.
         self._archived = 0
-        self._reasons: list[tuple[float, float | None, str]] = []
+        # () until the first reason (most machines get none in a shift): an empty list is
+        # 56 bytes a machine
+        self._reasons: list[tuple[float, float | None, str]] | tuple = ()
         # The earliest time an event taken since the last `settled()` can change (a state's
         # time, a count's first moment, -inf for a reason or a prune): the live OEE keeps the
         # result of the shift's settled past and recomputes it only if this reaches into it.
@@ -105,6 +111,8 @@ class MachineTimeline:
                 return
             end = d.get("end_s")
             self.touched = -math.inf  # it may name any old stop
+            if not self._reasons:
+                self._reasons = []
             self._reasons.append((float(start), None if end is None else float(end), reason))
 
     @property
@@ -115,7 +123,7 @@ class MachineTimeline:
     def archive(self, n: int) -> None:
         """Archive the first `n` of `counts` (the live OEE no longer reads them: they are in
         its settled past); all_counts() and evaluate() still see them."""
-        self._archived = min(self._archived + max(n, 0), len(self._counts.ts))
+        self._archived = min(self._archived + max(n, 0), len(self._counts.good))
 
     def unarchive(self) -> None:
         """`counts` holds the archived counts again (the settled past is recomputed)."""
@@ -135,28 +143,27 @@ class MachineTimeline:
             floor = max(bucket * coalesce_s, self._ts[-1] if self._ts else _MINUS_INF)
             point = start is None or start >= ts
             if (ts if start is None else start) >= floor:
-                n = len(c.ts)
+                d, n = c.d, len(c.good)
                 for i in (n - 1, n - 2):  # the last GOOD and the last NG, not archived
                     if i < self._archived:
                         break
-                    p_ts, p_start = c.ts[i], c.start[i]
+                    j = 3 * i
+                    p_ts, p_start = d[j], d[j + 1]
                     p_none = isnan(p_start)  # no start
                     # a point (made where the event clock stood still) never joins a span:
                     # together they would be spread over time it was not made in
                     if (c.good[i] == good and ts >= p_ts and (p_none or p_start >= p_ts) == point
                             and (p_ts if p_none else p_start) >= floor):
                         if start is not None and (p_none or start < p_start):
-                            c.start[i] = p_start = start  # (else the first, or none, stays)
+                            d[j + 1] = p_start = start  # (else the first, or none, stays)
                             p_none = False
-                        c.ts[i] = ts
-                        c.qty[i] += qty
+                        d[j] = ts
+                        d[j + 2] += qty
                         self.touched = min(self.touched, ts if p_none else p_start)
                         return
         if c is _NO_COUNTS:
             c = self._counts = _Packed()
-        c.ts.append(ts)
-        c.start.append(math.nan if start is None else start)
-        c.qty.append(qty)
+        c.d.extend((ts, math.nan if start is None else start, qty))
         c.good.append(good)
         self.touched = min(self.touched, ts if start is None else min(ts, start))
 
@@ -174,7 +181,7 @@ class MachineTimeline:
             del self._code[:i]
         cut = before_s if counts_before_s is None else counts_before_s
         self._counts, self._archived = self._counts.since(cut, self._archived)
-        self._reasons = [r for r in self._reasons if r[1] is None or r[1] > before_s]
+        self._reasons = [r for r in self._reasons if r[1] is None or r[1] > before_s] or ()
 
     def intervals(self, until_s: float) -> list[oee.StateInterval]:
         """State intervals up to `until_s` (the last state runs until then), reasons applied."""
@@ -222,32 +229,33 @@ class MachineTimeline:
 
 
 class _Packed:
-    """CountEvents as columns of plain doubles (None start: NaN), in their order."""
+    """CountEvents in their order: ts, start (None: NaN) and qty of each, three doubles in
+    one array (three arrays took ~190 bytes more a machine), and whether each is GOOD."""
 
-    __slots__ = ("good", "qty", "start", "ts")
+    __slots__ = ("d", "good")
 
     def __init__(self):
-        self.ts, self.start, self.qty = array("d"), array("d"), array("d")
+        self.d = array("d")
         self.good = bytearray()
 
     def since(self, before_s: float, first: int) -> tuple[_Packed, int]:
         """Those dated at or after `before_s`, and how many of them were among the `first`."""
-        keep = [i for i, t in enumerate(self.ts) if t >= before_s]
-        if len(keep) == len(self.ts):
+        d = self.d
+        keep = [i for i, t in enumerate(d[::3]) if t >= before_s]
+        if len(keep) == len(self.good):
             return self, first
         out = _Packed()
-        out.ts.extend(self.ts[i] for i in keep)
-        out.start.extend(self.start[i] for i in keep)
-        out.qty.extend(self.qty[i] for i in keep)
+        for i in keep:
+            out.d.extend(d[3 * i:3 * i + 3])
         out.good.extend(self.good[i] for i in keep)
         return out, bisect_left(keep, first)
 
     def events(self, lo: int) -> list[oee.CountEvent]:
         """Those from the `lo`-th on, as CountEvents."""
-        ts, start, qty, good = self.ts, self.start, self.qty, self.good
-        return [oee.CountEvent(ts[i], "GOOD" if good[i] else "NG", qty[i],
-                               None if isnan(start[i]) else start[i])
-                for i in range(lo, len(ts))]
+        d, good = self.d, self.good
+        return [oee.CountEvent(d[j], "GOOD" if good[i] else "NG", d[j + 2],
+                               None if isnan(d[j + 1]) else d[j + 1])
+                for i, j in zip(range(lo, len(good)), range(3 * lo, 3 * len(good), 3))]
 
 
 _NO_COUNTS = _Packed()

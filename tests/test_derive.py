@@ -468,6 +468,31 @@ def test_state_changes_late_or_at_the_same_time_keep_their_order_and_take_a_few_
     assert per_change < 12, per_change
     assert big.intervals(30_000)[1].reason == "setup" and big.intervals(30_000)[0].reason is None
 
+def test_a_machines_timeline_with_its_first_state_and_count_takes_under_650_bytes():
+    # The live OEE keeps one per machine for the running shift (10,000 in a large plant):
+    # slots, the counts' three doubles in one array, no list until the first reason (~840
+    # bytes before, measured by this test).
+    import tracemalloc
+
+    from lampwatch.timeline import MachineTimeline
+
+    names = [f"m{i}" for i in range(2000)]
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        tls = [MachineTimeline(name, coalesce_s=60.0) for name in names]
+        for tl in tls:
+            tl.add(Event(1000.0, "state", NODE, tl.machine, {"state": "RUN", "reason": None}))
+            tl.add(Event(1001.0, "count", NODE, tl.machine, {"good": 2, "ng": 1,
+                                                              "since_s": 999.0}))
+        per_machine = (tracemalloc.get_traced_memory()[0] - before) / len(tls)
+    finally:
+        tracemalloc.stop()
+    assert per_machine < 650, per_machine
+    assert [(c.ts, c.kind, c.qty, c.start) for c in tls[0].all_counts()] == [
+        (1001.0, "GOOD", 2.0, 999.0), (1001.0, "NG", 1.0, 999.0)]
+
+
 # --- a heartbeat's lamp byte vs LAMP frames: ordered by seq, not by time ------------------
 
 def lamp_events(events):
