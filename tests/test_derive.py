@@ -655,6 +655,18 @@ def test_every_deriver_implements_the_whole_protocol_with_its_signatures():
     assert null.drain(0.0) == []
 
 
+def test_the_final_points_grace_follows_each_nodes_period_as_hellos_change_it():
+    # kept between ticks: it must change with a HELLO's period and with a node added
+    d = deriver()
+    assert d._final_grace_s() == 10.0 + 1.0  # the configured default period
+    feed(d, hello(hb_ms=60_000), 0, 0)
+    assert d._final_grace_s() == 60.0 + 1.0
+    feed(d, hello(hb_ms=2_000), 0, 0, boot=BOOT_B, boot_wall=T0 + 100)
+    assert d._final_grace_s() == 2.0 + 1.0
+    d.on_frame(frame(hello(hb_ms=30_000), 0, 0, node=NODE + 1), T0 + 200)  # a node not configured
+    assert d._final_grace_s() == 30.0 + 1.0
+
+
 # --- memory per node ----------------------------------------------------------------------
 
 def test_a_node_the_deriver_tracks_takes_under_2_6_kb():
