@@ -468,6 +468,7 @@ def test_state_changes_late_or_at_the_same_time_keep_their_order_and_take_a_few_
     assert per_change < 12, per_change
     assert big.intervals(30_000)[1].reason == "setup" and big.intervals(30_000)[0].reason is None
 
+
 def test_a_machines_timeline_with_its_first_state_and_count_takes_under_650_bytes():
     # The live OEE keeps one per machine for the running shift (10,000 in a large plant):
     # slots, the counts' three doubles in one array, no list until the first reason (~840
