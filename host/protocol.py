@@ -199,6 +199,22 @@ def decode(data: bytes, keys: Mapping[int, bytes] | Callable[[int], bytes | None
         ProtocolError: on any malformed, unauthenticated or unknown-node frame.
     """
     data = bytes(data)
+    header = decode_header(data, keys)
+    try:
+        body = _BODY_DECODERS[header.type](data[HEADER_LEN:-TAG_LEN])
+    except ProtocolError as exc:
+        exc.node_id = header.node_id  # the tag is valid: the node sent this malformed body
+        raise
+    frame = _new(Frame)
+    d = frame.__dict__
+    d["header"], d["body"], d["raw"] = header, body, data
+    return frame
+
+
+def decode_header(data: bytes, keys: Mapping[int, bytes] | Callable[[int], bytes | None]
+                  ) -> Header:
+    """A frame's header, authenticated as `decode` does, its body not read (a restart's
+    older frames, which only a clock anchor takes: runtime.replay). Raises ProtocolError."""
     n = len(data)
     if n > MAX_FRAME:
         raise ProtocolError("oversized", f"frame of {n} bytes exceeds {MAX_FRAME}")
@@ -225,15 +241,7 @@ def decode(data: bytes, keys: Mapping[int, bytes] | Callable[[int], bytes | None
     d = header.__dict__
     d["type"], d["node_id"], d["boot_id"] = ftype, node_id, boot_id
     d["seq"], d["uptime_ms"] = (seq_hi << 16) | seq_lo, (up_hi << 32) | up_lo
-    try:
-        body = _BODY_DECODERS[ftype](msg[HEADER_LEN:])
-    except ProtocolError as exc:
-        exc.node_id = node_id  # the tag is valid: the node sent this malformed body
-        raise
-    frame = _new(Frame)
-    d = frame.__dict__
-    d["header"], d["body"], d["raw"] = header, body, data
-    return frame
+    return header
 
 
 def _need(body: bytes, size: int, what: str) -> None:
