@@ -62,6 +62,9 @@ class _AsOf:
     def replay_frames(self, heard, tail: int, since_s: float):
         return self.j.replay_frames(heard, tail, since_s, before_s=self.t)
 
+    def received_at(self, frames):
+        return self.j.received_at(frames, before_s=self.t)
+
     def heard(self):
         if self._heard is None:
             self._heard = self.j.heard_before(self.t)

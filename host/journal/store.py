@@ -628,6 +628,20 @@ class Journal:
                                 "seq = ?", (node_id, boot_id, seq)).fetchone() is not None \
             or retention.compacted_below(self._db, node_id, boot_id, seq)
 
+    def received_at(self, frames: Iterable[tuple[int, int, int]],
+                    before_s: float | None = None) -> dict[tuple[int, int, int], float]:
+        """When each stored (node, boot, seq) of `frames` was received (those received before
+        `before_s`, if given); one indexed lookup each (a restart: one a node)."""
+        sql = "SELECT rx_s FROM frames WHERE node_id = ? AND boot_id = ? AND seq = ?"
+        if before_s is not None:
+            sql += " AND rx_s < ?"
+        out = {}
+        for f in frames:
+            row = self._db.execute(sql, f if before_s is None else (*f, before_s)).fetchone()
+            if row is not None:
+                out[f] = row[0]
+        return out
+
     def seqs_from(self, node_id: int, boot_id: int, min_seq: int) -> list[int]:
         """Stored sequence numbers >= min_seq of one node's boot (to seed a dedupe window)."""
         cur = self._db.execute("SELECT seq FROM frames WHERE node_id = ? AND boot_id = ? AND "
