@@ -49,7 +49,17 @@ from .events import Event
 from .hostclock import HostClock
 from .live_oee import OEESettings, ShiftOEE
 from .machine_state import DEFAULT_LAMP_CHANGE_S, LampMap, MachineTracker
-from .protocol import LAMP_NAMES, LAMP_STATES, Frame, Health, Heartbeat, Hello, Lamp
+from .protocol import (
+    LAMP_NAMES,
+    LAMP_STATES,
+    T_HELLO,
+    Frame,
+    Header,
+    Health,
+    Heartbeat,
+    Hello,
+    Lamp,
+)
 
 __all__ = ["DeriveConfig", "Deriver", "DeriverProtocol", "Event", "MachineSnapshot",
            "NodeConfig", "NullDeriver"]
@@ -446,12 +456,15 @@ class Deriver:
 
     # --- restart ------------------------------------------------------------------------
 
-    def replay(self, frames: Iterable[tuple[Frame, float]], events: Iterable[Event] = ()) -> None:
+    def replay(self, frames: Iterable[tuple[Frame | Header, float]],
+               events: Iterable[Event] = ()) -> None:
         """Rebuild in-memory state after a restart, emitting nothing.
 
         Args:
             frames: (frame, rx_s) from the journal in id order: at least each node's last
                 frames before it was last heard (anchors, lamps, last heard, count maxima).
+                A Header instead of a Frame: a frame only the node's clock anchor takes
+                (`_clock_only`; runtime.replay sends the older part of each tail so).
             events: the journal's events in id order since the start of the running shift
                 (or earlier): they rebuild the shift timelines, raise the count maxima of
                 boots whose frames are older than `frames`, set each machine's emitted
@@ -466,7 +479,10 @@ class Deriver:
         self._replaying = True  # the frames' events are in `events` already
         try:
             for frame, rx_s in frames:
-                self.on_frame(frame, rx_s)
+                if type(frame) is Header:
+                    self._clock_only(frame, rx_s)
+                else:
+                    self.on_frame(frame, rx_s)
         finally:
             self._replaying = False
         last_state: dict[str, Event] = {}
@@ -501,6 +517,16 @@ class Deriver:
                 node.tracker.restore(ev.data["state"], ev.data.get("reason"), ev.ts_s)
         if latest_s > -math.inf:
             self._live.resume(latest_s, self._final_grace_s())
+
+    def _clock_only(self, h: Header, rx_s: float) -> None:
+        """What `on_frame` gives a frame's clock anchor, and nothing else: a HELLO starts an
+        epoch, and every frame is a sample (as in `_derive` and `_quiet`). A restart's older
+        frames of each node's tail: their lamps, counts and silences are superseded by the
+        newer frames' (runtime.replay), but the anchor keeps 30 minutes of minima."""
+        clock = (self._nodes.get(h.node_id) or self._node(h.node_id)).clock
+        if h.type == T_HELLO:
+            clock.hello(h.boot_id, h.seq)
+        clock.observe(h.boot_id, h.seq, h.uptime_ms, self._mono(rx_s))
 
     def _seed_counts(self, node: _Node, ev: Event) -> None:
         data = ev.data

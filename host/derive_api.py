@@ -14,7 +14,7 @@ from . import oee
 from .clock_anchor import AnchorFigures
 from .events import Event
 from .machine_state import DEFAULT_LAMP_CHANGE_S
-from .protocol import Frame
+from .protocol import Frame, Header
 from .timeline import oee_data
 
 __all__ = ["DeriveConfig", "DeriverProtocol", "MachineSnapshot", "NodeConfig", "NullDeriver"]
@@ -108,9 +108,12 @@ class DeriverProtocol(Protocol):
         """The live view per machine."""
         ...
 
-    def replay(self, frames: Iterable[tuple[Frame, float]], events: Iterable[Event] = ()) -> None:
+    def replay(self, frames: Iterable[tuple[Frame | Header, float]],
+               events: Iterable[Event] = ()) -> None:
         """Rebuild memory from the journal after a restart, emitting nothing. `frames` and
-        `events` may be streams read once (a restart mid-shift: over a million events)."""
+        `events` may be streams read once (a restart mid-shift: over a million events). A
+        Header in `frames` stands for an older frame of a node's tail that only its clock
+        anchor takes (runtime.replay)."""
         ...
 
     def add_reason(self, event: Event) -> None:
@@ -134,7 +137,8 @@ class NullDeriver:
     def snapshot(self, now_s: float) -> dict[str, MachineSnapshot]:
         return {}
 
-    def replay(self, frames: Iterable[tuple[Frame, float]], events: Iterable[Event] = ()) -> None:
+    def replay(self, frames: Iterable[tuple[Frame | Header, float]],
+               events: Iterable[Event] = ()) -> None:
         return None
 
     def add_reason(self, event: Event) -> None:
