@@ -62,6 +62,19 @@ def test_last_heard_is_kept_with_the_frames_and_read_without_a_scan(tmp_path):
         assert j.last_time() == 1031.0
 
 
+def test_received_at_gives_when_stored_frames_arrived(tmp_path):
+    """What a restart asks of each node's frame _FULL_FRAMES before its last (runtime.replay):
+    one missing is left out, and a recompute asks as of its time."""
+    with Journal(tmp_path / "j.sqlite") as j:
+        j.commit([frame(4), frame(5)._replace(rx_s=1010.0), frame(5, node=8)])
+        asked = [(7, 1, 4), (7, 1, 5), (7, 1, 6), (8, 1, 5), (7, 2, 4)]
+        assert j.received_at(asked) == {(7, 1, 4): 1004.0, (7, 1, 5): 1010.0,
+                                        (8, 1, 5): 1005.0}
+        assert j.received_at(asked, before_s=1006.0) == {(7, 1, 4): 1004.0,
+                                                          (8, 1, 5): 1005.0}
+        assert j.received_at([]) == {}
+
+
 def test_a_schema_1_journal_gets_its_heard_table_from_its_frames(tmp_path):
     path = tmp_path / "old.sqlite"
     Journal(path).close()
