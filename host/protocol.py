@@ -199,7 +199,12 @@ def decode(data: bytes, keys: Mapping[int, bytes] | Callable[[int], bytes | None
         ProtocolError: on any malformed, unauthenticated or unknown-node frame.
     """
     data = bytes(data)
-    header = decode_header(data, keys)
+    return decode_body(decode_header(data, keys), data)
+
+
+def decode_body(header: Header, data: bytes) -> Frame:
+    """The frame of `data` (bytes) whose header `decode_header` gave: its body read and
+    checked, its tag not checked again. Raises ProtocolError."""
     try:
         body = _BODY_DECODERS[header.type](data[HEADER_LEN:-TAG_LEN])
     except ProtocolError as exc:

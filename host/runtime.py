@@ -24,7 +24,7 @@ from .events import Event
 from .hostclock import HostClock
 from .journal import Journal
 from .journal.history import HistoryJournal
-from .protocol import Frame, Header, decode, decode_header
+from .protocol import Frame, Header, decode_body, decode_header
 from .sources.udp import UdpSource
 from .upkeep import JournalUpkeep
 
@@ -95,7 +95,7 @@ def replay(deriver: DeriverProtocol, journal: Journal, config: Any, now_s: float
                     replayed[0] += 1
                     yield header, rx_s
                     continue
-                frame = decode(raw, key_of)
+                frame = decode_body(header, raw)
             except ProtocolError:
                 continue  # a node removed from the registry, or its key changed
             replayed[0] += 1

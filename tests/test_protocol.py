@@ -186,6 +186,25 @@ def test_malformed_frames_are_rejected_with_their_reason(data, keys, reason):
     assert "\n" not in str(err.value)
 
 
+def test_the_header_alone_is_rejected_as_decode_rejects_it_except_for_its_body():
+    """decode_header (a restart's older frames: runtime.replay) checks all decode does but
+    the body; decode_body then reads the body of the header it gave."""
+    header = P.decode_header(HB, {7: KEY})
+    assert header == P.decode(HB, {7: KEY}).header
+    assert P.decode_body(header, HB) == P.decode(HB, {7: KEY})
+    for data, keys, reason in [(HB, {7: bytes(16)}, "bad_tag"), (HB, {8: KEY}, "unknown_node"),
+                               (HB[:22], {7: KEY}, "truncated"),
+                               (_resign(bytes([0x19]) + HB[1:-8]), {7: KEY}, "bad_type")]:
+        with pytest.raises(ProtocolError) as err:
+            P.decode_header(data, keys)
+        assert err.value.reason == reason
+    bad_body = _resign(HB[:-8] + b"\x00")
+    header = P.decode_header(bad_body, {7: KEY})  # authentic: its body is not read
+    with pytest.raises(ProtocolError) as err:
+        P.decode_body(header, bad_body)
+    assert (err.value.reason, err.value.node_id) == ("bad_body", 7)
+
+
 def test_key_lookup_function_is_accepted():
     assert P.decode(HB, lambda node: KEY if node == 7 else None).header.seq == 5
     with pytest.raises(ProtocolError, match="unknown node 7"):
