@@ -52,8 +52,9 @@ _TAIL_FRAMES = 512
 # silence within its last _BACK_S (its frame _FULL_FRAMES before its last received since,
 # or not stored): the deriver holds such a node's lamp information for 20 s
 # (host/derive.py), so the frames from before its silence are not superseded yet, and all
-# of its frames go whole. A restart of 1,000 nodes spent 8 of its 8.2 s on the 513,000
-# frames of their tails (ad hoc, 2026-12-02).
+# of its frames go whole. A restart of 1,000 nodes spent ~85 % of its 8.2 s on the 513,000
+# frames of their tails (cProfile, ad hoc, 2026-12-02); without shifts a restart now takes
+# about half as long (bench/live.py, README).
 _FULL_FRAMES = 64
 _BACK_S = 25.0
 
