@@ -39,9 +39,9 @@ def key(n: int) -> bytes:
 class Node:
     """A simulated node: its own uptime (drifting `ppm` against host time), seq and parts."""
 
-    def __init__(self, n: int, boot: int, period_s: float, ppm: float, rng: random.Random):
+    def __init__(self, n: int, boot: int, period_s: float, ppm: float):
         self.codec, self.n, self.boot = lwproto.Codec(n, key(n)), n, boot
-        self.period_s, self.ppm, self.rng = period_s, ppm, rng
+        self.period_s, self.ppm = period_s, ppm
         self.seq, self.good, self.lamps, self.booted = 0, 0, RUN, None
 
     def uptime(self, t: float) -> int:
@@ -87,8 +87,8 @@ class Plant:
 
     def __init__(self, rng: random.Random):
         self.rng = rng
-        self.nodes = [Node(1, 0x100, 1.0, 35.0, rng), Node(2, 0x200, 1.0, -20.0, rng),
-                      Node(3, 0x300, 1.0, 10.0, rng), Node(4, 0x400, 10.0, 48.0, rng)]
+        self.nodes = [Node(1, 0x100, 1.0, 35.0), Node(2, 0x200, 1.0, -20.0),
+                      Node(3, 0x300, 1.0, 10.0), Node(4, 0x400, 10.0, 48.0)]
         self.next = {node.n: T0 + node.period_s for node in self.nodes}
 
     def run(self, until_s: float) -> list[tuple[float, bytes]]:
