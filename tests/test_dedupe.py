@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import gc
 import random
+import tracemalloc
 
+import pytest
 from lampwatch.dedupe import SeenWindow
 
 
@@ -22,8 +25,11 @@ class _Journal:
         return [s for n, b, s in self.stored if (n, b) == (node_id, boot_id) and s >= min_seq]
 
 
-def test_answers_like_a_set_of_everything_with_resends_gaps_and_restarts():
-    rng = random.Random(7)
+# in_order: the share of frames that follow the node's highest (most of a plant's, where
+# a boot keeps no bitmap: gaps, resends and restarts then move it to one and back)
+@pytest.mark.parametrize("in_order, seed", [(0.6, 7), (0.97, 8), (0.995, 9)])
+def test_answers_like_a_set_of_everything_with_resends_gaps_and_restarts(in_order, seed):
+    rng = random.Random(seed)
     journal, truth = _Journal(), set()
     window = SeenWindow(journal, span=64, max_boots=3)
     batch: list[tuple[int, int, int]] = []
@@ -32,9 +38,9 @@ def test_answers_like_a_set_of_everything_with_resends_gaps_and_restarts():
         node, boot = rng.randint(1, 3), rng.choice((1, 1, 1, 2))
         top = high.get((node, boot), 0)
         r = rng.random()
-        if r < 0.6:
+        if r < in_order:
             seq = top + 1
-        elif r < 0.7:
+        elif r < in_order + (1 - in_order) / 4:
             seq = top + rng.randint(2, 300)  # a gap: frames lost or still in the outbox
         else:
             seq = max(0, top - rng.randint(0, 400))  # a resend, old or recent
@@ -52,7 +58,7 @@ def test_answers_like_a_set_of_everything_with_resends_gaps_and_restarts():
             journal.stored.update(batch)
             batch.clear()
             window = SeenWindow(journal, span=64, max_boots=3)
-    assert journal.asked > 100  # the journal was asked below the window, and answered
+    assert journal.asked > 20  # the journal was asked below the window, and answered
 
 
 def test_a_number_that_leaves_the_window_before_its_commit_is_still_known():
@@ -65,3 +71,30 @@ def test_a_number_that_leaves_the_window_before_its_commit_is_still_known():
     window.prune()
     assert not window.add(1, 1, 5)  # now the journal knows it
     assert window.add(1, 1, 6)
+
+
+def test_a_boot_without_a_gap_in_its_span_keeps_no_bitmap():
+    # 100 nodes at the default span, each with a gap and a resend early in its boot, then
+    # 2,300 frames in order: the gap has left the span. Measured by this test: 214 bytes a
+    # boot in all (its key, entry and numbers), 506 on the code before, whose boots each
+    # kept a bitmap of the span.
+    journal = _Journal()
+    window = SeenWindow(journal)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for node in range(1, 101):
+            assert window.add(node, 7, 10)
+            assert window.add(node, 7, 14)  # 11-13 lost, for now
+            assert window.add(node, 7, 12)  # a resend
+            assert not window.add(node, 7, 12)
+            for seq in range(15, 2_315):
+                assert window.add(node, 7, seq)
+            assert not window.add(node, 7, 2_000)
+            assert window.add(node, 7, 11)  # below the span now: asks the journal (empty here)
+        window.prune()
+        gc.collect()  # (a full collection also empties the free lists of tuples)
+        per_boot = (tracemalloc.get_traced_memory()[0] - before) / 100
+    finally:
+        tracemalloc.stop()
+    assert per_boot < 250, per_boot
