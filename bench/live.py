@@ -23,10 +23,13 @@ is its own process (RSS is per run). Issue 14's targets: a tick never stops inge
 than a few tens of ms, and memory that does not grow with the shift beyond its data.
 
 `--restart-at H`: after H simulated hours the collector stops and a new one starts on the
-same journal (no simulated time passes), as after a crash or an update. It prints how long
-the start took (the journal's replay), how many ticks passed until every machine had its
-first `oee` point again (each machine walks its shift from the start: live_oee.py), and
-the ticks' wall times until then.
+same journal in a new process (no simulated time passes), as after a crash or an update. It
+prints how long the start took (`start_s`: the runtime's start, the journal's replay;
+`process_start_s`: from the old collector's stop, with the interpreter and the config), the
+RSS before the stop and the new process's, how many ticks passed until every machine had
+its first `oee` point again (each machine walks its shift from the start: live_oee.py), and
+the ticks' wall times until then. From then on the figures are the new process's (its
+windows' RSS, `rss_end_mb`, `rss_peak_mb`); CPU per frame and the ticks cover both.
 """
 
 from __future__ import annotations
@@ -57,8 +60,10 @@ def pct(xs: list[float], p: float) -> float:
 
 
 def run(kind: str, machines: int, hours: float, hb_s: float, window_min: float,
-        restart_at: float | None = None, lamp_s: float = 240.0, calendar: bool = True) -> dict:
-    """One run in this process: "lampwatch" or "baseline"."""
+        restart_at: float | None = None, lamp_s: float = 240.0, calendar: bool = True,
+        resume: Path | None = None) -> dict:
+    """One run in this process: "lampwatch" or "baseline". `resume`: the state file a run
+    left at its restart; this process is the new collector and goes on from there."""
     import asyncio
 
     sys.path.insert(0, str(Path(__file__).parent))
@@ -67,11 +72,13 @@ def run(kind: str, machines: int, hours: float, hb_s: float, window_min: float,
     from lampwatch.derive import NullDeriver
     from lampwatch.runtime import CollectorRuntime
 
-    tmp = Path(tempfile.mkdtemp(prefix="lwlive"))
-    path = write_config(tmp, 0, machines, "normal", calendar=calendar)
+    state = json.loads(resume.read_text()) if resume else None
+    tmp = Path(state["dir"]) if state else Path(tempfile.mkdtemp(prefix="lwlive"))
+    path = (tmp / "collector.toml" if state
+            else write_config(tmp, 0, machines, "normal", calendar=calendar))
     cfg = load_config(path)
     now = [T0]
-    out: dict = {"kind": kind, "windows": []}
+    out: dict = state["out"] if state else {"kind": kind, "windows": []}
 
     pointed: set[str] = set()  # machines with an `oee` point since the (re)start
 
@@ -91,31 +98,49 @@ def run(kind: str, machines: int, hours: float, hb_s: float, window_min: float,
         rt.deriver.tick = tick  # type: ignore[method-assign]
         return rt
 
-    async def main() -> None:
-        rt = await start()
-        col = rt.collector
-        out["rss_started_mb"] = rss_mb()
-        restart_k = None if restart_at is None else int(restart_at * 3600 / hb_s)
-        after: list[float] | None = None  # tick times since the restart, until caught up
+    async def main() -> dict:
         codecs = [lwproto.Codec(n, key(n)) for n in range(1, machines + 1)]
-        lamp, seq, good = [1] * machines, [0] * machines, [0] * machines
-        ticks: list[float] = []
-        all_ticks: list[float] = []
-        tick_cpu = frames = 0
-        next_tick = T0 + 1.0
+        if state:  # the restarted collector: a new process, as after a crash or an update
+            now[0] = state["now"]
+            w0 = time.perf_counter()
+            rt = await start()
+            out["restart"].update(start_s=round(time.perf_counter() - w0, 2),
+                                  process_start_s=round(time.time() - state["stopped_at"], 2),
+                                  rss_started_mb=rss_mb())
+            k0, after = state["k"], []  # after: tick times since the restart, until caught up
+            lamp, seq, good = state["lamp"], state["seq"], state["good"]
+            ticks, all_ticks = state["ticks"], state["all_ticks"]
+            tick_cpu, frames, cpu_before = state["tick_cpu"], state["frames"], state["cpu"]
+            next_tick = state["next_tick"]
+        else:
+            rt = await start()
+            out["rss_started_mb"] = rss_mb()
+            k0, after = 0, None
+            lamp, seq, good = [1] * machines, [0] * machines, [0] * machines
+            ticks, all_ticks = [], []
+            tick_cpu, frames, cpu_before = 0.0, 0, 0.0
+            next_tick = T0 + 1.0
+        col = rt.collector
+        restart_k = None if restart_at is None or state else int(restart_at * 3600 / hb_s)
         cpu0 = time.process_time()
         steps = int(hours * 3600 / hb_s)
-        for k in range(steps):
+        for k in range(k0, steps):
             if k == restart_k:
+                # The collector stops and a new process starts on the same journal (what a
+                # restart costs in memory is a fresh process's, not this one's high-water
+                # mark); the run goes on in it (below).
                 col.flush()
+                out["restart"] = {"at_sim_h": restart_at, "rss_before_mb": rss_mb()}
                 await rt.stop()
-                w0 = time.perf_counter()
-                rt = await start()
-                col = rt.collector
-                pointed.clear()
-                after = []
-                out["restart"] = {"at_sim_h": restart_at,
-                                  "start_s": round(time.perf_counter() - w0, 2)}
+                del rt, col
+                left = tmp / "restart.json"
+                left.write_text(json.dumps({
+                    "dir": str(tmp), "out": out, "now": now[0], "k": k, "lamp": lamp,
+                    "seq": seq, "good": good, "ticks": ticks, "all_ticks": all_ticks,
+                    "tick_cpu": tick_cpu, "frames": frames, "next_tick": next_tick,
+                    "cpu": cpu_before + time.process_time() - cpu0,
+                    "stopped_at": time.time()}))
+                return {"resume": str(left)}
             for i, c in enumerate(codecs):
                 t = now[0] = T0 + k * hb_s + i * hb_s / machines
                 while t >= next_tick:
@@ -151,7 +176,8 @@ def run(kind: str, machines: int, hours: float, hb_s: float, window_min: float,
                                 "max": pct(ticks, 1.0)}})
                 all_ticks += ticks
                 ticks = []
-        cpu = time.process_time() - cpu0
+        # CPU per frame: both processes' frames, without the restart's start (timed above)
+        cpu = cpu_before + time.process_time() - cpu0
         out.update(frames=frames, ticks=len(all_ticks),
                    cpu_us_per_frame=round(1e6 * (cpu - tick_cpu) / frames, 1),
                    tick_cpu_ms_mean=round(1000 * tick_cpu / max(1, len(all_ticks)), 2),
@@ -160,12 +186,22 @@ def run(kind: str, machines: int, hours: float, hb_s: float, window_min: float,
                    rss_end_mb=rss_mb(),
                    rss_peak_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1))
         await rt.stop()
+        return out
 
     try:
-        asyncio.run(main())
+        out = asyncio.run(main())
+        if "resume" in out:  # the run goes on in a new process; its result is this run's
+            child = subprocess.run(
+                [sys.executable, __file__, "--run", kind, "--resume", out["resume"],
+                 "--machines", str(machines), "--hours", str(hours), "--heartbeat-s", str(hb_s),
+                 "--window-min", str(window_min), "--lamp-every-s", str(lamp_s)]
+                + ([] if calendar else ["--no-calendar"]), check=True, capture_output=True,
+                text=True)
+            out = json.loads(child.stdout.strip().splitlines()[-1])
+        return out
     finally:  # the journal of a shift of 1,000 machines is ~1 GB: never left in /tmp
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out
+        if not state:  # (the run that made it removes it)
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def main() -> None:
@@ -179,11 +215,12 @@ def main() -> None:
     ap.add_argument("--restart-at", type=float, help="simulated hours: restart the collector")
     ap.add_argument("--no-baseline", action="store_true")
     ap.add_argument("--run", choices=("lampwatch", "baseline"), help=argparse.SUPPRESS)
+    ap.add_argument("--resume", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.run:  # a child: one run, its JSON on stdout
         print(json.dumps(run(args.run, args.machines, args.hours, args.heartbeat_s,
                              args.window_min, args.restart_at, args.lamp_every_s,
-                             not args.no_calendar)))
+                             not args.no_calendar, args.resume)))
         return
     result = {"date": time.strftime("%Y-%m-%d"),
               "machine": {"cores": os.cpu_count(), "python": sys.version.split()[0]},
