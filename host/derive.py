@@ -174,7 +174,7 @@ class Deriver:
         node.quiet = None
         out = self._derive(frame, rx_s)
         tr = node.tracker
-        if node.backlog is None and tuple(tr.lamps) == body.lamps and tr.settled():
+        if node.backlog is None and tr.lamps == body.lamps and tr.settled():
             node.quiet = (h.boot_id, body.lamps, tr.state, tr.reason, tr.since)
         return out
 
