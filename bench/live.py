@@ -99,7 +99,6 @@ def run(kind: str, machines: int, hours: float, hb_s: float, window_min: float,
         return rt
 
     async def main() -> dict:
-        codecs = [lwproto.Codec(n, key(n)) for n in range(1, machines + 1)]
         if state:  # the restarted collector: a new process, as after a crash or an update
             now[0] = state["now"]
             w0 = time.perf_counter()
@@ -120,6 +119,7 @@ def run(kind: str, machines: int, hours: float, hb_s: float, window_min: float,
             ticks, all_ticks = [], []
             tick_cpu, frames, cpu_before = 0.0, 0, 0.0
             next_tick = T0 + 1.0
+        codecs = [lwproto.Codec(n, key(n)) for n in range(1, machines + 1)]  # (the nodes)
         col = rt.collector
         restart_k = None if restart_at is None or state else int(restart_at * 3600 / hb_s)
         cpu0 = time.process_time()
