@@ -76,7 +76,7 @@ def test_a_number_that_leaves_the_window_before_its_commit_is_still_known():
 def test_a_boot_without_a_gap_in_its_span_keeps_no_bitmap():
     # 100 nodes at the default span, each with a gap and a resend early in its boot, then
     # 2,300 frames in order: the gap has left the span. Measured by this test: 214 bytes a
-    # boot in all (its key, entry and numbers), 506 on the code before, whose boots each
+    # boot in all (its key, entry and numbers), 514 on the code before, whose boots each
     # kept a bitmap of the span.
     journal = _Journal()
     window = SeenWindow(journal)
