@@ -50,6 +50,8 @@ _DEFAULT_FIT_SPAN_S = 600.0
 _DEFAULT_MAX_DRIFT_PPM = 200.0
 _DEFAULT_LATE_S = 2.0
 _RECENT_SAMPLES = 64
+# The single-precision offsets are kept within this of their reference (ClockAnchor._m)
+_REBASE_S = 16.0
 _BOOTS_KEPT = 4
 _EPOCHS_KEPT = 4
 
@@ -98,11 +100,12 @@ def _options(*args: float) -> _Options:
 class ClockAnchor:
     """Maps one boot epoch's uptime to wall time; see the module docstring.
 
-    One per node and boot epoch, so it is kept small (~1.3 KB; a collector may hold 10,000):
-    slots, settings shared, and the numbers it keeps in two arrays of a fixed size: doubles
-    for the buckets and lines, single-precision floats for the recent samples (a dict of
-    bucket tuples took ~4.4 KB a node; three arrays and the cached lines as tuples ~2.3 KB;
-    one array of doubles ~1.7 KB).
+    One per node and boot epoch, so it is kept small (~0.7 KB; a collector may hold 10,000):
+    slots, settings shared, and the numbers it keeps in two arrays of a fixed size: a few
+    doubles for the line and a reference sample, single-precision floats for the bucket minima
+    and the recent samples (a dict of bucket tuples took ~4.4 KB a node; three arrays and the
+    cached lines as tuples ~2.3 KB; one array of doubles ~1.7 KB; the minima in doubles and
+    64 recent samples ~1.3 KB).
 
     Args:
         bucket_s: uptime span that keeps one minimum sample.
@@ -112,28 +115,32 @@ class ClockAnchor:
         late_s: a sample this much above the estimate waited somewhere (module docstring).
     """
 
-    # _a, for n buckets: [0, n) the bucket minima's uptimes, bucket index i (within the
-    # window) in slot i % n, NaN: empty (the index is floor(t / bucket)); [n, 2n) their
-    # offsets; then the cached line (slope, intercept; NaN: none), the latest line even if
+    # _a (doubles): the cached line (slope, intercept; NaN: none), the latest line even if
     # stale (NaN: none yet), while the cached line is the constant estimate bounds on the
     # minima's uptimes (lowest, highest; NaN: none) for the fast path of `_lower`, and the
-    # first sample (uptime, offset).
-    # _recent: the last _RECENT_SAMPLES samples as t0, off0, t1, off1, ... (a ring,
-    # _recent_n of them so far), each less the first sample's, in single precision. Only the
-    # uncertainty reads them, as gaps above the line: a float's 24 bits cost it at most
-    # max_drift x the uptime's rounding (25 us after 49 days of uptime at 50 ppm) plus the
-    # offset's (15 us once the crystal has drifted 200 s), where the doubles took 1 KB a node.
-    __slots__ = ("_a", "_count", "_line_at", "_newest", "_opts", "_recent", "_recent_at",
-                 "_recent_n", "samples")
+    # reference sample (uptime, offset): the first sample, its offset moved to a bucket
+    # minimum whenever one lies more than _REBASE_S from it (`_rebase`).
+    # _m (single precision), for n buckets: [0, n) each bucket minimum's uptime less its
+    # bucket's start, bucket index i (within the window) in slot i % n, NaN: empty (the index
+    # is floor(t / bucket); a slot's is the one in the window (_newest - n, _newest] that
+    # falls in it); [n, 2n) their offsets less the reference's; then the last
+    # _RECENT_SAMPLES samples as t0, off0, t1, off1, ... (a ring, _recent_n of them so far),
+    # each less the reference sample's. A float's 24 bits cost a minimum's uptime at most
+    # 4 us within its minute and its offset at most 1 us (within 16 s of the reference; the
+    # first sample may have waited an hour, and the crystal drifts up to 4 s a day): far
+    # below a frame's delay, where doubles took 0.5 KB a node. The recent samples only feed
+    # the uncertainty, as gaps above the line: there the uptime's rounding costs at most
+    # max_drift x its ulp (25 us after 49 days of uptime at 50 ppm).
+    __slots__ = ("_a", "_count", "_m", "_newest", "_opts", "_recent_at", "_recent_n",
+                 "samples")
 
     def __init__(self, bucket_s: float = _DEFAULT_BUCKET_S, window_s: float = _DEFAULT_WINDOW_S,
                  fit_span_s: float = _DEFAULT_FIT_SPAN_S,
                  max_drift_ppm: float = _DEFAULT_MAX_DRIFT_PPM, late_s: float = _DEFAULT_LATE_S):
         self._opts = opts = _options(bucket_s, window_s, fit_span_s, max_drift_ppm, late_s)
         n = opts.n_buckets
-        self._line_at = 2 * n
-        self._a = array("d", [_NAN]) * (self._line_at + 8)
-        self._recent = array("f", [0.0]) * (2 * _RECENT_SAMPLES)
+        self._a = array("d", [_NAN]) * 8
+        self._m = array("f", [_NAN]) * (2 * n + 2 * _RECENT_SAMPLES)
         self._count = 0  # buckets filled
         self._recent_n = 0  # samples in the ring
         self._recent_at = 0  # where the next sample goes once the ring is full
@@ -146,21 +153,25 @@ class ClockAnchor:
 
     def _minima(self) -> list[tuple[float, float]]:
         """The bucket minima (uptime, offset), unordered."""
-        a, n = self._a, self._opts.n_buckets
-        return [(a[i], a[n + i]) for i in range(n) if not _isnan(a[i])]
+        m, n, newest = self._m, self._opts.n_buckets, self._newest
+        if newest is None:
+            return []
+        bucket_s, off0 = self._opts.bucket_s, self._a[7]
+        return [((newest - (newest - i) % n) * bucket_s + m[i], off0 + m[n + i])
+                for i in range(n) if not _isnan(m[i])]
 
     def observe(self, uptime_ms: int, rx_s: float) -> None:
         """Take one frame's (uptime, receive time) sample."""
         t = uptime_ms / 1000.0
         off = rx_s - t
-        a, opts = self._a, self._opts
-        li = self._line_at
+        a, m, opts = self._a, self._m, self._opts
         if not self.samples:
-            a[li + 6], a[li + 7] = t, off
+            a[6], a[7] = t, off
         self.samples += 1
         n = opts.n_buckets
-        r = 2 * self._recent_n if self._recent_n < _RECENT_SAMPLES else self._recent_at
-        self._recent[r], self._recent[r + 1] = t - a[li + 6], off - a[li + 7]
+        r = 2 * n + (2 * self._recent_n if self._recent_n < _RECENT_SAMPLES
+                     else self._recent_at)
+        m[r], m[r + 1] = t - a[6], off - a[7]
         if self._recent_n < _RECENT_SAMPLES:
             self._recent_n += 1
         else:
@@ -172,33 +183,50 @@ class ClockAnchor:
             return  # older than the window: the window already has better information
         # Against the latest line, even if a new minimum made it stale since: for a frame that
         # waited seconds it is near enough, and refitting for every sample would cost twice.
-        slope = a[li]
+        slope = a[0]
         if _isnan(slope):
-            slope, intercept = a[li + 2], a[li + 3]  # the latest line (NaN: none yet)
+            slope, intercept = a[2], a[3]  # the latest line (NaN: none yet)
         else:
-            intercept = a[li + 1]
+            intercept = a[1]
         if (_isnan(slope) or off - (intercept + slope * t) > opts.late_s) and (
                 self._count and self._waited(t, off)):
             return  # its offset holds the wait: it would only bend the drift line
         slot = idx % n
-        bt = a[slot]
-        same = not _isnan(bt) and math.floor(bt / bucket_s) == idx
-        if not same or off < a[n + slot]:
-            if not same:  # empty, or an older bucket out of the window in its slot
-                self._count += 1 if _isnan(bt) else 0
-            a[slot], a[n + slot] = t, off
+        empty = _isnan(m[slot])
+        # a filled slot holds a bucket of the window (newest - n, newest]: this one unless
+        # the sample opens a newer bucket, whose slot an older one still holds
+        same = not empty and idx <= newest
+        rel = off - a[7]
+        if not same or rel < m[n + slot]:
+            if not -_REBASE_S <= rel <= _REBASE_S:
+                self._rebase(rel)
+                rel = 0.0
+            if empty:
+                self._count += 1
+            m[slot], m[n + slot] = t - idx * bucket_s, rel
             self._lower(t, off)
-            if not same and not _isnan(bt):  # that older bucket went, as below
-                a[li] = _NAN
+            if not same and not empty:  # that older bucket went, as below
+                a[0] = _NAN
         if idx > newest or self._newest is None:
             self._newest = idx
-            # the buckets of the old window (newest - n, newest] that left it are emptied
+            # the buckets of the old window (newest - n, newest] that left it are emptied;
+            # the new bucket's slot (that of idx - n) was taken over above
             for old in range(newest - n + 1, min(newest, idx - n) + 1):
-                bt = a[old % n]
-                if not _isnan(bt) and math.floor(bt / bucket_s) == old:
-                    a[old % n] = _NAN
+                i = old % n
+                if i != slot and not _isnan(m[i]):
+                    m[i] = _NAN
                     self._count -= 1
-                    a[li] = _NAN
+                    a[0] = _NAN
+
+    def _rebase(self, d: float) -> None:
+        """Move the offsets' reference by `d` seconds, to a new bucket minimum far from it."""
+        a, m, n = self._a, self._m, self._opts.n_buckets
+        a[7] += d
+        for i in range(n, 2 * n):
+            m[i] -= d  # NaN stays NaN
+        r = 2 * n
+        for i in range(r + 1, r + 2 * self._recent_n, 2):
+            m[i] -= d
 
     def _waited(self, t: float, off: float) -> bool:
         """Did this sample's frame wait somewhere (module docstring)?"""
@@ -216,15 +244,15 @@ class ClockAnchor:
         estimate is the constant one and (t, off) keeps the minima's uptime span under
         fit_span_s, the new constant is just min(old, off): no re-sort of the buckets.
         """
-        a, li = self._a, self._line_at
-        if not _isnan(a[li]) and not _isnan(a[li + 4]):
-            lo, hi = min(a[li + 4], t), max(a[li + 5], t)
+        a = self._a
+        if not _isnan(a[0]) and not _isnan(a[4]):
+            lo, hi = min(a[4], t), max(a[5], t)
             if hi - lo < self._opts.fit_span_s:  # bounds of the true span: still under it
-                a[li + 4], a[li + 5] = lo, hi
-                if off < a[li + 1]:
-                    a[li], a[li + 1] = a[li + 2], a[li + 3] = 0.0, off
+                a[4], a[5] = lo, hi
+                if off < a[1]:
+                    a[0], a[1] = a[2], a[3] = 0.0, off
                 return
-        a[li] = _NAN
+        a[0] = _NAN
 
     def offset_s(self, uptime_ms: int) -> float:
         """Estimated wall - uptime (seconds) at `uptime_ms`. Raises LookupError before a sample."""
@@ -234,41 +262,41 @@ class ClockAnchor:
     def to_wall(self, uptime_ms: int) -> float:
         """Wall time (epoch s) of node uptime `uptime_ms` in this epoch."""
         t = uptime_ms / 1000.0
-        a, li = self._a, self._line_at  # offset_s, inlined: once per frame
-        slope = a[li]
+        a = self._a  # offset_s, inlined: once per frame
+        slope = a[0]
         if _isnan(slope):
             slope, intercept = self._fit()
         else:
-            intercept = a[li + 1]
+            intercept = a[1]
         return t + (intercept + slope * t)
 
     def figures(self) -> AnchorFigures:
         """Offset at the newest sample, uncertainty and drift, for a health event."""
         slope, intercept = self._fit()
         t_new = max(t for t, _ in self._minima())
-        a, li, ring = self._a, self._line_at, self._recent
-        # a gap is off - (intercept + slope t) with t, off = first + the ring's difference
-        first = a[li + 7] - (intercept + slope * a[li + 6])
-        gaps = [first + ring[i + 1] - slope * ring[i] for i in range(0, 2 * self._recent_n, 2)]
+        a, m, r = self._a, self._m, 2 * self._opts.n_buckets
+        # a gap is off - (intercept + slope t) with t, off = reference + the ring's difference
+        first = a[7] - (intercept + slope * a[6])
+        gaps = [first + m[i + 1] - slope * m[i] for i in range(r, r + 2 * self._recent_n, 2)]
         return AnchorFigures(offset_ms=(intercept + slope * t_new) * 1000.0,
                              uncertainty_ms=max(0.0, _median(gaps)) * 1000.0,
                              drift_ppm=slope * 1e6, samples=self.samples)
 
     def _fit(self) -> tuple[float, float]:
-        a, li = self._a, self._line_at
-        if _isnan(a[li]):
+        a = self._a
+        if _isnan(a[0]):
             if not self._count:
                 raise LookupError("clock anchor has no sample yet")
             pts = sorted(self._minima())
             slope = 0.0
-            a[li + 4], a[li + 5] = pts[0][0], pts[-1][0]
+            a[4], a[5] = pts[0][0], pts[-1][0]
             if pts[-1][0] - pts[0][0] >= self._opts.fit_span_s:
                 max_slope = self._opts.max_slope
                 slope = max(-max_slope, min(max_slope, _hull_slope(pts)))
-                a[li + 4] = a[li + 5] = _NAN
-            a[li], a[li + 1] = a[li + 2], a[li + 3] = slope, min(off - slope * t for t, off in pts)
-            return slope, a[li + 1]
-        return a[li], a[li + 1]
+                a[4] = a[5] = _NAN
+            a[0], a[1] = a[2], a[3] = slope, min(off - slope * t for t, off in pts)
+            return slope, a[1]
+        return a[0], a[1]
 
 
 def _hull_slope(pts: list[tuple[float, float]]) -> float:
