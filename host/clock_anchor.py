@@ -17,8 +17,8 @@ a constant. Samples are kept as one minimum per `bucket_s` of uptime over the la
   delayed buckets lie above it and never pull it up; its slope is the crystal drift,
   clamped to +-`max_drift_ppm`.
 
-The uncertainty is the median gap between the recent samples and the estimate: how far the
-typical frame sits above the fastest one. The true offset lies below the estimate by the
+The uncertainty is the median gap between the recent samples (the last 32: five minutes of
+heartbeats every 10 s) and the estimate: how far the typical frame sits above the fastest one. The true offset lies below the estimate by the
 one-way delay of the fastest frame, which one-way timing cannot observe (a few ms on a LAN).
 
 A sample later than the estimate by more than `late_s` (plus the most the crystal can have
@@ -49,7 +49,7 @@ _DEFAULT_WINDOW_S = 1800.0
 _DEFAULT_FIT_SPAN_S = 600.0
 _DEFAULT_MAX_DRIFT_PPM = 200.0
 _DEFAULT_LATE_S = 2.0
-_RECENT_SAMPLES = 64
+_RECENT_SAMPLES = 32
 # The single-precision offsets are kept within this of their reference (ClockAnchor._m)
 _REBASE_S = 16.0
 _BOOTS_KEPT = 4
@@ -100,12 +100,14 @@ def _options(*args: float) -> _Options:
 class ClockAnchor:
     """Maps one boot epoch's uptime to wall time; see the module docstring.
 
-    One per node and boot epoch, so it is kept small (~0.7 KB; a collector may hold 10,000):
+    One per node and boot epoch, so it is kept small (~0.8 KB; a collector may hold 10,000):
     slots, settings shared, and the numbers it keeps in two arrays of a fixed size: a few
     doubles for the line and a reference sample, single-precision floats for the bucket minima
     and the recent samples (a dict of bucket tuples took ~4.4 KB a node; three arrays and the
     cached lines as tuples ~2.3 KB; one array of doubles ~1.7 KB; the minima in doubles and
-    64 recent samples ~1.3 KB).
+    64 recent samples ~1.3 KB; 64 recent samples ~1.05 KB: 32 halve them, and the floats
+    then fit in 512 bytes, which Python's small-object allocator serves without malloc's
+    overhead).
 
     Args:
         bucket_s: uptime span that keeps one minimum sample.
