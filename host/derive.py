@@ -135,7 +135,6 @@ class Deriver:
     """
 
     def __init__(self, config: Any, host: HostClock | None = None):
-        self._cfgs = _node_configs(getattr(config, "nodes", ()))
         self._heartbeat_s = float(getattr(config, "heartbeat_s", 10.0))
         self._lamp_change_s = float(getattr(config, "lamp_change_s", DEFAULT_LAMP_CHANGE_S))
         self._live = ShiftOEE(getattr(config, "calendar", None), OEESettings(
@@ -153,8 +152,10 @@ class Deriver:
         self._grace_s: float | None = None  # _final_grace_s, kept (None: a node or period new)
         self._lamp_maps: dict[tuple | None, LampMap] = {}
         self._replaying = False
-        for node_id in self._cfgs:
-            self._node(node_id)
+        # every configured node now (a node's config is its _Node's; a dict of them by id
+        # besides took 0.3 MB at 10,000 nodes); a node not in the config, when first heard
+        for node_id, cfg in _node_configs(getattr(config, "nodes", ())).items():
+            self._node(node_id, cfg)
 
     # --- frames -------------------------------------------------------------------------
 
@@ -536,10 +537,10 @@ class Deriver:
 
     # --- helpers ------------------------------------------------------------------------
 
-    def _node(self, node_id: int) -> _Node:
+    def _node(self, node_id: int, cfg: Any = None) -> _Node:
         node = self._nodes.get(node_id)
         if node is None:
-            cfg = self._cfgs.get(node_id) or NodeConfig(node_id, f"node-{node_id}")
+            cfg = cfg or NodeConfig(node_id, f"node-{node_id}")
             tracker = MachineTracker(cfg.machine, node_id,
                                      self._lamp_map(getattr(cfg, "lamp_map", None)),
                                      lamp_change_s=self._lamp_change_s)
