@@ -30,8 +30,10 @@ def stored_again(header: Header, raw: bytes, stored: tuple[bytes, float] | None,
         header, raw: the frame as it arrived, at `rx_s`. stored: the kept copy's (bytes,
             receive time), None if not found. pending: that copy is in a batch not yet
             committed, so not yet ACKed. newest: (boot_id, uptime_ms) of the node's newest
-            accepted frame. acks_resumed_s: when the collector started, or its commits
-            worked again after failing (frames committed then were ACKed only then).
+            frame (its boot, the uptime of that boot's highest seq: the journal's `heard`
+            row with the batch's frames). acks_resumed_s: when the collector started, or
+            its commits worked again after failing (frames committed then were ACKed only
+            then).
     Returns:
         ProtocolError "duplicate": the same bytes, not ACKed yet or within
         RETRANSMIT_WINDOW_S of its ACK, the node not restarted since; else "replay": other

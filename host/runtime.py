@@ -400,8 +400,7 @@ class CollectorThread:
     def stats(self):
         """A copy of the collector's counters."""
         return self.call(lambda: dataclasses.replace(
-            self.runtime.collector.stats, rejects=dict(self.runtime.collector.stats.rejects),
-            last_seen_s=dict(self.runtime.collector.stats.last_seen_s)))
+            self.runtime.collector.stats, rejects=dict(self.runtime.collector.stats.rejects)))
 
     def stop(self, timeout_s: float = 10.0) -> None:
         if self._thread is None:

@@ -185,6 +185,50 @@ def test_replays_told_from_duplicates_per_node(tmp_path):
         assert j.stored_frame(7, BOOT, 2)[0] == f2  # the forged copy changed nothing
 
 
+def test_a_frame_from_before_a_power_up_is_a_replay_from_the_batch_or_the_journal(tmp_path):
+    """What the node's newest frame was (its boot and uptime) comes from the frames not yet
+    committed and from the journal's `heard` row, as a restarted collector reads it: a copy
+    of a frame from before a power-up is a replay whether the power-up's frame is still in
+    the batch, committed, or committed before the collector restarted; a resend of the
+    boot it is in now stays a duplicate."""
+    now = [1000.0]
+    c8 = lwproto.Codec(8, KEY8)
+    src = "udp:127.0.0.1"
+    old = c8.heartbeat(0x1111, 50, 900_000, 1, 0, [0] * 5)
+    fresh = [c8.heartbeat(0x2222, s, 1_000 * s + 2_000, 0, 0, [0] * 5) for s in range(4)]
+
+    def send(col, frame, at):
+        now[0] = at
+        col.submit(frame, f"{src}:4000", None, src)
+
+    path = tmp_path / "journal.sqlite"
+    journal = Journal(path)
+    col = Collector(load_config(write_config(tmp_path)), journal, clock=lambda: now[0])
+    send(col, old, 1000.0)
+    col.flush()
+    send(col, fresh[0], 1001.0)  # powered up: in the batch
+    send(col, old, 1001.5)  # replay 1
+    col.flush()
+    send(col, old, 1002.0)  # replay 2: the power-up committed
+    send(col, fresh[1], 1003.0)
+    send(col, fresh[1], 1003.5)  # duplicate 1: a resend, its first copy in the batch
+    col.flush()
+    send(col, fresh[1], 1004.0)  # duplicate 2: committed, ACKed a second ago
+    col.flush()
+    journal.close()
+    journal = Journal(path)  # the collector restarted
+    col = Collector(load_config(write_config(tmp_path)), journal, clock=lambda: now[0])
+    send(col, old, 1010.0)  # replay 3
+    send(col, fresh[1], 1010.5)  # duplicate 3
+    send(col, fresh[2], 1011.0)
+    send(col, old, 1011.5)  # replay 4: the batch holds boot 0x2222 too
+    col.flush()
+    journal.close()
+    with open_readonly(path) as r:
+        counts = {row[:3]: row[3] for row in r.reject_counts()}
+    assert counts == {(src, "replay", 8): 4, (src, "duplicate", 8): 3}
+
+
 def test_resends_after_the_disk_came_back_are_duplicates(tmp_path):
     """Frames held while commits failed are ACKed only when they work again: the node's
     resends that follow are duplicates, however long the outage."""

@@ -661,12 +661,13 @@ class Journal:
                                "AND seq = ?", (node_id, boot_id, seq)).fetchone()
         return None if row is None else (bytes(row[0]), row[1])
 
-    def newest_frame(self, node_id: int) -> tuple[int, int] | None:
-        """(boot_id, uptime_ms) of the node's newest stored frame (from the `heard` table:
-        the boot of its newest frame, the uptime of that boot's highest seq), or None."""
-        row = self._db.execute("SELECT boot_id, uptime_ms FROM heard WHERE node_id = ?",
+    def newest_frame(self, node_id: int) -> tuple[int, int, int] | None:
+        """(boot_id, seq, uptime_ms) of the node's newest stored frame (from the `heard`
+        table: the boot of its newest frame, that boot's highest seq and its uptime), or
+        None."""
+        row = self._db.execute("SELECT boot_id, seq, uptime_ms FROM heard WHERE node_id = ?",
                                (node_id,)).fetchone()
-        return None if row is None else (row[0], row[1])
+        return None if row is None else (row[0], row[1], row[2])
 
     def frame_count(self) -> int:
         return self._db.execute("SELECT count(*) FROM frames").fetchone()[0]
