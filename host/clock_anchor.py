@@ -18,8 +18,9 @@ a constant. Samples are kept as one minimum per `bucket_s` of uptime over the la
   clamped to +-`max_drift_ppm`.
 
 The uncertainty is the median gap between the recent samples (the last 32: five minutes of
-heartbeats every 10 s) and the estimate: how far the typical frame sits above the fastest one. The true offset lies below the estimate by the
-one-way delay of the fastest frame, which one-way timing cannot observe (a few ms on a LAN).
+heartbeats every 10 s) and the estimate: how far the typical frame sits above the fastest
+one. The true offset lies below the estimate by the one-way delay of the fastest frame,
+which one-way timing cannot observe (a few ms on a LAN).
 
 A sample later than the estimate by more than `late_s` (plus the most the crystal can have
 drifted since the newest bucket) is a frame that waited: in the node's outbox while its link
