@@ -21,7 +21,7 @@ from typing import Any
 from .dedupe import SeenWindow, stored_again
 from .derive import DeriverProtocol, NullDeriver
 from .errors import ProtocolError, SinkError
-from .journal import Journal, event_row
+from .journal import Journal, event_row, heard_takes
 from .protocol import decode, encode_ack
 from .upkeep import JournalUpkeep
 
@@ -207,7 +207,7 @@ class Collector:
         for f in self._frames[self._pending_indexed:]:  # index the batch only when asked
             self._pending_raw[(f[2], f[3], f[4])] = (f[7], f[0])
             prev = pending_newest.get(f[2])
-            if prev is None or prev[0] != f[3] or f[4] > prev[1]:  # the rule of `heard`
+            if prev is None or heard_takes(prev[0], prev[1], f[3], f[4]):
                 pending_newest[f[2]] = (f[3], f[4], f[6])
         self._pending_indexed = len(self._frames)
         stored = self._pending_raw.get(key)
@@ -217,8 +217,8 @@ class Collector:
         # the node's newest frame: the journal's, then the batch's by the rule of `heard`
         newest = self.journal.newest_frame(h.node_id)
         batch = pending_newest.get(h.node_id)
-        if batch is not None and (newest is None or batch[0] != newest[0]
-                                  or batch[1] > newest[1]):
+        if batch is not None and (newest is None or heard_takes(newest[0], newest[1],
+                                                                 batch[0], batch[1])):
             newest = batch
         boot_uptime = (h.boot_id, h.uptime_ms) if newest is None else (newest[0], newest[2])
         return stored_again(h, frame.raw, stored, pending, boot_uptime, rx_s,

@@ -1,7 +1,7 @@
 """The journal: the one owner of the SQLite file (accepted frames, derived events, rejects)."""
 
 from .reader import JournalReader, is_journal, open_readonly
-from .store import FrameRow, Journal, StoredEvent, StoredFrame, event_row
+from .store import FrameRow, Journal, StoredEvent, StoredFrame, event_row, heard_takes
 
 __all__ = ["FrameRow", "Journal", "JournalReader", "StoredEvent", "StoredFrame", "event_row",
-           "is_journal", "open_readonly"]
+           "heard_takes", "is_journal", "open_readonly"]

@@ -23,7 +23,7 @@ from .retention import RETENTION_SCHEMA
 from .rollups import ROLLUP_SCHEMA
 
 __all__ = ["FrameRow", "Heard", "Journal", "StoredEvent", "StoredFrame", "event_row",
-           "note_counts"]
+           "heard_takes", "note_counts"]
 
 log = logging.getLogger(__name__)
 
@@ -278,15 +278,22 @@ def _always() -> bool:
     return True
 
 
+def heard_takes(kept_boot: int, kept_seq: int, boot_id: int, seq: int) -> bool:
+    """The rule of _UPSERT_HEARD: does a frame (boot_id, seq) that arrived after the one a
+    node's `heard` row keeps set its boot, seq and uptime? Yes if of another boot, or a
+    higher seq of that boot (the newest seq of the boot last heard from)."""
+    return boot_id != kept_boot or seq > kept_seq
+
+
 def _heard_rows(frames: Sequence[FrameRow | tuple]) -> list[tuple]:
     """Per node of `frames`: (node_id, newest rx_s, boot_id, seq, uptime_ms) by the rule of
-    _UPSERT_HEARD (the newest seq of the boot last heard from)."""
+    _UPSERT_HEARD (heard_takes)."""
     newest: dict[int, tuple] = {}  # node -> its frame that sets boot, seq, uptime
     rx: dict[int, float] = {}
     for f in frames:
         node = f[2]
         prev = newest.get(node)
-        if prev is None or prev[3] != f[3] or f[4] > prev[4]:
+        if prev is None or heard_takes(prev[3], prev[4], f[3], f[4]):
             newest[node] = f
         if f[0] > rx.get(node, -math.inf):
             rx[node] = f[0]
