@@ -56,6 +56,13 @@ def stored_again(header: Header, raw: bytes, stored: tuple[bytes, float] | None,
     return ProtocolError("duplicate", f"{what} resent (its ACK was late or lost)")
 
 
+# A boot whose numbers have no gap, in `SeenWindow._boots`: one int, low << _RUN | (high + 1)
+# (seq is 32 bits, so high + 1 fits in _RUN bits; an int the width of two is 40 bytes where
+# a list of [high, low, None] and its two numbers took ~140).
+_RUN = 33
+_TOP = (1 << _RUN) - 1
+
+
 class SeenWindow:
     """Which (node, boot, seq) are stored: recent sequence numbers per boot in memory, the
     journal's UNIQUE index behind them.
@@ -63,72 +70,87 @@ class SeenWindow:
     Per (node, boot) the numbers within `span` of the highest are known in memory; a miss
     below that, or on a boot not in memory (after a restart), asks the journal. A boot whose
     numbers have no gap from `low` to the highest (a node whose frames all arrived: nearly
-    every boot, nearly always) keeps only those two numbers; a gap within the span brings a
-    bitmap (bit i: highest - i, about 300 bytes at the default span), dropped again once
-    the gap has left the span. Numbers accepted since the last commit are also kept in a set
-    until `prune` (after the commit), so a number that leaves the span before its frame is
-    stored is still known: a miss in memory is exact. Both `add` and `prune` cost O(1) per
-    frame, whatever the number of boots.
+    every boot, nearly always) keeps only those two numbers, packed in one int; a gap within
+    the span brings a bitmap (bit i: highest - i, about 300 bytes at the default span),
+    dropped again once the gap has left the span. Numbers accepted since the last commit
+    are also kept in a set until `prune` (after the commit), so a number that leaves the
+    span before its frame is stored is still known: a miss in memory is exact. Both `add`
+    and `prune` cost O(1) per frame, whatever the number of boots. Node ids are 16 bits,
+    boot ids and sequence numbers 32 (the protocol's): a (node, boot) is keyed by one int
+    (a tuple and its boot id took ~90 bytes a node), a (node, boot, seq) by another.
     """
 
     def __init__(self, journal: Journal, span: int = 2048, max_boots: int = 50_000):
         self._journal, self._span, self._max_boots = journal, span, max_boots
         self._full = (1 << (span + 1)) - 1  # the bits of highest - span .. highest
-        # (node, boot) -> [highest, low, bitmap]: bitmap None, every number from low to the
-        # highest is known (a bitmap took ~300 bytes a node at 1 frame/s, 3 MB at 10,000)
-        self._boots: dict[tuple[int, int], list] = {}
-        self._uncommitted: set[tuple[int, int, int]] = set()  # accepted since the last prune
+        # node << 32 | boot -> a run (an int: every number from low to the highest is known;
+        # see _RUN) or [highest, bitmap] (a bitmap took ~300 bytes a node at 1 frame/s, 3 MB
+        # at 10,000)
+        self._boots: dict[int, int | list[int]] = {}
+        self._uncommitted: set[int] = set()  # node << 64 | boot << 32 | seq, since the prune
 
     def add(self, node_id: int, boot_id: int, seq: int) -> bool:
         """Mark as seen; False if it already was (a duplicate)."""
-        key = (node_id, boot_id)
-        entry = self._boots.get(key)
+        key = node_id << 32 | boot_id
+        boots = self._boots
+        entry = boots.get(key)
         if entry is None:
-            entry = self._boots[key] = self._seed(node_id, boot_id, seq)
-        high, low, bits = entry
+            entry = boots[key] = self._seed(node_id, boot_id, seq)
         span = self._span
-        if bits is None:
-            if seq == high + 1:  # the usual frame: the run goes on
-                entry[0] = seq
-                self._uncommitted.add((node_id, boot_id, seq))
+        if type(entry) is int:
+            top = entry & _TOP
+            if seq == top:  # the usual frame: the run goes on
+                boots[key] = entry + 1
+                self._uncommitted.add(key << 32 | seq)
                 return True
-            if low <= seq <= high and high - seq <= span:
+            high, low = top - 1, entry >> _RUN
+            if seq <= high and high - seq > span:
+                return self._below(key, node_id, boot_id, seq)
+            if low <= seq <= high:
                 return False
-            if seq > high or high - seq <= span:  # a gap within the span: the run as bits
-                bits = entry[2] = self._full >> max(0, span - (high - low))
+            # a gap within the span (seq past the run's end, or below its start): as bits
+            entry = boots[key] = [high, self._full >> max(0, span - (high - low))]
+        high, bits = entry
         if seq > high:
-            entry[0] = seq
             bits = ((bits << (seq - high)) | 1) & self._full
             if bits == self._full:  # no gap left in the span
-                entry[1], entry[2] = seq - span, None
+                boots[key] = (seq - span) << _RUN | (seq + 1)
             else:
-                entry[2] = bits
+                entry[0], entry[1] = seq, bits
         elif high - seq <= span:
             bit = 1 << (high - seq)
             if bits & bit:
                 return False
             bits |= bit
             if bits == self._full:
-                entry[1], entry[2] = high - span, None
+                boots[key] = (high - span) << _RUN | (high + 1)
             else:
-                entry[2] = bits
-        elif ((node_id, boot_id, seq) in self._uncommitted
-              or self._journal.has_frame(node_id, boot_id, seq)):
-            return False
-        self._uncommitted.add((node_id, boot_id, seq))
+                entry[1] = bits
+        else:
+            return self._below(key, node_id, boot_id, seq)
+        self._uncommitted.add(key << 32 | seq)
         return True
 
-    def _seed(self, node_id: int, boot_id: int, seq: int) -> list:
+    def _below(self, key: int, node_id: int, boot_id: int, seq: int) -> bool:
+        """`add` for a number below the span: known if accepted since the prune, else the
+        journal's."""
+        u = key << 32 | seq
+        if u in self._uncommitted or self._journal.has_frame(node_id, boot_id, seq):
+            return False
+        self._uncommitted.add(u)
+        return True
+
+    def _seed(self, node_id: int, boot_id: int, seq: int) -> int | list[int]:
         """A boot first seen since the start: its stored numbers near `seq`, from the journal."""
         seqs = self._journal.seqs_from(node_id, boot_id, seq - self._span)
-        if not seqs:  # (seq itself is then the first)
-            return [seq - 1, seq, None]
+        if not seqs:  # (seq itself is then the first): an empty run that begins at seq
+            return seq << _RUN | seq
         high = max(seqs)
         bits = 0
         for s in seqs:
             if high - s <= self._span:
                 bits |= 1 << (high - s)
-        return [high, high - self._span, None] if bits == self._full else [high, 0, bits]
+        return (high - self._span) << _RUN | (high + 1) if bits == self._full else [high, bits]
 
     def prune(self) -> None:
         """After a commit: what was accepted is stored, and the oldest boots beyond
