@@ -32,20 +32,20 @@ class Delta(NamedTuple):
     since: float  # when the output of this delta began to be made (host time)
 
 
-class BootCounts:
-    """The count maxima of one node's last few boots (times in host monotonic seconds)."""
+class BootCounts(list):
+    """The count maxima of one node's last few boots (times in host monotonic seconds).
 
-    __slots__ = ("_b",)
+    Per boot, least recently used first, four items in one flat list, which is this object
+    itself: boot id, highest good, highest ng, when its last heartbeat was made. A node has
+    one boot at a time: a dict of lists took ~310 bytes a node, an object holding the list
+    ~130, the list alone ~90. Only the methods below change it.
+    """
 
-    def __init__(self) -> None:
-        # Per boot, least recently used first, four items in one flat list: boot id, highest
-        # good, highest ng, when its last heartbeat was made. A node has one boot at a time:
-        # a dict of lists took ~310 bytes a node, this ~90.
-        self._b: list = []
+    __slots__ = ()
 
     def _at(self, boot_id: int) -> int:
-        """Where `boot_id`'s entry begins in `_b`, now the most recently used; -1: none."""
-        b = self._b
+        """Where `boot_id`'s entry begins, now the most recently used; -1: none."""
+        b = self
         i = len(b) - 4
         if i >= 0 and b[i] == boot_id:  # the usual case
             return i
@@ -59,7 +59,7 @@ class BootCounts:
     def heartbeat(self, boot_id: int, good: int, ng: int, made: float,
                   boot_start: float) -> Delta:
         """The delta of a heartbeat made at `made` with cumulative `good` / `ng`."""
-        b = self._b
+        b = self
         i = self._at(boot_id)
         if i < 0:  # the first heartbeat seen of this boot: it counted from 0
             b += (boot_id, good, ng, boot_start)
@@ -85,7 +85,7 @@ class BootCounts:
     def unchanged(self, boot_id: int, good: int, ng: int) -> bool:
         """True if a heartbeat of `boot_id` with these counts is no delta: the boot's highest
         counts are these (then `heartbeat` would return a zero delta; `made` records it)."""
-        b = self._b
+        b = self
         i = len(b) - 4
         if i < 0 or b[i] != boot_id:
             i = self._find(boot_id)
@@ -97,13 +97,13 @@ class BootCounts:
         i = self._at(boot_id)
         if i < 0:
             raise KeyError(boot_id)
-        b = self._b
+        b = self
         b[i + 3] = max(b[i + 3], made)
 
     def seed(self, boot_id: int, good_total: int, ng_total: int, made: float) -> None:
         """Raise a boot's maxima to a journaled count event's totals (after a restart)."""
         totals = (good_total % COUNT_MOD, ng_total % COUNT_MOD)
-        b = self._b
+        b = self
         i = self._find(boot_id)
         if i < 0:  # the most recently used from now on, as a heartbeat's would be
             b += (boot_id, *totals, made)
@@ -113,8 +113,8 @@ class BootCounts:
                 b[k] = value
 
     def _find(self, boot_id: int) -> int:
-        """Where `boot_id`'s entry begins in `_b` (its place unchanged); -1: none."""
-        b = self._b
+        """Where `boot_id`'s entry begins (its place unchanged); -1: none."""
+        b = self
         for j in range(len(b) - 4, -1, -4):
             if b[j] == boot_id:
                 return j
