@@ -93,8 +93,10 @@ class _Node:
     # the order the boots were first seen, at most _BOOTS_KEPT boots (a dict took ~220 bytes a
     # node, a list of one boot ~70).
     lamp_seq: list[int] = field(default_factory=list)
-    # Set after a heartbeat left the node settled: (boot, lamps, state, reason, since); a
-    # heartbeat matching it changes nothing (Deriver._quiet). Any other frame clears it.
+    # Set after a heartbeat of the node's newest boot (lamp_seq's last) left it settled:
+    # (lamps, state, reason, since); a heartbeat of that boot matching it changes nothing
+    # (Deriver._quiet). Any other frame clears it. (The boot is lamp_seq's: a copy of its id
+    # here took 40 bytes a node.)
     quiet: tuple | None = None
 
 
@@ -174,27 +176,28 @@ class Deriver:
                 return out
         node.quiet = None
         out = self._derive(frame, rx_s)
-        tr = node.tracker
-        if node.backlog is None and tr.lamps == body.lamps and tr.settled():
-            node.quiet = (h.boot_id, body.lamps, tr.state, tr.reason, tr.since)
+        tr, seqs = node.tracker, node.lamp_seq
+        if (node.backlog is None and tr.lamps == body.lamps and seqs and seqs[-2] == h.boot_id
+                and tr.settled()):
+            node.quiet = (body.lamps, tr.state, tr.reason, tr.since)
         return out
 
     def _quiet(self, node: _Node, h: Any, body: Heartbeat, rx_s: float) -> list[Event] | None:
         """The fast path of a heartbeat that changes no lamp and no state (most of a plant's
-        frames): the same boot, lamps and machine state as the node's last settled
-        heartbeat, the node neither silent nor back from silence, no clock step. Does what
+        frames): the same boot (the newest), lamps and machine state as the node's last
+        settled heartbeat, the node neither silent nor back from silence, no clock step. Does what
         `_derive` would (anchor, last heard, counts, the lamps' bookkeeping) and returns its
         events: none, or the count; None, having changed nothing: take `_derive`."""
         host = self._host
         tr = node.tracker
         boot_id = h.boot_id
         if ((host is not None and len(host.steps) > self._steps_seen)
-                or node.quiet != (boot_id, body.lamps, tr.state, tr.reason, tr.since)
+                or node.quiet != (body.lamps, tr.state, tr.reason, tr.since)
                 or node.backlog is not None):
             return None
         seqs = node.lamp_seq
         i = len(seqs) - 2
-        if i < 0 or seqs[i] != boot_id:  # not the newest boot's: the general path
+        if i < 0 or seqs[i] != boot_id:  # not the newest boot's (the quiet one's): in general
             return None
         last_lamp_seq = seqs[i + 1]
         rx = self._mono(rx_s)
