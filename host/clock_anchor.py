@@ -122,10 +122,12 @@ class ClockAnchor:
     # stale (NaN: none yet), while the cached line is the constant estimate bounds on the
     # minima's uptimes (lowest, highest; NaN: none) for the fast path of `_lower`, and the
     # reference sample (uptime, offset): the first sample, its offset moved to a bucket
-    # minimum whenever one lies more than _REBASE_S from it (`_rebase`).
+    # minimum whenever one lies more than _REBASE_S from it (`_rebase`); then the number of
+    # samples and the highest bucket index ("newest"; NaN: none), kept rather than max()ed
+    # (as floats, exact below 2**53: as two ints in slots they took 64 bytes more a node).
     # _m (single precision), for n buckets: [0, n) each bucket minimum's uptime less its
     # bucket's start, bucket index i (within the window) in slot i % n, NaN: empty (the index
-    # is floor(t / bucket); a slot's is the one in the window (_newest - n, _newest] that
+    # is floor(t / bucket); a slot's is the one in the window (newest - n, newest] that
     # falls in it); [n, 2n) their offsets less the reference's; then the last
     # _RECENT_SAMPLES samples as t0, off0, t1, off1, ... (a ring, _recent_n of them so far),
     # each less the reference sample's. A float's 24 bits cost a minimum's uptime at most
@@ -134,31 +136,34 @@ class ClockAnchor:
     # below a frame's delay, where doubles took 0.5 KB a node. The recent samples only feed
     # the uncertainty, as gaps above the line: there the uptime's rounding costs at most
     # max_drift x its ulp (25 us after 49 days of uptime at 50 ppm).
-    __slots__ = ("_a", "_count", "_m", "_newest", "_opts", "_recent_at", "_recent_n",
-                 "samples")
+    __slots__ = ("_a", "_count", "_m", "_opts", "_recent_at", "_recent_n")
 
     def __init__(self, bucket_s: float = _DEFAULT_BUCKET_S, window_s: float = _DEFAULT_WINDOW_S,
                  fit_span_s: float = _DEFAULT_FIT_SPAN_S,
                  max_drift_ppm: float = _DEFAULT_MAX_DRIFT_PPM, late_s: float = _DEFAULT_LATE_S):
         self._opts = opts = _options(bucket_s, window_s, fit_span_s, max_drift_ppm, late_s)
         n = opts.n_buckets
-        self._a = array("d", [_NAN]) * 8
+        self._a = array("d", [_NAN]) * 10
+        self._a[8] = 0.0  # samples
         self._m = array("f", [_NAN]) * (2 * n + 2 * _RECENT_SAMPLES)
         self._count = 0  # buckets filled
         self._recent_n = 0  # samples in the ring
         self._recent_at = 0  # where the next sample goes once the ring is full
-        self._newest: int | None = None  # highest bucket index, kept rather than max()ed
-        self.samples = 0
 
     @property
     def ready(self) -> bool:
         return self._count > 0
 
+    @property
+    def samples(self) -> int:
+        return int(self._a[8])
+
     def _minima(self) -> list[tuple[float, float]]:
         """The bucket minima (uptime, offset), unordered."""
-        m, n, newest = self._m, self._opts.n_buckets, self._newest
-        if newest is None:
+        m, n, newest = self._m, self._opts.n_buckets, self._a[9]
+        if _isnan(newest):
             return []
+        newest = int(newest)
         bucket_s, off0 = self._opts.bucket_s, self._a[7]
         return [((newest - (newest - i) % n) * bucket_s + m[i], off0 + m[n + i])
                 for i in range(n) if not _isnan(m[i])]
@@ -168,9 +173,11 @@ class ClockAnchor:
         t = uptime_ms / 1000.0
         off = rx_s - t
         a, m, opts = self._a, self._m, self._opts
-        if not self.samples:
+        # the first sample: no bucket yet (every sample after it leaves one at least)
+        first = not self._count
+        if first:
             a[6], a[7] = t, off
-        self.samples += 1
+        a[8] += 1.0
         n = opts.n_buckets
         r = 2 * n + (2 * self._recent_n if self._recent_n < _RECENT_SAMPLES
                      else self._recent_at)
@@ -181,7 +188,8 @@ class ClockAnchor:
             self._recent_at = (self._recent_at + 2) % (2 * _RECENT_SAMPLES)
         bucket_s = opts.bucket_s
         idx = math.floor(t / bucket_s)
-        newest = idx if self._newest is None else self._newest
+        # a float: compared as it is, made an int only to walk buckets
+        newest = idx if first else a[9]
         if idx <= newest - n:
             return  # older than the window: the window already has better information
         # Against the latest line, even if a new minimum made it stale since: for a frame that
@@ -210,8 +218,9 @@ class ClockAnchor:
             self._lower(t, off)
             if not same and not empty:  # that older bucket went, as below
                 a[0] = _NAN
-        if idx > newest or self._newest is None:
-            self._newest = idx
+        if idx > newest or first:
+            a[9] = idx
+            newest = int(newest)
             # the buckets of the old window (newest - n, newest] that left it are emptied;
             # the new bucket's slot (that of idx - n) was taken over above
             for old in range(newest - n + 1, min(newest, idx - n) + 1):
@@ -235,7 +244,7 @@ class ClockAnchor:
         """Did this sample's frame wait somewhere (module docstring)?"""
         slope, intercept = self._fit()
         opts = self._opts
-        t_new = (self._newest + 1) * opts.bucket_s
+        t_new = (self._a[9] + 1) * opts.bucket_s
         drift = opts.max_slope * max(0.0, t - t_new)
         return off - (intercept + slope * t) > opts.late_s + drift
 
