@@ -358,6 +358,11 @@ class NodeClock:
         self._last_boot: int | None = None  # the most recently used boot and its epochs
         self._last_epochs: _Epochs | None = None
 
+    @property
+    def boot(self) -> int | None:
+        """The boot id of the frame fed last (None: none yet), as the int kept here."""
+        return self._last_boot
+
     def hello(self, boot_id: int, seq: int) -> None:
         """A HELLO at `seq`: a reset, so uptime from here on gets a fresh anchor."""
         epochs = self._epochs(boot_id)

@@ -232,6 +232,9 @@ class Deriver:
             node.clock.hello(h.boot_id, h.seq)
         rx = self._mono(rx_s)
         anchor = node.clock.observe(h.boot_id, h.seq, h.uptime_ms, rx)
+        # h.boot_id as the int the node's clock keeps for it, the one stored with its counts
+        # and lamp seqs too (each holder's own copy of the same id took 64 bytes a node)
+        boot_id = node.clock.boot
         made = anchor.to_wall(h.uptime_ms)  # host monotonic time (the anchor's domain)
         utc = self._utc
         ts = utc(made)
@@ -258,8 +261,8 @@ class Deriver:
                 "reset_cause": body.reset_cause, "config_hash": body.config_hash.hex(),
                 "heartbeat_ms": body.heartbeat_ms, "lamp_mask": body.lamp_mask}))
         elif isinstance(body, Heartbeat):  # the most frequent frame: tested first
-            counts = self._counts(node, h.boot_id, body, made, ts, anchor)
-            lamps = (ts, h.seq, h.boot_id, body, None)
+            counts = self._counts(node, boot_id, body, made, ts, anchor)
+            lamps = (ts, h.seq, boot_id, body, None)
             if counts and node.backlog is None and not out:  # the usual case, in one go
                 new = counts + self._lamps(node, *lamps)
                 self._absorb(new)
@@ -268,7 +271,7 @@ class Deriver:
         elif isinstance(body, Lamp):
             changes = [(ev.channel, ev.state, min(ts, utc(anchor.to_wall(ev.uptime_ms))))
                        for ev in body.events]
-            lamps = (ts, h.seq, h.boot_id, body, changes)
+            lamps = (ts, h.seq, boot_id, body, changes)
         elif isinstance(body, Health):
             fig = self._figures(anchor)
             data = {

@@ -614,6 +614,21 @@ def test_lamp_seq_keeps_the_newest_seq_of_the_first_seen_boots_only(seed):
         assert seqs == [x for item in model.items() for x in item]
 
 
+def test_a_node_keeps_one_int_for_its_boot_id():
+    # The decoder makes a new int for each frame's boot id; the clock, the counts and the
+    # lamp seqs keep the first one they are given, so a node would hold three copies (32
+    # bytes each at 32 bits): they share the clock's.
+    d = deriver()
+    for body, seq, up in [(hello(), 0, 0), (hb(green=ON), 1, 1_000),
+                          (lamp((G, OFF, 1_500)), 2, 1_600), (hb(), 3, 2_000)]:
+        boot = int(str(BOOT_A))  # a fresh int object, equal to the others
+        d.on_frame(Frame(Header(_TYPES[type(body)], NODE, boot, seq, up), body, b""),
+                   T0 + up / 1000)
+    node = d._nodes[NODE]
+    assert node.clock.boot == BOOT_A
+    assert node.counts[0] is node.clock.boot and node.lamp_seq[0] is node.clock.boot
+
+
 def test_replay_ignores_the_same_stale_heartbeats_as_the_live_deriver():
     script = [(hello(hb_ms=2000), 0, 0, 0.0), (lamp((G, ON, 1_000)), 1, 2_500, 0.0),
               (hb(10, 0, green=ON), 2, 2_600, 0.0),
