@@ -63,6 +63,11 @@ _RUN = 33
 _TOP = (1 << _RUN) - 1
 
 
+def _run(low: int, high: int) -> int:
+    """The packed run of every number from `low` to `high` (high = low - 1: none yet)."""
+    return low << _RUN | (high + 1)
+
+
 class SeenWindow:
     """Which (node, boot, seq) are stored: recent sequence numbers per boot in memory, the
     journal's UNIQUE index behind them.
@@ -114,7 +119,7 @@ class SeenWindow:
         if seq > high:
             bits = ((bits << (seq - high)) | 1) & self._full
             if bits == self._full:  # no gap left in the span
-                boots[key] = (seq - span) << _RUN | (seq + 1)
+                boots[key] = _run(seq - span, seq)
             else:
                 entry[0], entry[1] = seq, bits
         elif high - seq <= span:
@@ -123,7 +128,7 @@ class SeenWindow:
                 return False
             bits |= bit
             if bits == self._full:
-                boots[key] = (high - span) << _RUN | (high + 1)
+                boots[key] = _run(high - span, high)
             else:
                 entry[1] = bits
         else:
@@ -144,13 +149,13 @@ class SeenWindow:
         """A boot first seen since the start: its stored numbers near `seq`, from the journal."""
         seqs = self._journal.seqs_from(node_id, boot_id, seq - self._span)
         if not seqs:  # (seq itself is then the first): an empty run that begins at seq
-            return seq << _RUN | seq
+            return _run(seq, seq - 1)
         high = max(seqs)
         bits = 0
         for s in seqs:
             if high - s <= self._span:
                 bits |= 1 << (high - s)
-        return (high - self._span) << _RUN | (high + 1) if bits == self._full else [high, bits]
+        return _run(high - self._span, high) if bits == self._full else [high, bits]
 
     def prune(self) -> None:
         """After a commit: what was accepted is stored, and the oldest boots beyond
