@@ -57,8 +57,8 @@ def stored_again(header: Header, raw: bytes, stored: tuple[bytes, float] | None,
 
 
 # A boot whose numbers have no gap, in `SeenWindow._boots`: one int, low << _RUN | (high + 1)
-# (seq is 32 bits, so high + 1 fits in _RUN bits; an int the width of two is 40 bytes where
-# a list of [high, low, None] and its two numbers took ~140).
+# (seq is 32 bits, so high + 1 fits in _RUN bits). With the int key: 115 bytes a boot in all
+# where a tuple key and a list of [high, low, None] took 213 (tests/test_dedupe.py).
 _RUN = 33
 _TOP = (1 << _RUN) - 1
 
